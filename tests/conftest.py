@@ -1,0 +1,60 @@
+"""Shared fixtures: where the real data is, and a small model bundle the tests build."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "pbc").is_dir():
+        pytest.skip(f"real data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def pbc(data_dir) -> Path:
+    return data_dir / "pbc"
+
+
+@pytest.fixture(scope="session")
+def bccd(data_dir) -> Path:
+    return data_dir / "bccd"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A plumbing-only bundle: EfficientNet-Lite0 at 64 px with random weights.
+
+    It exists so the CLI/GUI/pipeline tests run without the trained bundles; its
+    predictions mean nothing, only their shape and bookkeeping are checked.
+    """
+    from training.factory import build_model
+
+    from yawbcc_desktop.core.classes import GROUPS
+
+    folder = tmp_path_factory.mktemp("bundles") / "tiny-test"
+    folder.mkdir()
+    model = build_model("efficientnet-lite0", 64, weights=None)
+    model.save(folder / "model.keras")
+    card = {
+        "name": "tiny-test",
+        "backbone": "efficientnet-lite0",
+        "input_size": 64,
+        "class_order": list(GROUPS),
+        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0},
+        "temperature": 1.5,
+        "test_metrics": {},
+    }
+    (folder / "model.json").write_text(json.dumps(card))
+    return folder

@@ -1,0 +1,139 @@
+"""The headless ``yawbcc`` command on real files and on every kind of bad input.
+
+Classification here uses the tests' own tiny bundle (random weights): it checks the
+plumbing (rows, columns, probabilities, exit codes), not the accuracy, which the trained
+bundles' tests and benchmarks measure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from yawbcc_desktop.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, main
+from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory, pbc):
+    """Real cells mixed with every kind of bad file the issue lists."""
+    root = tmp_path_factory.mktemp("messy")
+    good = sorted((pbc / "lymphocyte").glob("*.jpg"))[:3] + sorted((pbc / "platelet").glob("*.jpg"))[:2]
+    for src in good:
+        shutil.copy(src, root / src.name)
+    shutil.copy(pbc / "neutrophil" / ".DS_169665.jpg", root / "DS_169665.jpg")
+    (root / "zero.jpg").write_bytes(b"")
+    data = good[0].read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 4])
+    (root / "text.png").write_text("not a picture")
+    arr16 = (np.asarray(Image.open(good[1]).convert("L"), np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(arr16).save(root / "deep16.tif")
+    Image.open(good[2]).convert("L").save(root / "grey.png")
+    Image.open(good[2]).convert("RGBA").save(root / "alpha.png")
+    Image.new("RGB", (1, 1), (200, 100, 150)).save(root / "one_pixel.png")
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 2, 0, 0, 0)
+    (root / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    shutil.copy(good[0], root / "lymphocyte_été_血.jpg")
+    (root / "folder.jpg").mkdir()
+    shutil.copy(good[1], root / "folder.jpg" / "inside.jpg")
+    return root
+
+
+BAD = {"DS_169665.jpg", "zero.jpg", "truncated.jpg", "text.png", "bomb.png", "one_pixel.png"}
+
+
+def test_segment_reports_bad_files_and_keeps_the_rest(messy_folder, tmp_path, capsys):
+    out = tmp_path / "cells.csv"
+    code = main(["segment", str(messy_folder), "--out", str(out), "--mode", "cell"])
+    err = capsys.readouterr().err
+    assert code == EXIT_SOME_FAILED
+    for name in BAD:
+        lines = [line for line in err.splitlines() if name in line]
+        assert len(lines) == 1, (name, err)
+    rows = pd.read_csv(out, encoding="utf-8-sig")
+    assert list(rows.columns) == SEGMENT_COLUMNS
+    names = {p.rsplit("/", 1)[-1] for p in rows["path"]}
+    assert {"deep16.tif", "grey.png", "alpha.png", "lymphocyte_été_血.jpg", "inside.jpg"} <= names
+    assert not names & BAD
+    assert "files read" in err and "files failed" in err
+    assert (rows["width"] > 10).all() and set(rows["kind"]) <= {"WBC", "PLATELET"}
+
+
+def test_classify_with_test_bundle(messy_folder, tmp_path, tiny_bundle, capsys):
+    out = tmp_path / "results.csv"
+    code = main(["classify", str(messy_folder), "--model", str(tiny_bundle), "--out", str(out), "--mode", "auto"])
+    assert code == EXIT_SOME_FAILED
+    rows = pd.read_csv(out, encoding="utf-8-sig")
+    assert list(rows.columns) == CLASSIFY_COLUMNS
+    probs = rows[[f"prob_{g}" for g in GROUPS]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (rows["predicted"] == [GROUPS[i] for i in probs.argmax(axis=1)]).all()
+    assert np.allclose(rows["confidence"], probs.max(axis=1), atol=1e-6)
+    assert (rows["model"] == "tiny-test").all()
+    assert len(rows) >= 8
+
+
+def test_all_good_files_exit_zero(pbc, tmp_path):
+    files = [str(p) for p in sorted((pbc / "basophil").glob("*.jpg"))[:4]]
+    assert main(["segment", *files, "--out", str(tmp_path / "ok.csv"), "--quiet"]) == EXIT_OK
+    assert len(pd.read_csv(tmp_path / "ok.csv", encoding="utf-8-sig")) == 4
+
+
+def test_missing_model_is_one_clear_message(pbc, tmp_path, capsys):
+    code = main(["classify", str(pbc / "basophil"), "--model", "no-such-model", "--out", str(tmp_path / "x.csv")])
+    assert code == EXIT_UNUSABLE
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "not found" in err
+
+
+def test_broken_bundle_is_reported(tmp_path, pbc, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text("{not json")
+    code = main(["classify", str(pbc / "basophil"), "--model", str(broken), "--out", str(tmp_path / "x.csv")])
+    assert code == EXIT_UNUSABLE
+    assert "model.json" in capsys.readouterr().err
+
+
+def test_no_input_files(tmp_path, capsys):
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == EXIT_UNUSABLE
+
+
+def test_models_lists_a_bundle(tiny_bundle, monkeypatch, capsys):
+    monkeypatch.setenv("YAWBCC_MODELS", str(tiny_bundle.parent))
+    assert main(["models"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "tiny-test" in out and "efficientnet-lite0" in out and "64x64" in out
+
+
+def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
+    """Rows of images analysed before a crash stay on disk in <out>.partial."""
+    import yawbcc_desktop.core.pipeline as pipeline
+
+    files = [str(p) for p in sorted((pbc / "monocyte").glob("*.jpg"))[:5]]
+    real = pipeline.segment_image
+    calls = {"n": 0}
+
+    def crash_on_fourth(path, mode="auto", card=None):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(path, mode, card)
+
+    monkeypatch.setattr(pipeline, "segment_image", crash_on_fourth)
+    out = tmp_path / "cells.csv"
+    assert main(["segment", *files, "--out", str(out), "--quiet"]) == 130
+    assert not out.exists()
+    kept = pd.read_csv(tmp_path / "cells.csv.partial", encoding="utf-8-sig")
+    assert len(kept) == 3

@@ -1,0 +1,293 @@
+"""``python -m training <command>``: index, split, fit, evaluate, export.
+
+Every command that writes a folder also writes its log (``train.log``) and configuration
+there, so a run can be understood and repeated later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pbc")
+
+
+class RunLog:
+    """Prints and appends to ``<folder>/train.log``."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "train.log"
+
+    def __call__(self, msg: str) -> None:
+        line = f"{datetime.now().strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def _index(args) -> int:
+    from yawbcc_desktop.cli import main as cli_main
+
+    return cli_main(["index", args.data, *(["--out", args.out] if args.out else [])])
+
+
+def _split(args) -> int:
+    from yawbcc_desktop.core.dataset import index_folder
+
+    from .splits import conflicting_duplicates, make_split, save_split, split_checksum
+
+    index = index_folder(args.data)
+    for _, row in index.skipped.iterrows():
+        print(f"skipped: {row['path']}: {row['reason']}")
+    split = make_split(index.images, args.valid, args.test, args.seed)
+    for _, row in conflicting_duplicates(split).iterrows():
+        print(f"identical file with conflicting labels: {row['path']} ({row['group']}, {row['split']})")
+    save_split(split, args.out)
+    print(split.groupby(["split"]).size().to_string())
+    print(f"split checksum {split_checksum(split)} -> {args.out}")
+    return 0
+
+
+def merge_extra(split: pd.DataFrame, folders: list[str], corrections: list[str], log) -> pd.DataFrame:
+    """Add reviewers' folders and corrections to the training side; skip files already known."""
+    from yawbcc_desktop.core.classes import GROUPS
+    from yawbcc_desktop.core.dataset import file_sha1, index_folder
+
+    extra = [index_folder(f).images for f in folders]
+    for csv_path in corrections:
+        rows = pd.read_csv(csv_path, encoding="utf-8-sig")
+        label_col = next((c for c in ("final_label", "label", "group") if c in rows.columns), None)
+        if "path" not in rows.columns or label_col is None:
+            raise SystemExit(f"{csv_path}: needs columns path and final_label (or label/group)")
+        rows = rows[rows[label_col].isin(GROUPS)]
+        ok = rows["path"].map(lambda p: Path(p).is_file())
+        for p in rows.loc[~ok, "path"]:
+            log(f"correction skipped, file not found: {p}")
+        rows = rows[ok]
+        extra.append(
+            pd.DataFrame(
+                {
+                    "path": rows["path"],
+                    "image": rows["path"].map(lambda p: Path(p).name),
+                    "group": rows[label_col],
+                    "label": rows[label_col],
+                    "sha1": rows["path"].map(file_sha1),
+                }
+            )
+        )
+    if not extra:
+        return split
+    added = pd.concat(extra, ignore_index=True).drop_duplicates("sha1")
+    known = set(split["sha1"])
+    fresh = added[~added["sha1"].isin(known)].assign(split="train")
+    log(f"extra images: {len(added)}, {len(added) - len(fresh)} already in the data set, {len(fresh)} added to train")
+    return pd.concat([split, fresh[split.columns]], ignore_index=True)
+
+
+def _fit(args) -> int:
+    from yawbcc_desktop.core.dataset import index_folder
+
+    from .calibration import fit_temperature
+    from .data import cached_arrays, labels_of
+    from .fit import FitConfig, fit, read_history
+    from .report import write_report
+    from .splits import drop_conflicts, load_split, make_split, save_split, split_checksum
+
+    out = Path(args.out)
+    log = RunLog(out)
+    log(f"python -m training {' '.join(sys.argv[1:])}")
+    if args.split and Path(args.split).exists():
+        split = load_split(args.split)
+    else:
+        split = make_split(index_folder(args.data).images, seed=args.seed)
+        save_split(split, out / "split.csv")
+    checksum = split_checksum(split)
+    split = drop_conflicts(merge_extra(split, args.extra, args.corrections, log))
+    save_split(split, out / "split_used.csv")
+    config = FitConfig(
+        backbone=args.backbone,
+        input_size=args.size,
+        cell_field=args.field,
+        balance=not args.no_balance,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        epochs_frozen=args.epochs_frozen,
+        epochs_fine=args.epochs,
+        lr_fine=args.lr,
+        fine_tune_layers=args.fine_tune_layers,
+        seed=args.seed,
+        extra={"split_sha1": checksum, "data": args.data},
+    )
+    t0 = time.monotonic()
+    parts = {}
+    for name in ("train", "valid", "test"):
+        frame = split[split["split"] == name].reset_index(drop=True)
+        log(f"preprocessing {name}: {len(frame)} images at {config.input_size} px")
+        parts[name] = (frame, cached_arrays(list(frame["path"]), config.input_size, config.balance, config.cell_field, args.cache, log), labels_of(frame))
+    from .factory import WeightsUnavailableError
+
+    try:
+        model = fit(config, parts["train"][1], parts["train"][2], parts["valid"][1], parts["valid"][2], out, args.resume, log)
+    except WeightsUnavailableError as exc:
+        log(f"error: {exc}")
+        return 2
+    minutes = (time.monotonic() - t0) / 60
+    log(f"training took {minutes:.1f} min")
+    valid_probs = _predict(model, parts["valid"][1])
+    temperature = fit_temperature(valid_probs, parts["valid"][2])
+    log(f"temperature fitted on validation: {temperature:.3f}")
+    history, frozen = read_history(out)
+    metrics = _evaluate(model, parts["test"], temperature, out / "report", history, frozen, log)
+    card = {
+        "name": args.name or out.name,
+        "backbone": config.backbone,
+        "input_size": config.input_size,
+        "class_order": list(__import__("yawbcc_desktop.core.classes", fromlist=["GROUPS"]).GROUPS),
+        "preprocessing": {"colour_balance": config.balance, "field": config.cell_field, "cell_context": args.cell_context},
+        "temperature": temperature,
+        "test_metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")},
+        "split_sha1": checksum,
+        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_minutes": round(minutes, 1),
+        "training": {k: v for k, v in config.__dict__.items() if k != "extra"},
+        "versions": _versions(),
+    }
+    (out / "model.json").write_text(json.dumps(card, indent=2))
+    log(f"run complete: {out} (export with: python -m training export {out} --name NAME)")
+    return 0
+
+
+def _predict(model, images: np.ndarray) -> np.ndarray:
+    out = []
+    for i in range(0, len(images), 128):
+        out.append(np.asarray(model.predict_on_batch(np.asarray(images[i : i + 128], np.float32)), np.float64))
+    return np.concatenate(out) if out else np.zeros((0, 8))
+
+
+def _evaluate(model, part, temperature, folder, history, frozen, log) -> dict:
+    from yawbcc_desktop.core.classifier import softmax_with_temperature
+
+    from .report import write_report
+
+    frame, images, labels = part
+    raw = _predict(model, images)
+    calibrated = softmax_with_temperature(raw, temperature)
+    metrics = write_report(folder, frame, labels, raw, calibrated, history, frozen, {"temperature": temperature})
+    log(
+        f"test: accuracy {100 * metrics['accuracy']:.2f} %, macro F1 {metrics['macro_f1']:.4f}, "
+        f"ECE {100 * metrics['ece_before']:.2f} % -> {100 * metrics['ece_after']:.2f} % after calibration "
+        f"(n={metrics['n']})"
+    )
+    for g, m in metrics["per_class"].items():
+        log(f"  {g:<13} precision {m['precision']:.4f} recall {m['recall']:.4f} F1 {m['f1']:.4f} n={m['support']}")
+    return metrics
+
+
+def _versions() -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import yawbcc_desktop
+
+    return {"yawbcc": yawbcc_desktop.__version__, "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+
+
+def _evaluate_cmd(args) -> int:
+    """Evaluate a bundle (or run folder) on a split's test side."""
+    from yawbcc_desktop.core.classifier import ModelBundle
+
+    from .data import cached_arrays, labels_of
+    from .splits import load_split
+
+    bundle = ModelBundle(args.model)
+    split = load_split(args.split)
+    frame = split[split["split"] == args.side].reset_index(drop=True)
+    card = bundle.card
+    images = cached_arrays(list(frame["path"]), card.input_size, card.balance, card.cell_field, args.cache)
+    log = RunLog(Path(args.out))
+    _evaluate(bundle.model, (frame, images, labels_of(frame)), card.temperature, Path(args.out), None, None, log)
+    return 0
+
+
+def _export(args) -> int:
+    import shutil
+
+    run = Path(args.run)
+    card = json.loads((run / "model.json").read_text())
+    card["name"] = args.name
+    dest = Path(args.dest) / args.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run / "model.keras", dest / "model.keras.tmp")
+    (dest / "model.keras.tmp").replace(dest / "model.keras")
+    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    size = (dest / "model.keras").stat().st_size / 1e6
+    print(f"exported {dest} ({size:.1f} MB)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .factory import BACKBONES
+
+    parser = argparse.ArgumentParser(prog="python -m training", description="Retrain YAWBCC's cell classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("index", help="index a folder of class folders (report tables 2.1, 2.2)")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--out")
+    p = sub.add_parser("split", help="duplicate-aware stratified train/valid/test split, saved as CSV")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--valid", type=float, default=0.16)
+    p.add_argument("--test", type=float, default=0.20)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default="runs/split.csv")
+    p = sub.add_parser("fit", help="two-phase training, calibration and evaluation report")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--split", help="split CSV to reuse (made and saved in the run folder if absent)")
+    p.add_argument("--backbone", choices=list(BACKBONES), default="efficientnet-lite0")
+    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a .weights.h5 path")
+    p.add_argument("--size", type=int, default=160, help="model input size in pixels")
+    p.add_argument("--field", type=int, default=288, help="central square of a single-cell image fed to the model")
+    p.add_argument("--cell-context", type=float, default=2.0, help="smear crops: crop side / cell side")
+    p.add_argument("--no-balance", action="store_true", help="skip the report's colour balance")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs-frozen", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
+    p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    p.add_argument("--fine-tune-layers", type=int, help="last N backbone layers to unfreeze (-1 all)")
+    p.add_argument("--extra", action="append", default=[], help="extra folder of class folders (repeatable)")
+    p.add_argument("--corrections", action="append", default=[], help="reviewers' corrections CSV (repeatable)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--cache", default="cache", help="folder for preprocessed image caches")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--name", help="model name written in the card (default: the run folder's name)")
+    p.add_argument("--out", required=True, help="run folder")
+    p = sub.add_parser("evaluate", help="evaluate a bundle on one side of a split")
+    p.add_argument("model", help="bundle or run folder (model.keras + model.json)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--side", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--cache", default="cache")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("export", help="copy a run's model and card into a bundle folder")
+    p.add_argument("run")
+    p.add_argument("--name", required=True)
+    p.add_argument("--dest", default=str(Path(__file__).resolve().parents[1] / "resources" / "models"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"index": _index, "split": _split, "fit": _fit, "evaluate": _evaluate_cmd, "export": _export}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

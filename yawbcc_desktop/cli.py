@@ -1,0 +1,198 @@
+"""Command-line entry points: ``yawbcc`` (headless) and ``yawbcc-desktop`` (GUI).
+
+Argument parsing only; the work is done by ``yawbcc_desktop.core``.
+
+Exit status of ``yawbcc``:
+  0  every file was read and analysed (files with no cell found count as analysed)
+  1  the run finished but some files failed (each named on stderr)
+  2  nothing could be done: bad arguments, no input files, or the model bundle is unusable
+  130 interrupted (Ctrl-C); rows written so far are kept in ``<out>.partial``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class Progress:
+    """Progress with rate and ETA on stderr, at most every ``interval`` seconds."""
+
+    def __init__(self, total: int, stream=None, interval: float = 2.0):
+        self.total, self.done = total, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval, self.start, self.last = interval, time.monotonic(), 0.0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.stream is None or (now - self.last < self.interval and self.done < self.total):
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        print(
+            f"[{self.done}/{self.total}] {100 * self.done / max(self.total, 1):.0f}% "
+            f"{rate:.1f} files/s, ETA {int(eta) // 60}:{int(eta) % 60:02d}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
+    from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
+    from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
+    from .core.imageio import iter_image_paths
+    from .core.pipeline import FAILED, analyse
+
+    paths = list(iter_image_paths(args.paths))
+    if not paths:
+        print("yawbcc: no image files found in the given paths", file=sys.stderr)
+        return EXIT_UNUSABLE
+    bundle = None
+    if classify:
+        try:
+            bundle = ModelBundle(resolve_bundle(args.model))
+        except ModelBundleError as exc:
+            print(f"yawbcc: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+    progress = Progress(len(paths), None if args.quiet else sys.stderr)
+    n_read = n_failed = n_cells = 0
+    writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS)
+    try:
+        for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size):
+            if result.status == FAILED:
+                n_failed += 1
+                print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
+            else:
+                n_read += 1
+                n_cells += len(result.cells)
+                writer.write_cells(result.cells)
+            progress.step()
+    except KeyboardInterrupt:
+        writer.abort()
+        print(f"yawbcc: interrupted; {writer.rows} rows kept in {writer.partial}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    writer.close()
+    print(
+        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_SOME_FAILED if n_failed else EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
+
+    bundles = list_bundles()
+    if not bundles:
+        print("no model bundles found")
+        return EXIT_UNUSABLE
+    for folder, card in bundles:
+        if isinstance(card, ModelBundleError):
+            print(f"{folder.name}  UNUSABLE: {card}")
+            continue
+        acc = card.metrics.get("accuracy")
+        f1 = card.metrics.get("macro_f1")
+        default = "  (default)" if card.name == DEFAULT_MODEL else ""
+        print(f"{card.name}{default}")
+        print(f"  folder:      {folder}")
+        print(f"  backbone:    {card.backbone}, input {card.input_size}x{card.input_size}")
+        print(f"  colour balance: {'yes' if card.balance else 'no'}, temperature {card.temperature:.3f}")
+        if acc is not None:
+            print(f"  test accuracy {100 * acc:.2f} %, macro F1 {f1:.4f}" if f1 is not None else f"  test accuracy {acc}")
+        for key in ("trained", "training_minutes", "split_sha1"):
+            if key in card.extra:
+                print(f"  {key}: {card.extra[key]}")
+    return EXIT_OK
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .core.dataset import duplicate_groups, index_folder, table_counts, table_sizes
+
+    try:
+        index = index_folder(args.folder)
+    except FileNotFoundError as exc:
+        print(f"yawbcc: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    print(f"{len(index.images)} images, {len(index.skipped)} skipped")
+    print("\nTable 2.1 - images per group and label")
+    print(table_counts(index.images).to_string(index=False))
+    print("\nTable 2.2 - image sizes (width x height)")
+    print(table_sizes(index.images).to_string(index=False))
+    dups = duplicate_groups(index.images)
+    print(f"\n{len(dups)} sets of byte-identical files, {int(dups['conflicting_groups'].sum())} with conflicting groups")
+    for _, row in dups[dups["conflicting_groups"]].iterrows():
+        print(f"  conflicting labels: {row['paths']}")
+    for _, row in index.skipped.iterrows():
+        print(f"skipped: {row['path']}: {row['reason']}")
+    if args.out:
+        index.images.to_csv(args.out, index=False)
+    return EXIT_OK
+
+
+def _cmd_train(argv: Sequence[str]) -> int:
+    from training.__main__ import main as training_main
+
+    return training_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yawbcc",
+        description="Find, preprocess and classify blood cells in microscope images (headless).",
+        epilog="Exit status: 0 all files analysed, 1 some files failed, 2 nothing could be done, 130 interrupted.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+        p.add_argument("--out", required=True, help="CSV file to write")
+        p.add_argument(
+            "--mode",
+            choices=["auto", "cell", "smear"],
+            default="auto",
+            help="cell: single-cell crops (CellaVision); smear: whole fields; auto: decide per image",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        p.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
+        return p
+
+    add_analysis("segment", "find cells and write one row per cell (path, cell_id, kind, box)")
+    p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
+    p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
+    sub.add_parser("models", help="list the model bundles and their model cards")
+    p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
+    p.add_argument("folder")
+    p.add_argument("--out", help="write the index as CSV")
+    sub.add_parser("train", help="retrain models (same as python -m training ...)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return _cmd_train(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command in ("segment", "classify"):
+        return _run_analysis(args, classify=args.command == "classify")
+    if args.command == "models":
+        return _cmd_models(args)
+    if args.command == "index":
+        return _cmd_index(args)
+    return EXIT_UNUSABLE
+
+
+def gui_main(argv: Sequence[str] | None = None) -> int:
+    from .gui.app import main as app_main
+
+    return app_main(list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

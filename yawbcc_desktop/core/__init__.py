@@ -1,0 +1,1 @@
+"""Qt-free domain code: reading, segmenting, preprocessing and classifying blood cells."""

@@ -1,0 +1,208 @@
+"""Model bundles: a Keras model plus the model card (``model.json``) that says how to feed it.
+
+A bundle is a folder ``<name>/`` holding ``model.keras`` and ``model.json``.  The card
+names the input size, the class order, the preprocessing and the calibration temperature;
+the application reads nothing about a model from anywhere else.  TensorFlow is imported
+only when a model is loaded, so listing bundles stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classes import GROUPS
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "model.json"
+DEFAULT_MODEL = "lite0-accurate"
+FALLBACK_MODEL = "lite0-fast"
+
+
+class ModelBundleError(Exception):
+    """A bundle is missing, incomplete or unreadable; the message says which and what to do."""
+
+
+@dataclass
+class ModelCard:
+    """What ``model.json`` says about a bundle."""
+
+    name: str
+    backbone: str
+    input_size: int
+    class_order: list[str]
+    balance: bool = False  # apply the report's colour balance (formula 3.1) before the model
+    cell_field: int = 360  # single-cell images: side of the central square fed to the model
+    cell_context: float = 2.0  # smear crops: square side / cell box side, to match training framing
+    temperature: float = 1.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> ModelCard:
+        try:
+            pre = data.get("preprocessing", {})
+            card = cls(
+                name=str(data["name"]),
+                backbone=str(data["backbone"]),
+                input_size=int(data["input_size"]),
+                class_order=list(data["class_order"]),
+                balance=bool(pre.get("colour_balance", False)),
+                cell_field=int(pre.get("field", 360)),
+                cell_context=float(pre.get("cell_context", 2.0)),
+                temperature=float(data.get("temperature", 1.0)),
+                metrics=dict(data.get("test_metrics", {})),
+                extra={k: v for k, v in data.items() if k not in _CARD_KEYS},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelBundleError(f"{where}: model card is incomplete or malformed ({exc!r})") from None
+        unknown = [c for c in card.class_order if c not in GROUPS]
+        if unknown:
+            raise ModelBundleError(f"{where}: model card names unknown classes {unknown}")
+        if card.temperature <= 0:
+            raise ModelBundleError(f"{where}: temperature must be positive, got {card.temperature}")
+        return card
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backbone": self.backbone,
+            "input_size": self.input_size,
+            "class_order": self.class_order,
+            "preprocessing": {
+                "colour_balance": self.balance,
+                "field": self.cell_field,
+                "cell_context": self.cell_context,
+            },
+            "temperature": self.temperature,
+            "test_metrics": self.metrics,
+            **self.extra,
+        }
+
+
+_CARD_KEYS = {"name", "backbone", "input_size", "class_order", "preprocessing", "temperature", "test_metrics"}
+
+
+def resource_root() -> Path:
+    """The folder holding ``models/``, styles and icons; ``sys._MEIPASS`` in a frozen build."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:
+        return Path(frozen) / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def model_search_path() -> list[Path]:
+    """Folders searched for bundles by name: user-retrained models first, then the bundled ones."""
+    paths = []
+    extra = os.environ.get("YAWBCC_MODELS")
+    if extra:
+        paths += [Path(p) for p in extra.split(os.pathsep) if p]
+    paths.append(resource_root() / "models")
+    return paths
+
+
+def read_card(folder: str | os.PathLike) -> ModelCard:
+    folder = Path(folder)
+    card_path = folder / CARD_FILE
+    if not card_path.is_file():
+        raise ModelBundleError(f"{folder}: no {CARD_FILE}; a model bundle needs {MODEL_FILE} and {CARD_FILE}")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelBundleError(f"{card_path}: cannot read model card ({exc})") from None
+    return ModelCard.from_dict(data, str(card_path))
+
+
+def list_bundles() -> list[tuple[Path, ModelCard | ModelBundleError]]:
+    """Every bundle folder on the search path with its card, or the error reading it."""
+    found = []
+    for base in model_search_path():
+        if not base.is_dir():
+            continue
+        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+            if (folder / CARD_FILE).exists() or (folder / MODEL_FILE).exists():
+                try:
+                    found.append((folder, read_card(folder)))
+                except ModelBundleError as exc:
+                    found.append((folder, exc))
+    return found
+
+
+def resolve_bundle(name_or_dir: str | os.PathLike | None) -> Path:
+    """A bundle folder from a name on the search path or a folder path (None: the default)."""
+    if name_or_dir is None:
+        names = [DEFAULT_MODEL, FALLBACK_MODEL]
+    else:
+        candidate = Path(name_or_dir)
+        if candidate.is_dir():
+            return candidate
+        names = [str(name_or_dir)]
+    for name in names:
+        for base in model_search_path():
+            if (base / name).is_dir():
+                return base / name
+    available = ", ".join(p.name for p, _ in list_bundles()) or "none"
+    raise ModelBundleError(
+        f"model {names[0]!r} not found (searched {', '.join(map(str, model_search_path()))}); "
+        f"available: {available}. Give --model NAME or a bundle folder."
+    )
+
+
+def softmax_with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling applied to softmax outputs: softmax(log p / T).
+
+    log p differs from the logits by a per-row constant, which softmax ignores, so this is
+    exactly temperature scaling of the logits.
+    """
+    logits = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class ModelBundle:
+    """A loaded model and its card.  Not thread-safe: one thread owns it."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.card = read_card(self.folder)
+        model_path = self.folder / MODEL_FILE
+        if not model_path.is_file():
+            raise ModelBundleError(f"{self.folder}: no {MODEL_FILE}; re-export the bundle or pick another model")
+        import keras  # heavy: only when a model is really needed
+
+        from . import layers  # noqa: F401  registers custom layers a bundle may use
+
+        try:
+            self.model = keras.saving.load_model(model_path, compile=False)
+        except Exception as exc:  # Keras raises many types for a broken archive
+            raise ModelBundleError(f"{model_path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        shape = self.model.input_shape
+        if tuple(shape[1:3]) != (self.card.input_size, self.card.input_size):
+            raise ModelBundleError(
+                f"{self.folder}: model input {shape[1:3]} does not match the card's input_size {self.card.input_size}"
+            )
+        # Map the model's output order onto GROUPS once.
+        self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def raw_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Uncalibrated softmax output for a uint8 batch (N, S, S, 3), in GROUPS order."""
+        if len(batch) == 0:
+            return np.zeros((0, len(GROUPS)), dtype=np.float64)
+        out = np.asarray(self.model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64)
+        cols = [out[:, i] if i >= 0 else np.zeros(len(out)) for i in self._order]
+        return np.stack(cols, axis=1)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (temperature from the card), in GROUPS order."""
+        return softmax_with_temperature(self.raw_probabilities(batch), self.card.temperature)

@@ -1,0 +1,13 @@
+"""Custom Keras layers that saved bundles may contain; imported before a model is loaded."""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="yawbcc")
+class ChannelFlip(keras.layers.Layer):
+    """RGB <-> BGR: the caffe-style VGG16 weights expect BGR input."""
+
+    def call(self, inputs):
+        return keras.ops.flip(inputs, axis=-1)

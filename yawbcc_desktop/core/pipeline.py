@@ -1,0 +1,159 @@
+"""The analysis flow shared by the CLI, the GUI worker and the tests.
+
+path -> read -> find cells -> model input per cell -> classify (batched across images).
+Each image ends as an ``ImageResult``: its cells, or the one-line reason it failed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cells import WBC, CellRegion
+from .classes import GROUPS
+from .classifier import ModelBundle, ModelCard
+from .imageio import ImageReadError, read_rgb
+from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
+from .segmentation import SegmentationError, find_cells
+
+# Image statuses, in the words the image list shows.
+ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
+
+
+@dataclass
+class CellRecord:
+    """One found cell, and once classified its calibrated probabilities (GROUPS order)."""
+
+    path: str
+    cell_id: int
+    region: CellRegion
+    probs: np.ndarray | None = None
+    model: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.region.kind
+
+    @property
+    def predicted(self) -> str:
+        return GROUPS[int(np.argmax(self.probs))] if self.probs is not None else ""
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probs)) if self.probs is not None else float("nan")
+
+
+@dataclass
+class ImageResult:
+    """What became of one image file."""
+
+    path: str
+    mode: str = ""
+    width: int = 0
+    height: int = 0
+    cells: list[CellRecord] = field(default_factory=list)
+    error: str | None = None
+    # Model inputs of the cells, kept only until classification.
+    inputs: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return FAILED
+        return ANALYSED if self.cells else NO_CELL
+
+
+def model_input(rgb: np.ndarray, mode: str, regions: list[CellRegion], card: ModelCard) -> np.ndarray:
+    """The uint8 model inputs (N, S, S, 3) of an image's cells, framed like the training images."""
+    side = card.input_size
+    if mode == "cell":
+        return prepare_cell_image(rgb, side, card.balance, card.cell_field)[None]
+    # A platelet is framed at the field's white-cell scale, as CellaVision frames it.
+    wbc_sides = [max(r.width, r.height) for r in regions if r.kind == WBC]
+    scale = float(np.median(wbc_sides)) if wbc_sides else 0.0
+    crops = []
+    for r in regions:
+        context = card.cell_context * max(scale, max(r.width, r.height)) / max(r.width, r.height)
+        crop = cell_crop(rgb, r, context)
+        if card.balance:
+            crop = colour_balance(crop)
+        crops.append(resize(crop, side))
+    return np.stack(crops) if crops else np.zeros((0, side, side, 3), np.uint8)
+
+
+def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard | None = None) -> ImageResult:
+    """Read and segment one file; errors become ``ImageResult.error``, never exceptions."""
+    result = ImageResult(path=str(path))
+    try:
+        rgb = read_rgb(path)
+        result.height, result.width = rgb.shape[:2]
+        result.mode, regions = find_cells(rgb, mode)
+    except ImageReadError as exc:
+        result.error = exc.reason
+        return result
+    except SegmentationError as exc:
+        result.error = f"segmentation failed: {exc}"
+        return result
+    except MemoryError:
+        result.error = "out of memory while analysing this image"
+        return result
+    result.cells = [CellRecord(str(path), i, r) for i, r in enumerate(regions)]
+    if card is not None and regions:
+        result.inputs = model_input(rgb, result.mode, regions, card)
+    return result
+
+
+def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
+    """Fill every cell's probabilities with one batched model call."""
+    with_inputs = [r for r in results if r.inputs is not None and len(r.inputs)]
+    if not with_inputs:
+        return
+    probs = bundle.probabilities(np.concatenate([r.inputs for r in with_inputs]))
+    start = 0
+    for r in with_inputs:
+        for cell, p in zip(r.cells, probs[start : start + len(r.cells)]):
+            cell.probs, cell.model = p, bundle.name
+        start += len(r.cells)
+        r.inputs = None
+
+
+def analyse(
+    paths: Iterable[str | os.PathLike],
+    mode: str = "auto",
+    bundle: ModelBundle | None = None,
+    batch_size: int = 32,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[ImageResult]:
+    """Segment (and with a bundle, classify) each path, yielding results in input order.
+
+    Cells are classified in batches of about ``batch_size`` across images, so many small
+    single-cell files cost one model call per batch, not one per file.  ``should_stop`` is
+    polled between images for cooperative cancel.
+    """
+    card = bundle.card if bundle else None
+    pending: list[ImageResult] = []
+    n_cells = 0
+    for path in paths:
+        if should_stop():
+            break
+        result = segment_image(path, mode, card)
+        pending.append(result)
+        n_cells += len(result.cells)
+        if bundle is None or n_cells >= batch_size:
+            if bundle is not None:
+                classify_batch(pending, bundle)
+            yield from pending
+            pending, n_cells = [], 0
+    if pending:
+        if bundle is not None:
+            classify_batch(pending, bundle)
+        yield from pending
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as written in reports: as given, with forward slashes."""
+    return Path(path).as_posix()

@@ -1,0 +1,84 @@
+"""Finding cells: the central cell of a single-cell image, or every cell of a smear field.
+
+``find_cells(rgb, mode)`` is the one entry point the pipeline uses; ``mode`` is
+``"cell"`` (CellaVision-style crop), ``"smear"`` (whole field of view) or ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.measure import regionprops
+from skimage.segmentation import watershed
+
+from .cells import WBC, CellRegion
+
+MODES = ("auto", "cell", "smear")
+
+
+class SegmentationError(Exception):
+    """No cell could be found where one was expected."""
+
+
+def segment_single_cell(rgb: np.ndarray, threshold: int = 200, min_distance: int = 20) -> CellRegion:
+    """The report's 10-step watershed pipeline: box and mask of the cell nearest the centre.
+
+    grey -> 5x5 Gaussian -> inverse threshold -> external contours filled -> distance
+    transform -> peak_local_max -> watershed -> regionprops -> region nearest the centre.
+    Raises ``SegmentationError`` when nothing darker than the background is found.
+    """
+    h, w = rgb.shape[:2]
+    if h < 8 or w < 8:
+        raise SegmentationError(f"image of {w}x{h} pixels is too small to hold a cell")
+    grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (5, 5), 0)
+    _, thresh = cv2.threshold(grey, threshold, 255, cv2.THRESH_BINARY_INV)
+    if thresh.mean() > 0.95 * 255 or thresh.mean() < 0.01 * 255:
+        # A darker or paler acquisition than CellaVision's: let Otsu pick the level.
+        _, thresh = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    contours, _ = cv2.findContours(thresh, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mask = cv2.drawContours(np.zeros_like(thresh), contours, -1, 255, cv2.FILLED)
+    if not mask.any():
+        raise SegmentationError("no cell found: the image has no region darker than its background")
+    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+    coords = peak_local_max(dist, min_distance=min_distance, labels=mask > 0)
+    markers = np.zeros(dist.shape, dtype=np.int32)
+    if len(coords):
+        markers[tuple(coords.T)] = np.arange(1, len(coords) + 1)
+    else:
+        markers, _ = ndi.label(mask > 0)
+    labels = watershed(-dist, markers, mask=mask > 0)
+    cx, cy = w / 2.0, h / 2.0
+    regions = regionprops(labels)
+    if not regions:
+        raise SegmentationError("no cell found after watershed")
+    central = min(regions, key=lambda r: (cx - r.centroid[1]) ** 2 + (cy - r.centroid[0]) ** 2)
+    y0, x0, y1, x1 = central.bbox
+    cell_mask = labels[y0:y1, x0:x1] == central.label
+    return CellRegion(x0, y0, x1 - x0, y1 - y0, cell_mask, WBC)
+
+
+def looks_like_smear(rgb: np.ndarray) -> bool:
+    """True for a whole field of view, False for a single-cell crop."""
+    from .smear import looks_like_smear as _looks_like_smear
+
+    return _looks_like_smear(rgb)
+
+
+def find_cells(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegion]]:
+    """Cells of one image and the mode actually used (``"cell"`` or ``"smear"``).
+
+    In cell mode the result is the one central cell; in smear mode every WBC and platelet
+    cluster found (possibly none).  Raises ``SegmentationError`` in cell mode when no cell
+    is found, ``ValueError`` for an unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "auto":
+        mode = "smear" if looks_like_smear(rgb) else "cell"
+    if mode == "cell":
+        return mode, [segment_single_cell(rgb)]
+    from .smear import find_cells_in_smear
+
+    return mode, find_cells_in_smear(rgb)

@@ -1,0 +1,434 @@
+"""Find white cells and platelets in a whole stained blood-smear field.
+
+Qt-free; numpy, OpenCV and scikit-image only.
+
+The pipeline works at a normalised scale: the red-cell radius is measured first
+(granulometry of the non-background mask) and the field is resized so that a red cell
+has a fixed radius in pixels.  Every size below is therefore relative to the red cells,
+and the grey-level thresholds are relative to the image (Otsu on the stain channel), so
+the same code serves fields taken at other magnifications.
+
+1. stain channel ``B - R``: violet nuclei and platelets are strongly positive, pink red
+   cells negative, background near zero;
+2. nuclei = stain above an Otsu threshold (recomputed on the upper class when the first
+   split only separates red cells from background); small specks are removed;
+3. nucleus lobes closer than a fraction of a red-cell radius are grouped into one cell;
+   a group whose nucleus is too large for one cell is split by distance-transform
+   watershed;
+4. each white cell's box is grown from its nucleus into the surrounding cytoplasm
+   (weakly stained, not red, not background) and bounded to a plausible cell size;
+5. small stained groups far below a nucleus in size are platelets (or platelet clumps).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from .cells import PLATELET, WBC, CellRegion
+
+__all__ = [
+    "find_cells_in_smear",
+    "looks_like_smear",
+    "estimate_rbc_radius",
+    "match_boxes",
+    "box_iou",
+    "read_voc_boxes",
+]
+
+# Working scale: red-cell radius in pixels after resizing.
+_WORK_RBC_RADIUS = 20.0
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_rgb_uint8(rgb: np.ndarray) -> np.ndarray:
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {a.shape}")
+    a = a[:, :, :3]
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating) and a.max(initial=0) <= 1.0:
+            a = a * 255.0
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _fill_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
+    """Fill background holes (not touching the border) smaller than ``max_area``."""
+    m = mask.astype(np.uint8)
+    h, w = m.shape
+    n, lab, st, _ = cv2.connectedComponentsWithStats((m == 0).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return m.astype(bool)
+    x, y, ww, hh, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
+    inner = (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h) & (area < max_area)
+    inner[0] = False
+    return m.astype(bool) | inner[lab]
+
+
+def _otsu(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    if values.size < 2 or values.min() == values.max():
+        return float(values.max()) if values.size else 0.0
+    return float(threshold_otsu(values))
+
+
+def _foreground(rgb: np.ndarray) -> np.ndarray:
+    """Cells (red and white) against the bright background, on the green channel."""
+    g = cv2.GaussianBlur(rgb[:, :, 1], (0, 0), 1.0)
+    t = _otsu(g.ravel()[:: max(1, g.size // 60000)])
+    return g < t
+
+
+def _granulometry_radius(fg: np.ndarray) -> float | None:
+    """Radius of the commonest round object of a mask (peak of the pattern spectrum)."""
+    sh, sw = fg.shape
+    fg = _fill_holes(fg, 0.02 * sh * sw)
+    dt = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 5)
+    radii = np.geomspace(1.5, max(3.0, 0.22 * min(sh, sw)), 26)
+    areas = []
+    for r in radii:
+        core = (dt > r).astype(np.uint8)
+        if not core.any():
+            areas.append(0.0)
+            continue
+        d2 = cv2.distanceTransform(1 - core, cv2.DIST_L2, 5)
+        areas.append(float((d2 <= r).sum()))
+    loss = -np.diff(np.asarray(areas))
+    if loss.max(initial=0) <= 0:
+        return None
+    k = int(np.argmax(loss))
+    return float(np.sqrt(radii[k] * radii[k + 1]))
+
+
+def estimate_rbc_radius(rgb: np.ndarray) -> float:
+    """Typical red-cell radius in source pixels.
+
+    Circles are found on the contrast-stretched green channel (red cells absorb green
+    and have sharp round outlines) with a Hough transform over a wide range of radii;
+    the upper quartile of the radii is taken, because partial arcs, central pallor and
+    platelets give small circles while a red cell gives the largest common one.  Falls
+    back to a granulometry of the cell mask, then to a fixed fraction of the image.
+    """
+    rgb = _as_rgb_uint8(rgb)
+    h, w = rgb.shape[:2]
+    s = min(1.0, 240.0 / min(h, w))
+    small = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+    g = cv2.GaussianBlur(small[:, :, 1], (0, 0), 1.0).astype(np.float32)
+    lo, hi = np.percentile(g, (1, 99))
+    if hi - lo > 5:
+        g = np.clip((g - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        m = min(g.shape)
+        circles = cv2.HoughCircles(
+            g,
+            cv2.HOUGH_GRADIENT_ALT,
+            dp=1.0,
+            minDist=0.04 * m,
+            param1=60,
+            param2=0.5,
+            minRadius=max(3, int(0.02 * m)),
+            maxRadius=int(0.25 * m),
+        )
+        if circles is not None and circles.shape[1] >= 3:
+            return float(np.percentile(circles[0, :, 2], 75) / s)
+        r = _granulometry_radius(_foreground(small))
+        if r is not None:
+            return r / s
+    return 0.08 * min(h, w)
+
+
+def _stain(rgb: np.ndarray, sigma: float) -> np.ndarray:
+    f = rgb.astype(np.float32)
+    st = f[:, :, 2] - f[:, :, 0]
+    if sigma > 0.3:
+        st = cv2.GaussianBlur(st, (0, 0), sigma)
+    return st
+
+
+def _nucleus_threshold(stain: np.ndarray, background: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, background level, background spread) for violet-stained objects.
+
+    ``background`` marks the bright cell-free pixels.
+    """
+    step = max(1, stain.size // 80000)
+    v = stain.ravel()[::step]
+    t = _otsu(v)
+    # The first split often separates red cells from background; the stained objects
+    # are then a small upper class: split again above it.
+    for _ in range(2):
+        upper = v[v > t]
+        if upper.size and upper.size > 0.25 * v.size:
+            t = _otsu(upper)
+        else:
+            break
+    bg = stain[background]
+    if bg.size < 100:
+        bg = v
+    bg = bg.ravel()[:: max(1, bg.size // 40000)]
+    med = float(np.median(bg))
+    mad = float(np.median(np.abs(bg - med))) * 1.4826 + 0.5
+    # Never too close to the background: with no stained object in the field the Otsu
+    # split would otherwise cut noise.
+    t = max(t, med + 4.0 * mad)
+    return t, med, mad
+
+
+def _feret(points_xy: np.ndarray) -> float:
+    if len(points_xy) < 2:
+        return 0.0
+    hull = cv2.convexHull(points_xy.astype(np.float32)).reshape(-1, 2)
+    if len(hull) < 2:
+        return 0.0
+    d = hull[:, None, :] - hull[None, :, :]
+    return float(np.sqrt((d * d).sum(-1)).max())
+
+
+def _split_cells(
+    comp: np.ndarray, nuc: np.ndarray, R: float, min_nucleus: float, at_border: tuple[bool, bool, bool, bool]
+) -> list[np.ndarray]:
+    """Split a cell-body mask holding several touching cells (distance transform + watershed).
+
+    A white cell is a round body of at least about 1.5 red-cell radii; touching cells
+    give one distance-transform maximum each, with a neck between them.  Basins without
+    enough nucleus of their own (a lobe, a platelet, a bit of cytoplasm) are given back
+    to the nearest kept basin.  ``at_border`` (top, bottom, left, right) tells which sides
+    of the window are the image border: a cell cut there is measured as if it went on.
+    """
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    padded = np.pad(comp, 1).astype(np.uint8)
+    top, bottom, left, right = at_border
+    if top:
+        padded[0, 1:-1] = comp[0]
+    if bottom:
+        padded[-1, 1:-1] = comp[-1]
+    if left:
+        padded[1:-1, 0] = comp[:, 0]
+    if right:
+        padded[1:-1, -1] = comp[:, -1]
+    # Outside the image counts as foreground for OpenCV's distance transform.
+    dt = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    peaks = peak_local_max(dt, min_distance=max(2, int(1.4 * R)), threshold_abs=0.9 * R, exclude_border=False)
+    if len(peaks) < 2:
+        return [comp]
+    markers = np.zeros(comp.shape, np.int32)
+    for k, (py, px) in enumerate(peaks, 1):
+        markers[py, px] = k
+    ws = watershed(-dt, markers, mask=comp)
+    good = [k for k in range(1, len(peaks) + 1) if (nuc & (ws == k)).sum() >= min_nucleus]
+    if len(good) < 2:
+        return [comp]
+    # Give the pixels of rejected basins to the nearest kept basin.
+    lab = np.zeros(comp.shape, np.int32)
+    for j, k in enumerate(good, 1):
+        lab[ws == k] = j
+    rest = comp & (lab == 0)
+    if rest.any():
+        d_min = np.full(comp.shape, np.inf, np.float32)
+        owner = np.zeros(comp.shape, np.int32)
+        for j in range(1, len(good) + 1):
+            d = cv2.distanceTransform((lab != j).astype(np.uint8), cv2.DIST_L2, 3)
+            better = d < d_min
+            d_min[better] = d[better]
+            owner[better] = j
+        lab[rest] = owner[rest]
+    return [lab == j for j in range(1, len(good) + 1)]
+
+
+# ---------------------------------------------------------------------------- detection
+
+
+def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
+    """White cells (kind WBC) and platelets / platelet clumps (kind PLATELET) in a smear field.
+
+    ``rgb`` is an HxWx3 uint8 RGB image.  Boxes are in source-image pixels; each mask is
+    a bool array of the box's shape.
+    """
+    rgb = _as_rgb_uint8(rgb)
+    H, W = rgb.shape[:2]
+    r_src = estimate_rbc_radius(rgb)
+    r_src = float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
+    s = min(2.0, _WORK_RBC_RADIUS / r_src)
+    ws, hs = max(8, round(W * s)), max(8, round(H * s))
+    img = cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    sx, sy = W / ws, H / hs
+    R = r_src * (ws / W)  # red-cell radius at the working scale
+    rbc_area = np.pi * R * R
+
+    f = img.astype(np.float32)
+    stain = cv2.GaussianBlur(f[:, :, 2] - f[:, :, 0], (0, 0), 0.06 * R)  # nuclei, platelets
+    body = cv2.GaussianBlur(f[:, :, 2] - f[:, :, 1], (0, 0), 0.15 * R)  # + cytoplasm, granules
+    background = ~_foreground(img)
+
+    # Nuclei (and platelets).
+    t, bulk, spread = _nucleus_threshold(stain, background)
+    nuc = stain > t
+    nuc = cv2.morphologyEx(nuc.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.06 * R)).astype(bool)
+    nuc = _fill_holes(nuc, 0.3 * rbc_area)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(nuc.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = st[1:, 4] >= 0.01 * rbc_area
+    nuc = keep[lab]
+
+    # Cell bodies: nucleus + cytoplasm (+ eosinophil granules), everything bluer than green
+    # well above the background level; red cells and background are not.
+    bg_body = float(np.median(body[background])) if background.sum() > 100 else float(np.median(body))
+    nuc_body = float(np.median(body[nuc])) if nuc.any() else bg_body + 8.0 * spread
+    cells = (body > bg_body + 0.2 * max(nuc_body - bg_body, 4.0 * spread)).astype(np.uint8)
+    cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(0.25 * R))
+    cells = _fill_holes(cells, 3.0 * rbc_area) | nuc
+
+    wbc_min = 0.3 * rbc_area
+    used = np.zeros_like(nuc)
+    regions: list[tuple[np.ndarray, str, int, int]] = []  # (mask in window, kind, ox, oy)
+    nb, blab, bst, _ = cv2.connectedComponentsWithStats(cells.astype(np.uint8), connectivity=8)
+    for g in range(1, nb):
+        gx, gy, gw, gh, _ = bst[g]
+        win = (slice(gy, gy + gh), slice(gx, gx + gw))
+        comp = blab[win] == g
+        cn = comp & nuc[win]
+        area = float(cn.sum())
+        if area < wbc_min:
+            continue
+        vals = stain[win][cn]
+        strength = (float(np.median(vals)) - bulk) / spread
+        if strength <= 6.0:
+            continue
+        at_border = (gy == 0, gy + gh == hs, gx == 0, gx + gw == ws)
+        for part in _split_cells(comp, cn, R, 0.4 * rbc_area, at_border):
+            regions.append((part, WBC, gx, gy))
+            used[win] |= part & cn
+
+    # Platelets: stained objects outside white cells, grouped when close.
+    rest = nuc & ~used
+    grouped = cv2.morphologyEx(rest.astype(np.uint8), cv2.MORPH_CLOSE, _disk(0.15 * R))
+    n, lab, st, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    for k in range(1, n):
+        gx, gy, gw, gh, a = st[k]
+        if a < 0.02 * rbc_area or a >= wbc_min:
+            continue
+        regions.append((lab[gy : gy + gh, gx : gx + gw] == k, PLATELET, gx, gy))
+
+    out: list[CellRegion] = []
+    for m, kind, ox, oy in regions:
+        ys, xs = np.nonzero(m)
+        if len(xs) == 0:
+            continue
+        x0, x1 = xs.min() + ox, xs.max() + ox + 1
+        y0, y1 = ys.min() + oy, ys.max() + oy + 1
+        pad = 0.05 * R if kind == WBC else 0.1 * R
+        out.append(_to_region(m, ox, oy, (x0 - pad, y0 - pad, x1 + pad, y1 + pad), pad, sx, sy, W, H, kind))
+    return out
+
+
+def _to_region(m, ox, oy, box, pad, sx, sy, W, H, kind) -> CellRegion:
+    """Map a working-scale mask (window at ox, oy) and padded box to source pixels."""
+    bx0, by0, bx1, by1 = box
+    X0 = int(np.clip(np.floor(bx0 * sx), 0, W - 1))
+    Y0 = int(np.clip(np.floor(by0 * sy), 0, H - 1))
+    X1 = int(np.clip(np.ceil(bx1 * sx), X0 + 1, W))
+    Y1 = int(np.clip(np.ceil(by1 * sy), Y0 + 1, H))
+    # Cell mask = object grown by the padding, drawn on a working-scale canvas of the box.
+    wx0, wy0 = X0 / sx, Y0 / sy
+    cw, ch = max(1, int(np.ceil(X1 / sx - wx0)) + 1), max(1, int(np.ceil(Y1 / sy - wy0)) + 1)
+    canvas = np.zeros((ch, cw), np.uint8)
+    ys, xs = np.nonzero(m)
+    cx = np.clip(np.round(xs + ox - wx0).astype(int), 0, cw - 1)
+    cy = np.clip(np.round(ys + oy - wy0).astype(int), 0, ch - 1)
+    canvas[cy, cx] = 1
+    hull = cv2.convexHull(np.column_stack([cx, cy]).astype(np.int32))
+    cv2.fillConvexPoly(canvas, hull, 1)
+    if pad >= 1:
+        canvas = cv2.dilate(canvas, _disk(pad))
+    mask = cv2.resize(canvas, (cw * sx, ch * sy) if False else (int(round(cw * sx)), int(round(ch * sy))), interpolation=cv2.INTER_NEAREST)
+    full = np.zeros((Y1 - Y0, X1 - X0), bool)
+    hh, ww = min(full.shape[0], mask.shape[0]), min(full.shape[1], mask.shape[1])
+    full[:hh, :ww] = mask[:hh, :ww].astype(bool)
+    return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, full, kind)
+
+
+# ------------------------------------------------------------------------ smear vs crop
+
+
+def looks_like_smear(rgb: np.ndarray) -> bool:
+    """True for a whole smear field, False for a single-cell crop (one cell centred)."""
+    raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """IoU of two (xmin, ymin, xmax, ymax) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / ua if ua > 0 else 0.0
+
+
+def _as_xyxy(box) -> tuple[float, float, float, float]:
+    if isinstance(box, CellRegion):
+        return float(box.x), float(box.y), float(box.x + box.width), float(box.y + box.height)
+    b = tuple(box)
+    if len(b) == 5:  # (name, xmin, ymin, xmax, ymax) as read_voc_boxes gives
+        b = b[1:]
+    return tuple(float(v) for v in b[:4])  # type: ignore[return-value]
+
+
+def match_boxes(found, truth, iou: float = 0.5) -> tuple[int, int, int]:
+    """Greedy one-to-one matching of boxes; returns (true pos, false pos, false neg).
+
+    ``found`` and ``truth`` hold CellRegions, (xmin, ymin, xmax, ymax) tuples or
+    (name, xmin, ymin, xmax, ymax) tuples.  Pairs are taken in decreasing IoU order and
+    count when IoU >= ``iou``.
+    """
+    f = [_as_xyxy(b) for b in found]
+    t = [_as_xyxy(b) for b in truth]
+    pairs = []
+    for i, fb in enumerate(f):
+        for j, tb in enumerate(t):
+            v = box_iou(fb, tb)
+            if v >= iou:
+                pairs.append((v, i, j))
+    pairs.sort(key=lambda p: -p[0])
+    used_f: set[int] = set()
+    used_t: set[int] = set()
+    for _, i, j in pairs:
+        if i in used_f or j in used_t:
+            continue
+        used_f.add(i)
+        used_t.add(j)
+    tp = len(used_f)
+    return tp, len(f) - tp, len(t) - tp
+
+
+def read_voc_boxes(xml_path: str | Path) -> list[tuple[str, int, int, int, int]]:
+    """Boxes of a Pascal VOC annotation file as (name, xmin, ymin, xmax, ymax)."""
+    root = ET.parse(str(xml_path)).getroot()
+    out = []
+    for obj in root.iter("object"):
+        name_el = obj.find("name")
+        bb = obj.find("bndbox")
+        if name_el is None or bb is None or name_el.text is None:
+            continue
+        vals = []
+        for k in ("xmin", "ymin", "xmax", "ymax"):
+            el = bb.find(k)
+            vals.append(int(round(float(el.text))) if el is not None and el.text else 0)
+        out.append((name_el.text.strip(), vals[0], vals[1], vals[2], vals[3]))
+    return out
