@@ -40,7 +40,6 @@ def tiny_bundle(tmp_path_factory) -> Path:
     predictions mean nothing, only their shape and bookkeeping are checked.
     """
     from training.factory import build_model
-
     from yawbcc_desktop.core.classes import GROUPS
 
     folder = tmp_path_factory.mktemp("bundles") / "tiny-test"

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,6 @@ def _fit(args) -> int:
     from .calibration import fit_temperature
     from .data import cached_arrays, labels_of
     from .fit import FitConfig, fit, read_history
-    from .report import write_report
     from .splits import drop_conflicts, load_split, make_split, save_split, split_checksum
 
     out = Path(args.out)
@@ -132,7 +131,11 @@ def _fit(args) -> int:
     for name in ("train", "valid", "test"):
         frame = split[split["split"] == name].reset_index(drop=True)
         log(f"preprocessing {name}: {len(frame)} images at {config.input_size} px")
-        parts[name] = (frame, cached_arrays(list(frame["path"]), config.input_size, config.balance, config.cell_field, args.cache, log), labels_of(frame))
+        parts[name] = (
+            frame,
+            cached_arrays(list(frame["path"]), config.input_size, config.balance, config.cell_field, args.cache, log),
+            labels_of(frame),
+        )
     from .factory import WeightsUnavailableError
 
     try:
@@ -156,7 +159,7 @@ def _fit(args) -> int:
         "temperature": temperature,
         "test_metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")},
         "split_sha1": checksum,
-        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained": datetime.now(UTC).isoformat(timespec="seconds"),
         "training_minutes": round(minutes, 1),
         "training": {k: v for k, v in config.__dict__.items() if k != "extra"},
         "versions": _versions(),
@@ -199,7 +202,12 @@ def _versions() -> dict:
 
     import yawbcc_desktop
 
-    return {"yawbcc": yawbcc_desktop.__version__, "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+    return {
+        "yawbcc": yawbcc_desktop.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def _evaluate_cmd(args) -> int:

@@ -26,9 +26,7 @@ def _prepare(args: tuple[str, int, bool, int]) -> np.ndarray:
     return prepare_cell_image(read_rgb(path), side, balance, field)
 
 
-def cached_arrays(
-    paths: list[str], side: int, balance: bool, field: int, cache_dir: str | Path, log=print
-) -> np.ndarray:
+def cached_arrays(paths: list[str], side: int, balance: bool, field: int, cache_dir: str | Path, log=print) -> np.ndarray:
     """uint8 array (N, side, side, 3) of the preprocessed images, cached on disk by content."""
     key = hashlib.sha1(f"{side}|{balance}|{field}|".encode() + "\n".join(paths).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"images_{side}_{key}.npy"

@@ -133,11 +133,7 @@ def fit(
             model.optimizer.iterations.assign(start * steps)
         cbs = _callbacks(out, phase, log, epochs)
         if phase == "fine":
-            cbs.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_accuracy", patience=config.patience, restore_best_weights=True
-                )
-            )
+            cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True))
         log(f"phase {phase}: {n_layers if n_layers >= 0 else 'all'} backbone layers trainable, lr {lr}, epochs {epochs}")
         model.fit(
             train_ds,

@@ -15,9 +15,7 @@ import pandas as pd
 SPLIT_COLUMNS = ["path", "image", "group", "label", "sha1", "split"]
 
 
-def make_split(
-    images: pd.DataFrame, valid: float = 0.16, test: float = 0.20, seed: int = 42
-) -> pd.DataFrame:
+def make_split(images: pd.DataFrame, valid: float = 0.16, test: float = 0.20, seed: int = 42) -> pd.DataFrame:
     """Assign each row of a dataset index to ``train``, ``valid`` or ``test``.
 
     Duplicates (same ``sha1``) form one unit placed as a whole; a unit is stratified on the

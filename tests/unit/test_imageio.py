@@ -37,7 +37,9 @@ def test_16bit_tiff_scaled_to_8bit(tmp_path):
 def test_greyscale_palette_rgba(tmp_path):
     grey = read_rgb(_save(Image.new("L", (5, 4), 77), tmp_path / "g.png"))
     assert grey.shape == (4, 5, 3) and (grey == 77).all()
-    pal = read_rgb(_save(Image.new("RGB", (5, 4), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), tmp_path / "p.png"))
+    pal = read_rgb(
+        _save(Image.new("RGB", (5, 4), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), tmp_path / "p.png")
+    )
     assert tuple(pal[0, 0]) == (10, 200, 30)
     rgba = Image.new("RGBA", (5, 4), (255, 0, 0, 0))  # fully transparent red -> white background
     assert tuple(read_rgb(_save(rgba, tmp_path / "t.png"))[0, 0]) == (255, 255, 255)

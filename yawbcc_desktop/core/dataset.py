@@ -90,9 +90,7 @@ def table_counts(images: pd.DataFrame) -> pd.DataFrame:
 
 def table_sizes(images: pd.DataFrame) -> pd.DataFrame:
     """Report Table 2.2: number of images per (width, height)."""
-    return (
-        images.groupby(["width", "height"]).size().rename("count").reset_index().sort_values("count", ascending=False)
-    )
+    return images.groupby(["width", "height"]).size().rename("count").reset_index().sort_values("count", ascending=False)
 
 
 def duplicate_groups(images: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ class GradCam:
         for layer in layers[cut:end]:
             y = layer(y)
         self._head = keras.Model(head_in, y)
+        self._compiled = None
 
     def heatmaps(self, batch: np.ndarray, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps in [0, 1] at the input size, and the class each one explains.
@@ -43,20 +44,15 @@ class GradCam:
         """
         import tensorflow as tf
 
+        if self._compiled is None:
+            # Traced once per model: eager execution walks the graph op by op and takes
+            # hundreds of milliseconds per cell on a CPU, too slow for a click in the GUI.
+            self._compiled = tf.function(self._cams, reduce_retracing=True)
         x = tf.convert_to_tensor(np.asarray(batch, np.float32))
-        feats = self._features(x, training=False)
-        with tf.GradientTape() as tape:
-            tape.watch(feats)
-            scores = self._head(feats, training=False)
-            if classes is None:
-                classes = tf.argmax(scores, axis=1).numpy()
-            picked = tf.gather(scores, tf.convert_to_tensor(classes, tf.int32), axis=1, batch_dims=1)
-            # Each image's score depends only on its own features, so one gradient of the
-            # sum gives every image's gradient at once.
-            total = tf.reduce_sum(picked)
-        grads = tape.gradient(total, feats)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cams = tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1)).numpy()
+        # -1 asks for each image's predicted class.
+        wanted = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes, np.int32)
+        cams, picked = self._compiled(x, tf.convert_to_tensor(wanted))
+        cams, classes = cams.numpy(), picked.numpy()
         size = x.shape[1:3]
         out = np.zeros((len(cams), size[0], size[1]), np.float32)
         for i, cam in enumerate(cams):
@@ -64,6 +60,22 @@ class GradCam:
             cam = cam / peak if peak > 0 else cam
             out[i] = cv2.resize(cam, (size[1], size[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1)
         return out, np.asarray(classes)
+
+    def _cams(self, x, classes):
+        import tensorflow as tf
+
+        feats = self._features(x, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(feats)
+            scores = self._head(feats, training=False)
+            classes = tf.where(classes < 0, tf.argmax(scores, axis=1, output_type=tf.int32), classes)
+            picked = tf.gather(scores, classes, axis=1, batch_dims=1)
+            # Each image's score depends only on its own features, so one gradient of the
+            # sum gives every image's gradient at once.
+            total = tf.reduce_sum(picked)
+        grads = tape.gradient(total, feats)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1)), classes
 
 
 def resize_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

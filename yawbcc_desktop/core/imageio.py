@@ -52,9 +52,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             with Image.open(fh) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
-                    raise ImageReadError(
-                        path, f"image claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit"
-                    )
+                    raise ImageReadError(path, f"image claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit")
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))
     except ImageReadError:

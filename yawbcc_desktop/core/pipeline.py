@@ -7,9 +7,10 @@ Each image ends as an ``ImageResult``: its cells, or the one-line reason it fail
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -121,6 +122,40 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
         r.inputs = None
 
 
+def segmented(
+    paths: Iterable[str | os.PathLike],
+    mode: str,
+    card: ModelCard | None,
+    should_stop: Callable[[], bool] = lambda: False,
+    workers: int = 2,
+    lookahead: int = 16,
+) -> Iterator[ImageResult]:
+    """``segment_image`` over ``paths`` in worker threads, results in input order.
+
+    Decoding and OpenCV release the GIL, so reading and segmenting the next images overlaps
+    the model's work on the current batch.
+    """
+    pending: deque[Future[ImageResult]] = deque()
+    todo = iter(paths)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment") as pool:
+        try:
+            for path in todo:
+                pending.append(pool.submit(segment_image, path, mode, card))
+                if len(pending) >= lookahead:
+                    break
+            while pending:
+                if should_stop():
+                    return
+                result = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(segment_image, nxt, mode, card))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def analyse(
     paths: Iterable[str | os.PathLike],
     mode: str = "auto",
@@ -137,10 +172,7 @@ def analyse(
     card = bundle.card if bundle else None
     pending: list[ImageResult] = []
     n_cells = 0
-    for path in paths:
-        if should_stop():
-            break
-        result = segment_image(path, mode, card)
+    for result in segmented(paths, mode, card, should_stop):
         pending.append(result)
         n_cells += len(result.cells)
         if bundle is None or n_cells >= batch_size:
@@ -148,12 +180,7 @@ def analyse(
                 classify_batch(pending, bundle)
             yield from pending
             pending, n_cells = [], 0
-    if pending:
+    if pending and not should_stop():
         if bundle is not None:
             classify_batch(pending, bundle)
         yield from pending
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A path as written in reports: as given, with forward slashes."""
-    return Path(path).as_posix()

@@ -22,16 +22,38 @@ class SegmentationError(Exception):
     """No cell could be found where one was expected."""
 
 
+# Single-cell images are segmented at about this many pixels on the long side: the
+# watershed cost grows with the pixel count, and half of a CellaVision crop still holds
+# every cell outline the report's pipeline needs.
+WORK_SIDE = 200
+
+
 def segment_single_cell(rgb: np.ndarray, threshold: int = 200, min_distance: int = 20) -> CellRegion:
     """The report's 10-step watershed pipeline: box and mask of the cell nearest the centre.
 
     grey -> 5x5 Gaussian -> inverse threshold -> external contours filled -> distance
     transform -> peak_local_max -> watershed -> regionprops -> region nearest the centre.
-    Raises ``SegmentationError`` when nothing darker than the background is found.
+    ``min_distance`` is in source pixels.  Raises ``SegmentationError`` when nothing darker
+    than the background is found.
     """
     h, w = rgb.shape[:2]
     if h < 8 or w < 8:
         raise SegmentationError(f"image of {w}x{h} pixels is too small to hold a cell")
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    labels, central = _central_region(small, threshold, max(2, round(min_distance * scale)))
+    if scale == 1.0:
+        y0, x0, y1, x1 = central.bbox
+        return CellRegion(x0, y0, x1 - x0, y1 - y0, labels[y0:y1, x0:x1] == central.label, WBC)
+    # Back to source pixels: the region's mask upsampled, its box taken from that mask.
+    full = cv2.resize((labels == central.label).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR) > 0
+    ys, xs = np.nonzero(full)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return CellRegion(int(x0), int(y0), int(x1 - x0), int(y1 - y0), full[y0:y1, x0:x1], WBC)
+
+
+def _central_region(rgb: np.ndarray, threshold: int, min_distance: int):
+    h, w = rgb.shape[:2]
     grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (5, 5), 0)
     _, thresh = cv2.threshold(grey, threshold, 255, cv2.THRESH_BINARY_INV)
     if thresh.mean() > 0.95 * 255 or thresh.mean() < 0.01 * 255:
@@ -49,14 +71,11 @@ def segment_single_cell(rgb: np.ndarray, threshold: int = 200, min_distance: int
     else:
         markers, _ = ndi.label(mask > 0)
     labels = watershed(-dist, markers, mask=mask > 0)
-    cx, cy = w / 2.0, h / 2.0
     regions = regionprops(labels)
     if not regions:
         raise SegmentationError("no cell found after watershed")
-    central = min(regions, key=lambda r: (cx - r.centroid[1]) ** 2 + (cy - r.centroid[0]) ** 2)
-    y0, x0, y1, x1 = central.bbox
-    cell_mask = labels[y0:y1, x0:x1] == central.label
-    return CellRegion(x0, y0, x1 - x0, y1 - y0, cell_mask, WBC)
+    cx, cy = w / 2.0, h / 2.0
+    return labels, min(regions, key=lambda r: (cx - r.centroid[1]) ** 2 + (cy - r.centroid[0]) ** 2)
 
 
 def looks_like_smear(rgb: np.ndarray) -> bool:

@@ -1,23 +1,35 @@
-"""Find white cells and platelets in a whole stained blood-smear field.
+"""Find white cells and platelets in a whole stained blood-smear field, and tell a smear
+field from a single-cell crop.
 
-Qt-free; numpy, OpenCV and scikit-image only.
+Qt-free: numpy, OpenCV and scikit-image only.
 
-The pipeline works at a normalised scale: the red-cell radius is measured first
-(granulometry of the non-background mask) and the field is resized so that a red cell
-has a fixed radius in pixels.  Every size below is therefore relative to the red cells,
-and the grey-level thresholds are relative to the image (Otsu on the stain channel), so
-the same code serves fields taken at other magnifications.
+Everything is relative to the image.  The red-cell radius ``R`` is measured first (Hough
+circles on the green channel, see :func:`estimate_rbc_radius`) and the field is resized so
+that ``R`` is 20 px; every size below is a multiple of ``R`` (or of the red-cell area),
+and every grey-level threshold comes from the image itself (Otsu, background level and
+spread), so fields taken at other magnifications or with another stain intensity go
+through the same code.
 
-1. stain channel ``B - R``: violet nuclei and platelets are strongly positive, pink red
-   cells negative, background near zero;
-2. nuclei = stain above an Otsu threshold (recomputed on the upper class when the first
-   split only separates red cells from background); small specks are removed;
-3. nucleus lobes closer than a fraction of a red-cell radius are grouped into one cell;
-   a group whose nucleus is too large for one cell is split by distance-transform
-   watershed;
-4. each white cell's box is grown from its nucleus into the surrounding cytoplasm
-   (weakly stained, not red, not background) and bounded to a plausible cell size;
-5. small stained groups far below a nucleus in size are platelets (or platelet clumps).
+White cells (:func:`find_cells_in_smear`):
+
+1. nuclear-stain channel: optical density of the violet stain, ``OD_red - OD_blue``
+   against the background colour (= ``log(B/R)`` normalised), high for pale-lilac and
+   dark-purple nuclei and platelets alike, near zero for background, negative for pink
+   red cells and orange eosinophil granules;
+2. nuclei = that channel above an Otsu threshold (split again on the upper class when the
+   first split only separates red cells from background; never closer to the background
+   than a few background spreads); specks and small holes are cleaned;
+3. cell bodies: ``B - G`` (nucleus, violet cytoplasm and eosinophil/neutrophil granules
+   are bluer than green; red cells and background are not) above a fifth of the way from
+   the background to the nuclei, opened to cut thin contacts, holes filled; the lobes of
+   a segmented nucleus lie in one body, so they make one cell;
+4. a body holding enough nucleus (>= 0.3 red-cell area) is a white cell; touching cells
+   are split by distance transform + watershed (one maximum per round body, basins
+   without a nucleus of their own are merged back);
+5. the box is the cell body's box (nucleus + cytoplasm); cells cut by the image border
+   are kept, as in the BCCD annotations;
+6. stained objects outside white cells and much smaller than a nucleus are platelets
+   (close ones grouped into a clump).
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from .cells import PLATELET, WBC, CellRegion
 __all__ = [
     "find_cells_in_smear",
     "looks_like_smear",
+    "smear_score",
     "estimate_rbc_radius",
     "match_boxes",
     "box_iou",
@@ -150,12 +163,22 @@ def estimate_rbc_radius(rgb: np.ndarray) -> float:
     return 0.08 * min(h, w)
 
 
-def _stain(rgb: np.ndarray, sigma: float) -> np.ndarray:
-    f = rgb.astype(np.float32)
-    st = f[:, :, 2] - f[:, :, 0]
-    if sigma > 0.3:
-        st = cv2.GaussianBlur(st, (0, 0), sigma)
-    return st
+def _nucleus_channel(f: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Optical density of the violet (nuclear) stain: absorbs red, lets blue through.
+
+    ``OD_R - OD_B`` relative to the background colour (x100): high for nuclei and
+    platelets whether pale lilac or dark purple, near zero for the background, negative
+    for pink red cells and orange eosinophil granules.
+    """
+    if background.sum() > 100:
+        r0 = float(np.median(f[:, :, 0][background]))
+        b0 = float(np.median(f[:, :, 2][background]))
+    else:
+        r0 = float(np.percentile(f[:, :, 0], 95))
+        b0 = float(np.percentile(f[:, :, 2], 95))
+    od_r = np.log((r0 + 1.0) / (f[:, :, 0] + 1.0))
+    od_b = np.log((b0 + 1.0) / (f[:, :, 2] + 1.0))
+    return (100.0 * (od_r - od_b)).astype(np.float32)
 
 
 def _nucleus_threshold(stain: np.ndarray, background: np.ndarray) -> tuple[float, float, float]:
@@ -184,16 +207,6 @@ def _nucleus_threshold(stain: np.ndarray, background: np.ndarray) -> tuple[float
     # split would otherwise cut noise.
     t = max(t, med + 4.0 * mad)
     return t, med, mad
-
-
-def _feret(points_xy: np.ndarray) -> float:
-    if len(points_xy) < 2:
-        return 0.0
-    hull = cv2.convexHull(points_xy.astype(np.float32)).reshape(-1, 2)
-    if len(hull) < 2:
-        return 0.0
-    d = hull[:, None, :] - hull[None, :, :]
-    return float(np.sqrt((d * d).sum(-1)).max())
 
 
 def _split_cells(
@@ -256,9 +269,13 @@ def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
     """White cells (kind WBC) and platelets / platelet clumps (kind PLATELET) in a smear field.
 
     ``rgb`` is an HxWx3 uint8 RGB image.  Boxes are in source-image pixels; each mask is
-    a bool array of the box's shape.
+    a bool array of the box's shape.  Red cells are not reported.
     """
-    rgb = _as_rgb_uint8(rgb)
+    return _detect(_as_rgb_uint8(rgb))[1]
+
+
+def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
+    """(red-cell radius in source pixels, cells found) for an RGB uint8 image."""
     H, W = rgb.shape[:2]
     r_src = estimate_rbc_radius(rgb)
     r_src = float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
@@ -270,9 +287,9 @@ def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
     rbc_area = np.pi * R * R
 
     f = img.astype(np.float32)
-    stain = cv2.GaussianBlur(f[:, :, 2] - f[:, :, 0], (0, 0), 0.06 * R)  # nuclei, platelets
-    body = cv2.GaussianBlur(f[:, :, 2] - f[:, :, 1], (0, 0), 0.15 * R)  # + cytoplasm, granules
     background = ~_foreground(img)
+    stain = cv2.GaussianBlur(_nucleus_channel(f, background), (0, 0), 0.06 * R)  # nuclei, platelets
+    body = cv2.GaussianBlur(f[:, :, 2] - f[:, :, 1], (0, 0), 0.15 * R)  # + cytoplasm, granules
 
     # Nuclei (and platelets).
     t, bulk, spread = _nucleus_threshold(stain, background)
@@ -306,7 +323,7 @@ def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
             continue
         vals = stain[win][cn]
         strength = (float(np.median(vals)) - bulk) / spread
-        if strength <= 6.0:
+        if strength <= 3.5:
             continue
         at_border = (gy == 0, gy + gh == hs, gx == 0, gx + gw == ws)
         for part in _split_cells(comp, cn, R, 0.4 * rbc_area, at_border):
@@ -325,48 +342,110 @@ def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
 
     out: list[CellRegion] = []
     for m, kind, ox, oy in regions:
-        ys, xs = np.nonzero(m)
-        if len(xs) == 0:
-            continue
-        x0, x1 = xs.min() + ox, xs.max() + ox + 1
-        y0, y1 = ys.min() + oy, ys.max() + oy + 1
-        pad = 0.05 * R if kind == WBC else 0.1 * R
-        out.append(_to_region(m, ox, oy, (x0 - pad, y0 - pad, x1 + pad, y1 + pad), pad, sx, sy, W, H, kind))
-    return out
+        if m.any():
+            pad = 0.05 * R if kind == WBC else 0.1 * R
+            out.append(_to_region(m, ox, oy, pad, sx, sy, W, H, kind))
+    return r_src, out
 
 
-def _to_region(m, ox, oy, box, pad, sx, sy, W, H, kind) -> CellRegion:
-    """Map a working-scale mask (window at ox, oy) and padded box to source pixels."""
-    bx0, by0, bx1, by1 = box
-    X0 = int(np.clip(np.floor(bx0 * sx), 0, W - 1))
-    Y0 = int(np.clip(np.floor(by0 * sy), 0, H - 1))
-    X1 = int(np.clip(np.ceil(bx1 * sx), X0 + 1, W))
-    Y1 = int(np.clip(np.ceil(by1 * sy), Y0 + 1, H))
-    # Cell mask = object grown by the padding, drawn on a working-scale canvas of the box.
-    wx0, wy0 = X0 / sx, Y0 / sy
-    cw, ch = max(1, int(np.ceil(X1 / sx - wx0)) + 1), max(1, int(np.ceil(Y1 / sy - wy0)) + 1)
-    canvas = np.zeros((ch, cw), np.uint8)
+def _to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float, W: int, H: int, kind: str) -> CellRegion:
+    """Map a working-scale object mask (window at ``ox, oy``) to a source-pixel CellRegion.
+
+    The cell mask is the object's convex hull grown by ``pad`` working pixels; the box is
+    that mask's extent, clipped to the image.
+    """
+    p = int(np.ceil(pad)) + 1
+    canvas = np.zeros((m.shape[0] + 2 * p, m.shape[1] + 2 * p), np.uint8)
     ys, xs = np.nonzero(m)
-    cx = np.clip(np.round(xs + ox - wx0).astype(int), 0, cw - 1)
-    cy = np.clip(np.round(ys + oy - wy0).astype(int), 0, ch - 1)
-    canvas[cy, cx] = 1
-    hull = cv2.convexHull(np.column_stack([cx, cy]).astype(np.int32))
-    cv2.fillConvexPoly(canvas, hull, 1)
-    if pad >= 1:
+    pts = np.column_stack([xs + p, ys + p]).astype(np.int32)
+    cv2.fillConvexPoly(canvas, cv2.convexHull(pts), 1)
+    canvas[ys + p, xs + p] = 1
+    if pad >= 0.5:
         canvas = cv2.dilate(canvas, _disk(pad))
-    mask = cv2.resize(canvas, (cw * sx, ch * sy) if False else (int(round(cw * sx)), int(round(ch * sy))), interpolation=cv2.INTER_NEAREST)
-    full = np.zeros((Y1 - Y0, X1 - X0), bool)
-    hh, ww = min(full.shape[0], mask.shape[0]), min(full.shape[1], mask.shape[1])
-    full[:hh, :ww] = mask[:hh, :ww].astype(bool)
-    return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, full, kind)
+    ox, oy = ox - p, oy - p
+    cys, cxs = np.nonzero(canvas)
+    # Working pixel centre (x + 0.5) * s covers source pixels [x * s, (x + 1) * s).
+    X0 = int(np.clip(np.floor((cxs.min() + ox) * sx), 0, W - 1))
+    Y0 = int(np.clip(np.floor((cys.min() + oy) * sy), 0, H - 1))
+    X1 = int(np.clip(np.ceil((cxs.max() + ox + 1) * sx), X0 + 1, W))
+    Y1 = int(np.clip(np.ceil((cys.max() + oy + 1) * sy), Y0 + 1, H))
+    # Source pixel (X, Y) samples working point ((X + 0.5) / sx - 0.5, ...).
+    M = np.array(
+        [[1.0 / sx, 0.0, (X0 + 0.5) / sx - 0.5 - ox], [0.0, 1.0 / sy, (Y0 + 0.5) / sy - 0.5 - oy]],
+        np.float64,
+    )
+    mask = cv2.warpAffine(
+        canvas, M, (X1 - X0, Y1 - Y0), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0
+    ).astype(bool)
+    return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, mask, kind)
 
 
 # ------------------------------------------------------------------------ smear vs crop
 
 
+def smear_score(rgb: np.ndarray) -> float:
+    """Evidence that ``rgb`` is a whole smear field (> 0) rather than a single-cell crop (< 0).
+
+    A single-cell crop (CellaVision / PBC style, or a box cut out of a field) is centred
+    on its cell and spans few red cells; a smear field is a camera frame of many red cells
+    in which white cells lie anywhere.  Points:
+
+    * centre: distance from the image centre to the nearest stained object (nucleus,
+      cell or platelet mask): <= 0.75 R -1 (a crop is centred on its cell), <= 2.5 R +1
+      (some crops are off-centre), farther or none +3;
+    * extent, in red-cell radii ``R`` along the short side: >= 16 (8 red cells across)
+      +4, >= 13 +2, < 5 (a tight crop) -4, else 0;
+    * frame shape (a weak hint: camera frames are 4:3 or wider, crops square): aspect
+      >= 1.2 +2, <= 1.1 -2, else 0;
+    * three or more white cells: +1.
+
+    BCCD fields (640x480) and PBC crops (360x363) have the same short side in red-cell
+    radii (about 9.5 R) and BCCD fields are often centred on their white cell, so for
+    those two sources the frame shape is what separates them; the content terms take over
+    for tight crops, fields at other magnifications and square fields without a
+    centred cell.
+    """
+    rgb = _as_rgb_uint8(rgb)
+    H, W = rgb.shape[:2]
+    r_src, cells = _detect(rgb)
+    cx, cy = W / 2.0, H / 2.0
+    d_centre = np.inf
+    for c in cells:
+        # cheap box test first
+        m = 2.5 * r_src
+        if c.x - m > cx or c.x + c.width + m < cx or c.y - m > cy or c.y + c.height + m < cy:
+            continue
+        ys, xs = np.nonzero(c.mask)
+        if len(xs):
+            d = np.sqrt((xs + c.x + 0.5 - cx) ** 2 + (ys + c.y + 0.5 - cy) ** 2).min()
+            d_centre = min(d_centre, float(d))
+    if d_centre <= 0.75 * r_src:
+        score = -1.0
+    elif d_centre <= 2.5 * r_src:
+        score = 1.0
+    else:
+        score = 3.0
+    short = min(H, W) / r_src
+    if short >= 16:
+        score += 4.0
+    elif short >= 13:
+        score += 2.0
+    elif short < 5:
+        score -= 4.0
+    aspect = max(H, W) / max(1, min(H, W))
+    if aspect >= 1.2:
+        score += 2.0
+    elif aspect <= 1.1:
+        score -= 2.0
+    if sum(c.kind == WBC for c in cells) >= 3:
+        score += 1.0
+    return score
+
+
 def looks_like_smear(rgb: np.ndarray) -> bool:
-    """True for a whole smear field, False for a single-cell crop (one cell centred)."""
-    raise NotImplementedError
+    """True for a whole smear field (many cells, red cells everywhere), False for a
+    single-cell crop (one cell in the centre).  See :func:`smear_score`."""
+    return smear_score(rgb) > 0
 
 
 # ---------------------------------------------------------------------------- scoring

@@ -1,0 +1,126 @@
+"""Figures of the bundled models: accuracy on the test split, pipeline speed, Grad-CAM.
+
+    .venv/bin/python benchmarks/models.py [--models lite0-accurate lite0-fast] [--n-speed 256] [--n-cam 200]
+
+For each bundle it prints:
+- accuracy and macro F1 on the test side of the split recomputed from ../shared/data/pbc
+  (the split checksum must equal the one in the model card);
+- images per second of ``classify`` in cell mode (read, segment, preprocess, predict:
+  the CLI's pipeline) against bare ``model.predict`` on the same preprocessed arrays;
+- ms per Grad-CAM (batch of 1 and batch of 32);
+- Grad-CAM sanity: on test images, the share where the mean heatmap inside the segmented
+  cell mask exceeds the mean outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.splits import make_split, split_checksum  # noqa: E402
+from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
+from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
+from yawbcc_desktop.core.dataset import index_folder  # noqa: E402
+from yawbcc_desktop.core.gradcam import GradCam  # noqa: E402
+from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
+from yawbcc_desktop.core.pipeline import analyse  # noqa: E402
+from yawbcc_desktop.core.preprocess import central_pad_and_crop, prepare_cell_image  # noqa: E402
+from yawbcc_desktop.core.segmentation import segment_single_cell  # noqa: E402
+
+
+def mask_at_model_input(rgb: np.ndarray, field: int, side: int) -> np.ndarray:
+    """The central cell's mask framed exactly as prepare_cell_image frames the image."""
+    import cv2
+
+    cell = segment_single_cell(rgb)
+    full = cell.full_mask(rgb.shape[:2]).astype(np.uint8)
+    framed = central_pad_and_crop(full, (field, field))
+    return cv2.resize(framed, (side, side), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=["lite0-accurate", "lite0-fast"])
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"))
+    parser.add_argument("--n-speed", type=int, default=256)
+    parser.add_argument("--n-cam", type=int, default=200)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+
+    index = index_folder(args.data)
+    split = make_split(index.images, seed=42)
+    test = split[split["split"] == "test"].reset_index(drop=True)
+    for name in args.models:
+        bundle = ModelBundle(resolve_bundle(name))
+        card = bundle.card
+        print(f"== {card.name}: {card.backbone} at {card.input_size} px, T={card.temperature:.3f}")
+        if card.extra.get("split_sha1") not in (None, split_checksum(split)):
+            print("   WARNING: the card's split differs from the recomputed one")
+        if not args.skip_accuracy:
+            preds, truth = [], []
+            for start in range(0, len(test), 64):
+                rows = test.iloc[start : start + 64]
+                batch = np.stack(
+                    [prepare_cell_image(read_rgb(p), card.input_size, card.balance, card.cell_field) for p in rows["path"]]
+                )
+                preds += list(bundle.probabilities(batch).argmax(1))
+                truth += [GROUPS.index(g) for g in rows["group"]]
+            from sklearn.metrics import accuracy_score, f1_score
+
+            print(
+                f"   test split: accuracy {100 * accuracy_score(truth, preds):.2f} %, "
+                f"macro F1 {f1_score(truth, preds, average='macro'):.4f} (n={len(truth)})"
+            )
+
+        paths = list(random.Random(0).sample(list(test["path"]), min(args.n_speed, len(test))))
+        list(analyse(paths[:32], "cell", bundle))  # warm-up: graph tracing, file cache
+        t = time.perf_counter()
+        n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
+        pipe = n / (time.perf_counter() - t)
+        arrays = np.stack([prepare_cell_image(read_rgb(p), card.input_size, card.balance, card.cell_field) for p in paths])
+        bundle.model.predict(arrays[:32], verbose=0)
+        t = time.perf_counter()
+        bundle.model.predict(arrays.astype(np.float32), batch_size=32, verbose=0)
+        bare = len(arrays) / (time.perf_counter() - t)
+        print(
+            f"   classify (cell mode, whole pipeline): {pipe:.1f} images/s; bare model.predict: {bare:.1f} images/s "
+            f"-> pipeline keeps {100 * pipe / bare:.0f} %"
+        )
+
+        cam = GradCam(bundle.model)
+        cam.heatmaps(arrays[:1])
+        t = time.perf_counter()
+        for i in range(10):
+            cam.heatmaps(arrays[i : i + 1])
+        one = (time.perf_counter() - t) / 10 * 1000
+        t = time.perf_counter()
+        cam.heatmaps(arrays[:32])
+        batch = (time.perf_counter() - t) / 32 * 1000
+        print(f"   Grad-CAM: {one:.0f} ms for one image, {batch:.1f} ms per image in a batch of 32")
+
+        sample = random.Random(1).sample(list(test["path"]), min(args.n_cam, len(test)))
+        inside_wins = 0
+        for start in range(0, len(sample), 32):
+            chunk = sample[start : start + 32]
+            rgbs = [read_rgb(p) for p in chunk]
+            x = np.stack([prepare_cell_image(r, card.input_size, card.balance, card.cell_field) for r in rgbs])
+            heat, _ = cam.heatmaps(x)
+            for r, h in zip(rgbs, heat):
+                m = mask_at_model_input(r, card.cell_field, card.input_size)
+                if m.any() and (~m).any() and h[m].mean() > h[~m].mean():
+                    inside_wins += 1
+        print(
+            f"   Grad-CAM sanity: mean heat inside the cell mask > outside on {inside_wins}/{len(sample)} "
+            f"= {100 * inside_wins / len(sample):.1f} % of test images"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Training module: model factory, a training step per backbone, Grad-CAM, calibration, bundles.
+
+Backbones are built small (64-96 px) with random weights: these tests check structure and
+plumbing; accuracy is measured by the training runs and their reports.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training.calibration import fit_temperature, reliability
+from training.factory import BACKBONES, WeightsUnavailableError, build_model, set_trainable
+from training.fit import class_weights
+from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.classifier import ModelBundle, softmax_with_temperature
+from yawbcc_desktop.core.gradcam import GradCam, overlay
+
+SIZES = {"xception": 71}
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_each_backbone_builds_trains_and_explains(backbone):
+    import keras
+
+    size = SIZES.get(backbone, 64)
+    model = build_model(backbone, size, weights=None)
+    assert model.output_shape == (None, len(GROUPS))
+    set_trainable(model, 0)
+    assert not model.get_layer("backbone").trainable
+    set_trainable(model, BACKBONES[backbone].fine_tune_layers)
+    trainable = [layer for layer in model.get_layer("backbone").layers if layer.trainable_weights]
+    assert trainable, "phase 2 must unfreeze some backbone layers"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
+    y = np.array([0, 3, 5, 7])
+    before = [w.numpy().copy() for w in model.trainable_weights[-2:]]
+    model.train_on_batch(x, y)
+    after = [w.numpy() for w in model.trainable_weights[-2:]]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    heat, classes = GradCam(model).heatmaps(x[:3].astype(np.uint8))
+    assert heat.shape == (3, size, size) and heat.min() >= 0 and heat.max() <= 1
+    assert len(classes) == 3
+
+
+def test_imagenet_offline_gives_one_clear_message(monkeypatch):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model("vgg16", 64, weights="imagenet")
+    msg = str(err.value)
+    assert "vgg16" in msg and "--weights none" in msg and "efficientnet-lite" in msg
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.array([0] * 10 + [6] * 90)
+    w = class_weights(labels)
+    assert w[0] > w[6] and w[1] == 0.0
+
+
+def test_temperature_scaling_reduces_ece_on_overconfident_scores():
+    rng = np.random.default_rng(0)
+    n = 4000
+    logits = rng.normal(0, 1.5, (n, 8))
+    calibrated = softmax_with_temperature(np.exp(logits), 1.0)
+    # Labels drawn from the calibrated probabilities; the model then reports logits x 3.
+    labels = np.array([rng.choice(8, p=p) for p in calibrated])
+    overconfident = softmax_with_temperature(np.exp(logits * 3), 1.0)
+    t = fit_temperature(overconfident, labels)
+    assert 2.0 < t < 4.5
+    ece_before, _ = reliability(overconfident, labels)
+    ece_after, table = reliability(softmax_with_temperature(overconfident, t), labels)
+    assert ece_after < ece_before / 2 and sum(b["count"] for b in table) == n
+
+
+def test_bundle_round_trip(tiny_bundle):
+    bundle = ModelBundle(tiny_bundle)
+    card = json.loads((tiny_bundle / "model.json").read_text())
+    assert bundle.card.input_size == card["input_size"] and bundle.card.temperature == 1.5
+    x = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    raw = bundle.raw_probabilities(x)
+    cal = bundle.probabilities(x)
+    assert raw.shape == cal.shape == (5, 8)
+    assert np.allclose(cal.sum(axis=1), 1) and np.array_equal(raw.argmax(1), cal.argmax(1))
+    assert (cal.max(axis=1) <= raw.max(axis=1) + 1e-9).all()  # T > 1 softens
+    heat, _ = GradCam(bundle.model).heatmaps(x)
+    assert overlay(x[0], heat[0], 0.5).shape == (64, 64, 3)
