@@ -47,7 +47,8 @@ class GradCam:
         if self._compiled is None:
             # Traced once per model: eager execution walks the graph op by op and takes
             # hundreds of milliseconds per cell on a CPU, too slow for a click in the GUI.
-            self._compiled = tf.function(self._cams, reduce_retracing=True)
+            spec = [tf.TensorSpec((None, *self._features.input_shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int32)]
+            self._compiled = tf.function(self._cams, input_signature=spec)
         x = tf.convert_to_tensor(np.asarray(batch, np.float32))
         # -1 asks for each image's predicted class.
         wanted = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes, np.int32)

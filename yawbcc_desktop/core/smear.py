@@ -23,13 +23,18 @@ White cells (:func:`find_cells_in_smear`):
    are bluer than green; red cells and background are not) above a fifth of the way from
    the background to the nuclei, opened to cut thin contacts, holes filled; the lobes of
    a segmented nucleus lie in one body, so they make one cell;
-4. a body holding enough nucleus (>= 0.3 red-cell area) is a white cell; touching cells
+4. a body holding enough nucleus (>= 0.3 red-cell area, clearly above the background
+   noise) is a white cell; touching cells
    are split by distance transform + watershed (one maximum per round body, basins
    without a nucleus of their own are merged back);
 5. the box is the cell body's box (nucleus + cytoplasm); cells cut by the image border
    are kept, as in the BCCD annotations;
 6. stained objects outside white cells and much smaller than a nucleus are platelets
-   (close ones grouped into a clump).
+   (close ones grouped into a clump); a lower threshold, halfway to the nuclei, catches
+   the paler ones.
+
+Smear field or single-cell crop: :func:`looks_like_smear` / :func:`smear_score`.
+Scoring against Pascal VOC boxes: :func:`read_voc_boxes`, :func:`match_boxes`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ __all__ = [
 
 # Working scale: red-cell radius in pixels after resizing.
 _WORK_RBC_RADIUS = 20.0
+_MIN_WORK_RBC_RADIUS = 12.0
+_PLATELET_LEVEL = 0.5  # platelet threshold: this far from the background up to the nuclei
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -279,7 +286,14 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
     H, W = rgb.shape[:2]
     r_src = estimate_rbc_radius(rgb)
     r_src = float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
-    s = min(2.0, _WORK_RBC_RADIUS / r_src)
+    # Shrink fields with big red cells to R = 20 px; leave R in 12..20 px as it is (no
+    # point upsampling); upsample only small ones, to R = 12 px at most 2x.
+    if r_src > _WORK_RBC_RADIUS:
+        s = _WORK_RBC_RADIUS / r_src
+    elif r_src >= _MIN_WORK_RBC_RADIUS:
+        s = 1.0
+    else:
+        s = min(2.0, _MIN_WORK_RBC_RADIUS / r_src)
     ws, hs = max(8, round(W * s)), max(8, round(H * s))
     img = cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     sx, sy = W / ws, H / hs
@@ -310,7 +324,6 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
     cells = _fill_holes(cells, 3.0 * rbc_area) | nuc
 
     wbc_min = 0.3 * rbc_area
-    used = np.zeros_like(nuc)
     regions: list[tuple[np.ndarray, str, int, int]] = []  # (mask in window, kind, ox, oy)
     nb, blab, bst, _ = cv2.connectedComponentsWithStats(cells.astype(np.uint8), connectivity=8)
     for g in range(1, nb):
@@ -328,17 +341,26 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
         at_border = (gy == 0, gy + gh == hs, gx == 0, gx + gw == ws)
         for part in _split_cells(comp, cn, R, 0.4 * rbc_area, at_border):
             regions.append((part, WBC, gx, gy))
-            used[win] |= part & cn
 
-    # Platelets: stained objects outside white cells, grouped when close.
-    rest = nuc & ~used
+    # Platelets: stained objects outside white cells, grouped when close.  They are often
+    # paler than nuclei: a lower threshold, part of the way from the background up.
+    t_pl = bulk + max(4.0 * spread, _PLATELET_LEVEL * (t - bulk))
+    pl = stain > t_pl
+    pl = cv2.morphologyEx(pl.astype(np.uint8), cv2.MORPH_OPEN, _disk(0.06 * R)).astype(bool)
+    wbc_cells = np.zeros_like(nuc)
+    for m, _, ox, oy in regions:
+        wbc_cells[oy : oy + m.shape[0], ox : ox + m.shape[1]] |= m
+    rest = (pl | nuc) & ~cv2.dilate(wbc_cells.astype(np.uint8), _disk(0.1 * R)).astype(bool)
     grouped = cv2.morphologyEx(rest.astype(np.uint8), cv2.MORPH_CLOSE, _disk(0.15 * R))
     n, lab, st, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
     for k in range(1, n):
         gx, gy, gw, gh, a = st[k]
-        if a < 0.02 * rbc_area or a >= wbc_min:
+        m = lab[gy : gy + gh, gx : gx + gw] == k
+        # Sized on the part above the nucleus threshold, like white cells: a pale halo
+        # must not turn a platelet into a non-platelet.
+        if a < 0.02 * rbc_area or (m & nuc[gy : gy + gh, gx : gx + gw]).sum() >= wbc_min:
             continue
-        regions.append((lab[gy : gy + gh, gx : gx + gw] == k, PLATELET, gx, gy))
+        regions.append((m, PLATELET, gx, gy))
 
     out: list[CellRegion] = []
     for m, kind, ox, oy in regions:
@@ -374,9 +396,8 @@ def _to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float
         [[1.0 / sx, 0.0, (X0 + 0.5) / sx - 0.5 - ox], [0.0, 1.0 / sy, (Y0 + 0.5) / sy - 0.5 - oy]],
         np.float64,
     )
-    mask = cv2.warpAffine(
-        canvas, M, (X1 - X0, Y1 - Y0), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0
-    ).astype(bool)
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    mask = cv2.warpAffine(canvas, M, (X1 - X0, Y1 - Y0), flags=flags, borderValue=0).astype(bool)
     return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, mask, kind)
 
 
@@ -397,6 +418,8 @@ def smear_score(rgb: np.ndarray) -> float:
       +4, >= 13 +2, < 5 (a tight crop) -4, else 0;
     * frame shape (a weak hint: camera frames are 4:3 or wider, crops square): aspect
       >= 1.2 +2, <= 1.1 -2, else 0;
+    * one white cell fills a quarter of the frame or more (a tight crop; in a field a
+      white cell covers a few per cent): -3;
     * three or more white cells: +1.
 
     BCCD fields (640x480) and PBC crops (360x363) have the same short side in red-cell
@@ -437,7 +460,10 @@ def smear_score(rgb: np.ndarray) -> float:
         score += 2.0
     elif aspect <= 1.1:
         score -= 2.0
-    if sum(c.kind == WBC for c in cells) >= 3:
+    wbcs = [c for c in cells if c.kind == WBC]
+    if wbcs and max(int(c.mask.sum()) for c in wbcs) >= 0.25 * H * W:
+        score -= 3.0
+    if len(wbcs) >= 3:
         score += 1.0
     return score
 
