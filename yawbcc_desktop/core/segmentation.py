@@ -94,10 +94,11 @@ def find_cells(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegio
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    from .smear import detect_field, find_cells_in_smear
+
     if mode == "auto":
-        mode = "smear" if looks_like_smear(rgb) else "cell"
+        is_smear, cells = detect_field(rgb)
+        return ("smear", cells) if is_smear else ("cell", [segment_single_cell(rgb)])
     if mode == "cell":
         return mode, [segment_single_cell(rgb)]
-    from .smear import find_cells_in_smear
-
     return mode, find_cells_in_smear(rgb)
