@@ -68,6 +68,15 @@ def merge_extra(split: pd.DataFrame, folders: list[str], corrections: list[str],
         label_col = next((c for c in ("final_label", "label", "group") if c in rows.columns), None)
         if "path" not in rows.columns or label_col is None:
             raise SystemExit(f"{csv_path}: needs columns path and final_label (or label/group)")
+        if "reviewed" in rows.columns:
+            # A session export lists every cell: learn only from what a reviewer looked at.
+            rows = rows[rows["reviewed"].astype(str).str.lower().isin(["yes", "true", "1"])]
+        if "mode" in rows.columns:
+            # A smear cell's path is the whole field; training reads single-cell images.
+            smear = rows["mode"].eq("smear")
+            if smear.any():
+                log(f"{csv_path}: {int(smear.sum())} smear-field cells skipped (training reads single-cell images)")
+            rows = rows[~smear]
         rows = rows[rows[label_col].isin(GROUPS)]
         ok = rows["path"].map(lambda p: Path(p).is_file())
         for p in rows.loc[~ok, "path"]:

@@ -5,13 +5,16 @@ Argument parsing only; the work is done by ``yawbcc_desktop.core``.
 Exit status of ``yawbcc``:
   0  every file was read and analysed (files with no cell found count as analysed)
   1  the run finished but some files failed (each named on stderr)
-  2  nothing could be done: bad arguments, no input files, or the model bundle is unusable
+  2  nothing could be done: bad arguments, no input files, an unusable model bundle or
+     session file (``export`` too)
   130 interrupted (Ctrl-C); rows written so far are kept in ``<out>.partial``
+With ``--session`` every analysed image is committed to the session as it arrives.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -44,17 +47,42 @@ class Progress:
 
 
 def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
-    from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
-    from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
     from .core.imageio import iter_image_paths
-    from .core.pipeline import FAILED, analyse
+    from .core.store import ReviewSession, SessionError
 
     paths = list(iter_image_paths(args.paths))
     if not paths:
         print("yawbcc: no image files found in the given paths", file=sys.stderr)
         return EXIT_UNUSABLE
+    session = None
+    if getattr(args, "session", None):
+        try:
+            session = ReviewSession.open_or_create(args.session)
+        except SessionError as exc:
+            print(f"yawbcc: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+    try:
+        return _analyse_into(args, classify, paths, session)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session) -> int:
+    from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
+    from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
+    from .core.pipeline import FAILED, analyse
+    from .core.store import SessionError
+
+    if session is not None:
+        # Extending a session: what it already holds (maybe corrected) is kept, not redone.
+        done = session.analysed_paths()
+        kept = [p for p in paths if os.path.abspath(p) not in done]
+        if len(kept) < len(paths):
+            print(f"yawbcc: {len(paths) - len(kept)} files already in {args.session}, kept as they are", file=sys.stderr)
+        paths = kept
     bundle = None
-    if classify:
+    if classify and paths:
         try:
             bundle = ModelBundle(resolve_bundle(args.model))
         except ModelBundleError as exc:
@@ -62,27 +90,69 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
             return EXIT_UNUSABLE
     progress = Progress(len(paths), None if args.quiet else sys.stderr)
     n_read = n_failed = n_cells = 0
-    writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS)
+    writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS) if args.out else None
     try:
         for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size):
+            if session is not None:
+                session.add_image(result)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
                 n_failed += 1
                 print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
             else:
                 n_read += 1
                 n_cells += len(result.cells)
-                writer.write_cells(result.cells)
+                if writer is not None:
+                    writer.write_cells(result.cells)
             progress.step()
     except KeyboardInterrupt:
-        writer.abort()
-        print(f"yawbcc: interrupted; {writer.rows} rows kept in {writer.partial}", file=sys.stderr)
+        kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
+        kept += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
+        if writer is not None:
+            writer.abort()
+        print(f"yawbcc: interrupted; {', '.join(kept)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    writer.close()
+    except SessionError as exc:  # the session's disk is full or gone: stop, keep what is saved
+        if writer is not None:
+            writer.abort()
+        print(f"yawbcc: stopped: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if writer is not None:
+        writer.close()
+    targets = " and ".join(str(t) for t in (args.out, getattr(args, "session", None)) if t)
     print(
-        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {args.out}",
+        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
         file=sys.stderr,
     )
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .core.preferences import load_preferences
+    from .core.review_export import export_cells, export_differential
+    from .core.store import ReviewSession, SessionError
+
+    prefs = load_preferences()
+    if prefs.problem:
+        print(f"yawbcc: {prefs.problem}", file=sys.stderr)
+    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
+    try:
+        # Read-only: works while the GUI has the session open for review.
+        with ReviewSession.open(args.session, readonly=True) as session:
+            if args.cells:
+                n = export_cells(session, args.cells)
+                print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
+            if args.differential:
+                diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
+                total = diffs[0]
+                note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
+                print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
+    except SessionError as exc:
+        print(f"yawbcc: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OSError as exc:
+        print(f"yawbcc: could not write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    return EXIT_OK
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -152,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-        p.add_argument("--out", required=True, help="CSV file to write")
+        p.add_argument("--out", required=name != "classify", help="CSV file to write")
         p.add_argument(
             "--mode",
             choices=["auto", "cell", "smear"],
@@ -166,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis("segment", "find cells and write one row per cell (path, cell_id, kind, box)")
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
+    p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
+    p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
+    p.add_argument("session", metavar="FILE", help="review session file")
+    p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
+    p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
+    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -178,7 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "classify" and not (args.out or args.session):
+        parser.error("classify needs --out, --session, or both")
+    if args.command == "export":
+        if not (args.cells or args.differential):
+            parser.error("export needs --cells, --differential, or both")
+        return _cmd_export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")
     if args.command == "models":

@@ -20,6 +20,12 @@ GROUPS: tuple[str, ...] = (
     "PLATELET",
 )
 
+# A reviewer's label for an object that is not a cell (stain debris, a smudge, a cell cut
+# by the frame): kept in the session with its audit trail, left out of every count.
+ARTEFACT = "ARTEFACT"
+# Every label a reviewer can give: the eight groups (number keys 1-8), then ARTEFACT.
+REVIEW_LABELS: tuple[str, ...] = (*GROUPS, ARTEFACT)
+
 # File-name prefixes of the PBC data set (CellaVision export) and the group each belongs to.
 LABEL_TO_GROUP: dict[str, str] = {
     "BA": "BASOPHIL",
@@ -48,6 +54,7 @@ DISPLAY_NAMES: dict[str, str] = {
     "MONOCYTE": "Monocyte",
     "NEUTROPHIL": "Neutrophil",
     "PLATELET": "Platelet",
+    ARTEFACT: "Not a cell (artefact)",
 }
 
 # Distinct, colour-blind-friendly hues (Okabe-Ito plus two), as #RRGGBB.
@@ -76,15 +83,20 @@ class ReferenceRange:
     high: float
 
 
-# Adult peripheral-blood differential (percent of WBC): the usual adult relative counts of
-# haematology textbooks (e.g. the reference-range chapter of Dacie and Lewis, Practical
-# Haematology).  They are defaults only: each lab replaces them with its own in preferences.
+# Defaults only: each lab replaces them with its own in preferences.  Percent of WBC in
+# healthy adults, from the adult reference values of Bain BJ, Bates I, Laffan MA (eds),
+# Dacie and Lewis Practical Haematology, 12th ed., Elsevier 2017, ch. 2 "Reference ranges
+# and normal values": neutrophils 40-80 %, lymphocytes 20-40 %, monocytes 2-10 %,
+# eosinophils 1-6 %, basophils <1-2 %.  Immature granulocytes are absent from a normal
+# adult differential, so that table has no IG row; 0.5 % is the upper limit commonly used
+# for automated IG% (any IG also raises the "IG present" flag).  Quoted from memory of
+# that table, not checked against a printed copy here: a lab must confirm its own.
 REFERENCE_RANGES: dict[str, ReferenceRange] = {
-    "NEUTROPHIL": ReferenceRange("NEUTROPHIL", 40.0, 75.0),
-    "LYMPHOCYTE": ReferenceRange("LYMPHOCYTE", 20.0, 45.0),
+    "NEUTROPHIL": ReferenceRange("NEUTROPHIL", 40.0, 80.0),
+    "LYMPHOCYTE": ReferenceRange("LYMPHOCYTE", 20.0, 40.0),
     "MONOCYTE": ReferenceRange("MONOCYTE", 2.0, 10.0),
     "EOSINOPHIL": ReferenceRange("EOSINOPHIL", 1.0, 6.0),
-    "BASOPHIL": ReferenceRange("BASOPHIL", 0.0, 1.0),
+    "BASOPHIL": ReferenceRange("BASOPHIL", 0.0, 2.0),
     "IG": ReferenceRange("IG", 0.0, 0.5),
 }
 

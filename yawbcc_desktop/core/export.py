@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .classes import GROUPS
-from .pipeline import CellRecord
+
+if TYPE_CHECKING:  # annotations only: exporting a session need not load scikit-image
+    from .pipeline import CellRecord
 
 SEGMENT_COLUMNS = ["path", "cell_id", "kind", "x", "y", "width", "height"]
 PROB_COLUMNS = [f"prob_{g}" for g in GROUPS]

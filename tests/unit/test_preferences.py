@@ -1,0 +1,53 @@
+"""Preferences shared by the GUI and the CLI: defaults, round trip, damaged files."""
+
+from __future__ import annotations
+
+import json
+
+from yawbcc_desktop.core.classes import REFERENCE_RANGES, ReferenceRange
+from yawbcc_desktop.core.preferences import (
+    CONFIG_ENV,
+    DEFAULT_REVIEW_THRESHOLD,
+    Preferences,
+    load_preferences,
+    preferences_path,
+    save_preferences,
+)
+
+
+def test_defaults_round_trip_and_env_override(tmp_path, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "cfg"))
+    assert preferences_path() == tmp_path / "cfg" / "preferences.json"
+    prefs = load_preferences()
+    assert prefs.review_threshold == DEFAULT_REVIEW_THRESHOLD and prefs.reference_ranges == REFERENCE_RANGES
+    assert not prefs.problem
+    prefs.reviewer, prefs.review_threshold, prefs.last_session = "Zoë", 0.8, "/lab/s.yawbcc"
+    prefs.reference_ranges["NEUTROPHIL"] = ReferenceRange("NEUTROPHIL", 45.0, 70.0)
+    save_preferences(prefs)
+    assert [p.name for p in (tmp_path / "cfg").iterdir()] == ["preferences.json"]  # no temporary file left
+    again = load_preferences()
+    assert (again.reviewer, again.review_threshold, again.last_session) == ("Zoë", 0.8, "/lab/s.yawbcc")
+    assert again.reference_ranges["NEUTROPHIL"] == ReferenceRange("NEUTROPHIL", 45.0, 70.0)
+    assert again.reference_ranges["MONOCYTE"] == REFERENCE_RANGES["MONOCYTE"]
+
+
+def test_damaged_or_odd_values_fall_back_to_defaults(tmp_path):
+    path = tmp_path / "preferences.json"
+    path.write_text("{not json")
+    prefs = load_preferences(path)
+    assert "damaged" in prefs.problem and prefs.review_threshold == DEFAULT_REVIEW_THRESHOLD
+    path.write_text(
+        json.dumps(
+            {
+                "review_threshold": 7,
+                "min_wbc": -1,
+                "reviewer": 3,
+                "reference_ranges": {"NEUTROPHIL": [80, 40], "LYMPHOCYTE": [10, 50], "PLATELET": [1, 2]},
+            }
+        )
+    )
+    prefs = load_preferences(path)
+    assert prefs.review_threshold == DEFAULT_REVIEW_THRESHOLD and prefs.min_wbc == Preferences().min_wbc
+    assert prefs.reference_ranges["NEUTROPHIL"] == REFERENCE_RANGES["NEUTROPHIL"]  # low > high: ignored
+    assert prefs.reference_ranges["LYMPHOCYTE"] == ReferenceRange("LYMPHOCYTE", 10.0, 50.0)
+    assert "PLATELET" not in prefs.reference_ranges and not prefs.problem

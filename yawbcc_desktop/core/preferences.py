@@ -1,0 +1,129 @@
+"""A reviewer's preferences: name, review threshold, reference ranges, last session.
+
+One small JSON file in the user's configuration folder, shared by the GUI and the
+``yawbcc`` command.  ``YAWBCC_CONFIG_DIR`` overrides the folder (tests, portable installs).
+A missing or unreadable file gives the defaults, never an error at start-up.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_write
+from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+
+CONFIG_ENV = "YAWBCC_CONFIG_DIR"
+FILE_NAME = "preferences.json"
+
+# Cells whose calibrated confidence is below this go to the to-review queue.  Calibrated
+# means a cell at confidence c is right about c of the time, so no cell is left to the
+# machine with more than a 10 % chance of error; at the report's ~98 % accuracy most cells
+# sit near 1, so the queue is a small share of the cells yet holds most of the mistakes.
+# Lower lets more errors through, higher floods the queue with cells the model had right.
+DEFAULT_REVIEW_THRESHOLD = 0.90
+# A routine manual differential counts 100 white cells; fewer gives imprecise percentages.
+DEFAULT_MIN_WBC = 100
+
+
+def default_reviewer() -> str:
+    """The operating-system login name, a reasonable first guess at who is reviewing."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name on some service accounts and containers
+        return ""
+
+
+@dataclass
+class Preferences:
+    """What a lab or reviewer sets once; ``problem`` says why the file was not used, if so."""
+
+    reviewer: str = field(default_factory=default_reviewer)
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    reference_ranges: dict[str, ReferenceRange] = field(default_factory=lambda: dict(REFERENCE_RANGES))
+    min_wbc: int = DEFAULT_MIN_WBC
+    last_session: str = ""
+    problem: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "reviewer": self.reviewer,
+            "review_threshold": self.review_threshold,
+            "reference_ranges": {g: [r.low, r.high] for g, r in self.reference_ranges.items()},
+            "min_wbc": self.min_wbc,
+            "last_session": self.last_session,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Preferences:
+        """Values that are missing or out of range fall back to their defaults, one by one."""
+        prefs = cls()
+        if isinstance(data.get("reviewer"), str):
+            prefs.reviewer = data["reviewer"].strip()
+        t = data.get("review_threshold")
+        if isinstance(t, int | float) and 0.0 <= t <= 1.0:
+            prefs.review_threshold = float(t)
+        n = data.get("min_wbc")
+        if isinstance(n, int) and n >= 0:
+            prefs.min_wbc = n
+        if isinstance(data.get("last_session"), str):
+            prefs.last_session = data["last_session"]
+        ranges = data.get("reference_ranges")
+        if isinstance(ranges, dict):
+            for group, pair in ranges.items():
+                if group in WBC_GROUPS and _valid_range(pair):
+                    prefs.reference_ranges[group] = ReferenceRange(group, float(pair[0]), float(pair[1]))
+        return prefs
+
+
+def _valid_range(pair) -> bool:
+    return (
+        isinstance(pair, list | tuple)
+        and len(pair) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in pair)
+        and 0.0 <= pair[0] <= pair[1] <= 100.0
+    )
+
+
+def config_dir() -> Path:
+    """Where the preferences live: ``$YAWBCC_CONFIG_DIR`` or the platform's config folder."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("yawbcc-desktop", appauthor=False))
+
+
+def preferences_path() -> Path:
+    return config_dir() / FILE_NAME
+
+
+def load_preferences(path: str | os.PathLike | None = None) -> Preferences:
+    """The saved preferences, or the defaults (with ``problem`` set if the file was unreadable)."""
+    path = Path(path) if path is not None else preferences_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Preferences()
+    except OSError as exc:
+        return Preferences(problem=f"could not read {path}: {exc.strerror}; using the defaults")
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        return Preferences(problem=f"{path} is damaged ({exc}); using the defaults until preferences are saved")
+    return Preferences.from_json(data)
+
+
+def save_preferences(prefs: Preferences, path: str | os.PathLike | None = None) -> None:
+    """Write atomically; a crash mid-save leaves the previous preferences intact."""
+    path = Path(path) if path is not None else preferences_path()
+    with atomic_write(path) as fh:
+        json.dump(prefs.to_json(), fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
