@@ -31,18 +31,8 @@ from yawbcc_desktop.core.dataset import index_folder  # noqa: E402
 from yawbcc_desktop.core.gradcam import GradCam  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.pipeline import analyse  # noqa: E402
-from yawbcc_desktop.core.preprocess import central_pad_and_crop, prepare_cell_image  # noqa: E402
+from yawbcc_desktop.core.preprocess import prepare_cell_image, prepare_cell_mask  # noqa: E402
 from yawbcc_desktop.core.segmentation import segment_single_cell  # noqa: E402
-
-
-def mask_at_model_input(rgb: np.ndarray, field: int, side: int) -> np.ndarray:
-    """The central cell's mask framed exactly as prepare_cell_image frames the image."""
-    import cv2
-
-    cell = segment_single_cell(rgb)
-    full = cell.full_mask(rgb.shape[:2]).astype(np.uint8)
-    framed = central_pad_and_crop(full, (field, field))
-    return cv2.resize(framed, (side, side), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def main() -> None:
@@ -113,7 +103,7 @@ def main() -> None:
             x = np.stack([prepare_cell_image(r, card.input_size, card.balance, card.cell_field) for r in rgbs])
             heat, _ = cam.heatmaps(x)
             for r, h in zip(rgbs, heat):
-                m = mask_at_model_input(r, card.cell_field, card.input_size)
+                m = prepare_cell_mask(segment_single_cell(r).full_mask(r.shape[:2]), card.input_size, card.cell_field)
                 if m.any() and (~m).any() and h[m].mean() > h[~m].mean():
                     inside_wins += 1
         print(

@@ -132,6 +132,9 @@ def _fit(args) -> int:
         epochs_fine=args.epochs,
         lr_fine=args.lr,
         fine_tune_layers=args.fine_tune_layers,
+        class_weighting=args.class_weighting,
+        augment=args.augment,
+        train_bn=args.train_bn,
         seed=args.seed,
         extra={"split_sha1": checksum, "data": args.data},
     )
@@ -244,8 +247,9 @@ def _export(args) -> int:
     card["name"] = args.name
     dest = Path(args.dest) / args.name
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "model.keras", dest / "model.keras.tmp")
-    (dest / "model.keras.tmp").replace(dest / "model.keras")
+    tmp = dest / "model.tmp.keras"
+    shutil.copy2(run / "model.keras", tmp)
+    tmp.replace(dest / "model.keras")
     (dest / "model.json").write_text(json.dumps(card, indent=2))
     size = (dest / "model.keras").stat().st_size / 1e6
     print(f"exported {dest} ({size:.1f} MB)")
@@ -280,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
     p.add_argument("--fine-tune-layers", type=int, help="last N backbone layers to unfreeze (-1 all)")
+    p.add_argument("--class-weighting", choices=["balanced", "sqrt", "none"], default="balanced")
+    p.add_argument("--augment", choices=["full", "light"], default="full", help="light: flips and 90-degree turns only")
+    p.add_argument("--train-bn", action="store_true", help="fine-tune batch-norm layers too")
     p.add_argument("--extra", action="append", default=[], help="extra folder of class folders (repeatable)")
     p.add_argument("--corrections", action="append", default=[], help="reviewers' corrections CSV (repeatable)")
     p.add_argument("--seed", type=int, default=42)

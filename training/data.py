@@ -51,8 +51,11 @@ def labels_of(frame: pd.DataFrame) -> np.ndarray:
     return frame["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy(np.int32)
 
 
-def augment(images, seed_rotation: float = 15.0):
-    """Flips, 90-degree turns, small rotations and colour jitter; a cell has no up or down."""
+def augment(images, seed_rotation: float = 15.0, light: bool = False):
+    """Flips, 90-degree turns, small rotations and colour jitter; a cell has no up or down.
+
+    ``light`` keeps only the flips and turns, which lose no pixel and cost nothing.
+    """
     import tensorflow as tf
 
     x = tf.cast(images, tf.float32)
@@ -60,6 +63,8 @@ def augment(images, seed_rotation: float = 15.0):
     x = tf.image.random_flip_up_down(x)
     k = tf.random.uniform([], 0, 4, dtype=tf.int32)
     x = tf.image.rot90(x, k)
+    if light:
+        return x
     # Small rotation by a random angle (reflect fill keeps the background plausible).
     angle = tf.random.uniform([tf.shape(x)[0]], -seed_rotation, seed_rotation) * (np.pi / 180.0)
     x = _rotate(x, angle)
@@ -94,7 +99,9 @@ def _rotate(x, angles):
     )
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int, training: bool, seed: int = 0):
+def make_dataset(
+    images: np.ndarray, labels: np.ndarray | None, batch_size: int, training: bool, seed: int = 0, light: bool = False
+):
     """A batched, prefetched ``tf.data.Dataset`` over in-memory uint8 images."""
     import tensorflow as tf
 
@@ -115,7 +122,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray | None, batch_size: int,
 
     ds = ds.map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (augment(x, light=light), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         to_float = (lambda x, y: (tf.cast(x, tf.float32), y)) if labels is not None else (lambda x: tf.cast(x, tf.float32))
         ds = ds.map(to_float)

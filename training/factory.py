@@ -125,11 +125,11 @@ def build_model(backbone: str, input_size: int, weights: str | None = "imagenet"
     return model
 
 
-def set_trainable(model, fine_tune_layers: int) -> None:
+def set_trainable(model, fine_tune_layers: int, train_bn: bool = False) -> None:
     """Phase 1 (0): backbone frozen.  Phase 2: the last N backbone layers trainable, or all (-1).
 
-    Batch-norm layers stay in inference mode: with small CPU batches their statistics
-    would drift and undo the pretrained features.
+    By default batch-norm layers stay in inference mode (the usual advice for small data
+    sets); ``train_bn`` lets them adapt to stained cells, far from ImageNet's statistics.
     """
     import keras
 
@@ -140,4 +140,4 @@ def set_trainable(model, fine_tune_layers: int) -> None:
         return
     first = 0 if fine_tune_layers < 0 else max(len(layers) - fine_tune_layers, 0)
     for i, layer in enumerate(layers):
-        layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= first and (train_bn or not isinstance(layer, keras.layers.BatchNormalization))

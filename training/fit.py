@@ -34,7 +34,9 @@ class FitConfig:
     lr_fine: float = 3e-4
     fine_tune_layers: int | None = None  # None: the report's N for this backbone
     patience: int = 3
-    class_weighting: bool = True
+    class_weighting: str = "balanced"  # balanced | sqrt | none
+    augment: str = "full"  # full: flips, 90-degree turns, small rotations, colour jitter; light: flips and turns
+    train_bn: bool = False  # fine-tune batch-norm statistics too (helps when the domain is far from ImageNet)
     seed: int = 42
     extra: dict = field(default_factory=dict)
 
@@ -42,11 +44,14 @@ class FitConfig:
         return BACKBONES[self.backbone].fine_tune_layers if self.fine_tune_layers is None else self.fine_tune_layers
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Balanced weights n / (k * count), so rare classes (basophils) count as much as common ones."""
+def class_weights(labels: np.ndarray, mode: str = "balanced") -> dict[int, float]:
+    """Weights that make rare classes (basophils) count more: ``balanced`` n / (k * count);
+    ``sqrt`` the square root of that, a milder push that costs the common classes less."""
     counts = np.bincount(labels, minlength=len(GROUPS)).astype(float)
     present = counts > 0
     w = np.where(present, len(labels) / (present.sum() * np.maximum(counts, 1)), 0.0)
+    if mode == "sqrt":
+        w = np.sqrt(w)
     return {i: float(w[i]) for i in range(len(GROUPS))}
 
 
@@ -106,9 +111,9 @@ def fit(
         model.load_weights(out / "checkpoint.weights.h5")
         log(f"resuming after {state['phase']} epoch {state['epoch']}")
 
-    train_ds = make_dataset(train_x, train_y, config.batch_size, training=True, seed=config.seed)
+    train_ds = make_dataset(train_x, train_y, config.batch_size, training=True, seed=config.seed, light=config.augment == "light")
     valid_ds = make_dataset(valid_x, valid_y, 64, training=False)
-    weights = class_weights(train_y) if config.class_weighting else None
+    weights = class_weights(train_y, config.class_weighting) if config.class_weighting != "none" else None
     steps = int(np.ceil(len(train_x) / config.batch_size))
 
     phases = [("frozen", 0, config.epochs_frozen, config.lr_frozen)]
@@ -122,7 +127,7 @@ def fit(
                 start = state["epoch"] if phase == "fine" else epochs
         if epochs == 0 or start >= epochs:
             continue
-        set_trainable(model, n_layers)
+        set_trainable(model, n_layers, config.train_bn)
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.02)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
@@ -146,8 +151,17 @@ def fit(
         )
         if (out / f"best_{phase}.weights.h5").exists():
             model.load_weights(out / f"best_{phase}.weights.h5")
-    model.save(out / "model.keras")
+    save_for_inference(model, out / "model.keras")
     return model
+
+
+def save_for_inference(model, path: Path) -> None:
+    """Save weights and graph without the optimiser state (a third of the size of a bundle)."""
+    import keras
+
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    clean.save(path)
 
 
 def read_history(out: Path) -> tuple[pd.DataFrame, int]:

@@ -88,3 +88,9 @@ def prepare_cell_image(image: np.ndarray, side: int, balance: bool, field: int =
     if balance:
         square = colour_balance(square)
     return resize(square, side)
+
+
+def prepare_cell_mask(mask: np.ndarray, side: int, field: int = PBC_SIZE[0]) -> np.ndarray:
+    """A whole-image bool mask framed exactly as ``prepare_cell_image`` frames its image."""
+    square = central_pad_and_crop(mask.astype(np.uint8), (field, field))
+    return cv2.resize(square, (side, side), interpolation=cv2.INTER_NEAREST).astype(bool)
