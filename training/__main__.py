@@ -103,6 +103,7 @@ def merge_extra(split: pd.DataFrame, folders: list[str], corrections: list[str],
 
 
 def _fit(args) -> int:
+    from yawbcc_desktop.core.classes import GROUPS
     from yawbcc_desktop.core.dataset import index_folder
 
     from .calibration import fit_temperature
@@ -166,7 +167,7 @@ def _fit(args) -> int:
         "name": args.name or out.name,
         "backbone": config.backbone,
         "input_size": config.input_size,
-        "class_order": list(__import__("yawbcc_desktop.core.classes", fromlist=["GROUPS"]).GROUPS),
+        "class_order": list(GROUPS),
         "preprocessing": {"colour_balance": config.balance, "field": config.cell_field, "cell_context": args.cell_context},
         "temperature": temperature,
         "test_metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")},
