@@ -25,9 +25,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 class Progress:
     """Progress with rate and ETA on stderr, at most every ``interval`` seconds."""
 
-    def __init__(self, total: int, stream=None, interval: float = 2.0):
+    def __init__(self, total: int, stream, interval: float = 2.0):
         self.total, self.done = total, 0
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream  # None: silent (--quiet)
         self.interval, self.start, self.last = interval, time.monotonic(), 0.0
 
     def step(self, n: int = 1) -> None:
@@ -206,7 +206,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(argv: Sequence[str]) -> int:
-    from training.__main__ import main as training_main
+    try:
+        from training.__main__ import main as training_main
+    except ImportError:
+        if not getattr(sys, "frozen", False):
+            raise
+        # The installed (PyInstaller) build leaves retraining and its dependencies out.
+        print("yawbcc: retraining is not part of this installation; use a source install (README, Training)", file=sys.stderr)
+        return EXIT_UNUSABLE
 
     return training_main(list(argv))
 

@@ -97,12 +97,21 @@ def resource_root() -> Path:
     return Path(__file__).resolve().parents[2] / "resources"
 
 
+def user_models_dir() -> Path:
+    """Where a lab adds retrained bundles: the user data folder, never the install folder
+    (read-only, and replaced by the next installation)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("yawbcc-desktop", appauthor=False)) / "models"
+
+
 def model_search_path() -> list[Path]:
     """Folders searched for bundles by name: user-retrained models first, then the bundled ones."""
     paths = []
     extra = os.environ.get("YAWBCC_MODELS")
     if extra:
         paths += [Path(p) for p in extra.split(os.pathsep) if p]
+    paths.append(user_models_dir())
     paths.append(resource_root() / "models")
     return paths
 
