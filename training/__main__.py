@@ -241,15 +241,17 @@ def _evaluate_cmd(args) -> int:
 
 
 def _export(args) -> int:
-    import shutil
-
     run = Path(args.run)
     card = json.loads((run / "model.json").read_text())
     card["name"] = args.name
     dest = Path(args.dest) / args.name
     dest.mkdir(parents=True, exist_ok=True)
+    # Re-saved from an uncompiled load: a model saved mid-training can carry optimiser
+    # variables that triple the bundle's size.
+    import keras
+
     tmp = dest / "model.tmp.keras"
-    shutil.copy2(run / "model.keras", tmp)
+    keras.saving.load_model(run / "model.keras", compile=False).save(tmp)
     tmp.replace(dest / "model.keras")
     (dest / "model.json").write_text(json.dumps(card, indent=2))
     size = (dest / "model.keras").stat().st_size / 1e6

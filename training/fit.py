@@ -156,16 +156,14 @@ def fit(
 
 
 def save_for_inference(model, path: Path) -> None:
-    """Save weights and graph without the optimiser state (a third of the size of a bundle)."""
+    """Save weights and graph without the optimiser state (a third of the size of a bundle).
+
+    A model saved while compiled for training carries its optimiser variables; a copy
+    loaded uncompiled does not.
+    """
     import keras
 
-    clean = keras.models.clone_model(model)
-    clean.set_weights(model.get_weights())
-    clean.save(path)
-
-
-def read_history(out: Path) -> tuple[pd.DataFrame, int]:
-    """Both phases' histories end to end and the number of frozen epochs (where fine-tuning starts)."""
-    parts = [pd.read_csv(out / f"history_{p}.csv") for p in ("frozen", "fine") if (out / f"history_{p}.csv").exists()]
-    frozen = len(parts[0]) if (out / "history_frozen.csv").exists() else 0
-    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), frozen
+    tmp = path.with_name(path.stem + ".training.keras")
+    model.save(tmp)
+    keras.saving.load_model(tmp, compile=False).save(path)
+    tmp.unlink()
