@@ -1,0 +1,66 @@
+"""Make the README's screenshots with ``yawbcc-desktop --screenshot`` (offscreen).
+
+    .venv/bin/python benchmarks/gui_screenshots.py [--out docs/screenshots] [--model NAME|DIR]
+
+- ``smear-field.png``: six BCCD smear fields (640x480), read in auto mode; the first
+  field's first cell is selected.
+- ``single-cells.png``: a folder of 40 single-cell CellaVision images, five from each
+  class folder of ../shared/data/pbc, linked into a temporary folder (the data is never
+  copied into the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SMEAR_FIELDS = ["BloodImage_00090", "BloodImage_00092", "BloodImage_00099", "BloodImage_00094", "BloodImage_00095"]
+
+
+def app_command() -> list[str]:
+    script = REPO / ".venv" / "bin" / "yawbcc-desktop"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from yawbcc_desktop.cli import gui_main; gui_main()"]
+
+
+def shoot(out: Path, paths: list[str], model: str | None, mode: str) -> None:
+    command = [*app_command(), "--screenshot", str(out), "--mode", mode, *paths]
+    if model:
+        command += ["--model", model]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with tempfile.TemporaryDirectory() as config:
+        env["YAWBCC_CONFIG_DIR"] = config
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise SystemExit(f"screenshot failed ({result.returncode}): {result.stderr[-2000:]}")
+    print(f"{out}: {out.stat().st_size // 1024} KiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    fields = [str(DATA / "bccd" / "JPEGImages" / f"{name}.jpg") for name in SMEAR_FIELDS]
+    shoot(out / "smear-field.png", fields, args.model, "auto")
+
+    with tempfile.TemporaryDirectory() as folder:
+        for group in sorted(p for p in (DATA / "pbc").iterdir() if p.is_dir()):
+            files = [f for f in sorted(group.glob("*.jpg")) if not f.name.startswith(".")]
+            for src in files[7:12]:
+                os.symlink(src, Path(folder) / src.name)
+        shoot(out / "single-cells.png", [folder], args.model, "cell")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The Qt models over the cell store, without the worker: synthetic cells, real Qt models."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from yawbcc_desktop.core import pipeline
+from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
+from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.gui import cell_store
+from yawbcc_desktop.gui.cell_store import (
+    ANALYSED,
+    CONFIDENT,
+    FAILED,
+    NO_CELL,
+    QUEUED,
+    UNCERTAIN,
+    AnalysedImage,
+    Cell,
+    CellStore,
+)
+from yawbcc_desktop.gui.cell_table_model import (
+    COLUMN,
+    COLUMNS,
+    CellFilter,
+    CellTableModel,
+    GroupRole,
+    RowIdRole,
+    SortRole,
+)
+from yawbcc_desktop.gui.image_list_model import ImageListModel, ImageStatusFilter, StatusRole
+
+
+@pytest.fixture
+def owner():
+    """Parent of the models under test: it outlives qtmodeltester's teardown (list it first)."""
+    from PySide6.QtCore import QObject
+
+    holder = QObject()
+    yield holder
+    holder.deleteLater()
+
+
+def fake_cell(path: str, cell_id: int, group: str, confidence: float, kind: str = WBC) -> Cell:
+    probs = np.full(len(GROUPS), (1 - confidence) / (len(GROUPS) - 1), np.float32)
+    probs[GROUPS.index(group)] = confidence
+    return Cell(path, cell_id, 10 * cell_id, 5, 40, 42, kind, probs, "fake")
+
+
+def fake_image(path: str, specs: list[tuple[str, float]]) -> AnalysedImage:
+    cells = [fake_cell(path, i, g, c) for i, (g, c) in enumerate(specs)]
+    return AnalysedImage(path, ANALYSED if cells else NO_CELL, "", "smear", 640, 480, cells)
+
+
+def test_statuses_are_the_pipelines():
+    # The GUI keeps its own copy to stay off scikit-image at start-up; they must agree.
+    assert (cell_store.ANALYSED, cell_store.NO_CELL, cell_store.FAILED) == (
+        pipeline.ANALYSED,
+        pipeline.NO_CELL,
+        pipeline.FAILED,
+    )
+
+
+def test_cell_from_pipeline_record_keeps_box_and_probabilities():
+    region = CellRegion(3, 4, 20, 22, np.ones((22, 20), bool), PLATELET)
+    probs = np.linspace(0.01, 0.2, len(GROUPS))
+    record = pipeline.CellRecord("a.jpg", 2, region, probs / probs.sum(), "m")
+    result = pipeline.ImageResult("a.jpg", "smear", 100, 80, [record])
+    image = AnalysedImage.from_result(result)
+    assert image.status == ANALYSED and image.mode == "smear" and (image.width, image.height) == (100, 80)
+    cell = image.cells[0]
+    assert cell.box == (3, 4, 20, 22) and cell.kind == PLATELET
+    assert cell.predicted == record.predicted == "PLATELET"
+    assert cell.confidence == pytest.approx(record.confidence, rel=1e-6)
+    assert cell.region().box == region.box
+    failed = AnalysedImage.from_result(pipeline.ImageResult("b.jpg", error="file is empty (0 bytes)"))
+    assert failed.status == FAILED and failed.reason == "file is empty (0 bytes)" and not failed.cells
+
+
+def test_store_keeps_order_ignores_duplicates_and_late_results():
+    store = CellStore()
+    assert store.add_images(["a", "b", "a"]) == ["a", "b"]
+    assert store.add_images(["b", "c"]) == ["c"]
+    assert [store.image_at(i).path for i in range(3)] == ["a", "b", "c"]
+    assert store.image_row("c") == 2 and store.image_row("zz") == -1
+    rows = store.record(fake_image("b", [("MONOCYTE", 0.9), ("PLATELET", 0.4)]))
+    assert list(rows) == [0, 1] and store.image("b").status == ANALYSED
+    assert not store.record(fake_image("b", [("MONOCYTE", 0.9)]))  # a second result adds nothing
+    assert store.cell(1).review_status == UNCERTAIN and store.cell(0).review_status == CONFIDENT
+    assert store.status_counts() == {QUEUED: 2, ANALYSED: 1}
+    assert [cid for cid, _ in store.regions_of("b")] == [0, 1]
+    store.clear_cells()
+    assert store.cell_count == 0 and store.image("b").status == QUEUED and store.image_count == 3
+
+
+def test_cell_table_model_is_consistent(owner, qtmodeltester):
+    store = CellStore()
+    model = CellTableModel(store, parent=owner)
+    qtmodeltester.check(model, force_py=True)  # then watches every change below
+    store.add_images(["x.jpg", "y.jpg"])
+    model.cells_added(store.record(fake_image("x.jpg", [("NEUTROPHIL", 0.95), ("LYMPHOCYTE", 0.55)])))
+    model.cells_added(store.record(fake_image("y.jpg", [("PLATELET", 0.8)])))
+    assert model.rowCount() == 3 and model.columnCount() == len(COLUMNS)
+    assert model.index(0, COLUMN["predicted"]).data() == "Neutrophil"
+    assert model.index(1, COLUMN["confidence"]).data() == "55.0 %"
+    assert model.index(1, COLUMN["status"]).data() == UNCERTAIN
+    assert model.index(2, COLUMN["image"]).data() == "y.jpg"
+    assert model.index(2, 0).data(RowIdRole) == 2
+    assert model.headerData(COLUMN["confidence"], Qt.Orientation.Horizontal) == "Confidence"
+    model.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)  # the tester watches this too
+    assert [model.index(r, 0).data(RowIdRole) for r in range(3)] == [0, 2, 1]
+    store.add_images(["z.jpg"])
+    model.cells_added(store.record(fake_image("z.jpg", [("MONOCYTE", 0.7), ("EOSINOPHIL", 0.99)])))
+    assert [model.index(r, 0).data(RowIdRole) for r in range(5)] == [4, 0, 2, 3, 1]  # new cells in sorted place
+    assert model.index_of_id(3).row() == 3 and model.index_of_id(4).row() == 0
+    model.sort(-1)  # back to analysis order
+    assert [model.index(r, 0).data(RowIdRole) for r in range(5)] == [0, 1, 2, 3, 4]
+    model.reset()
+    assert model.rowCount() == 5
+
+
+def test_filter_by_class_confidence_and_status(owner, qtmodeltester):
+    store = CellStore()
+    model = CellTableModel(store, parent=owner)
+    cells = CellFilter(parent=owner)
+    cells.setSourceModel(model)
+    neutrophils = cells.for_group("NEUTROPHIL")
+    store.add_images(["x.jpg"])
+    specs = [("NEUTROPHIL", 0.95), ("NEUTROPHIL", 0.5), ("LYMPHOCYTE", 0.7), ("PLATELET", 0.3)]
+    model.cells_added(store.record(fake_image("x.jpg", specs)))
+    assert cells.rowCount() == 4 and neutrophils.rowCount() == 2
+    cells.set_criteria(groups=frozenset({"NEUTROPHIL", "PLATELET"}))
+    assert cells.rowCount() == 3 and cells.is_filtering()
+    cells.set_criteria(confidence=(0.45, 1.0))
+    assert {cells.index(r, 0).data(GroupRole) for r in range(cells.rowCount())} == {"NEUTROPHIL"}
+    assert neutrophils.rowCount() == 2
+    cells.set_criteria(statuses=frozenset({UNCERTAIN}))
+    assert cells.rowCount() == 1 and neutrophils.rowCount() == 1
+    cells.set_criteria(groups=frozenset(GROUPS), confidence=(0.0, 1.0), statuses=frozenset({UNCERTAIN, CONFIDENT}))
+    assert cells.rowCount() == 4 and not cells.is_filtering()
+    cells.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
+    assert [cells.index(r, 0).data(RowIdRole) for r in range(4)] == [0, 2, 1, 3]
+    qtmodeltester.check(cells, force_py=True)
+    qtmodeltester.check(neutrophils, force_py=True)
+
+
+def test_image_list_model_and_status_filter(owner, qtmodeltester):
+    store = CellStore()
+    model = ImageListModel(store, parent=owner)
+    by_status = ImageStatusFilter(owner)
+    by_status.setSourceModel(model)
+    store.add_images(["a.jpg", "b.jpg", "c.jpg"])
+    model.images_added()
+    store.record(AnalysedImage("b.jpg", FAILED, "not an image (unknown or corrupt format)"))
+    model.image_changed("b.jpg")
+    assert model.index(1).data(StatusRole) == FAILED
+    assert "not an image" in model.index(1).data(Qt.ItemDataRole.ToolTipRole)
+    by_status.set_statuses(frozenset({FAILED}))
+    assert by_status.rowCount() == 1
+    qtmodeltester.check(model, force_py=True)
+    qtmodeltester.check(by_status, force_py=True)
+
+
+def test_twenty_thousand_cells_stay_quick():
+    """Row ids and lazy data: 20,000 cells are inserted, filtered and sorted in well under a second each."""
+    store = CellStore()
+    model = CellTableModel(store)
+    cells = CellFilter()
+    cells.setSourceModel(model)
+    sections = [cells.for_group(g) for g in GROUPS]
+    rng = np.random.default_rng(0)
+    images = [f"field_{i:05d}.jpg" for i in range(2000)]
+    store.add_images(images)
+    started = time.perf_counter()
+    for path in images:  # as the worker streams them: one image at a time
+        specs = [(GROUPS[int(g)], float(c)) for g, c in zip(rng.integers(0, 8, 10), rng.uniform(0.3, 1.0, 10))]
+        model.cells_added(store.record(fake_image(path, specs)))
+    inserted = time.perf_counter() - started
+    assert model.rowCount() == 20_000 and sum(s.rowCount() for s in sections) == 20_000
+    started = time.perf_counter()
+    cells.set_criteria(confidence=(0.9, 1.0))
+    shown = cells.rowCount()
+    assert 0 < shown < 20_000 and sum(s.rowCount() for s in sections) == shown
+    filtered = time.perf_counter() - started
+    started = time.perf_counter()
+    cells.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
+    assert cells.index(0, COLUMN["confidence"]).data(SortRole) >= cells.index(1, COLUMN["confidence"]).data(SortRole)
+    sorted_in = time.perf_counter() - started
+    started = time.perf_counter()
+    cells.set_criteria(confidence=(0.0, 1.0))  # sorted and unfiltered: the worst case
+    assert cells.rowCount() == 20_000 and sum(s.rowCount() for s in sections) == 20_000
+    unfiltered = time.perf_counter() - started
+    # Generous bounds for two busy cores; typical figures are several times smaller.
+    figures = (inserted, filtered, sorted_in, unfiltered)
+    assert inserted < 20 and filtered < 3 and sorted_in < 4 and unfiltered < 4, figures

@@ -1,0 +1,344 @@
+"""The analysis as the window sees it: opened images, the worker, the models, progress.
+
+Widget-free: it speaks to the window only through signals, so tests and the screenshot
+mode drive it exactly as the reviewer's clicks do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.classifier import ModelBundleError, ModelCard, read_card, resolve_bundle
+from ..core.imageio import iter_image_paths
+from .cell_store import CANCELLED, FAILED, NO_CELL, QUEUED, AnalysedImage, CellStore
+from .cell_table_model import CellFilter, CellTableModel
+from .image_list_model import ImageListModel
+from .image_loader import ImageLoader
+from .throttle import Throttle
+from .worker import AnalysisWorker, GradCamRequest, GradCamResult
+
+MODES = ("auto", "cell", "smear")
+RESULTS_EVERY_MS = 700
+
+
+class RunProgress:
+    """Images done out of images queued since the worker was last idle, with a rate and ETA."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.total = self.done = self.cells = 0
+        self.started = 0.0
+        self._first_result: tuple[float, int] | None = None
+
+    def add(self, n: int) -> None:
+        if not self.active:
+            self.active = True
+            self.total = self.done = self.cells = 0
+            self.started, self._first_result = time.monotonic(), None
+        self.total += n
+
+    def record(self, n_images: int, n_cells: int) -> None:
+        if self._first_result is None:
+            # The rate is measured from the first result: loading the model is not analysis.
+            self._first_result = (time.monotonic(), self.done)
+        self.done = min(self.done + n_images, self.total)
+        self.cells += n_cells
+
+    def rate(self) -> float | None:
+        """Images per second, once there is something to measure."""
+        if self._first_result is None:
+            return None
+        since, done_then = self._first_result
+        elapsed = time.monotonic() - since
+        return (self.done - done_then) / elapsed if elapsed > 0.5 and self.done > done_then else None
+
+    def eta(self) -> float | None:
+        rate = self.rate()
+        return (self.total - self.done) / rate if rate else None
+
+    def finish(self) -> None:
+        self.active = False
+
+
+class AnalysisController(QObject):
+    images_opened = Signal(int)  # how many new images were queued
+    images_analysed = Signal(list)  # paths whose outcome just arrived
+    progress_changed = Signal()  # read .progress
+    run_finished = Signal(str)  # one-line summary
+    model_loading = Signal(str)  # bundle name
+    model_ready = Signal(object)  # ModelCard
+    model_failed = Signal(str, str)  # bundle folder or name, message saying what is wrong
+    gradcam_ready = Signal(object)  # GradCamResult
+    gradcam_failed = Signal(object, str)  # GradCamRequest, message
+    problem = Signal(str, str, str)  # title, message, details
+
+    def __init__(self, mode: str = "auto", parent=None):
+        super().__init__(parent)
+        self.store = CellStore()
+        self.loader = ImageLoader(parent=self)
+        self.cells = CellTableModel(self.store, self.loader, self)
+        self.cell_filter = CellFilter(self)
+        self.cell_filter.setSourceModel(self.cells)
+        self.images = ImageListModel(self.store, self.loader, self)
+        self.progress = RunProgress()
+        self.mode = mode
+        self.model_card: ModelCard | None = None
+        self.model_folder = ""
+        self.model_state = "none"  # none, loading, ready, failed
+        self._gradcams: OrderedDict[tuple, GradCamResult] = OrderedDict()
+        self._gradcam_asked: dict[tuple, float] = {}
+        self.last_gradcam_latency: float | None = None  # seconds from asking to the answer
+        self._submitted = 0  # images sent to the worker, to recognise a stale run_idle
+        self._problems_this_run = 0
+        # Results wait here a moment so that several batches reach the views as one update:
+        # each update relays out and repaints the gallery, and that costs the worker CPU too.
+        self._arrived: list[AnalysedImage] = []
+        self._apply_later = Throttle(self._apply_results, RESULTS_EVERY_MS, self)
+        self._worker: AnalysisWorker | None = None
+        self._make_worker()
+
+    def start(self) -> None:
+        """Start the worker thread (after the window is up: its imports compete for the CPU)."""
+        if not self._worker.isRunning():
+            self._worker.start()
+
+    # ------------------------------------------------------------------ the worker
+    def _make_worker(self) -> None:
+        worker = AnalysisWorker(parent=self)
+        worker.model_loading.connect(self._on_model_loading)
+        worker.model_ready.connect(self._on_model_ready)
+        worker.model_failed.connect(self._on_model_failed)
+        worker.images_analysed.connect(self._on_images_analysed)
+        worker.run_idle.connect(self._on_run_idle)
+        worker.gradcam_ready.connect(self._on_gradcam_ready)
+        worker.gradcam_failed.connect(self.gradcam_failed)
+        worker.problem.connect(self._on_problem)
+        worker.crashed.connect(self._on_crashed)
+        self._worker = worker
+        self._submitted = 0  # the new worker counts from zero
+
+    @property
+    def worker(self) -> AnalysisWorker:
+        return self._worker
+
+    def shutdown(self, msecs: int = 60_000) -> bool:
+        """Stop the worker and the image loader; True if every thread has ended."""
+        self.loader.shutdown()
+        worker = self._worker
+        if worker is None:
+            return True
+        worker.stop()
+        # A model load cannot be interrupted; it is the longest step the worker takes.
+        return worker.wait(msecs)
+
+    # --------------------------------------------------------------------- models
+    def use_model(self, name_or_folder: str | os.PathLike | None) -> bool:
+        """Load a bundle (None: the default) in the worker; False if it cannot even be found."""
+        try:
+            folder = resolve_bundle(name_or_folder)
+            read_card(folder)  # a broken card is reported now, not after TensorFlow has loaded
+        except ModelBundleError as exc:
+            self.model_state = "failed"
+            self.model_failed.emit(str(name_or_folder or "default model"), str(exc))
+            return False
+        self.model_folder = str(folder)
+        self._worker.load_model(str(folder))
+        return True
+
+    def _on_model_loading(self, folder: str) -> None:
+        self.model_state = "loading"
+        self.model_loading.emit(os.path.basename(folder))
+
+    def _on_model_ready(self, card: ModelCard, folder: str) -> None:
+        self.model_state, self.model_card, self.model_folder = "ready", card, folder
+        self._gradcams.clear()
+        self.model_ready.emit(card)
+
+    def _on_model_failed(self, folder: str, message: str) -> None:
+        self.model_state, self.model_card = "failed", None
+        self.model_failed.emit(folder, message)
+
+    # ------------------------------------------------------------------- analysis
+    def open_paths(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Open files and folders (searched recursively); new images are queued for analysis."""
+        found = [str(p) for p in iter_image_paths(paths)]
+        added = self.store.add_images(found)
+        if added:
+            self.images.images_added()
+            self._queue(added)
+        self.images_opened.emit(len(added))
+        return len(added)
+
+    def _queue(self, paths: list[str]) -> None:
+        if not self.progress.active:
+            self._problems_this_run = 0
+        self.progress.add(len(paths))
+        self._submitted += len(paths)
+        self._worker.analyse(paths, self.mode)
+        self.progress_changed.emit()
+
+    def analyse_remaining(self) -> int:
+        """Queue again the images a cancel left unanalysed."""
+        paths = self.store.paths_with_status(CANCELLED)
+        self.store.set_status(paths, QUEUED)
+        self.images.statuses_changed()
+        if paths:
+            self._queue(paths)
+        return len(paths)
+
+    def reanalyse_all(self) -> int:
+        """Forget every result and analyse every open image again (after a model change)."""
+        self._worker.cancel()
+        self._arrived = []
+        self.progress.finish()
+        self.store.clear_cells()
+        self._gradcams.clear()
+        self.cells.reset()
+        self.images.reset()
+        paths = self.store.paths()
+        if paths:
+            self._queue(paths)
+        return len(paths)
+
+    def cancel(self) -> None:
+        """Stop the run: queued images become 'cancelled' at once; the worker drops its batch."""
+        if not self.progress.active:
+            return
+        self._worker.cancel()
+        self._apply_later.flush()
+        queued = self.store.paths_with_status(QUEUED)
+        self.store.set_status(queued, CANCELLED)
+        self.images.statuses_changed()
+        self.progress.finish()
+        self.progress_changed.emit()
+        self.run_finished.emit(f"Cancelled: {len(queued)} image{'s' if len(queued) != 1 else ''} left unanalysed")
+
+    def close_all(self) -> None:
+        self._worker.cancel()
+        self._arrived = []
+        self.progress.finish()
+        self.store.clear()
+        self.loader.clear()
+        self._gradcams.clear()
+        self.cells.reset()
+        self.images.reset()
+        self.progress_changed.emit()
+
+    def is_idle(self) -> bool:
+        return not self.progress.active
+
+    def _on_images_analysed(self, analysed: list[AnalysedImage]) -> None:
+        first = not self.store.cell_count and not self._arrived
+        self._arrived.extend(analysed)
+        if first:
+            self._apply_results()  # the first cells show at once
+        else:
+            self._apply_later()
+
+    def _apply_results(self) -> None:
+        analysed, self._arrived = self._arrived, []
+        if not analysed:
+            return
+        paths, n_images, n_cells = [], 0, 0
+        first_row = self.store.cell_count
+        for image in analysed:
+            entry = self.store.image(image.path)
+            # Late results of cancelled images are kept but do not count in this run.
+            in_run = entry is not None and entry.status == QUEUED
+            rows = self.store.record(image)
+            paths.append(image.path)
+            n_images += in_run
+            n_cells += len(rows) if in_run else 0
+        # One insert and one change for the whole batch: each signal reaches nine proxies.
+        self.cells.cells_added(range(first_row, self.store.cell_count))
+        self.images.images_changed(paths)
+        if self.progress.active and n_images:
+            self.progress.record(n_images, n_cells)
+            self.progress_changed.emit()
+        self.images_analysed.emit(paths)
+
+    def _on_run_idle(self, submitted: int) -> None:
+        self._apply_later.flush()
+        p = self.progress
+        if submitted < self._submitted or not p.active:
+            return  # more images were queued since, or the run was cancelled
+        counts = self.store.status_counts()
+        elapsed = time.monotonic() - p.started
+        summary = (
+            f"Analysed {p.done} image{'s' if p.done != 1 else ''} in {elapsed:.1f} s: {p.cells} cells"
+            f"{f', {counts[NO_CELL]} without a cell' if counts[NO_CELL] else ''}"
+            f"{f', {counts[FAILED]} failed' if counts[FAILED] else ''}"
+        )
+        p.finish()
+        self.progress_changed.emit()
+        self.run_finished.emit(summary)
+
+    # -------------------------------------------------------------------- Grad-CAM
+    def explain(self, row: int, group: str | None = None) -> tuple[tuple, GradCamResult | None]:
+        """Grad-CAM of a cell: the request's key and the cached result, or None and
+        ``gradcam_ready`` follows."""
+        cell = self.store.cell(row)
+        group = group or cell.predicted or None  # the class the reviewer sees, whichever model is loaded now
+        entry = self.store.image(cell.path)
+        rows = entry.cell_rows if entry is not None else [row]
+        request = GradCamRequest(
+            cell.path,
+            entry.mode if entry is not None and entry.mode else "cell",
+            tuple(self.store.cell(r).region() for r in rows),
+            rows.index(row),
+            group,
+        )
+        found = self._gradcams.get(request.key)
+        if found is not None:
+            self._gradcams.move_to_end(request.key)
+            return request.key, found
+        self._gradcam_asked[request.key] = time.perf_counter()
+        self._worker.request_gradcam(request)
+        return request.key, None
+
+    def _on_gradcam_ready(self, result: GradCamResult) -> None:
+        key = result.request.key
+        self._gradcams[key] = result
+        while len(self._gradcams) > 256:
+            self._gradcams.popitem(last=False)
+        asked = self._gradcam_asked.pop(key, None)
+        if asked is not None:
+            self.last_gradcam_latency = time.perf_counter() - asked
+        self.gradcam_ready.emit(result)
+
+    # ---------------------------------------------------------------------- errors
+    def _on_problem(self, summary: str, details: str) -> None:
+        # One dialog per run is enough: the image list names every failed image.
+        self._problems_this_run += 1
+        if self._problems_this_run == 1:
+            self.problem.emit(
+                "Unexpected error during the analysis",
+                f"{summary}\n\nThe image is marked failed and the analysis goes on.",
+                details,
+            )
+
+    def _on_crashed(self, details: str) -> None:
+        self._apply_later.flush()
+        queued = self.store.paths_with_status(QUEUED)
+        self.problem.emit(
+            "The analysis worker stopped",
+            "The analysis worker stopped on an unexpected error; it has been restarted"
+            f"{f' and {len(queued)} queued images are analysed again' if queued else ''}.",
+            details,
+        )
+        old = self._worker
+        old.wait(2000)
+        old.deleteLater()
+        self.model_state = "none"
+        self._make_worker()
+        self._worker.start()
+        if self.model_folder:
+            self._worker.load_model(self.model_folder)
+        if queued:
+            self.progress.finish()
+            self._queue(queued)

@@ -1,0 +1,331 @@
+"""The table of cells (Qt model/view) and the filter that the table and the gallery share.
+
+The model holds only row ids of the store, in analysis order or sorted; every value is
+computed when a view asks for it, so the model stays quick with tens of thousands of
+cells.  Sorting happens here, with Python's sort on precomputed keys: a proxy's lessThan
+would cost a Python call per comparison (seconds for 20,000 rows).  Columns are declared
+once in ``COLUMNS``: the review issue adds a "Final label" column there (with ``setData``
+for corrections) without touching the views.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import NamedTuple
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QColor
+
+from ..core.cells import PLATELET
+from ..core.classes import GROUPS
+from .cell_store import CELL_STATUSES, UNCERTAIN, Cell, CellStore
+from .image_loader import ImageLoader
+from .palette import class_icon, display_name, percent
+
+CellRole = Qt.ItemDataRole.UserRole + 1  # the Cell
+RowIdRole = Qt.ItemDataRole.UserRole + 2  # its row id in the store
+GroupRole = Qt.ItemDataRole.UserRole + 3  # predicted group key, e.g. "NEUTROPHIL"
+ConfidenceRole = Qt.ItemDataRole.UserRole + 4
+ThumbnailRole = Qt.ItemDataRole.UserRole + 5  # QImage, or None while it loads
+SortRole = Qt.ItemDataRole.UserRole + 6
+
+
+class Column(NamedTuple):
+    key: str
+    header: str
+    tip: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("image", "Image", "Image file the cell was found in"),
+    Column("cell", "Cell", "Number of the cell within its image"),
+    Column("kind", "Kind", "What segmentation found: a white cell (WBC) or a platelet"),
+    Column("predicted", "Predicted", "Class with the highest calibrated probability"),
+    Column("confidence", "Confidence", "Calibrated probability of the predicted class"),
+    Column("status", "Status", "uncertain: confidence below the review threshold"),
+    Column("model", "Model", "Model bundle that classified the cell"),
+)
+COLUMN = {c.key: i for i, c in enumerate(COLUMNS)}
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+class CellTableModel(QAbstractTableModel):
+    """One row per classified cell, over a ``CellStore``; row ids stay the store's."""
+
+    def __init__(self, store: CellStore, loader: ImageLoader | None = None, parent=None):
+        super().__init__(parent)
+        self._store = store
+        self._loader = loader
+        self._order: list[int] = list(range(store.cell_count))  # model row -> row id
+        self._positions: list[int] | None = None  # row id -> model row, rebuilt when needed
+        self._sort_column, self._sort_order = -1, Qt.SortOrder.AscendingOrder
+        self._entries: list[tuple] = []  # sorted: (key, tie-break, row id), ascending
+        if loader is not None:
+            loader.thumbnails_ready.connect(self._thumbnails_ready)
+
+    @property
+    def store(self) -> CellStore:
+        return self._store
+
+    # -- told by the controller
+    def cells_added(self, rows: range) -> None:
+        """The store appended ``rows``; announce them (in sorted place when sorted)."""
+        if not len(rows):
+            return
+        self._positions = None
+        if self._sort_column < 0:
+            start = len(self._order)
+            self.beginInsertRows(QModelIndex(), start, start + len(rows) - 1)
+            self._order.extend(rows)
+            self.endInsertRows()
+            return
+        for row_id in rows:
+            entry = self._entry(row_id)
+            i = bisect.bisect_left(self._entries, entry)
+            at = i if self._sort_order == Qt.SortOrder.AscendingOrder else len(self._entries) - i
+            self.beginInsertRows(QModelIndex(), at, at)
+            self._entries.insert(i, entry)
+            self._order.insert(at, row_id)
+            self.endInsertRows()
+
+    def reset(self) -> None:
+        """The store was cleared or refilled."""
+        self.beginResetModel()
+        self._order = list(range(self._store.cell_count))
+        self._positions = None
+        if self._sort_column >= 0:
+            self._sort_rows()
+        self.endResetModel()
+
+    def row_id_at(self, row: int) -> int:
+        """The store row id of the cell shown at model row ``row``."""
+        return self._order[row]
+
+    def cell_at(self, row: int) -> Cell:
+        """The cell shown at model row ``row`` (not a row id)."""
+        return self._store.cell(self._order[row])
+
+    def index_of_id(self, row_id: int, column: int = 0) -> QModelIndex:
+        """The model index of the cell with store row id ``row_id``."""
+        if self._positions is None:
+            positions = [0] * self._store.cell_count
+            for at, rid in enumerate(self._order):
+                positions[rid] = at
+            self._positions = positions
+        if not 0 <= row_id < len(self._positions) or row_id >= self._store.cell_count:
+            return QModelIndex()
+        return self.index(self._positions[row_id], column)
+
+    # -- sorting
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by ``column`` (-1: analysis order); persistent indexes follow their cells."""
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        ids = [self._order[i.row()] for i in persistent]
+        self._sort_column = column if 0 <= column < len(COLUMNS) else -1
+        self._sort_order = order
+        self._order = list(range(self._store.cell_count))
+        self._sort_rows()
+        self._positions = None
+        moved = [self.index_of_id(rid, i.column()) for rid, i in zip(ids, persistent)]
+        self.changePersistentIndexList(persistent, moved)
+        self.layoutChanged.emit()
+
+    def sort_column(self) -> int:
+        return self._sort_column
+
+    def _entry(self, row_id: int) -> tuple:
+        key = _sort_value(self._store.cell(row_id), COLUMNS[self._sort_column].key)
+        # Ties keep analysis order in both directions.
+        return key, row_id if self._sort_order == Qt.SortOrder.AscendingOrder else -row_id, row_id
+
+    def _sort_rows(self) -> None:
+        if self._sort_column < 0:
+            self._entries = []
+            return
+        self._entries = sorted(self._entry(r) for r in self._order)
+        ids = [e[2] for e in self._entries]
+        self._order = ids if self._sort_order == Qt.SortOrder.AscendingOrder else ids[::-1]
+
+    # -- QAbstractTableModel
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._order)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
+            if role == Qt.ItemDataRole.DisplayRole:
+                return COLUMNS[section].header
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return COLUMNS[section].tip
+        elif orientation == Qt.Orientation.Vertical and role == Qt.ItemDataRole.DisplayRole:
+            return section + 1
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._order):
+            return None
+        row_id = self._order[index.row()]
+        cell = self._store.cell(row_id)
+        key = COLUMNS[index.column()].key
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _display(cell, key)
+        if role == SortRole:
+            return _sort_value(cell, key)
+        if role == CellRole:
+            return cell
+        if role == RowIdRole:
+            return row_id
+        if role == GroupRole:
+            return cell.predicted
+        if role == ConfidenceRole:
+            return cell.confidence
+        if role == ThumbnailRole:
+            return self.thumbnail(cell)
+        if role == Qt.ItemDataRole.DecorationRole and key == "predicted" and cell.predicted:
+            return class_icon(cell.predicted)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{cell.path}\ncell {cell.cell_id + 1}, box {cell.x},{cell.y} {cell.width}x{cell.height}"
+        if role == Qt.ItemDataRole.TextAlignmentRole and key in ("cell", "confidence"):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if (
+            role == Qt.ItemDataRole.ForegroundRole
+            and key in ("confidence", "status")
+            and cell.review_status == UNCERTAIN
+        ):
+            return QColor("#B26A00")
+        return None
+
+    def thumbnail(self, cell: Cell):
+        """The cell's thumbnail (QImage), or None while it loads."""
+        if self._loader is None:
+            return None
+        found = self._loader.cached(cell.path)
+        if found is None or (found.image is not None and cell.cell_id not in found.cells):
+            found = self._loader.thumbnails(cell.path, self._store.regions_of(cell.path))
+        return found.cells.get(cell.cell_id) if found is not None else None
+
+    def _thumbnails_ready(self, path: str) -> None:
+        entry = self._store.image(path)
+        if entry is None:
+            return
+        for row_id in entry.cell_rows:
+            index = self.index_of_id(row_id)
+            if index.isValid():
+                self.dataChanged.emit(index, index, [ThumbnailRole])
+
+
+def _display(cell: Cell, key: str) -> str:
+    if key == "image":
+        return cell.file_name
+    if key == "cell":
+        return str(cell.cell_id + 1)
+    if key == "kind":
+        return "Platelet" if cell.kind == PLATELET else cell.kind
+    if key == "predicted":
+        return display_name(cell.predicted)
+    if key == "confidence":
+        return percent(cell.confidence) if not math.isnan(cell.confidence) else ""
+    if key == "status":
+        return cell.review_status
+    if key == "model":
+        return cell.model
+    return ""
+
+
+def _sort_value(cell: Cell, key: str):
+    if key == "image":
+        return (cell.path, cell.cell_id)
+    if key == "cell":
+        return cell.cell_id
+    if key == "predicted":
+        return GROUPS.index(cell.predicted) if cell.predicted in GROUPS else len(GROUPS)
+    if key == "confidence":
+        return -1.0 if math.isnan(cell.confidence) else cell.confidence
+    return _display(cell, key)
+
+
+class CellFilter(QSortFilterProxyModel):
+    """Cells shown to the reviewer: by predicted class, confidence range and review status.
+
+    The table shows this proxy; each gallery section shows a ``for_group`` proxy that shares
+    its criteria.  Sections sit on the cell model itself, not on this proxy: a chain of
+    proxies would filter every row again through Python calls on each change.
+    """
+
+    def __init__(self, parent=None, *, group: str | None = None):
+        super().__init__(parent)
+        self.group = group  # None: every class the criteria allow
+        self.groups: frozenset[str] = frozenset(GROUPS)
+        self.min_confidence, self.max_confidence = 0.0, 1.0
+        self.statuses: frozenset[str] = frozenset(CELL_STATUSES)
+        self.sections: list[CellFilter] = []
+        self.setDynamicSortFilter(True)
+
+    def for_group(self, group: str) -> CellFilter:
+        """A proxy of this filter's cells of one class (a gallery section), kept in step."""
+        section = CellFilter(self, group=group)
+        section.setSourceModel(self.sourceModel())
+        section._copy_criteria(self)
+        self.sections.append(section)
+        return section
+
+    def set_criteria(
+        self,
+        groups: frozenset[str] | None = None,
+        confidence: tuple[float, float] | None = None,
+        statuses: frozenset[str] | None = None,
+    ) -> None:
+        """Change any of the criteria (None keeps it) and filter again, sections too."""
+        if groups is not None:
+            self.groups = frozenset(groups)
+        if confidence is not None:
+            self.min_confidence, self.max_confidence = confidence
+        if statuses is not None:
+            self.statuses = frozenset(statuses)
+        # One layout change, not an insert signal per newly shown row.
+        self.invalidate()
+        for section in self.sections:
+            section._copy_criteria(self)
+            section.invalidate()
+
+    def _copy_criteria(self, other: CellFilter) -> None:
+        self.groups, self.statuses = other.groups, other.statuses
+        self.min_confidence, self.max_confidence = other.min_confidence, other.max_confidence
+
+    def is_filtering(self) -> bool:
+        return (
+            self.groups != frozenset(GROUPS)
+            or self.min_confidence > 0.0
+            or self.max_confidence < 1.0
+            or self.statuses != frozenset(CELL_STATUSES)
+        )
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        # Straight to the store: going through index().data() would cost a Python call per field.
+        cell = self.sourceModel().cell_at(source_row)
+        return (
+            (self.group is None or cell.predicted == self.group)
+            and cell.predicted in self.groups
+            and self.min_confidence <= cell.confidence <= self.max_confidence
+            and cell.review_status in self.statuses
+        )
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sorting is the cell model's (see the module docstring); sections follow it."""
+        self.sourceModel().sort(column, order)

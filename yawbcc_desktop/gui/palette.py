@@ -1,0 +1,66 @@
+"""Class colours, short names and status colours: one source, so that a class looks the
+same in the viewer's boxes, the gallery, the table and the probability bars."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+
+from ..core.classes import COLOURS, DISPLAY_NAMES
+from .cell_store import ANALYSED, CANCELLED, FAILED, NO_CELL, QUEUED
+
+# The abbreviations haematology reports use.
+SHORT_NAMES: dict[str, str] = {
+    "BASOPHIL": "BA",
+    "EOSINOPHIL": "EO",
+    "ERYTHROBLAST": "ERB",
+    "IG": "IG",
+    "LYMPHOCYTE": "LY",
+    "MONOCYTE": "MO",
+    "NEUTROPHIL": "NE",
+    "PLATELET": "PLT",
+}
+
+STATUS_COLOURS: dict[str, str] = {
+    QUEUED: "#90A4AE",
+    ANALYSED: "#2E7D32",
+    NO_CELL: "#EF8F00",
+    FAILED: "#C62828",
+    CANCELLED: "#757575",
+}
+
+ACCENT = "#1565C0"
+MUTED_TEXT = "#607D8B"
+
+
+def display_name(group: str) -> str:
+    return DISPLAY_NAMES.get(group, group.title())
+
+
+@cache
+def class_colour(group: str) -> QColor:
+    return QColor(COLOURS.get(group, "#9E9E9E"))
+
+
+@cache
+def dot_icon(colour: str, size: int = 12) -> QIcon:
+    """A filled circle, for class and status markers in lists and menus."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QColor(colour).darker(130))
+    painter.setBrush(QColor(colour))
+    painter.drawEllipse(1, 1, size - 2, size - 2)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def class_icon(group: str) -> QIcon:
+    return dot_icon(COLOURS.get(group, "#9E9E9E"))
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f} %"

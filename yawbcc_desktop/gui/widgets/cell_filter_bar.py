@@ -1,0 +1,116 @@
+"""Which cells the gallery and the table show: classes, lowest confidence, review status."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
+
+from ...core.classes import GROUPS
+from ..cell_store import CELL_STATUSES, CONFIDENT, UNCERTAIN, UNCERTAIN_BELOW
+from ..cell_table_model import CellFilter
+from ..palette import SHORT_NAMES, class_icon, display_name
+from ..throttle import Throttle
+
+STATUS_CHOICES = (
+    ("All cells", CELL_STATUSES),
+    (f"Uncertain only (< {100 * UNCERTAIN_BELOW:.0f} %)", (UNCERTAIN,)),
+    ("Confident only", (CONFIDENT,)),
+)
+
+
+class CellFilterBar(QWidget):
+    changed = Signal()
+
+    def __init__(self, cell_filter: CellFilter, parent=None):
+        super().__init__(parent)
+        self.setObjectName("CellFilterBar")
+        self._filter = cell_filter
+        self.class_buttons: dict[str, QToolButton] = {}
+        classes = QHBoxLayout()
+        classes.setSpacing(2)
+        for group in GROUPS:
+            button = QToolButton()
+            button.setObjectName("ClassChip")
+            button.setText(SHORT_NAMES[group])
+            button.setIcon(class_icon(group))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            button.setCheckable(True)
+            button.setChecked(True)
+            button.setToolTip(f"Show {display_name(group).lower()}s (right-click: only these)")
+            button.toggled.connect(self._apply)
+            button.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+            button.customContextMenuRequested.connect(lambda _pos, g=group: self.show_only(g))
+            classes.addWidget(button)
+            self.class_buttons[group] = button
+        classes.addStretch(1)
+
+        self.confidence = QSlider(Qt.Orientation.Horizontal)
+        self.confidence.setRange(0, 100)
+        self.confidence.setToolTip("Hide cells below this calibrated confidence")
+        self.confidence_label = QLabel("≥ 0 %")
+        self.confidence_label.setMinimumWidth(44)
+        self.confidence.valueChanged.connect(self._apply)
+        self.status = QComboBox()
+        for text, statuses in STATUS_CHOICES:
+            self.status.addItem(text, statuses)
+        self.status.currentIndexChanged.connect(self._apply)
+        self.reset_button = QToolButton()
+        self.reset_button.setText("Reset")
+        self.reset_button.setToolTip("Show every cell")
+        self.reset_button.clicked.connect(self.reset)
+        self.summary = QLabel("")
+        self.summary.setObjectName("Caption")
+
+        second = QHBoxLayout()
+        second.addWidget(QLabel("Confidence"))
+        second.addWidget(self.confidence, 1)
+        second.addWidget(self.confidence_label)
+        second.addWidget(self.status)
+        second.addWidget(self.reset_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 2)
+        layout.setSpacing(3)
+        layout.addLayout(classes)
+        layout.addLayout(second)
+        layout.addWidget(self.summary)
+        self._summary_later = Throttle(self.update_summary, 250, self)
+        f = cell_filter
+        for signal in (f.rowsInserted, f.rowsRemoved, f.modelReset, f.layoutChanged):
+            signal.connect(self._summary_later)
+        self.update_summary()
+
+    def show_only(self, group: str) -> None:
+        for g, button in self.class_buttons.items():
+            button.blockSignals(True)
+            button.setChecked(g == group)
+            button.blockSignals(False)
+        self._apply()
+
+    def reset(self) -> None:
+        for button in self.class_buttons.values():
+            button.blockSignals(True)
+            button.setChecked(True)
+            button.blockSignals(False)
+        self.confidence.blockSignals(True)
+        self.confidence.setValue(0)
+        self.confidence.blockSignals(False)
+        self.status.blockSignals(True)
+        self.status.setCurrentIndex(0)
+        self.status.blockSignals(False)
+        self._apply()
+
+    def _apply(self, *args) -> None:
+        groups = frozenset(g for g, b in self.class_buttons.items() if b.isChecked())
+        low = self.confidence.value() / 100
+        self.confidence_label.setText(f"≥ {self.confidence.value()} %")
+        self._filter.set_criteria(groups=groups, confidence=(low, 1.0), statuses=frozenset(self.status.currentData()))
+        self.update_summary()
+        self.changed.emit()
+
+    def update_summary(self, *args) -> None:
+        shown, total = self._filter.rowCount(), self._filter.sourceModel().rowCount()
+        if self._filter.is_filtering():
+            self.summary.setText(f"Showing {shown:,} of {total:,} cells")
+        else:
+            self.summary.setText(f"{total:,} cell{'s' if total != 1 else ''}")
+        self.reset_button.setEnabled(self._filter.is_filtering())

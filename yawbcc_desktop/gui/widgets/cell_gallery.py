@@ -1,0 +1,279 @@
+"""Cells as thumbnails grouped by predicted class, with counts, as CellaVision shows them.
+
+Each class is a section over its own ``GroupFilter`` of the shared cell filter, so the
+gallery and the table always show the same cells.  Sections without cells are hidden.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QScrollArea,
+    QStyle,
+    QStyledItemDelegate,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.classes import GROUPS
+from ..cell_store import UNCERTAIN
+from ..cell_table_model import CellFilter, CellTableModel, RowIdRole
+from ..palette import ACCENT, SHORT_NAMES, class_colour, display_name
+from ..throttle import Throttle
+
+TILE = QSize(100, 118)
+THUMB = 92
+
+
+class CellTileDelegate(QStyledItemDelegate):
+    """A thumbnail with the confidence under it; the selected tile gets the accent frame.
+
+    It reads the cell straight from the Python model: each ``index.data()`` would cross into
+    Qt and back, and every crossing waits for the GIL while the worker is busy.
+    """
+
+    def __init__(self, section_model: CellFilter, parent=None):
+        super().__init__(parent)
+        self._proxy = section_model
+        self._cells: CellTableModel = section_model.sourceModel()
+        # Pens and brushes made once: a paint runs for every visible tile on each change.
+        self._frame = (QPen(QColor(ACCENT), 2.5), QPen(QColor("#CFD8DC"), 1))
+        self._fill = (QColor("#E3F2FD"), QColor("#F5F7F8"), QColor("white"))
+        self._empty, self._text, self._uncertain = QColor("#ECEFF1"), QColor("#37474F"), QColor("#B26A00")
+        # Finished tiles: the gallery repaints every visible tile whenever a section grows.
+        self._tiles: OrderedDict[tuple, QPixmap] = OrderedDict()
+        self._cells.modelReset.connect(self._tiles.clear)
+
+    def sizeHint(self, option, index) -> QSize:
+        return TILE
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        row_id = self._cells.row_id_at(self._proxy.mapToSource(index).row())
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        cell = self._cells.store.cell(row_id)
+        thumb = self._cells.thumbnail(cell)
+        key = (row_id, selected, hovered, thumb is not None)
+        tile = self._tiles.get(key)
+        if tile is None:
+            tile = self._render(cell, thumb, selected, hovered)
+            self._tiles[key] = tile
+            while len(self._tiles) > 600:
+                self._tiles.popitem(last=False)
+        else:
+            self._tiles.move_to_end(key)
+        painter.drawPixmap(option.rect.topLeft(), tile)
+
+    def _render(self, cell, thumb, selected: bool, hovered: bool) -> QPixmap:
+        tile = QPixmap(TILE)
+        tile.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(tile)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = QRect(0, 0, TILE.width(), TILE.height()).adjusted(2, 2, -2, -2)
+        painter.setPen(self._frame[0] if selected else self._frame[1])
+        painter.setBrush(self._fill[0] if selected else self._fill[1] if hovered else self._fill[2])
+        painter.drawRoundedRect(r, 5, 5)
+        pic = QRect(r.x() + (r.width() - THUMB) // 2, r.y() + 3, THUMB, THUMB)
+        if thumb is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(pic, thumb)
+        else:
+            painter.fillRect(pic, self._empty)
+        painter.fillRect(QRect(pic.x(), pic.bottom() - 3, pic.width(), 4), class_colour(cell.predicted))
+        text = QRect(r.x(), pic.bottom() + 2, r.width(), r.bottom() - pic.bottom() - 2)
+        painter.setPen(self._uncertain if cell.review_status == UNCERTAIN else self._text)
+        painter.drawText(text, Qt.AlignmentFlag.AlignCenter, f"{100 * cell.confidence:.0f} %")
+        painter.end()
+        return tile
+
+
+class GalleryGrid(QListView):
+    """A wrapping grid as tall as its tiles: the gallery scrolls, not each section."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setMovement(QListView.Movement.Static)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setWrapping(True)
+        self.setUniformItemSizes(True)
+        self.setGridSize(TILE + QSize(4, 4))
+        self.setSpacing(0)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMouseTracking(True)
+
+    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+        # Tiles have one size: repaint the changed tile only (see FixedRowListView).
+        if top_left.isValid() and top_left.row() == bottom_right.row():
+            rect = self.visualRect(top_left)
+            if rect.intersects(self.viewport().rect()):
+                self.viewport().update(rect)
+            return
+        super().dataChanged(top_left, bottom_right, roles)
+
+    def fit_height(self, width: int) -> None:
+        grid = self.gridSize()
+        per_row = max(1, (width - 4) // grid.width())
+        rows = math.ceil(self.model().rowCount() / per_row) if self.model() else 0
+        self.setFixedHeight(rows * grid.height() + 6)
+
+    def wheelEvent(self, event) -> None:
+        event.ignore()  # let the gallery scroll
+
+
+class GallerySection(QWidget):
+    def __init__(self, group: str, source: CellFilter, parent=None):
+        super().__init__(parent)
+        self.group = group
+        self.model = source.for_group(group)
+        self.toggle = QToolButton()
+        self.toggle.setObjectName("SectionToggle")
+        self.toggle.setCheckable(True)
+        self.toggle.setChecked(True)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow)
+        self.toggle.setAutoRaise(True)
+        self.toggle.toggled.connect(self._expand)
+        swatch = QLabel()
+        swatch.setFixedSize(14, 14)
+        swatch.setStyleSheet(f"background:{class_colour(group).name()}; border-radius:7px;")
+        self.title = QLabel(f"{display_name(group)} <span style='color:#607D8B'>({SHORT_NAMES[group]})</span>")
+        self.title.setObjectName("SectionTitle")
+        self.badge = QLabel()
+        self.badge.setObjectName("CountBadge")
+        header = QHBoxLayout()
+        header.setContentsMargins(2, 8, 8, 2)
+        header.setSpacing(6)
+        header.addWidget(self.toggle)
+        header.addWidget(swatch)
+        header.addWidget(self.title, 1)
+        header.addWidget(self.badge)
+        self.grid = GalleryGrid()
+        self.grid.setItemDelegate(CellTileDelegate(self.model, self.grid))
+        self.grid.setModel(self.model)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.grid)
+        # Badge, visibility and height follow the rows a little later, once per burst.
+        self._refresh_later = Throttle(self.refresh, 150, self)
+        m = self.model
+        for signal in (m.rowsInserted, m.rowsRemoved):
+            signal.connect(self._refresh_later)
+        for signal in (m.modelReset, m.layoutChanged):  # the reviewer's filter: show it at once
+            signal.connect(self.refresh)
+        self.refresh()
+
+    def count(self) -> int:
+        return self.model.rowCount()
+
+    def refresh(self, *args) -> None:
+        n = self.count()
+        self.badge.setText(f"{n:,}")
+        self.setVisible(n > 0)
+        self.grid.fit_height(self.width())
+
+    def _expand(self, expanded: bool) -> None:
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.grid.setVisible(expanded)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.grid.fit_height(event.size().width())
+
+    def index_of(self, row: int) -> QModelIndex:
+        return self.model.mapFromSource(self.model.sourceModel().index_of_id(row))
+
+
+class CellGallery(QScrollArea):
+    cell_selected = Signal(int)  # row id
+
+    def __init__(self, cell_filter: CellFilter, parent=None):
+        super().__init__(parent)
+        self.setObjectName("CellGallery")
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("GalleryBody")
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(4, 2, 4, 4)
+        layout.setSpacing(2)
+        self.sections: dict[str, GallerySection] = {}
+        for group in GROUPS:
+            section = GallerySection(group, cell_filter)
+            section.grid.selectionModel().currentChanged.connect(
+                lambda current, _previous, s=section: self._picked(s, current)
+            )
+            section.grid.clicked.connect(lambda index, s=section: self._picked(s, index))
+            layout.addWidget(section)
+            self.sections[group] = section
+        self.empty = QLabel("No cells yet: open images to analyse them.")
+        self.empty.setObjectName("Placeholder")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.empty)
+        layout.addStretch(1)
+        self.setWidget(body)
+        self._row = -1
+        self._filter = cell_filter
+        self._placeholder_later = Throttle(self._update_placeholder, 150, self)
+        for section in self.sections.values():
+            for signal in (section.model.rowsInserted, section.model.rowsRemoved):
+                signal.connect(self._placeholder_later)
+            for signal in (section.model.modelReset, section.model.layoutChanged):
+                signal.connect(self._update_placeholder)
+        self._update_placeholder()
+
+    def counts(self) -> dict[str, int]:
+        return {g: s.count() for g, s in self.sections.items()}
+
+    def show_cell(self, row: int) -> None:
+        """Select a cell's tile and scroll to it (nothing if it is filtered out)."""
+        if row == self._row:
+            return
+        self._row = row
+        for section in self.sections.values():
+            index = section.index_of(row) if row >= 0 else QModelIndex()
+            selection = section.grid.selectionModel()
+            if not index.isValid() and not selection.hasSelection():
+                continue  # untouched sections are not repainted
+            selection.blockSignals(True)
+            if index.isValid():
+                selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                if not section.grid.isVisible():
+                    section.toggle.setChecked(True)
+                rect = section.grid.visualRect(index)
+                centre = section.grid.viewport().mapTo(self.widget(), rect.center())
+                self.ensureVisible(centre.x(), centre.y(), 20, TILE.height())
+            else:
+                selection.clear()
+            selection.blockSignals(False)
+            section.grid.viewport().update()
+
+    def _picked(self, section: GallerySection, index: QModelIndex) -> None:
+        if not index.isValid():
+            return
+        row = index.data(RowIdRole)
+        if row is not None and row != self._row:
+            self.show_cell(row)
+            self.cell_selected.emit(row)
+
+    def _update_placeholder(self, *args) -> None:
+        empty = all(s.count() == 0 for s in self.sections.values())
+        if empty and self._filter.sourceModel().rowCount():
+            self.empty.setText("No cell matches these filters.")
+        else:
+            self.empty.setText("No cells yet: open images to analyse them.")
+        self.empty.setVisible(empty)

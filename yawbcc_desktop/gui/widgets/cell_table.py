@@ -1,0 +1,76 @@
+"""Every shown cell as a sortable table row (the same filtered model as the gallery)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView
+
+from ..cell_table_model import COLUMN, COLUMNS, CellFilter, RowIdRole
+
+
+class CellTable(QTableView):
+    cell_selected = Signal(int)  # row id
+
+    def __init__(self, cell_filter: CellFilter, parent=None):
+        super().__init__(parent)
+        self.setObjectName("CellTable")
+        self._filter = cell_filter
+        self.setModel(cell_filter)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.setShowGrid(False)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(24)
+        header = self.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        header.setMinimumSectionSize(36)
+        widths = {"image": 150, "cell": 42, "kind": 62, "predicted": 170, "confidence": 92, "status": 84, "model": 96}
+        for key, width in widths.items():
+            self.setColumnWidth(COLUMN[key], width)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # file names differ at their end
+        # Right-click on the header picks the columns; the model column starts hidden.
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._column_menu)
+        self.setColumnHidden(COLUMN["model"], True)
+        # Analysis order until the reviewer clicks a header.
+        header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.setSortingEnabled(True)
+        self.selectionModel().currentRowChanged.connect(self._current_changed)
+        self._row = -1
+
+    def _column_menu(self, pos) -> None:
+        menu = QMenu(self)
+        for i, column in enumerate(COLUMNS):
+            action = menu.addAction(column.header)
+            action.setCheckable(True)
+            action.setChecked(not self.isColumnHidden(i))
+            action.setEnabled(i != COLUMN["predicted"])
+            action.toggled.connect(lambda shown, i=i: self.setColumnHidden(i, not shown))
+        menu.exec(self.horizontalHeader().mapToGlobal(pos))
+
+    def show_cell(self, row: int) -> None:
+        if row == self._row:
+            return
+        self._row = row
+        source = self._filter.sourceModel()
+        index = self._filter.mapFromSource(source.index_of_id(row)) if row >= 0 else QModelIndex()
+        selection = self.selectionModel()
+        selection.blockSignals(True)
+        if index.isValid():
+            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            selection.setCurrentIndex(index, flags)
+            self.scrollTo(index, QAbstractItemView.ScrollHint.EnsureVisible)
+        else:
+            selection.clear()
+        selection.blockSignals(False)
+        self.viewport().update()
+
+    def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        row = current.data(RowIdRole) if current.isValid() else None
+        if row is not None and row != self._row:
+            self._row = row
+            self.cell_selected.emit(row)

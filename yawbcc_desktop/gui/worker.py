@@ -1,0 +1,284 @@
+"""The analysis worker: the one thread that owns the loaded model.
+
+Keras ``predict`` is not thread-safe and TensorFlow takes seconds to import, so the model
+lives in this thread and nowhere else.  The GUI thread asks through the thread-safe methods
+below and gets answers through queued signals; code running here never touches a widget.
+Work goes one image at a time, so a cancel or a Grad-CAM request waits for at most one
+image or one small model batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+from .cell_store import AnalysedImage
+
+# Images read and segmented ahead of the model, and the threads doing it (as `yawbcc` does).
+SEGMENTING_THREADS, LOOKAHEAD = 1, 8
+
+
+@dataclass(frozen=True)
+class GradCamRequest:
+    """Explain one cell: which image, how it was framed, which of its cells, which class."""
+
+    path: str
+    mode: str  # the mode the image was analysed in: "cell" or "smear"
+    regions: tuple  # every CellRegion of the image: a smear's framing depends on all its cells
+    index: int
+    group: str | None = None  # None: the predicted class
+
+    @property
+    def key(self) -> tuple[str, int, str | None]:
+        return self.path, self.index, self.group
+
+
+@dataclass
+class GradCamResult:
+    request: GradCamRequest
+    model: str
+    image: np.ndarray  # the cell as the model sees it, uint8 (S, S, 3)
+    heatmap: np.ndarray  # float32 (S, S) in [0, 1]
+    explains: str  # the group the heatmap explains
+    seconds: float  # time spent in the worker
+
+
+class AnalysisWorker(QThread):
+    """Loads a model bundle, analyses queued images in order, explains cells on demand."""
+
+    model_loading = Signal(str)  # bundle folder
+    model_ready = Signal(object, str)  # ModelCard, bundle folder
+    model_failed = Signal(str, str)  # bundle folder, message saying what is wrong
+    images_analysed = Signal(object)  # list[AnalysedImage], in the order they were queued
+    run_idle = Signal(int)  # the queue ran dry (or was cancelled); images ever queued by then
+    gradcam_ready = Signal(object)  # GradCamResult
+    gradcam_failed = Signal(object, str)  # GradCamRequest, message
+    problem = Signal(str, str)  # one line, traceback: an unexpected error; the run goes on
+    crashed = Signal(str)  # traceback: the worker's loop died and the thread has ended
+
+    def __init__(self, batch_cells: int = 16, batch_seconds: float = 0.5, parent=None):
+        super().__init__(parent)
+        self.setObjectName("AnalysisWorker")
+        # Small batches keep results streaming and a cancel quick; on a CPU the model's
+        # cost per cell hardly depends on the batch size beyond a few cells.
+        self.batch_cells, self.batch_seconds = batch_cells, batch_seconds
+        self._wake = threading.Condition()
+        # Shared with the GUI thread, always under self._wake:
+        self._pending: deque[tuple[str, str, int]] = deque()  # (path, mode, generation)
+        self._generation = 0  # bumped by cancel(): work of older generations is dropped
+        self._model_wanted: str | None = None
+        self._explain_wanted: GradCamRequest | None = None
+        self._stopping = False
+        self._running = False  # some work since the last run_idle
+        self._submitted = 0  # images ever queued: lets the GUI tell a stale run_idle
+        # Worker-thread state:
+        self._bundle = None
+        self._cam = None
+
+    # ------------------------------------------------------------ called from the GUI thread
+    def load_model(self, folder: str) -> None:
+        """Load the bundle in ``folder`` (replacing the current model) before further work."""
+        with self._wake:
+            self._model_wanted = str(folder)
+            self._wake.notify()
+
+    def analyse(self, paths: list[str], mode: str) -> None:
+        """Queue image files; they are analysed once a model is loaded."""
+        if not paths:
+            return
+        with self._wake:
+            self._pending.extend((str(p), mode, self._generation) for p in paths)
+            self._submitted += len(paths)
+            self._running = True
+            self._wake.notify()
+
+    def cancel(self) -> None:
+        """Drop every queued image and the batch in progress; run_idle follows shortly."""
+        with self._wake:
+            self._generation += 1
+            self._pending.clear()
+            self._wake.notify()
+
+    def request_gradcam(self, request: GradCamRequest) -> None:
+        """Explain one cell; a newer request replaces one not yet started."""
+        with self._wake:
+            self._explain_wanted = request
+            self._wake.notify()
+
+    def stop(self) -> None:
+        """Ask the thread to end after the step in progress; follow with ``wait()``."""
+        with self._wake:
+            self._stopping = True
+            self._generation += 1
+            self._pending.clear()
+            self._wake.notify()
+
+    def queued(self) -> int:
+        with self._wake:
+            return len(self._pending)
+
+    # ------------------------------------------------------------------- the worker thread
+    def run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # reported, never a silent dead thread
+            self.crashed.emit(traceback.format_exc())
+
+    def _serve(self) -> None:
+        from ..core import pipeline  # scikit-image and friends load here, off the GUI thread
+
+        # Reading and segmenting run ahead in helper threads (decoding and OpenCV release the
+        # GIL), overlapping the model's work as core.pipeline.segmented does for `yawbcc`.
+        # The helpers never touch the model: it stays this thread's alone.
+        helpers = ThreadPoolExecutor(max_workers=SEGMENTING_THREADS, thread_name_prefix="segment")
+        try:
+            self._serve_with(pipeline, helpers)
+        finally:
+            helpers.shutdown(wait=True, cancel_futures=True)
+
+    def _serve_with(self, pipeline, helpers: ThreadPoolExecutor) -> None:
+        ahead: deque[tuple[Future, str, str, int]] = deque()  # (segmentation, path, mode, generation)
+        batch: list[tuple[int, object]] = []  # (generation, ImageResult) awaiting the model
+        batch_full = False
+        batch_started = 0.0
+        while True:
+            with self._wake:
+                while True:
+                    if self._stopping:
+                        return
+                    batch = [(g, r) for g, r in batch if g == self._generation]
+                    batch_full = batch_full and bool(batch)
+                    for stale in [a for a in ahead if a[3] != self._generation]:
+                        stale[0].cancel()
+                        ahead.remove(stale)
+                    if batch and (batch_full or self._model_wanted or not (self._pending or ahead)):
+                        task = "classify"
+                    elif self._model_wanted:
+                        # Segmentations made for the old model's input size are redone.
+                        for future, path, mode, generation in reversed(ahead):
+                            future.cancel()
+                            self._pending.appendleft((path, mode, generation))
+                        ahead.clear()
+                        task, folder, self._model_wanted = "load", self._model_wanted, None
+                    elif self._explain_wanted:
+                        task, request, self._explain_wanted = "explain", self._explain_wanted, None
+                    elif (self._pending or ahead) and self._bundle is not None:
+                        card = self._bundle.card
+                        while self._pending and len(ahead) < LOOKAHEAD:
+                            path, mode, generation = self._pending.popleft()
+                            future = helpers.submit(self._segment, pipeline, path, mode, card)
+                            ahead.append((future, path, mode, generation))
+                        task = "image"
+                        future, path, mode, generation = ahead.popleft()
+                    elif self._running and not self._pending and not ahead:
+                        task, self._running, submitted = "idle", False, self._submitted
+                    else:
+                        self._wake.wait()
+                        continue
+                    break
+            if task == "classify":
+                self._classify(pipeline, batch)
+                batch, batch_full = [], False
+            elif task == "load":
+                self._load(folder)
+            elif task == "explain":
+                self._explain(request)
+            elif task == "image":
+                if not batch:
+                    batch_started = time.monotonic()
+                batch.append((generation, future.result()))  # _segment never raises
+                n_cells = sum(len(r.cells) for _, r in batch)
+                batch_full = n_cells >= self.batch_cells or time.monotonic() - batch_started >= self.batch_seconds
+            elif task == "idle":
+                self.run_idle.emit(submitted)
+
+    def _segment(self, pipeline, path: str, mode: str, card):
+        try:
+            return pipeline.segment_image(path, mode, card)
+        except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
+            self.problem.emit(f"{path}: {type(exc).__name__}: {exc}", traceback.format_exc())
+            return pipeline.ImageResult(
+                path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})"
+            )
+
+    def _classify(self, pipeline, batch: list) -> None:
+        results = [r for _, r in batch]
+        try:
+            pipeline.classify_batch(results, self._bundle)
+        except Exception as exc:
+            self.problem.emit(f"the model failed on a batch: {type(exc).__name__}: {exc}", traceback.format_exc())
+            for r in results:
+                if r.cells:
+                    r.error = f"classification failed ({type(exc).__name__}: {exc})"
+                    r.cells, r.inputs = [], None
+        with self._wake:  # a cancel that came during the model call drops the batch
+            fresh = [AnalysedImage.from_result(r) for g, r in batch if g == self._generation]
+        if fresh:
+            self.images_analysed.emit(fresh)
+
+    def _load(self, folder: str) -> None:
+        from ..core.classifier import ModelBundle, ModelBundleError
+
+        self.model_loading.emit(folder)
+        self._bundle, self._cam = None, None  # free the old model first
+        try:
+            bundle = ModelBundle(folder)
+            side = bundle.card.input_size
+            # Keras traces predict for the first two batch shapes, then generalises: pay
+            # for both now rather than in the middle of the first run.
+            for n in (1, 2):
+                bundle.probabilities(np.zeros((n, side, side, 3), np.uint8))
+            self._bundle = bundle
+            self._warm_gradcam()  # tracing takes seconds: now, not on the reviewer's first click
+        except ModelBundleError as exc:
+            self._bundle = None
+            self.model_failed.emit(folder, str(exc))
+            return
+        except Exception as exc:
+            self._bundle = None
+            self.model_failed.emit(folder, f"{folder}: cannot use this model ({type(exc).__name__}: {exc})")
+            return
+        self.model_ready.emit(bundle.card, folder)
+
+    def _gradcam(self):
+        if self._cam is None:
+            from ..core.gradcam import GradCam
+
+            self._cam = GradCam(self._bundle.model)
+        return self._cam
+
+    def _warm_gradcam(self) -> None:
+        try:
+            side = self._bundle.card.input_size
+            self._gradcam().heatmaps(np.zeros((1, side, side, 3), np.uint8))
+        except Exception:
+            pass  # the same error is reported when a cell is explained
+
+    def _explain(self, request: GradCamRequest) -> None:
+        started = time.perf_counter()
+        if self._bundle is None:
+            self.gradcam_failed.emit(request, "no model is loaded")
+            return
+        try:
+            from ..core.imageio import read_rgb
+            from ..core.pipeline import model_input
+
+            card = self._bundle.card
+            inputs = model_input(read_rgb(request.path), request.mode, list(request.regions), card)
+            x = inputs[request.index : request.index + 1]
+            classes = None if request.group is None else np.array([card.class_order.index(request.group)])
+            heat, picked = self._gradcam().heatmaps(x, classes)
+        except Exception as exc:
+            self.gradcam_failed.emit(request, f"{type(exc).__name__}: {exc}")
+            return
+        explains = card.class_order[int(picked[0])]
+        self.gradcam_ready.emit(
+            GradCamResult(request, card.name, x[0], heat[0], explains, time.perf_counter() - started)
+        )
