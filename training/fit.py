@@ -167,3 +167,10 @@ def save_for_inference(model, path: Path) -> None:
     model.save(tmp)
     keras.saving.load_model(tmp, compile=False).save(path)
     tmp.unlink()
+
+
+def read_history(out: Path) -> tuple[pd.DataFrame, int]:
+    """Both phases' histories end to end and the number of frozen epochs (where fine-tuning starts)."""
+    parts = [pd.read_csv(out / f"history_{p}.csv") for p in ("frozen", "fine") if (out / f"history_{p}.csv").exists()]
+    frozen = len(parts[0]) if (out / "history_frozen.csv").exists() else 0
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), frozen
