@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -241,6 +242,13 @@ def main() -> None:
     parser.add_argument("--skip-launch", action="store_true", help="skip the three start-up launches")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="yawbcc-gui-bench-"))
+    try:
+        run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, scratch: Path) -> None:
     model = choose_model(args.model, scratch)
     paths = pick_images(args.images)
     print(f"model: {model}")
