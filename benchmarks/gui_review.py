@@ -19,7 +19,6 @@ lite0-fast): the figures are about speed, which random weights do not change.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -49,22 +48,9 @@ def pick_images(n: int) -> list[str]:
 
 
 def random_bundle(folder: Path, size: int = 128) -> Path:
-    from training.factory import build_model
-    from yawbcc_desktop.core.classes import GROUPS
+    from training.bundle import write_random_bundle
 
-    folder.mkdir(parents=True, exist_ok=True)
-    build_model("efficientnet-lite0", size, weights=None).save(folder / "model.keras")
-    card = {
-        "name": f"random-lite0-{size}",
-        "backbone": "efficientnet-lite0",
-        "input_size": size,
-        "class_order": list(GROUPS),
-        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0},
-        "temperature": 1.0,
-        "test_metrics": {},
-    }
-    (folder / "model.json").write_text(json.dumps(card))
-    return folder
+    return write_random_bundle(folder, f"random-lite0-{size}", size)
 
 
 def choose_model(name: str | None, scratch: Path) -> str:

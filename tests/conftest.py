@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -39,21 +38,6 @@ def tiny_bundle(tmp_path_factory) -> Path:
     It exists so the CLI/GUI/pipeline tests run without the trained bundles; its
     predictions mean nothing, only their shape and bookkeeping are checked.
     """
-    from training.factory import build_model
-    from yawbcc_desktop.core.classes import GROUPS
+    from training.bundle import write_random_bundle
 
-    folder = tmp_path_factory.mktemp("bundles") / "tiny-test"
-    folder.mkdir()
-    model = build_model("efficientnet-lite0", 64, weights=None)
-    model.save(folder / "model.keras")
-    card = {
-        "name": "tiny-test",
-        "backbone": "efficientnet-lite0",
-        "input_size": 64,
-        "class_order": list(GROUPS),
-        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0},
-        "temperature": 1.5,
-        "test_metrics": {},
-    }
-    (folder / "model.json").write_text(json.dumps(card))
-    return folder
+    return write_random_bundle(tmp_path_factory.mktemp("bundles") / "tiny-test", "tiny-test", 64, temperature=1.5)

@@ -106,9 +106,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title}Dock")
         dock.setWidget(widget)
-        dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
-        )
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(area, dock)
         self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         return dock
@@ -144,9 +142,7 @@ class MainWindow(QMainWindow):
             "&Analyse remaining", self.controller.analyse_remaining, "F5", "analyse", "Analyse the images a cancel left"
         )
         self.reanalyse_action = self._action("&Re-analyse all images", self.reanalyse_all, "Ctrl+Shift+R")
-        self.cancel_action = self._action(
-            "&Cancel analysis", self.controller.cancel, "Esc", "cancel", "Cancel the analysis"
-        )
+        self.cancel_action = self._action("&Cancel analysis", self.controller.cancel, "Esc", "cancel", "Cancel the analysis")
         self.model_action = self._action(
             "Choose &model…", self.choose_model, "Ctrl+M", "model", "Choose the model that classifies the cells"
         )
@@ -192,19 +188,17 @@ class MainWindow(QMainWindow):
             mode_menu.addAction(action)
         analysis.addAction(self.model_action)
         view = bar.addMenu("&View")
-        for action in (
-            self.zoom_in_action,
-            self.zoom_out_action,
-            self.fit_action,
-            self.actual_action,
-            self.labels_action,
-        ):
+        for action in self._viewer_actions():
             view.addAction(action)
         view.addSeparator()
         view.addAction(self.images_dock.toggleViewAction())
         view.addAction(self.cells_dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
+
+    def _viewer_actions(self) -> tuple:
+        """Zoom and label actions, shown in the View menu and on the toolbar."""
+        return (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_action, self.labels_action)
 
     def _build_toolbar(self) -> None:
         tools = self.addToolBar("Main")
@@ -227,13 +221,7 @@ class MainWindow(QMainWindow):
         tools.addWidget(self.mode_box)
         tools.addAction(self.model_action)
         tools.addSeparator()
-        for action in (
-            self.zoom_in_action,
-            self.zoom_out_action,
-            self.fit_action,
-            self.actual_action,
-            self.labels_action,
-        ):
+        for action in self._viewer_actions():
             tools.addAction(action)
             tools.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         tools.addSeparator()
