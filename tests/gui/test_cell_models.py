@@ -10,15 +10,18 @@ from PySide6.QtCore import Qt
 
 from yawbcc_desktop.core import pipeline
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
-from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from yawbcc_desktop.gui import cell_store
 from yawbcc_desktop.gui.cell_store import (
     ANALYSED,
+    CELL_STATUSES,
     CONFIDENT,
+    CONFIRMED,
+    CORRECTED,
     FAILED,
     NO_CELL,
     QUEUED,
-    UNCERTAIN,
+    TO_REVIEW,
     AnalysedImage,
     Cell,
     CellStore,
@@ -87,10 +90,10 @@ def test_store_keeps_order_ignores_duplicates_and_late_results():
     assert store.add_images(["b", "c"]) == ["c"]
     assert [store.image_at(i).path for i in range(3)] == ["a", "b", "c"]
     assert store.image_row("c") == 2 and store.image_row("zz") == -1
-    rows = store.record(fake_image("b", [("MONOCYTE", 0.9), ("PLATELET", 0.4)]))
+    rows = store.record(fake_image("b", [("MONOCYTE", 0.95), ("PLATELET", 0.4)]))
     assert list(rows) == [0, 1] and store.image("b").status == ANALYSED
     assert not store.record(fake_image("b", [("MONOCYTE", 0.9)]))  # a second result adds nothing
-    assert store.cell(1).review_status == UNCERTAIN and store.cell(0).review_status == CONFIDENT
+    assert store.status(1) == TO_REVIEW and store.status(0) == CONFIDENT  # threshold 0.90
     assert store.status_counts() == {QUEUED: 2, ANALYSED: 1}
     assert [cid for cid, _ in store.regions_of("b")] == [0, 1]
     store.clear_cells()
@@ -107,7 +110,7 @@ def test_cell_table_model_is_consistent(owner, qtmodeltester):
     assert model.rowCount() == 3 and model.columnCount() == len(COLUMNS)
     assert model.index(0, COLUMN["predicted"]).data() == "Neutrophil"
     assert model.index(1, COLUMN["confidence"]).data() == "55.0 %"
-    assert model.index(1, COLUMN["status"]).data() == UNCERTAIN
+    assert model.index(1, COLUMN["status"]).data() == TO_REVIEW
     assert model.index(2, COLUMN["image"]).data() == "y.jpg"
     assert model.index(2, 0).data(RowIdRole) == 2
     assert model.headerData(COLUMN["confidence"], Qt.Orientation.Horizontal) == "Confidence"
@@ -138,14 +141,53 @@ def test_filter_by_class_confidence_and_status(owner, qtmodeltester):
     cells.set_criteria(confidence=(0.45, 1.0))
     assert {cells.index(r, 0).data(GroupRole) for r in range(cells.rowCount())} == {"NEUTROPHIL"}
     assert neutrophils.rowCount() == 2
-    cells.set_criteria(statuses=frozenset({UNCERTAIN}))
+    cells.set_criteria(statuses=frozenset({TO_REVIEW}))
     assert cells.rowCount() == 1 and neutrophils.rowCount() == 1
-    cells.set_criteria(groups=frozenset(GROUPS), confidence=(0.0, 1.0), statuses=frozenset({UNCERTAIN, CONFIDENT}))
+    cells.set_criteria(groups=frozenset(REVIEW_LABELS), confidence=(0.0, 1.0), statuses=frozenset(CELL_STATUSES))
     assert cells.rowCount() == 4 and not cells.is_filtering()
     cells.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
     assert [cells.index(r, 0).data(RowIdRole) for r in range(4)] == [0, 2, 1, 3]
     qtmodeltester.check(cells, force_py=True)
     qtmodeltester.check(neutrophils, force_py=True)
+
+
+def test_corrections_move_cells_to_their_final_label_everywhere(owner, qtmodeltester):
+    store = CellStore()
+    model = CellTableModel(store, parent=owner)
+    cells = CellFilter(parent=owner)
+    cells.setSourceModel(model)
+    sections = {g: cells.for_group(g) for g in REVIEW_LABELS}
+    store.add_images(["x.jpg"])
+    image = fake_image("x.jpg", [("NEUTROPHIL", 0.95), ("NEUTROPHIL", 0.5), ("LYMPHOCYTE", 0.7)])
+    for i, cell in enumerate(image.cells):
+        cell.session_id = 100 + i
+    model.cells_added(store.record(image))
+    qtmodeltester.check(cells, force_py=True)
+    assert store.to_review_count() == 2
+    cells.set_criteria(statuses=frozenset({TO_REVIEW}))
+    assert cells.rowCount() == 2
+    # A reviewer calls the uncertain neutrophil a lymphocyte, and the third cell an artefact.
+    assert store.apply_label(101, "LYMPHOCYTE", "anna", "2026-11-25T10:00:00") == 1
+    assert store.apply_label(102, ARTEFACT, "anna", "2026-11-25T10:00:01") == 2
+    model.labels_changed([1, 2])
+    assert store.status(1) == CORRECTED and store.cell(1).final_label == "LYMPHOCYTE"
+    assert store.to_review_count() == 0 and cells.rowCount() == 0  # the queue is empty
+    cells.set_criteria(statuses=frozenset(CELL_STATUSES))
+    assert sections["NEUTROPHIL"].rowCount() == 1 and sections["LYMPHOCYTE"].rowCount() == 1
+    assert sections[ARTEFACT].rowCount() == 1
+    assert model.index_of_id(1, COLUMN["final"]).data() == "Lymphocyte"
+    assert model.index_of_id(1, COLUMN["status"]).data() == CORRECTED
+    assert model.index_of_id(1, COLUMN["final"]).data(Qt.ItemDataRole.FontRole).bold()  # corrected looks different
+    assert "corrected from Neutrophil by anna" in model.index_of_id(1, 0).data(Qt.ItemDataRole.ToolTipRole)
+    # Confirming keeps the model's class; undo (label None) puts the cell back in the queue.
+    store.apply_label(100, "NEUTROPHIL", "anna", "2026-11-25T10:00:02")
+    assert store.status(0) == CONFIRMED
+    store.apply_label(101, None, "anna", "2026-11-25T10:00:03")
+    model.labels_changed([0, 1])
+    assert store.status(1) == TO_REVIEW and store.cell(1).reviewer == "" and sections["NEUTROPHIL"].rowCount() == 2
+    store.review_threshold = 0.4  # a lower threshold (preferences) empties the queue
+    assert store.status(1) == CONFIDENT and store.to_review_count() == 0
+    assert store.apply_label(999, "IG", "anna", "t") == -1  # not loaded: nothing happens
 
 
 def test_image_list_model_and_status_filter(owner, qtmodeltester):

@@ -99,6 +99,15 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir("yawbcc-desktop", appauthor=False))
 
 
+def sessions_dir() -> Path:
+    """Where new review sessions are saved until the reviewer saves one elsewhere."""
+    if os.environ.get(CONFIG_ENV):
+        return config_dir() / "sessions"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("yawbcc-desktop", appauthor=False)) / "sessions"
+
+
 def preferences_path() -> Path:
     return config_dir() / FILE_NAME
 

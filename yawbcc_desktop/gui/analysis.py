@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, Signal
@@ -76,6 +76,7 @@ class AnalysisController(QObject):
     gradcam_ready = Signal(object)  # GradCamResult
     gradcam_failed = Signal(object, str)  # GradCamRequest, message
     problem = Signal(str, str, str)  # title, message, details
+    session_loaded = Signal()  # the store now mirrors .session (or is empty: no session)
 
     def __init__(self, mode: str = "auto", parent=None):
         super().__init__(parent)
@@ -87,6 +88,8 @@ class AnalysisController(QObject):
         self.images = ImageListModel(self.store, self.loader, self)
         self.progress = RunProgress()
         self.mode = mode
+        self.session = None  # the ReviewSession results are committed to (the review controller's)
+        self._session_warned = False
         self.model_card: ModelCard | None = None
         self.model_folder = ""
         self.model_state = "none"  # none, loading, ready, failed
@@ -118,7 +121,9 @@ class AnalysisController(QObject):
         worker.gradcam_ready.connect(self._on_gradcam_ready)
         worker.gradcam_failed.connect(self.gradcam_failed)
         worker.problem.connect(self._on_problem)
+        worker.session_failed.connect(self._on_session_failed)
         worker.crashed.connect(self._on_crashed)
+        worker.set_session(self.session)
         self._worker = worker
         self._submitted = 0  # the new worker counts from zero
 
@@ -163,10 +168,46 @@ class AnalysisController(QObject):
         self.model_state, self.model_card = "failed", None
         self.model_failed.emit(folder, message)
 
+    # ------------------------------------------------------------------- sessions
+    def use_session(self, session) -> None:
+        """Show ``session`` (a ``ReviewSession``, or None) and commit new results to it.
+
+        Whatever was open is closed first; the previous session object is no longer
+        written to when this returns, so the caller may close it.
+        """
+        self.close_all()
+        self._worker.set_session(session)
+        self.session, self._session_warned = session, False
+        if session is not None:
+            images = session.images()
+            by_image = defaultdict(list)
+            for cell in session.cells():
+                by_image[cell.image_id].append(cell)
+            self.store.add_images(im.path for im in images)
+            for im in images:
+                self.store.record(AnalysedImage.from_session(im, by_image[im.id]))
+            self.cells.reset()
+            self.images.reset()
+        self.session_loaded.emit()
+
+    def _session_path(self) -> str:
+        return str(self.session.path) if self.session is not None else ""
+
+    def _on_session_failed(self, message: str) -> None:
+        if not self._session_warned:  # once per session: every later batch fails the same way
+            self._session_warned = True
+            self.problem.emit(
+                "Results are not being saved",
+                f"{message}\n\nThe analysis goes on and its results stay on screen, but they are not in the "
+                "session file: free disk space or save the session elsewhere (File › Save session as…).",
+                "",
+            )
+
     # ------------------------------------------------------------------- analysis
     def open_paths(self, paths: Iterable[str | os.PathLike]) -> int:
         """Open files and folders (searched recursively); new images are queued for analysis."""
-        found = [str(p) for p in iter_image_paths(paths)]
+        # Absolute: the session stores absolute paths, and an image is one row whatever its spelling.
+        found = [os.path.abspath(p) for p in iter_image_paths(paths)]
         added = self.store.add_images(found)
         if added:
             self.images.images_added()
@@ -246,7 +287,10 @@ class AnalysisController(QObject):
             return
         paths, n_images, n_cells = [], 0, 0
         first_row = self.store.cell_count
+        current = self._session_path()
         for image in analysed:
+            if image.session != current:
+                continue  # a late result meant for the session closed since
             entry = self.store.image(image.path)
             # Late results of cancelled images are kept but do not count in this run.
             in_run = entry is not None and entry.status == QUEUED

@@ -1,4 +1,4 @@
-"""``yawbcc-desktop [PATH...] [--model NAME|DIR] [--mode auto|cell|smear] [--screenshot OUT.png]``.
+"""``yawbcc-desktop [PATH...] [--session FILE] [--model NAME|DIR] [--mode auto|cell|smear] [--screenshot OUT.png]``.
 
 The window is shown before anything slow happens: the worker thread starts after the first
 paint and imports TensorFlow there, so the window is usable at once and the status bar
@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Review white blood cell images: find, classify and explain every cell.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders (searched recursively)")
+    parser.add_argument(
+        "--session",
+        metavar="FILE",
+        help="review session to open (created if missing); PATHs are analysed into it",
+    )
     parser.add_argument("--model", metavar="NAME|DIR", help="model bundle name or folder (default: the accurate model)")
     parser.add_argument(
         "--mode",
@@ -102,7 +107,7 @@ def main(argv: Sequence[str]) -> int:
         window.resize(width, height)
     window.show()
     # After the first paint: the window is up before the worker starts importing.
-    QTimer.singleShot(0, lambda: window.start(args.model, args.paths))
+    QTimer.singleShot(0, lambda: window.start(args.model, args.paths, args.session))
     if args.screenshot:
         job = ScreenshotJob(window, args.screenshot)
         job.finished.connect(app.exit)
@@ -115,6 +120,7 @@ def main(argv: Sequence[str]) -> int:
         window.close()
     else:
         window.controller.shutdown()
+        window.review.close()
     return int(status)
 
 

@@ -1,8 +1,9 @@
-"""The images and cells of the open analysis, held in memory for the Qt models.
+"""The images and cells of the open review session, held in memory for the Qt models.
 
-Qt-free on purpose: the review issue that follows backs this same interface with the
-SQLite session (``core/store.py``) and adds a reviewer's final label per cell.  The Qt
-models read only through ``CellStore``, so that change stays out of the views.
+Qt-free on purpose.  The SQLite session (``core/store.py``) is the record that survives a
+crash; this is its mirror for the views, which ask for thousands of values a second and
+must not wait on disk.  Each cell carries its session id, so a correction made here is
+committed there first and mirrored after.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.cells import CellRegion
-from ..core.classes import GROUPS
+from ..core.classes import ARTEFACT, GROUPS
+from ..core.preferences import DEFAULT_REVIEW_THRESHOLD
 
 # Image statuses in the image list.  The last three are the words of core.pipeline (a test
 # pins them): importing the pipeline here would put scikit-image on the GUI's start-up path.
@@ -25,11 +27,11 @@ ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
 IMAGE_STATUSES = (QUEUED, ANALYSED, NO_CELL, FAILED, CANCELLED)
 FINAL_STATUSES = (ANALYSED, NO_CELL, FAILED)
 
-# Review status of a cell.  "corrected" joins these when reviewers can relabel cells.
-CONFIDENT, UNCERTAIN = "confident", "uncertain"
-CELL_STATUSES = (CONFIDENT, UNCERTAIN)
-# Below this calibrated confidence a cell is flagged for a closer look.
-UNCERTAIN_BELOW = 0.60
+# Review status of a cell.  Not reviewed: "to review" when the calibrated confidence is
+# below the review threshold (preferences), else "confident".  Reviewed: "confirmed" when
+# the reviewer kept the model's class, "corrected" when they gave another (or artefact).
+TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED = "to review", "confident", "confirmed", "corrected"
+CELL_STATUSES = (TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED)
 
 _NO_MASK = np.zeros((0, 0), bool)
 
@@ -53,6 +55,10 @@ class Cell:
     model: str
     predicted: str = ""
     confidence: float = math.nan
+    session_id: int = -1  # the cell's id in the review session; -1 while not saved there
+    label: str | None = None  # the reviewer's class (or ARTEFACT); None while not reviewed
+    reviewer: str = ""
+    reviewed_at: str = ""
 
     def __post_init__(self) -> None:
         if len(self.probs):
@@ -60,19 +66,46 @@ class Cell:
             self.predicted, self.confidence = GROUPS[best], float(self.probs[best])
 
     @classmethod
-    def from_record(cls, record) -> Cell:
+    def from_record(cls, record, session_id: int = -1) -> Cell:
         """A row from a ``core.pipeline.CellRecord``."""
         r = record.region
         probs = np.asarray(record.probs if record.probs is not None else [], np.float32)
-        return cls(record.path, record.cell_id, r.x, r.y, r.width, r.height, r.kind, probs, record.model)
+        return cls(record.path, record.cell_id, r.x, r.y, r.width, r.height, r.kind, probs, record.model, session_id=session_id)
+
+    @classmethod
+    def from_session(cls, c) -> Cell:
+        """A cell as a ``core.store.SessionCell`` holds it, the reviewer's label included."""
+        probs = c.probs if c.probs is not None else np.zeros(0, np.float32)
+        return cls(
+            c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model,
+            session_id=c.id, label=c.label, reviewer=c.reviewer, reviewed_at=c.reviewed_at,
+        )  # fmt: skip
 
     @property
     def box(self) -> tuple[int, int, int, int]:
         return self.x, self.y, self.width, self.height
 
     @property
-    def review_status(self) -> str:
-        return UNCERTAIN if not self.confidence >= UNCERTAIN_BELOW else CONFIDENT
+    def final_label(self) -> str:
+        """What the cell counts as: the reviewer's label, else the model's."""
+        return self.label if self.label is not None else self.predicted
+
+    @property
+    def reviewed(self) -> bool:
+        return self.label is not None
+
+    @property
+    def corrected(self) -> bool:
+        return self.label is not None and self.label != self.predicted
+
+    @property
+    def artefact(self) -> bool:
+        return self.label == ARTEFACT
+
+    def status(self, threshold: float) -> str:
+        if self.label is not None:
+            return CORRECTED if self.label != self.predicted else CONFIRMED
+        return CONFIDENT if self.confidence >= threshold else TO_REVIEW
 
     @property
     def file_name(self) -> str:
@@ -94,12 +127,21 @@ class AnalysedImage:
     width: int = 0
     height: int = 0
     cells: list[Cell] = field(default_factory=list)
+    session: str = ""  # path of the review session it was saved in ('' none)
 
     @classmethod
-    def from_result(cls, result) -> AnalysedImage:
-        """From a ``core.pipeline.ImageResult`` (cells without probabilities are dropped)."""
-        cells = [Cell.from_record(c) for c in result.cells if c.probs is not None]
+    def from_result(cls, result, session_ids: list[int] | None = None) -> AnalysedImage:
+        """From a ``core.pipeline.ImageResult`` (cells without probabilities are dropped);
+        ``session_ids``: the ids the review session gave its cells, in cell order."""
+        ids = session_ids if session_ids is not None else [-1] * len(result.cells)
+        cells = [Cell.from_record(c, i) for c, i in zip(result.cells, ids) if c.probs is not None]
         return cls(result.path, result.status, result.error or "", result.mode, result.width, result.height, cells)
+
+    @classmethod
+    def from_session(cls, image, cells) -> AnalysedImage:
+        """A ``core.store.SessionImage`` and its ``SessionCell``s (unclassified ones dropped)."""
+        kept = [Cell.from_session(c) for c in cells if c.probs is not None]
+        return cls(image.path, image.status, image.error, image.mode, image.width, image.height, kept)
 
 
 @dataclass(slots=True)
@@ -130,6 +172,9 @@ class CellStore:
         self._order: list[str] = []
         self._rows: dict[str, int] = {}
         self._cells: list[Cell] = []
+        self._by_session_id: dict[int, int] = {}
+        # Below this calibrated confidence an unreviewed cell waits in the to-review queue.
+        self.review_threshold = DEFAULT_REVIEW_THRESHOLD
 
     # -- reading
     @property
@@ -155,6 +200,17 @@ class CellStore:
 
     def cells(self) -> list[Cell]:
         return self._cells
+
+    def status(self, row: int) -> str:
+        return self._cells[row].status(self.review_threshold)
+
+    def row_of_session_id(self, session_id: int) -> int:
+        """Row id of the cell the session knows as ``session_id``; -1 if not loaded."""
+        return self._by_session_id.get(session_id, -1)
+
+    def to_review_count(self) -> int:
+        t = self.review_threshold
+        return sum(1 for c in self._cells if c.label is None and not c.confidence >= t)
 
     def regions_of(self, path: str) -> list[tuple[int, CellRegion]]:
         """(cell id, region) of every cell of an image, in cell order."""
@@ -200,7 +256,19 @@ class CellStore:
         start = len(self._cells)
         self._cells.extend(analysed.cells)
         entry.cell_rows = list(range(start, len(self._cells)))
+        for row in entry.cell_rows:
+            if self._cells[row].session_id >= 0:
+                self._by_session_id[self._cells[row].session_id] = row
         return range(start, len(self._cells))
+
+    def apply_label(self, session_id: int, label: str | None, reviewer: str, at: str) -> int:
+        """Mirror a committed correction; returns the cell's row id (-1 if not loaded)."""
+        row = self._by_session_id.get(session_id, -1)
+        if row >= 0:
+            cell = self._cells[row]
+            cell.label = label
+            cell.reviewer, cell.reviewed_at = (reviewer, at) if label is not None else ("", "")
+        return row
 
     def set_status(self, paths: Iterable[str], status: str, reason: str = "") -> None:
         for path in paths:
@@ -210,10 +278,10 @@ class CellStore:
 
     def clear_cells(self) -> None:
         """Forget every result (before a re-analysis); images stay open, queued."""
-        self._cells = []
+        self._cells, self._by_session_id = [], {}
         for entry in self._images.values():
             entry.cell_rows = []
             entry.status, entry.reason = QUEUED, ""
 
     def clear(self) -> None:
-        self._images, self._order, self._rows, self._cells = {}, [], {}, []
+        self._images, self._order, self._rows, self._cells, self._by_session_id = {}, [], {}, [], {}

@@ -4,8 +4,8 @@ The model holds only row ids of the store, in analysis order or sorted; every va
 computed when a view asks for it, so the model stays quick with tens of thousands of
 cells.  Sorting happens here, with Python's sort on precomputed keys: a proxy's lessThan
 would cost a Python call per comparison (seconds for 20,000 rows).  Columns are declared
-once in ``COLUMNS``: the review issue adds a "Final label" column there (with ``setData``
-for corrections) without touching the views.
+once in ``COLUMNS``.  Views group and filter by a cell's *final* label (the reviewer's,
+else the model's), so a corrected cell moves to its new class everywhere at once.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 
 from ..core.cells import PLATELET
-from ..core.classes import GROUPS
-from .cell_store import CELL_STATUSES, UNCERTAIN, Cell, CellStore
+from ..core.classes import REVIEW_LABELS
+from .cell_store import CELL_STATUSES, CORRECTED, Cell, CellStore
 from .image_loader import ImageLoader
-from .palette import class_icon, display_name, percent
+from .palette import REVIEW_COLOURS, class_icon, display_name, percent
 
 CellRole = Qt.ItemDataRole.UserRole + 1  # the Cell
 RowIdRole = Qt.ItemDataRole.UserRole + 2  # its row id in the store
-GroupRole = Qt.ItemDataRole.UserRole + 3  # predicted group key, e.g. "NEUTROPHIL"
+GroupRole = Qt.ItemDataRole.UserRole + 3  # final label, e.g. "NEUTROPHIL" (the reviewer's if reviewed)
 ConfidenceRole = Qt.ItemDataRole.UserRole + 4
 ThumbnailRole = Qt.ItemDataRole.UserRole + 5  # QImage, or None while it loads
 SortRole = Qt.ItemDataRole.UserRole + 6
@@ -49,7 +49,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("kind", "Kind", "What segmentation found: a white cell (WBC) or a platelet"),
     Column("predicted", "Predicted", "Class with the highest calibrated probability"),
     Column("confidence", "Confidence", "Calibrated probability of the predicted class"),
-    Column("status", "Status", "uncertain: confidence below the review threshold"),
+    Column("final", "Final label", "What the cell counts as: the reviewer's class if reviewed, else the prediction"),
+    Column(
+        "status",
+        "Review",
+        "to review: not reviewed, confidence below the review threshold; confident: not reviewed, above it; "
+        "confirmed: reviewer kept the prediction; corrected: reviewer changed it",
+    ),
+    Column("reviewer", "Reviewer", "Who reviewed the cell, and when"),
     Column("model", "Model", "Model bundle that classified the cell"),
 )
 COLUMN = {c.key: i for i, c in enumerate(COLUMNS)}
@@ -95,6 +102,18 @@ class CellTableModel(QAbstractTableModel):
             self._entries.insert(i, entry)
             self._order.insert(at, row_id)
             self.endInsertRows()
+
+    def labels_changed(self, rows) -> None:
+        """Reviewers changed these cells' labels (row ids): repaint them, filter them again."""
+        positions = sorted(p for p in (self.index_of_id(r).row() for r in rows) if p >= 0)
+        if not positions:
+            return
+        last = len(COLUMNS) - 1
+        if len(positions) > 64:  # one signal for a big batch: each reaches every gallery section
+            self.dataChanged.emit(self.index(positions[0], 0), self.index(positions[-1], last))
+            return
+        for p in positions:
+            self.dataChanged.emit(self.index(p, 0), self.index(p, last))
 
     def reset(self) -> None:
         """The store was cleared or refilled."""
@@ -143,7 +162,7 @@ class CellTableModel(QAbstractTableModel):
         return self._sort_column
 
     def _entry(self, row_id: int) -> tuple:
-        key = _sort_value(self._store.cell(row_id), COLUMNS[self._sort_column].key)
+        key = _sort_value(self._store.cell(row_id), COLUMNS[self._sort_column].key, self._store.review_threshold)
         # Ties keep analysis order in both directions.
         return key, row_id if self._sort_order == Qt.SortOrder.AscendingOrder else -row_id, row_id
 
@@ -184,31 +203,36 @@ class CellTableModel(QAbstractTableModel):
         cell = self._store.cell(row_id)
         key = COLUMNS[index.column()].key
         if role == Qt.ItemDataRole.DisplayRole:
-            return _display(cell, key)
+            return _display(cell, key, self._store.review_threshold)
         if role == SortRole:
-            return _sort_value(cell, key)
+            return _sort_value(cell, key, self._store.review_threshold)
         if role == CellRole:
             return cell
         if role == RowIdRole:
             return row_id
         if role == GroupRole:
-            return cell.predicted
+            return cell.final_label
         if role == ConfidenceRole:
             return cell.confidence
         if role == ThumbnailRole:
             return self.thumbnail(cell)
-        if role == Qt.ItemDataRole.DecorationRole and key == "predicted" and cell.predicted:
-            return class_icon(cell.predicted)
+        if role == Qt.ItemDataRole.DecorationRole and key in ("predicted", "final"):
+            label = cell.predicted if key == "predicted" else cell.final_label
+            return class_icon(label) if label else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{cell.path}\ncell {cell.cell_id + 1}, box {cell.x},{cell.y} {cell.width}x{cell.height}"
+            tip = f"{cell.path}\ncell {cell.cell_id + 1}, box {cell.x},{cell.y} {cell.width}x{cell.height}"
+            if cell.corrected:
+                tip += f"\ncorrected from {display_name(cell.predicted)} by {cell.reviewer} at {cell.reviewed_at}"
+            elif cell.reviewed:
+                tip += f"\nconfirmed by {cell.reviewer} at {cell.reviewed_at}"
+            return tip
         if role == Qt.ItemDataRole.TextAlignmentRole and key in ("cell", "confidence"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if (
-            role == Qt.ItemDataRole.ForegroundRole
-            and key in ("confidence", "status")
-            and cell.review_status == UNCERTAIN
-        ):
-            return QColor("#B26A00")
+        if role == Qt.ItemDataRole.ForegroundRole and key in ("status", "final"):
+            status = self._store.status(row_id)
+            return _COLOURS[status] if key == "status" or status == CORRECTED else None
+        if role == Qt.ItemDataRole.FontRole and key == "final" and cell.corrected:
+            return _BOLD
         return None
 
     def thumbnail(self, cell: Cell):
@@ -230,7 +254,12 @@ class CellTableModel(QAbstractTableModel):
                 self.dataChanged.emit(index, index, [ThumbnailRole])
 
 
-def _display(cell: Cell, key: str) -> str:
+_COLOURS = {status: QColor(colour) for status, colour in REVIEW_COLOURS.items()}
+_BOLD = QFont()
+_BOLD.setBold(True)
+
+
+def _display(cell: Cell, key: str, threshold: float) -> str:
     if key == "image":
         return cell.file_name
     if key == "cell":
@@ -241,27 +270,34 @@ def _display(cell: Cell, key: str) -> str:
         return display_name(cell.predicted)
     if key == "confidence":
         return percent(cell.confidence) if not math.isnan(cell.confidence) else ""
+    if key == "final":
+        return display_name(cell.final_label)
     if key == "status":
-        return cell.review_status
+        return cell.status(threshold)
+    if key == "reviewer":
+        return f"{cell.reviewer} {cell.reviewed_at[:16].replace('T', ' ')}" if cell.reviewed else ""
     if key == "model":
         return cell.model
     return ""
 
 
-def _sort_value(cell: Cell, key: str):
+def _sort_value(cell: Cell, key: str, threshold: float):
     if key == "image":
         return (cell.path, cell.cell_id)
     if key == "cell":
         return cell.cell_id
-    if key == "predicted":
-        return GROUPS.index(cell.predicted) if cell.predicted in GROUPS else len(GROUPS)
+    if key in ("predicted", "final"):
+        label = cell.predicted if key == "predicted" else cell.final_label
+        return REVIEW_LABELS.index(label) if label in REVIEW_LABELS else len(REVIEW_LABELS)
     if key == "confidence":
         return -1.0 if math.isnan(cell.confidence) else cell.confidence
-    return _display(cell, key)
+    if key == "status":
+        return CELL_STATUSES.index(cell.status(threshold))
+    return _display(cell, key, threshold)
 
 
 class CellFilter(QSortFilterProxyModel):
-    """Cells shown to the reviewer: by predicted class, confidence range and review status.
+    """Cells shown to the reviewer: by final label, confidence range and review status.
 
     The table shows this proxy; each gallery section shows a ``for_group`` proxy that shares
     its criteria.  Sections sit on the cell model itself, not on this proxy: a chain of
@@ -271,7 +307,7 @@ class CellFilter(QSortFilterProxyModel):
     def __init__(self, parent=None, *, group: str | None = None):
         super().__init__(parent)
         self.group = group  # None: every class the criteria allow
-        self.groups: frozenset[str] = frozenset(GROUPS)
+        self.groups: frozenset[str] = frozenset(REVIEW_LABELS)
         self.min_confidence, self.max_confidence = 0.0, 1.0
         self.statuses: frozenset[str] = frozenset(CELL_STATUSES)
         self.sections: list[CellFilter] = []
@@ -310,7 +346,7 @@ class CellFilter(QSortFilterProxyModel):
 
     def is_filtering(self) -> bool:
         return (
-            self.groups != frozenset(GROUPS)
+            self.groups != frozenset(REVIEW_LABELS)
             or self.min_confidence > 0.0
             or self.max_confidence < 1.0
             or self.statuses != frozenset(CELL_STATUSES)
@@ -318,12 +354,14 @@ class CellFilter(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         # Straight to the store: going through index().data() would cost a Python call per field.
-        cell = self.sourceModel().cell_at(source_row)
+        model = self.sourceModel()
+        cell = model.cell_at(source_row)
+        label = cell.final_label
         return (
-            (self.group is None or cell.predicted == self.group)
-            and cell.predicted in self.groups
+            (self.group is None or label == self.group)
+            and label in self.groups
             and self.min_confidence <= cell.confidence <= self.max_confidence
-            and cell.review_status in self.statuses
+            and cell.status(model.store.review_threshold) in self.statuses
         )
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:

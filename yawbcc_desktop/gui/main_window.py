@@ -1,8 +1,9 @@
 """The review window: assembles the widgets, menus and toolbar, and wires their signals.
 
 Layout: images on the left, the whole image over the selected cell's detail in the centre,
-the cells (gallery or table, one filter) on the right.  Logic lives in the controller
-(``analysis.py``) and the widgets; this file only connects them.
+the cells (gallery or table, one filter) and the differential count on the right.  Logic
+lives in the controllers (``analysis.py``, ``review.py``) and the widgets; this file only
+connects them.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QPoint, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSplitter,
     QTabWidget,
@@ -27,10 +30,13 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.imageio import IMAGE_SUFFIXES
+from ..core.store import SESSION_SUFFIX, ReviewSession, SessionError, SignOffRefused
 from .analysis import MODES, AnalysisController
 from .cell_store import CANCELLED
 from .icons import icon
 from .messages import Notifier
+from .palette import class_icon, display_name
+from .review import ReviewController
 from .selection import CellSelection
 from .settings import AppSettings
 from .throttle import Throttle
@@ -39,12 +45,15 @@ from .widgets.cell_detail import CellDetail
 from .widgets.cell_filter_bar import CellFilterBar
 from .widgets.cell_gallery import CellGallery
 from .widgets.cell_table import CellTable
+from .widgets.differential_panel import DifferentialPanel
 from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
+from .widgets.label_bar import LABEL_KEYS
 from .widgets.model_chooser import ModelChooser, describe
 
 MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
+SESSION_FILTER = f"Review sessions (*{SESSION_SUFFIX});;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -59,6 +68,8 @@ class MainWindow(QMainWindow):
         self.controller = controller = AnalysisController(mode if mode in MODES else "auto", self)
         self.selection = CellSelection(controller.store, self)
         self.notifier = Notifier(self, attended)
+        self.attended = attended
+        self.review = ReviewController(controller, settings.remember, settings.folder, self)
 
         # -- widgets
         self.viewer = ImageViewer(controller.store, controller.loader)
@@ -90,8 +101,12 @@ class MainWindow(QMainWindow):
         cells_layout.setSpacing(0)
         cells_layout.addWidget(self.filter_bar)
         cells_layout.addWidget(self.cell_tabs, 1)
+        self.differential = DifferentialPanel(self.review)
         self.images_dock = self._dock("Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea, 270)
         self.cells_dock = self._dock("Cells", cells_panel, Qt.DockWidgetArea.RightDockWidgetArea, 500)
+        self.differential_dock = self._dock("Differential", self.differential, Qt.DockWidgetArea.RightDockWidgetArea, 500)
+        self.splitDockWidget(self.cells_dock, self.differential_dock, Qt.Orientation.Vertical)
+        self.resizeDocks([self.cells_dock, self.differential_dock], [600, 330], Qt.Orientation.Vertical)
 
         self._build_actions()
         self._build_menus()
@@ -133,7 +148,9 @@ class MainWindow(QMainWindow):
             "open-folder",
             "Open every image in a folder and its subfolders",
         )
-        self.close_all_action = self._action("&Close all images", self.close_all, "Ctrl+Shift+W")
+        self.close_all_action = self._action(
+            "&Close session", self.close_all, "Ctrl+Shift+W", tip="Close the session and its images"
+        )
         self.screenshot_action = self._action(
             "Save &screenshot…", self.save_screenshot_dialog, "F12", "screenshot", "Save a picture of the window"
         )
@@ -166,6 +183,49 @@ class MainWindow(QMainWindow):
             self.mode_actions[mode] = action
         self.about_action = self._action("&About YAWBCC Desktop", self.about)
 
+        # -- sessions and review
+        self.new_session_action = self._action("&New session", self.new_session, K.New, tip="Start an empty review session")
+        self.open_session_action = self._action(
+            "Open &session…", self.open_session_dialog, "Ctrl+Alt+O", tip="Reopen a saved review session"
+        )
+        self.save_session_action = self._action(
+            "Save session &as…", self.save_session_dialog, K.SaveAs, tip="Copy the session to a file of your choice"
+        )
+        self.export_cells_action = self._action(
+            "Export &cells CSV…", self.export_cells_dialog, "Ctrl+E", tip="Every cell with its prediction and final label"
+        )
+        self.export_differential_action = self._action(
+            "Export &differential CSV…", self.export_differential_dialog, "Ctrl+Shift+E", tip="Counts and flags"
+        )
+        self.preferences_action = self._action("&Preferences…", self.edit_preferences, K.Preferences)
+        self.label_actions: dict[str, QAction] = {}
+        for label, key in LABEL_KEYS.items():
+            action = self._action(
+                display_name(label), lambda _checked=False, lab=label: self.set_label(lab), key,
+                tip=f"Set the selected cells to {display_name(label).lower()}",
+            )  # fmt: skip
+            action.setIcon(class_icon(label))
+            self.label_actions[label] = action
+            self.addAction(action)  # keys work whichever pane has the focus
+        self.confirm_action = self._action(
+            "&Confirm", self.confirm, "Return", tip="Mark the selected cells reviewed with the class they show"
+        )
+        self.confirm_action.setShortcuts([QKeySequence("Return"), QKeySequence("Enter")])
+        self.next_action = self._action("&Next cell", lambda: self.step(1), "Down")
+        self.next_action.setShortcuts([QKeySequence("Down"), QKeySequence("Right")])
+        self.previous_action = self._action("&Previous cell", lambda: self.step(-1), "Up")
+        self.previous_action.setShortcuts([QKeySequence("Up"), QKeySequence("Left")])
+        self.undo_action = self._action("&Undo correction", self.undo, K.Undo, "undo", "Undo the last correction")
+        self.redo_action = self._action("&Redo correction", self.redo, K.Redo, "redo", "Redo the correction undone")
+        self.select_all_action = self._action("Select all &shown cells", self.select_all_shown, K.SelectAll)
+        self.to_review_action = self._action(
+            "Show the &to-review queue", self.show_to_review, "Ctrl+T", tip="Only unreviewed cells below the review threshold"
+        )
+        self.sign_off_action = self._action("Si&gn off…", lambda: self.sign_off(self.differential.scope.currentData()))
+        for action in (self.confirm_action, self.next_action, self.previous_action, self.undo_action, self.redo_action,
+                       self.select_all_action, self.to_review_action):  # fmt: skip
+            self.addAction(action)
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -174,10 +234,20 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
+        file_menu.addAction(self.new_session_action)
+        file_menu.addAction(self.open_session_action)
+        file_menu.addAction(self.save_session_action)
         file_menu.addAction(self.close_all_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_cells_action)
+        file_menu.addAction(self.export_differential_action)
         file_menu.addAction(self.screenshot_action)
         file_menu.addSeparator()
+        file_menu.addAction(self.preferences_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        review = bar.addMenu("&Review")
+        self._fill_review_menu(review)
         analysis = bar.addMenu("&Analysis")
         analysis.addAction(self.analyse_action)
         analysis.addAction(self.reanalyse_action)
@@ -193,8 +263,38 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.images_dock.toggleViewAction())
         view.addAction(self.cells_dock.toggleViewAction())
+        view.addAction(self.differential_dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
+
+    def _fill_review_menu(self, menu: QMenu) -> None:
+        """The review actions: the Review menu and every cell view's context menu."""
+        classes = menu.addMenu("Set &class")
+        for action in self.label_actions.values():
+            classes.addAction(action)
+        menu.addAction(self.confirm_action)
+        menu.addSeparator()
+        menu.addAction(self.undo_action)
+        menu.addAction(self.redo_action)
+        menu.addSeparator()
+        menu.addAction(self.next_action)
+        menu.addAction(self.previous_action)
+        menu.addAction(self.select_all_action)
+        menu.addAction(self.to_review_action)
+        if menu.title():  # the menu bar's: the session-wide actions too
+            menu.addSeparator()
+            menu.addAction(self.sign_off_action)
+
+    def _cell_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        n = len(self.selected_rows())
+        menu.addSection(f"{n} cell{'s' if n != 1 else ''} selected")
+        for action in self.label_actions.values():
+            menu.addAction(action)
+        menu.addAction(self.confirm_action)
+        menu.addSeparator()
+        menu.addAction(self.undo_action)
+        menu.exec(pos)
 
     def _viewer_actions(self) -> tuple:
         """Zoom and label actions, shown in the View menu and on the toolbar."""
@@ -242,7 +342,13 @@ class MainWindow(QMainWindow):
         self.progress.cancel_requested.connect(self.controller.cancel)
         self._progress_timer = QTimer(self, singleShot=True, interval=250)
         self._progress_timer.timeout.connect(self._show_progress)
+        self.to_review_button = QToolButton()
+        self.to_review_button.setObjectName("ToReviewButton")
+        self.to_review_button.setAutoRaise(True)
+        self.to_review_button.setToolTip("Unreviewed cells below the review threshold; click to show only them (Ctrl+T)")
+        self.to_review_button.clicked.connect(self.show_to_review)
         status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.to_review_button)
         status.addPermanentWidget(self.cell_count)
         status.addPermanentWidget(self.model_button)
 
@@ -272,11 +378,35 @@ class MainWindow(QMainWindow):
         self.viewer.cell_clicked.connect(s.select_cell)
         self.image_list.image_selected.connect(s.select_image)
         self.detail.explain_requested.connect(self._explain)
+        # -- review
+        r = self.review
+        r.problem.connect(self.notifier.error)
+        r.labels_changed.connect(self._labels_changed)
+        r.history_changed.connect(self._update_actions)
+        r.session_changed.connect(self._session_changed)
+        self.detail.label_bar.label_requested.connect(self.set_label)
+        self.detail.label_bar.confirm_requested.connect(self.confirm)
+        self.differential.sign_off_requested.connect(self.sign_off)
+        for view in (self.gallery, self.table, self.viewer):
+            view.menu_requested.connect(self._cell_menu)
+        self._differential_later = Throttle(self.differential.refresh, 400, self)
+        c.cells.rowsInserted.connect(self._differential_later)
+        c.cells.modelReset.connect(self._differential_later)
 
     # ----------------------------------------------------------------- start-up
-    def start(self, model: str | None = None, paths: list[str] | None = None) -> None:
-        """Start the worker, load the model, open ``paths`` (after the window is shown)."""
+    def start(self, model: str | None = None, paths: list[str] | None = None, session: str | None = None) -> None:
+        """Start the worker, load the model, open the session and ``paths`` (after the window is shown).
+
+        Without ``session`` or ``paths`` an attended window offers to reopen the last session.
+        """
         self.controller.start()
+        if session:
+            if os.path.exists(session):
+                self.review.open_session(session)
+            else:
+                self.review.new_session(session)
+        elif not paths and self.attended:
+            QTimer.singleShot(0, self._offer_last_session)
         # While the worker imports TensorFlow: build the chart (pyqtgraph) before it is needed.
         QTimer.singleShot(300, lambda: self.detail.chart)
         remembered = self.settings.value("model", None) if model is None else None
@@ -306,6 +436,7 @@ class MainWindow(QMainWindow):
         # The worker finishes its step (a model load cannot be interrupted): out of sight.
         self.hide()
         self.controller.shutdown()
+        self.review.close()  # after the worker: it commits results to the session
         super().closeEvent(event)
 
     # ------------------------------------------------------------------ opening
@@ -316,6 +447,8 @@ class MainWindow(QMainWindow):
         present = [p for p in paths if os.path.exists(p)]
         if not present:
             return 0
+        if not self.review.ensure_session():
+            return 0  # the reason is shown: nothing is analysed that could not be saved
         self.settings.add_recent(present)
         return self.controller.open_paths(present)
 
@@ -361,9 +494,10 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def close_all(self) -> None:
+        """Close the session (it stays on disk, complete) and every image."""
         self.selection.clear()
-        self.controller.close_all()
-        self.statusBar().showMessage("Closed all images", 5000)
+        self.review.close_session()
+        self.statusBar().showMessage("Closed the session; File › Open session reopens it", 5000)
 
     # ----------------------------------------------------------------- analysis
     def set_mode(self, mode: str) -> None:
@@ -381,8 +515,17 @@ class MainWindow(QMainWindow):
         )
 
     def reanalyse_all(self) -> None:
+        """Analyse every open image again, into a new session: the old one keeps its corrections."""
         self.selection.clear()
-        self.controller.reanalyse_all()
+        session = self.review.session
+        if session is None or not session.images():
+            self.controller.reanalyse_all()
+            return
+        paths = self.controller.store.paths()
+        old = session.path
+        if self.review.new_session():
+            self.controller.open_paths(paths)
+            self.statusBar().showMessage(f"Re-analysing in a new session; {old.name} keeps the earlier results", 15000)
 
     def choose_model(self) -> None:
         chooser = ModelChooser(self.controller.model_folder, self)
@@ -459,16 +602,23 @@ class MainWindow(QMainWindow):
         self.analyse_action.setEnabled(bool(self.controller.store.paths_with_status(CANCELLED)))
         has_images = self.controller.store.image_count > 0
         self.reanalyse_action.setEnabled(has_images)
-        self.close_all_action.setEnabled(has_images)
+        has_session = self.review.session is not None
+        self.close_all_action.setEnabled(has_images or has_session)
+        for action in (self.save_session_action, self.export_cells_action, self.export_differential_action):
+            action.setEnabled(has_session)
+        self.undo_action.setEnabled(self.review.can_undo)
+        self.redo_action.setEnabled(self.review.can_redo)
 
     def _update_counts(self, *args) -> None:
         store = self.controller.store
         self.cell_count.setText(f"{store.image_count:,} images · {store.cell_count:,} cells")
-        self.setWindowTitle(
-            f"YAWBCC Desktop — {store.image_count:,} images, {store.cell_count:,} cells"
-            if store.image_count
-            else "YAWBCC Desktop"
-        )
+        waiting = store.to_review_count()
+        self.to_review_button.setText(f"To review: {waiting:,}" if store.cell_count else "")
+        self.to_review_button.setStyleSheet("color:#B26A00; font-weight:bold" if waiting else "color:#2E7D32")
+        session = self.review.session
+        name = f" — {session.path.stem}" if session is not None else ""
+        counts = f" — {store.image_count:,} images, {store.cell_count:,} cells" if store.image_count else ""
+        self.setWindowTitle(f"YAWBCC Desktop{name}{counts}")
         self._update_actions()
 
     # ------------------------------------------------------------------- models
@@ -495,6 +645,209 @@ class MainWindow(QMainWindow):
         self.detail.waiting_for(key)
         if cached is not None:
             self.detail.show_gradcam(cached)
+
+    # ------------------------------------------------------------------- review
+    def selected_rows(self) -> list[int]:
+        """The cells a correction applies to: those selected in the cell view on show."""
+        view = self.gallery if self.cell_tabs.currentWidget() is self.gallery else self.table
+        rows = [r for r in view.selected_rows() if r is not None]
+        if not rows and self.selection.row >= 0:
+            rows = [self.selection.row]
+        return rows
+
+    def _reviewer_known(self) -> bool:
+        """Corrections carry a name: ask for it once if the preferences have none."""
+        if self.review.reviewer:
+            return True
+        if not self.attended:
+            return False
+        name, ok = QInputDialog.getText(self, "Reviewer", "Your name or initials, recorded with each correction:")
+        if ok and name.strip():
+            prefs = self.review.prefs
+            prefs.reviewer = name.strip()
+            self.review.set_preferences(prefs)
+            return True
+        return False
+
+    def set_label(self, label: str) -> int:
+        """Give the selected cells ``label``; one cell: move on to the next, as reviewers expect."""
+        rows = self.selected_rows()
+        if not rows or not self._reviewer_known():
+            return 0
+        following = self._view().neighbour(rows[-1], 1) if len(rows) == 1 else -1
+        n = self.review.set_label(rows, label)
+        if n:
+            self.statusBar().showMessage(f"{display_name(label)}: {n} cell{'s' if n != 1 else ''} (Ctrl+Z undoes)", 5000)
+        if len(rows) == 1 and following >= 0:
+            self.selection.select_cell(following)
+        return n
+
+    def confirm(self) -> int:
+        rows = self.selected_rows()
+        if not rows or not self._reviewer_known():
+            return 0
+        following = self._view().neighbour(rows[-1], 1) if len(rows) == 1 else -1
+        n = self.review.confirm(rows)
+        if n:
+            self.statusBar().showMessage(f"Confirmed {n} cell{'s' if n != 1 else ''}", 5000)
+        if len(rows) == 1 and following >= 0:
+            self.selection.select_cell(following)
+        return n
+
+    def undo(self) -> None:
+        if self.review.undo():
+            self.statusBar().showMessage("Correction undone", 5000)
+
+    def redo(self) -> None:
+        if self.review.redo():
+            self.statusBar().showMessage("Correction redone", 5000)
+
+    def _view(self):
+        return self.gallery if self.cell_tabs.currentWidget() is self.gallery else self.table
+
+    def step(self, by: int) -> None:
+        """Arrow keys: the next or previous cell in the order the cell view shows them."""
+        row = self._view().neighbour(self.selection.row, by)
+        if row >= 0:
+            self.selection.select_cell(row)
+
+    def select_all_shown(self) -> None:
+        if self.cell_tabs.currentWidget() is self.gallery:
+            self.gallery.select_all()
+        else:
+            self.table.selectAll()
+
+    def show_to_review(self) -> None:
+        self.filter_bar.show_to_review()
+        first = self._view().neighbour(-1, 1)
+        if first >= 0:
+            self.selection.select_cell(first)
+
+    def _labels_changed(self, rows: list[int]) -> None:
+        self.viewer.relabel(rows)
+        current = self.selection.row
+        if current in rows or len(rows) > 64:
+            self.detail.show_review_state()
+            # The tile may have moved to another class section: select it there.
+            self.gallery.show_cell(current, force=True)
+            self.table.show_cell(current, force=True)
+        self._counts_later()
+        self._differential_later()
+
+    def _session_changed(self) -> None:
+        self.selection.clear()
+        self.differential.fill_scopes()
+        self._update_counts()
+        session = self.review.session
+        if session is not None:
+            self.statusBar().showMessage(f"Session {session.path}", 8000)
+
+    def _offer_last_session(self) -> None:
+        last = self.review.prefs.last_session
+        if not last or self.review.session is not None or not os.path.isfile(last):
+            return
+        try:
+            with ReviewSession.open(last, readonly=True) as peek:
+                s = peek.summary(self.review.prefs.review_threshold)
+        except SessionError as exc:
+            self.statusBar().showMessage(f"Last session not reopened: {exc}", 15000)
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "Reopen the last session?", "", parent=self)
+        box.setText(f"Reopen your last session, {os.path.basename(last)}?")
+        box.setInformativeText(
+            f"{s.images:,} images, {s.cells:,} cells, {s.corrected:,} corrected, {s.to_review:,} still to review."
+        )
+        box.setDetailedText(last)
+        reopen = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("New session", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        if box.clickedButton() is reopen:
+            self.review.open_session(last)
+
+    def new_session(self) -> None:
+        if self.review.new_session():
+            self.statusBar().showMessage("New session: open images or folders to analyse them", 8000)
+
+    def open_session_dialog(self) -> None:
+        start = str(self.review.sessions_folder())
+        path, _ = QFileDialog.getOpenFileName(self, "Open a review session", start, SESSION_FILTER)
+        if path:
+            self.review.open_session(path)
+
+    def save_session_dialog(self) -> None:
+        session = self.review.session
+        start = str(Path(str(self.settings.value("last_folder", str(Path.home())))) / session.path.name)
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the session as", start, SESSION_FILTER, options=QFileDialog.Option.DontConfirmOverwrite
+        )
+        if path:
+            if not path.endswith(SESSION_SUFFIX):
+                path += SESSION_SUFFIX
+            if self.review.save_session_as(path):
+                self.statusBar().showMessage(f"Session saved as {path}; corrections now go there", 10000)
+
+    def _export(self, title: str, suffix: str, write) -> None:
+        session = self.review.session
+        start = str(Path(str(self.settings.value("last_folder", str(Path.home())))) / f"{session.path.stem}_{suffix}.csv")
+        path, _ = QFileDialog.getSaveFileName(self, title, start, "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            n = write(path)
+        except (OSError, SessionError) as exc:
+            self.notifier.error("Export failed", f"{path} could not be written: {exc}")
+            return
+        self.statusBar().showMessage(f"Exported {n:,} rows to {path}", 10000)
+
+    def export_cells_dialog(self) -> None:
+        from ..core.review_export import export_cells
+
+        self._export("Export cells", "cells", lambda path: export_cells(self.review.session, path))
+
+    def export_differential_dialog(self) -> None:
+        from ..core.review_export import export_differential
+
+        p = self.review.prefs
+        self._export(
+            "Export differential",
+            "differential",
+            lambda path: len(export_differential(self.review.session, path, p.review_threshold, p.reference_ranges, p.min_wbc)),
+        )
+
+    def edit_preferences(self) -> None:
+        from .widgets.preferences_dialog import PreferencesDialog
+
+        dialog = PreferencesDialog(self.review.prefs, self)
+        if dialog.exec() == PreferencesDialog.DialogCode.Accepted:
+            self.review.set_preferences(dialog.preferences())
+            self._update_counts()
+            self.differential.refresh()
+
+    def sign_off(self, folder: str | None = None) -> bool:
+        """Sign off the count of the session (or one folder) under the reviewer's name."""
+        if self.review.session is None or not self._reviewer_known():
+            return False
+        diff = self.review.differential(folder=folder)
+        if self.attended:
+            scope = f"folder {folder}" if folder else "the whole session"
+            answer = QMessageBox.question(
+                self,
+                "Sign off",
+                f"Sign off the differential of {scope} ({diff.wbc:,} white cells) as {self.review.reviewer}?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        try:
+            done = self.review.sign_off(folder)
+        except SignOffRefused as exc:
+            self.notifier.error("Not signed off", str(exc))
+            return False
+        except SessionError as exc:
+            self.notifier.error("Not signed off", str(exc))
+            return False
+        self.differential.refresh()
+        self.statusBar().showMessage(f"Signed off by {done.reviewer}", 10000)
+        return True
 
     # ------------------------------------------------------------------- others
     def save_screenshot_dialog(self) -> None:

@@ -8,8 +8,8 @@ from functools import cache
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
-from ..core.classes import COLOURS, DISPLAY_NAMES
-from .cell_store import ANALYSED, CANCELLED, FAILED, NO_CELL, QUEUED
+from ..core.classes import ARTEFACT, COLOURS, DISPLAY_NAMES
+from .cell_store import ANALYSED, CANCELLED, CONFIDENT, CONFIRMED, CORRECTED, FAILED, NO_CELL, QUEUED, TO_REVIEW
 
 # The abbreviations haematology reports use.
 SHORT_NAMES: dict[str, str] = {
@@ -21,6 +21,17 @@ SHORT_NAMES: dict[str, str] = {
     "MONOCYTE": "MO",
     "NEUTROPHIL": "NE",
     "PLATELET": "PLT",
+    ARTEFACT: "ART",
+}
+# Artefacts are not a class of the model: a dark slate, apart from the eight class hues.
+LABEL_COLOURS: dict[str, str] = {**COLOURS, ARTEFACT: "#37474F"}
+
+# How a cell's review state looks in every view.
+REVIEW_COLOURS: dict[str, str] = {
+    TO_REVIEW: "#B26A00",
+    CONFIDENT: "#607D8B",
+    CONFIRMED: "#2E7D32",
+    CORRECTED: "#1565C0",
 }
 
 STATUS_COLOURS: dict[str, str] = {
@@ -41,7 +52,7 @@ def display_name(group: str) -> str:
 
 @cache
 def class_colour(group: str) -> QColor:
-    return QColor(COLOURS.get(group, "#9E9E9E"))
+    return QColor(LABEL_COLOURS.get(group, "#9E9E9E"))
 
 
 @cache
@@ -59,7 +70,7 @@ def dot_icon(colour: str, size: int = 12) -> QIcon:
 
 
 def class_icon(group: str) -> QIcon:
-    return dot_icon(COLOURS.get(group, "#9E9E9E"))
+    return dot_icon(LABEL_COLOURS.get(group, "#9E9E9E"))
 
 
 def percent(value: float) -> str:

@@ -3,22 +3,13 @@ never in the install folder.  ``YAWBCC_CONFIG_DIR`` moves them (tests, portable 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-APP_NAME = "yawbcc-desktop"
+from ..core.preferences import config_dir
+
 MAX_RECENT = 10
-
-
-def config_dir() -> Path:
-    override = os.environ.get("YAWBCC_CONFIG_DIR")
-    if override:
-        return Path(override)
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir(APP_NAME, appauthor=False))
 
 
 class AppSettings:
@@ -27,6 +18,8 @@ class AppSettings:
 
     def __init__(self, folder: Path | None = None, remember: bool = True):
         self.remember = remember
+        # A folder given explicitly (tests, portable installs) holds preferences and sessions too.
+        self.folder = Path(folder) if folder is not None and remember else None
         self._qs: QSettings | None = None
         if remember:
             folder = folder if folder is not None else config_dir()

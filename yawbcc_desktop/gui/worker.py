@@ -4,7 +4,8 @@ Keras ``predict`` is not thread-safe and TensorFlow takes seconds to import, so 
 lives in this thread and nowhere else.  The GUI thread asks through the thread-safe methods
 below and gets answers through queued signals; code running here never touches a widget.
 Work goes one image at a time, so a cancel or a Grad-CAM request waits for at most one
-image or one small model batch.
+image or one small model batch.  Each classified batch is committed to the review session
+here, before the GUI sees it: an image on screen is an image on disk.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class AnalysisWorker(QThread):
     gradcam_ready = Signal(object)  # GradCamResult
     gradcam_failed = Signal(object, str)  # GradCamRequest, message
     problem = Signal(str, str)  # one line, traceback: an unexpected error; the run goes on
+    session_failed = Signal(str)  # the review session refused a write; results stay on screen only
     crashed = Signal(str)  # traceback: the worker's loop died and the thread has ended
 
     def __init__(self, batch_cells: int = 16, batch_seconds: float = 0.5, parent=None):
@@ -78,6 +80,10 @@ class AnalysisWorker(QThread):
         self._stopping = False
         self._running = False  # some work since the last run_idle
         self._submitted = 0  # images ever queued: lets the GUI tell a stale run_idle
+        # The review session results are committed to; swapped under this lock so that a
+        # session is never closed while a batch is being written to it.
+        self._session = None
+        self._session_lock = threading.Lock()
         # Worker-thread state:
         self._bundle = None
         self._cam = None
@@ -98,6 +104,13 @@ class AnalysisWorker(QThread):
             self._submitted += len(paths)
             self._running = True
             self._wake.notify()
+
+    def set_session(self, session) -> None:
+        """Commit later results to ``session`` (a ``ReviewSession`` or None); blocks while a
+        batch is being written, so the previous session may be closed on return."""
+        self.cancel()
+        with self._session_lock:
+            self._session = session
 
     def cancel(self) -> None:
         """Drop every queued image and the batch in progress; run_idle follows shortly."""
@@ -204,9 +217,7 @@ class AnalysisWorker(QThread):
             return pipeline.segment_image(path, mode, card)
         except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
             self.problem.emit(f"{path}: {type(exc).__name__}: {exc}", traceback.format_exc())
-            return pipeline.ImageResult(
-                path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})"
-            )
+            return pipeline.ImageResult(path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})")
 
     def _classify(self, pipeline, batch: list) -> None:
         results = [r for _, r in batch]
@@ -218,10 +229,35 @@ class AnalysisWorker(QThread):
                 if r.cells:
                     r.error = f"classification failed ({type(exc).__name__}: {exc})"
                     r.cells, r.inputs = [], None
-        with self._wake:  # a cancel that came during the model call drops the batch
-            fresh = [AnalysedImage.from_result(r) for g, r in batch if g == self._generation]
-        if fresh:
-            self.images_analysed.emit(fresh)
+        with self._session_lock:
+            with self._wake:  # a cancel that came during the model call drops the batch
+                fresh = [r for g, r in batch if g == self._generation]
+            analysed = self._save(fresh) if fresh else []
+        if analysed:
+            self.images_analysed.emit(analysed)
+
+    def _save(self, results: list) -> list[AnalysedImage]:
+        """Commit results to the session (one transaction); the GUI's view of each image."""
+        session = self._session
+        if session is None:
+            return [AnalysedImage.from_result(r) for r in results]
+        from ..core.store import SessionError
+
+        try:
+            ids = session.add_images(results)
+        except SessionError as exc:
+            self.session_failed.emit(str(exc))
+            return [AnalysedImage.from_result(r) for r in results]
+        out = []
+        for result, cell_ids in zip(results, ids):
+            if cell_ids is None:  # already in the session (with its corrections): show what it holds
+                image = session.image(result.path)
+                analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
+            else:
+                analysed = AnalysedImage.from_result(result, cell_ids)
+            analysed.session = str(session.path)
+            out.append(analysed)
+        return out
 
     def _load(self, folder: str) -> None:
         from ..core.classifier import ModelBundle, ModelBundleError
@@ -279,6 +315,4 @@ class AnalysisWorker(QThread):
             self.gradcam_failed.emit(request, f"{type(exc).__name__}: {exc}")
             return
         explains = card.class_order[int(picked[0])]
-        self.gradcam_ready.emit(
-            GradCamResult(request, card.name, x[0], heat[0], explains, time.perf_counter() - started)
-        )
+        self.gradcam_ready.emit(GradCamResult(request, card.name, x[0], heat[0], explains, time.perf_counter() - started))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ...core.cells import PLATELET
-from ..cell_store import UNCERTAIN, Cell, CellStore
+from ..cell_store import CORRECTED, TO_REVIEW, Cell, CellStore
 from ..image_loader import ImageLoader, cell_thumbnail, qimage_from_rgb
-from ..palette import class_colour, display_name, percent
+from ..palette import REVIEW_COLOURS, class_colour, display_name, percent
 from ..worker import GradCamResult
 from .gradcam_panel import GradCamPanel
+from .label_bar import LabelBar
 from .picture import Picture
 
 CROP_SIDE = 320
@@ -53,10 +54,14 @@ class CellDetail(QWidget):
         self.gradcam = GradCamPanel()
         self.gradcam.explain_requested.connect(self._explain_other_class)
 
-        heading = QVBoxLayout()
-        heading.setSpacing(0)
-        heading.addWidget(self.title)
-        heading.addWidget(self.subtitle)
+        self.label_bar = LabelBar()
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        heading = QHBoxLayout()
+        heading.addLayout(titles, 1)
+        heading.addWidget(self.label_bar, 0, Qt.AlignmentFlag.AlignTop)
         panes = QSplitter(Qt.Orientation.Horizontal)
         panes.setChildrenCollapsible(False)
         panes.addWidget(_titled("Cell", self.crop))
@@ -102,14 +107,10 @@ class CellDetail(QWidget):
             self.crop.set_message("Select a cell in the gallery, the table or the image")
             self.chart.show_probabilities(None)
             self.gradcam.clear()
+            self.label_bar.show_label(None)
             self._waiting_for = None
             return
-        colour = class_colour(cell.predicted).name()
-        flag = "  <span style='color:#B26A00'>· uncertain</span>" if cell.review_status == UNCERTAIN else ""
-        self.title.setText(
-            f"<span style='color:{colour}'>■</span> {display_name(cell.predicted)} "
-            f"<span style='font-weight:normal'>{percent(cell.confidence)}</span>{flag}"
-        )
+        self.show_review_state()
         entry = self._store.image(cell.path)
         n = len(entry.cell_rows) if entry is not None else 1
         kind = "platelet" if cell.kind == PLATELET else "white cell"
@@ -118,11 +119,33 @@ class CellDetail(QWidget):
             f"at ({cell.x}, {cell.y}) · model {cell.model}"
         )
         self.subtitle.setToolTip(cell.path)
-        self.crop.frame_colour = class_colour(cell.predicted)
         self._show_crop()
         self.chart.show_probabilities(cell.probs, cell.predicted)
         self.gradcam.show_pending()
         self.explain_requested.emit(row, self.gradcam.group())
+
+    def show_review_state(self) -> None:
+        """Title, frame and label bar for the cell's label now (after a correction, too)."""
+        cell = self._cell
+        if cell is None:
+            return
+        status = cell.status(self._store.review_threshold)
+        colour = class_colour(cell.final_label).name()
+        note = f"<span style='color:{REVIEW_COLOURS[status]}; font-weight:normal'> · {status}"
+        if status == CORRECTED:
+            note += f" from {display_name(cell.predicted)} by {cell.reviewer}"
+        elif cell.reviewed:
+            note += f" by {cell.reviewer}"
+        elif status == TO_REVIEW:
+            note += f" (below {100 * self._store.review_threshold:.0f} %)"
+        note += "</span>"
+        self.title.setText(
+            f"<span style='color:{colour}'>■</span> {display_name(cell.final_label)} "
+            f"<span style='font-weight:normal'>{percent(cell.confidence)}</span>{note}"
+        )
+        self.crop.frame_colour = class_colour(cell.final_label)
+        self.crop.update()
+        self.label_bar.show_label(cell.final_label, cell.reviewed)
 
     def waiting_for(self, key: tuple | None) -> None:
         """The Grad-CAM request the panes wait for (set by whoever sent it)."""

@@ -5,17 +5,20 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from ...core.classes import GROUPS
-from ..cell_store import CELL_STATUSES, CONFIDENT, UNCERTAIN, UNCERTAIN_BELOW
+from ...core.classes import REVIEW_LABELS
+from ..cell_store import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 from ..cell_table_model import CellFilter
 from ..palette import SHORT_NAMES, class_icon, display_name
 from ..throttle import Throttle
 
 STATUS_CHOICES = (
     ("All cells", CELL_STATUSES),
-    (f"Uncertain only (< {100 * UNCERTAIN_BELOW:.0f} %)", (UNCERTAIN,)),
-    ("Confident only", (CONFIDENT,)),
+    ("To review", (TO_REVIEW,)),
+    ("Not reviewed", (TO_REVIEW, CONFIDENT)),
+    ("Reviewed", (CONFIRMED, CORRECTED)),
+    ("Corrected", (CORRECTED,)),
 )
+TO_REVIEW_CHOICE = 1
 
 
 class CellFilterBar(QWidget):
@@ -28,7 +31,7 @@ class CellFilterBar(QWidget):
         self.class_buttons: dict[str, QToolButton] = {}
         classes = QHBoxLayout()
         classes.setSpacing(2)
-        for group in GROUPS:
+        for group in REVIEW_LABELS:
             button = QToolButton()
             button.setObjectName("ClassChip")
             button.setText(SHORT_NAMES[group])
@@ -51,6 +54,7 @@ class CellFilterBar(QWidget):
         self.confidence_label.setMinimumWidth(44)
         self.confidence.valueChanged.connect(self._apply)
         self.status = QComboBox()
+        self.status.setToolTip("Review state: 'To review' is the queue of unreviewed cells below the review threshold")
         for text, statuses in STATUS_CHOICES:
             self.status.addItem(text, statuses)
         self.status.currentIndexChanged.connect(self._apply)
@@ -85,6 +89,11 @@ class CellFilterBar(QWidget):
             button.setChecked(g == group)
             button.blockSignals(False)
         self._apply()
+
+    def show_to_review(self) -> None:
+        """Only the to-review queue, every class, any confidence."""
+        self.reset()
+        self.status.setCurrentIndex(TO_REVIEW_CHOICE)
 
     def reset(self) -> None:
         for button in self.class_buttons.values():

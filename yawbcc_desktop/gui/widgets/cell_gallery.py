@@ -1,7 +1,9 @@
-"""Cells as thumbnails grouped by predicted class, with counts, as CellaVision shows them.
+"""Cells as thumbnails grouped by class, with counts, as CellaVision shows them.
 
 Each class is a section over its own ``GroupFilter`` of the shared cell filter, so the
-gallery and the table always show the same cells.  Sections without cells are hidden.
+gallery and the table always show the same cells.  Cells sit under their final label: a
+correction moves the tile to its new section.  Sections without cells are hidden.
+Ctrl/Shift-click selects several tiles, in one section or across sections.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -25,10 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.classes import GROUPS
-from ..cell_store import UNCERTAIN
+from ...core.classes import REVIEW_LABELS
+from ..cell_store import CONFIRMED, CORRECTED, TO_REVIEW
 from ..cell_table_model import CellFilter, CellTableModel, RowIdRole
-from ..palette import ACCENT, SHORT_NAMES, class_colour, display_name
+from ..palette import ACCENT, REVIEW_COLOURS, SHORT_NAMES, class_colour, display_name
 from ..throttle import Throttle
 
 TILE = QSize(100, 118)
@@ -49,7 +52,10 @@ class CellTileDelegate(QStyledItemDelegate):
         # Pens and brushes made once: a paint runs for every visible tile on each change.
         self._frame = (QPen(QColor(ACCENT), 2.5), QPen(QColor("#CFD8DC"), 1))
         self._fill = (QColor("#E3F2FD"), QColor("#F5F7F8"), QColor("white"))
-        self._empty, self._text, self._uncertain = QColor("#ECEFF1"), QColor("#37474F"), QColor("#B26A00")
+        self._empty, self._text = QColor("#ECEFF1"), QColor("#37474F")
+        self._status = {status: QColor(colour) for status, colour in REVIEW_COLOURS.items()}
+        self._bold = QFont()
+        self._bold.setBold(True)
         # Finished tiles: the gallery repaints every visible tile whenever a section grows.
         self._tiles: OrderedDict[tuple, QPixmap] = OrderedDict()
         self._cells.modelReset.connect(self._tiles.clear)
@@ -61,12 +67,14 @@ class CellTileDelegate(QStyledItemDelegate):
         row_id = self._cells.row_id_at(self._proxy.mapToSource(index).row())
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
-        cell = self._cells.store.cell(row_id)
+        store = self._cells.store
+        cell = store.cell(row_id)
+        status = store.status(row_id)
         thumb = self._cells.thumbnail(cell)
-        key = (row_id, selected, hovered, thumb is not None)
+        key = (row_id, selected, hovered, thumb is not None, cell.final_label, status)
         tile = self._tiles.get(key)
         if tile is None:
-            tile = self._render(cell, thumb, selected, hovered)
+            tile = self._render(cell, status, thumb, selected, hovered)
             self._tiles[key] = tile
             while len(self._tiles) > 600:
                 self._tiles.popitem(last=False)
@@ -74,7 +82,7 @@ class CellTileDelegate(QStyledItemDelegate):
             self._tiles.move_to_end(key)
         painter.drawPixmap(option.rect.topLeft(), tile)
 
-    def _render(self, cell, thumb, selected: bool, hovered: bool) -> QPixmap:
+    def _render(self, cell, status: str, thumb, selected: bool, hovered: bool) -> QPixmap:
         tile = QPixmap(TILE)
         tile.fill(Qt.GlobalColor.transparent)
         painter = QPainter(tile)
@@ -89,12 +97,31 @@ class CellTileDelegate(QStyledItemDelegate):
             painter.drawImage(pic, thumb)
         else:
             painter.fillRect(pic, self._empty)
-        painter.fillRect(QRect(pic.x(), pic.bottom() - 3, pic.width(), 4), class_colour(cell.predicted))
+        painter.fillRect(QRect(pic.x(), pic.bottom() - 3, pic.width(), 4), class_colour(cell.final_label))
         text = QRect(r.x(), pic.bottom() + 2, r.width(), r.bottom() - pic.bottom() - 2)
-        painter.setPen(self._uncertain if cell.review_status == UNCERTAIN else self._text)
-        painter.drawText(text, Qt.AlignmentFlag.AlignCenter, f"{100 * cell.confidence:.0f} %")
+        if status == CORRECTED:
+            # Corrected: the change itself, in the corrected colour, and a marked corner.
+            painter.setPen(self._status[CORRECTED])
+            painter.setFont(self._bold)
+            caption = f"{SHORT_NAMES.get(cell.predicted, '?')} → {SHORT_NAMES.get(cell.final_label, '?')}"
+            painter.drawText(text, Qt.AlignmentFlag.AlignCenter, caption)
+            self._corner(painter, pic, self._status[CORRECTED], "✎")
+        else:
+            painter.setPen(self._status[TO_REVIEW] if status == TO_REVIEW else self._text)
+            painter.drawText(text, Qt.AlignmentFlag.AlignCenter, f"{100 * cell.confidence:.0f} %")
+            if status == CONFIRMED:
+                self._corner(painter, pic, self._status[CONFIRMED], "✓")
         painter.end()
         return tile
+
+    @staticmethod
+    def _corner(painter: QPainter, pic: QRect, colour: QColor, mark: str) -> None:
+        badge = QRect(pic.right() - 19, pic.y() + 1, 18, 18)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        painter.drawEllipse(badge)
+        painter.setPen(QColor("white"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, mark)
 
 
 class GalleryGrid(QListView):
@@ -109,7 +136,7 @@ class GalleryGrid(QListView):
         self.setUniformItemSizes(True)
         self.setGridSize(TILE + QSize(4, 4))
         self.setSpacing(0)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -200,6 +227,7 @@ class GallerySection(QWidget):
 
 class CellGallery(QScrollArea):
     cell_selected = Signal(int)  # row id
+    menu_requested = Signal(QPoint)  # global position of a right-click on a tile
 
     def __init__(self, cell_filter: CellFilter, parent=None):
         super().__init__(parent)
@@ -212,12 +240,12 @@ class CellGallery(QScrollArea):
         layout.setContentsMargins(4, 2, 4, 4)
         layout.setSpacing(2)
         self.sections: dict[str, GallerySection] = {}
-        for group in GROUPS:
+        for group in REVIEW_LABELS:
             section = GallerySection(group, cell_filter)
-            section.grid.selectionModel().currentChanged.connect(
-                lambda current, _previous, s=section: self._picked(s, current)
-            )
+            section.grid.selectionModel().currentChanged.connect(lambda current, _previous, s=section: self._picked(s, current))
             section.grid.clicked.connect(lambda index, s=section: self._picked(s, index))
+            section.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+            section.grid.customContextMenuRequested.connect(lambda pos, s=section: self._menu(s, pos))
             layout.addWidget(section)
             self.sections[group] = section
         self.empty = QLabel("No cells yet: open images to analyse them.")
@@ -239,9 +267,10 @@ class CellGallery(QScrollArea):
     def counts(self) -> dict[str, int]:
         return {g: s.count() for g, s in self.sections.items()}
 
-    def show_cell(self, row: int) -> None:
-        """Select a cell's tile and scroll to it (nothing if it is filtered out)."""
-        if row == self._row:
+    def show_cell(self, row: int, force: bool = False) -> None:
+        """Select a cell's tile and scroll to it (nothing if it is filtered out);
+        ``force``: again, after a correction moved the tile to another section."""
+        if row == self._row and not force:
             return
         self._row = row
         for section in self.sections.values():
@@ -262,12 +291,62 @@ class CellGallery(QScrollArea):
             selection.blockSignals(False)
             section.grid.viewport().update()
 
+    def selected_rows(self) -> list[int]:
+        """Row ids of every selected tile, section by section."""
+        rows = []
+        for section in self.sections.values():
+            indexes = sorted(section.grid.selectionModel().selectedIndexes(), key=lambda i: i.row())
+            rows += [i.data(RowIdRole) for i in indexes]
+        return rows
+
+    def select_all(self) -> None:
+        """Select every shown tile (e.g. to confirm a whole class at once)."""
+        for section in self.sections.values():
+            if section.count():
+                section.grid.selectAll()
+
+    def neighbour(self, row: int, step: int) -> int:
+        """The row id ``step`` (+1/-1) tiles after ``row``, section after section (-1: none;
+        the first tile when ``row`` is not shown)."""
+        shown = [s for s in self.sections.values() if s.count()]
+        if step < 0:
+            shown.reverse()
+        if not shown:
+            return -1
+
+        def end_of(section: GallerySection) -> int:
+            m = section.model
+            return m.index(0 if step > 0 else m.rowCount() - 1, 0).data(RowIdRole)
+
+        for i, section in enumerate(shown):
+            index = section.index_of(row) if row >= 0 else QModelIndex()
+            if index.isValid():
+                target = index.row() + step
+                if 0 <= target < section.model.rowCount():
+                    return section.model.index(target, 0).data(RowIdRole)
+                return end_of(shown[i + 1]) if i + 1 < len(shown) else -1
+        return end_of(shown[0])
+
+    def _menu(self, section: GallerySection, pos) -> None:
+        index = section.grid.indexAt(pos)
+        if not index.isValid():
+            return
+        if not section.grid.selectionModel().isSelected(index):
+            section.grid.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.menu_requested.emit(section.grid.viewport().mapToGlobal(pos))
+
     def _picked(self, section: GallerySection, index: QModelIndex) -> None:
         if not index.isValid():
             return
+        # A plain click starts a new selection: tiles selected in other sections are let go.
+        if not QApplication.keyboardModifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier):
+            for other in self.sections.values():
+                if other is not section and other.grid.selectionModel().hasSelection():
+                    other.grid.selectionModel().clear()
+                    other.grid.viewport().update()
         row = index.data(RowIdRole)
         if row is not None and row != self._row:
-            self.show_cell(row)
+            self._row = row  # the grid has selected it already: keep a Ctrl/Shift selection as it is
             self.cell_selected.emit(row)
 
     def _update_placeholder(self, *args) -> None:

@@ -6,13 +6,13 @@ drawn thicker and kept in view.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsView
 
 from ..cell_store import FAILED, NO_CELL, QUEUED, Cell, CellStore
 from ..image_loader import ImageLoader
-from ..palette import SHORT_NAMES, class_colour, percent
+from ..palette import SHORT_NAMES, class_colour, display_name, percent
 
 ZOOM_STEP = 1.25
 MIN_ZOOM, MAX_ZOOM = 0.05, 40.0
@@ -50,16 +50,27 @@ class CellBox(QGraphicsRectItem):
     def __init__(self, row: int, cell: Cell):
         super().__init__(cell.x, cell.y, cell.width, cell.height)
         self.row = row
-        self.colour = class_colour(cell.predicted)
+        # Boxes show the final label; a corrected one is dashed and says what it was.
+        self.colour = class_colour(cell.final_label)
+        self.corrected = cell.corrected
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip(f"Cell {cell.cell_id + 1}: {cell.predicted.title()} {percent(cell.confidence)}")
-        self.label = BoxLabel(f"{SHORT_NAMES.get(cell.predicted, '?')} {100 * cell.confidence:.0f}%", self.colour, self)
+        final, predicted = SHORT_NAMES.get(cell.final_label, "?"), SHORT_NAMES.get(cell.predicted, "?")
+        if cell.corrected:
+            text = f"{predicted}→{final} ✎"
+            tip = f"Cell {cell.cell_id + 1}: {display_name(cell.final_label)}, corrected from {display_name(cell.predicted)}"
+        else:
+            text = f"{final} {100 * cell.confidence:.0f}%{' ✓' if cell.reviewed else ''}"
+            tip = f"Cell {cell.cell_id + 1}: {display_name(cell.final_label)} {percent(cell.confidence)}"
+        self.setToolTip(tip)
+        self.label = BoxLabel(text, self.colour, self)
         self.label.setPos(cell.x, cell.y)
         self.set_selected(False)
 
     def set_selected(self, selected: bool) -> None:
         pen = QPen(self.colour, 4.0 if selected else 2.0)
+        if self.corrected:
+            pen.setStyle(Qt.PenStyle.DashLine)
         pen.setCosmetic(True)  # same width on screen at every zoom
         if selected:
             pen.setJoinStyle(Qt.PenJoinStyle.MiterJoin)
@@ -72,6 +83,7 @@ class CellBox(QGraphicsRectItem):
 
 class ImageViewer(QGraphicsView):
     cell_clicked = Signal(int)  # row id
+    menu_requested = Signal(QPoint)  # global position of a right-click on a box (after cell_clicked)
     zoom_changed = Signal(float)
 
     def __init__(self, store: CellStore, loader: ImageLoader, parent=None):
@@ -124,6 +136,11 @@ class ImageViewer(QGraphicsView):
             box.set_selected(True)
             self.ensureVisible(box, 40, 40)
 
+    def relabel(self, rows) -> None:
+        """Reviewers changed these cells' labels: redraw the boxes if one is shown here."""
+        if any(r in self._boxes for r in rows):
+            self.refresh()
+
     def refresh(self) -> None:
         """The current image's cells changed (its analysis arrived)."""
         if self._pixmap is not None:
@@ -173,8 +190,10 @@ class ImageViewer(QGraphicsView):
         item = self.itemAt(event.position().toPoint())
         while item is not None and not isinstance(item, CellBox):
             item = item.parentItem()
-        if isinstance(item, CellBox) and event.button() == Qt.MouseButton.LeftButton:
+        if isinstance(item, CellBox) and event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             self.cell_clicked.emit(item.row)
+            if event.button() == Qt.MouseButton.RightButton:
+                self.menu_requested.emit(event.globalPosition().toPoint())
             event.accept()
             return
         super().mousePressEvent(event)

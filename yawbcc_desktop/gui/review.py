@@ -1,0 +1,234 @@
+"""The review as the window sees it: the open session file, corrections, undo/redo, sign-off.
+
+Widget-free, like ``analysis.py``.  Every correction is committed to the session file
+first and mirrored into the in-memory store after, so what the reviewer sees is always
+what is on disk.  Errors a user can cause (a locked, damaged or newer session file, a full
+disk) come out as ``problem`` with a message that says which file and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from ..core.differential import Differential, session_differential
+from ..core.preferences import Preferences, load_preferences, save_preferences, sessions_dir
+from ..core.store import SESSION_SUFFIX, Correction, ReviewSession, SessionError, SignOff
+from .analysis import AnalysisController
+
+
+class ReviewController(QObject):
+    session_changed = Signal()  # another session file is open (or none)
+    labels_changed = Signal(list)  # row ids whose final label or review state changed
+    history_changed = Signal()  # undo/redo availability
+    problem = Signal(str, str, str)  # title, message, details
+
+    def __init__(self, analysis: AnalysisController, remember: bool = True, folder: Path | None = None, parent=None):
+        """``remember=False`` (screenshots, benchmarks): default preferences, nothing saved,
+        new sessions in a temporary folder.  ``folder``: preferences and sessions there
+        instead of the user's folders (tests, portable installs)."""
+        super().__init__(parent)
+        self.analysis = analysis
+        self.store = analysis.store
+        self.remember = remember
+        self._folder = folder
+        self._prefs_path = folder / "preferences.json" if folder is not None else None
+        self.prefs = load_preferences(self._prefs_path) if remember else Preferences()
+        self.store.review_threshold = self.prefs.review_threshold
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    # ------------------------------------------------------------------ sessions
+    @property
+    def session(self) -> ReviewSession | None:
+        return self.analysis.session
+
+    def sessions_folder(self) -> Path:
+        if not self.remember:
+            if self._scratch is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="yawbcc-session-")
+            return Path(self._scratch.name)
+        return self._folder / "sessions" if self._folder is not None else sessions_dir()
+
+    def new_session_path(self) -> Path:
+        folder = self.sessions_folder()
+        stamp = datetime.now().strftime("%Y-%m-%d_%H%M%S")
+        path = folder / f"session_{stamp}{SESSION_SUFFIX}"
+        n = 2
+        while path.exists():
+            path = folder / f"session_{stamp}_{n}{SESSION_SUFFIX}"
+            n += 1
+        return path
+
+    def new_session(self, path: str | os.PathLike | None = None) -> bool:
+        """Start an empty session (in the sessions folder unless ``path``); False on a problem."""
+        try:
+            target = Path(path) if path is not None else self.new_session_path()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            session = ReviewSession.create(target)
+        except (SessionError, OSError) as exc:
+            self.problem.emit("Cannot create a session", _message(exc), "")
+            return False
+        self._switch(session)
+        return True
+
+    def open_session(self, path: str | os.PathLike) -> bool:
+        """Open a session file with everything committed in it; False (and a message) if it cannot be."""
+        try:
+            session = ReviewSession.open(path)
+        except SessionError as exc:
+            self.problem.emit("Cannot open the session", str(exc), "")
+            return False
+        self._switch(session)
+        return True
+
+    def ensure_session(self) -> bool:
+        """A session to save results in: the open one, or a new one made now."""
+        return self.session is not None or self.new_session()
+
+    def save_session_as(self, path: str | os.PathLike) -> bool:
+        """Copy the session, complete, to ``path`` and go on in the copy (the original stays)."""
+        session = self.session
+        target = Path(path).absolute()
+        if session is None:
+            return self.new_session(target)
+        if target.exists():
+            # Never overwrite a session file, which may be another reviewer's work.
+            self.problem.emit("Session not saved", f"{target} already exists: choose a new file name.", "")
+            return False
+        partial = target.with_name(target.name + ".partial")
+        try:
+            # SQLite's backup copies a consistent snapshot, WAL contents included.
+            with contextlib.closing(sqlite3.connect(session.path)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
+                src.backup(dst)
+            os.replace(partial, target)
+            copy = ReviewSession.open(target)
+        except (OSError, sqlite3.Error, SessionError) as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            self.problem.emit("Session not saved", f"{target} could not be written: {_message(exc)}", "")
+            return False
+        self._switch(copy)
+        return True
+
+    def _switch(self, session: ReviewSession | None) -> None:
+        old = self.session
+        self.analysis.use_session(session)  # the worker lets go of the old one first
+        if old is not None and old is not session:
+            old.close()
+        if session is not None and self.remember:
+            self.prefs.last_session = str(session.path)
+            self._save_preferences()
+        self.session_changed.emit()
+        self.history_changed.emit()
+
+    def close_session(self) -> None:
+        """Close the open session (complete on disk) and every image; no session after."""
+        self._switch(None)
+
+    def close(self) -> None:
+        """Close the session file (after the worker has stopped)."""
+        session = self.session
+        if session is not None:
+            session.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    # --------------------------------------------------------------- corrections
+    @property
+    def reviewer(self) -> str:
+        return self.prefs.reviewer.strip()
+
+    def set_label(self, rows: Iterable[int], label: str) -> int:
+        """Give ``label`` to cells (row ids); committed at once. Returns cells changed."""
+        return self._apply(lambda ids: self.session.set_label(ids, label, self.reviewer), rows)
+
+    def confirm(self, rows: Iterable[int]) -> int:
+        """Mark cells reviewed as they are; returns cells changed."""
+        return self._apply(lambda ids: self.session.confirm(ids, self.reviewer), rows)
+
+    def undo(self) -> int:
+        return self._apply(lambda _ids: self.session.undo(self.reviewer), None)
+
+    def redo(self) -> int:
+        return self._apply(lambda _ids: self.session.redo(self.reviewer), None)
+
+    @property
+    def can_undo(self) -> bool:
+        return self.session is not None and self.session.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self.session is not None and self.session.can_redo
+
+    def _apply(self, action: Callable[[list[int]], Correction | None], rows: Iterable[int] | None) -> int:
+        if self.session is None:
+            return 0
+        ids = None
+        if rows is not None:
+            ids = [self.store.cell(r).session_id for r in rows]
+            ids = [i for i in ids if i >= 0]
+            if not ids:
+                return 0
+        try:
+            correction = action(ids)
+        except (SessionError, ValueError) as exc:
+            self.problem.emit("Correction not saved", f"{_message(exc)}\n\nNothing was changed.", "")
+            return 0
+        if correction is None:
+            return 0
+        changed = [self.store.apply_label(c.cell_id, c.after, correction.reviewer, correction.at) for c in correction.changes]
+        changed = [r for r in changed if r >= 0]
+        self.analysis.cells.labels_changed(changed)
+        self.labels_changed.emit(changed)
+        self.history_changed.emit()
+        return len(correction.changes)
+
+    # ------------------------------------------------------- counts and sign-off
+    def differential(self, folder: str | None = None, image_id: int | None = None) -> Differential | None:
+        """The count of the session, one folder, or one image, as the export writes it."""
+        if self.session is None:
+            return None
+        p = self.prefs
+        return session_differential(self.session, p.review_threshold, p.reference_ranges, p.min_wbc, image_id, folder)
+
+    def sign_off(self, folder: str | None = None) -> SignOff:
+        """Record the reviewer's sign-off; raises ``SignOffRefused`` while cells wait for review."""
+        return self.session.sign_off(self.reviewer, self.prefs.review_threshold, folder)
+
+    def current_sign_off(self, folder: str | None = None) -> SignOff | None:
+        return self.session.current_sign_off(folder) if self.session is not None else None
+
+    def last_sign_off(self, folder: str | None = None) -> SignOff | None:
+        offs = self.session.sign_offs(folder) if self.session is not None else []
+        return offs[-1] if offs else None
+
+    # --------------------------------------------------------------- preferences
+    def set_preferences(self, prefs: Preferences) -> None:
+        """New reviewer, threshold or ranges: saved, and every view re-reads the review states."""
+        self.prefs = prefs
+        self.store.review_threshold = prefs.review_threshold
+        self._save_preferences()
+        self.analysis.cells.labels_changed(range(self.store.cell_count))
+        self.labels_changed.emit(list(range(self.store.cell_count)))
+
+    def _save_preferences(self) -> None:
+        if not self.remember:
+            return
+        try:
+            save_preferences(self.prefs, self._prefs_path)
+        except OSError as exc:
+            self.problem.emit("Preferences not saved", f"The preferences could not be written: {exc}", "")
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename or ''}: {exc.strerror}".lstrip(": ")
+    return str(exc)

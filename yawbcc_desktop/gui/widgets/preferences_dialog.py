@@ -1,0 +1,110 @@
+"""Preferences: who reviews, the review threshold, the lab's reference ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ...core.classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences
+from ..palette import display_name
+
+
+def _spin(low: float, high: float, value: float, decimals: int = 1, suffix: str = " %") -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(decimals)
+    box.setSuffix(suffix)
+    box.setValue(value)
+    return box
+
+
+class PreferencesDialog(QDialog):
+    def __init__(self, prefs: Preferences, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Preferences")
+        self._prefs = prefs
+        self.reviewer = QLineEdit(prefs.reviewer)
+        self.reviewer.setPlaceholderText("Name or initials recorded with each correction")
+        self.threshold = _spin(0.0, 100.0, 100 * prefs.review_threshold)
+        self.threshold.setToolTip(
+            "Cells whose calibrated confidence is below this wait in the to-review queue. "
+            f"Default {100 * DEFAULT_REVIEW_THRESHOLD:.0f} %: a calibrated 90 % is wrong about one time in ten."
+        )
+        self.min_wbc = QSpinBox()
+        self.min_wbc.setRange(0, 10_000)
+        self.min_wbc.setValue(prefs.min_wbc)
+        self.min_wbc.setToolTip("Fewer white cells than this raises a 'few cells' flag")
+        form = QFormLayout()
+        form.addRow("Reviewer", self.reviewer)
+        form.addRow("Review cells below", self.threshold)
+        form.addRow("White cells for a full count", self.min_wbc)
+
+        ranges = QGroupBox("Reference ranges (% of white cells)")
+        grid = QGridLayout(ranges)
+        grid.addWidget(QLabel("Low"), 0, 1)
+        grid.addWidget(QLabel("High"), 0, 2)
+        self.ranges: dict[str, tuple[QDoubleSpinBox, QDoubleSpinBox]] = {}
+        for row, group in enumerate(WBC_GROUPS, start=1):
+            r = prefs.reference_ranges.get(group, REFERENCE_RANGES[group])
+            low, high = _spin(0.0, 100.0, r.low), _spin(0.0, 100.0, r.high)
+            grid.addWidget(QLabel(display_name(group)), row, 0)
+            grid.addWidget(low, row, 1)
+            grid.addWidget(high, row, 2)
+            self.ranges[group] = (low, high)
+        note = QLabel("Defaults: adult values (Dacie and Lewis, see core/classes.py); confirm your lab's own.")
+        note.setObjectName("Caption")
+        note.setWordWrap(True)
+        grid.addWidget(note, len(WBC_GROUPS) + 1, 0, 1, 3)
+        defaults = QPushButton("Restore defaults")
+        defaults.clicked.connect(self.restore_defaults)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color:#C62828")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.addButton(defaults, QDialogButtonBox.ButtonRole.ResetRole)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(ranges)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def restore_defaults(self) -> None:
+        self.threshold.setValue(100 * DEFAULT_REVIEW_THRESHOLD)
+        self.min_wbc.setValue(DEFAULT_MIN_WBC)
+        for group, (low, high) in self.ranges.items():
+            low.setValue(REFERENCE_RANGES[group].low)
+            high.setValue(REFERENCE_RANGES[group].high)
+
+    def preferences(self) -> Preferences:
+        """The preferences as entered (the last session and others kept)."""
+        ranges = {g: ReferenceRange(g, low.value(), high.value()) for g, (low, high) in self.ranges.items()}
+        return dataclasses.replace(
+            self._prefs,
+            reviewer=self.reviewer.text().strip(),
+            review_threshold=self.threshold.value() / 100,
+            min_wbc=self.min_wbc.value(),
+            reference_ranges=ranges,
+            problem="",
+        )
+
+    def accept(self) -> None:
+        wrong = [display_name(g) for g, (low, high) in self.ranges.items() if low.value() > high.value()]
+        if wrong:
+            self.error.setText(f"Low is above high for: {', '.join(wrong)}.")
+            return
+        super().accept()
