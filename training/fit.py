@@ -8,6 +8,7 @@ worth the extra file.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ import pandas as pd
 from yawbcc_desktop.core.classes import GROUPS
 
 from .factory import BACKBONES, build_model, set_trainable
+
+# Set by the application's retraining: within-epoch progress lines on stdout (not in train.log),
+# ``@progress PHASE epoch E/N batch B/S``, because an epoch on the full data set takes minutes.
+PROGRESS_ENV = "YAWBCC_TRAINING_PROGRESS"
 
 
 @dataclass
@@ -55,7 +60,7 @@ def class_weights(labels: np.ndarray, mode: str = "balanced") -> dict[int, float
     return {i: float(w[i]) for i in range(len(GROUPS))}
 
 
-def _callbacks(out: Path, phase: str, log, total_epochs: int):
+def _callbacks(out: Path, phase: str, log, total_epochs: int, steps: int = 0):
     import keras
 
     class EpochLog(keras.callbacks.Callback):
@@ -77,6 +82,15 @@ def _callbacks(out: Path, phase: str, log, total_epochs: int):
             log(f"[{phase}] epoch {epoch + 1}/{total_epochs} {vals} ({per / 60:.1f} min/epoch, ETA {left / 60:.1f} min)")
             (out / "state.json").write_text(json.dumps({"phase": phase, "epoch": epoch + 1}))
 
+    class BatchProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (batch + 1) % max(1, steps // 20) == 0 or batch + 1 == steps:
+                print(f"@progress {phase} epoch {self.epoch + 1}/{total_epochs} batch {batch + 1}/{steps}", flush=True)
+
+    progress = [BatchProgress()] if steps and os.environ.get(PROGRESS_ENV) == "1" else []
     return [
         keras.callbacks.ModelCheckpoint(str(out / "checkpoint.weights.h5"), save_weights_only=True),
         keras.callbacks.ModelCheckpoint(
@@ -84,6 +98,7 @@ def _callbacks(out: Path, phase: str, log, total_epochs: int):
         ),
         keras.callbacks.CSVLogger(str(out / f"history_{phase}.csv"), append=True),
         EpochLog(),
+        *progress,
     ]
 
 
@@ -136,7 +151,7 @@ def fit(
         )
         if start:
             model.optimizer.iterations.assign(start * steps)
-        cbs = _callbacks(out, phase, log, epochs)
+        cbs = _callbacks(out, phase, log, epochs, steps)
         if phase == "fine":
             cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True))
         log(f"phase {phase}: {n_layers if n_layers >= 0 else 'all'} backbone layers trainable, lr {lr}, epochs {epochs}")

@@ -175,6 +175,16 @@ def test_cancel_stops_the_training_and_adds_no_bundle(qtbot, session, base_data,
     assert not (user_models_dir() / "never-finished").exists() and not added
     assert not job.run_folder.exists()  # the partial run is never exported
     assert not any(f.name == "never-finished" for f, _card in list_bundles())
+    # Closing the dialog (Esc, the window's close button) while training cancels, then closes.
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    second = dialog.job
+    assert second is not job and second.running
+    qtbot.waitUntil(lambda: "preprocessing" in dialog.log.toPlainText() or not second.running, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(second.cancelled, timeout=30_000):
+        dialog.reject()
+        assert dialog.isVisible()  # until the process has ended
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5_000)
+    assert not (user_models_dir() / "never-finished").exists() and not added
 
 
 def test_dialog_refuses_a_session_without_reviewed_cells(qtbot, tmp_path, pbc, user_data):

@@ -246,12 +246,17 @@ class RetrainJob(QObject):
         """Check the inputs, write the cells CSV, start ``fit``; False (and ``failed``) if it cannot."""
         if self.running:
             return False
-        self.stage = "idle"
+        self.stage, self._train_started, self._cancelling = "idle", None, False
+        self._tail.clear()
         problem = self._check()
         if problem:
             return self._fail(problem)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.run_folder = self.work_dir / f"{self.name}-{stamp}"
+        for n in range(2, 100):  # two starts in one second: keep both runs' logs
+            if not self.run_folder.exists():
+                break
+            self.run_folder = self.work_dir / f"{self.name}-{stamp}-{n}"
         try:
             self.run_folder.mkdir(parents=True, exist_ok=False)
             export_cells(self.session, self.run_folder / CORRECTIONS_CSV)

@@ -142,6 +142,7 @@ class RetrainDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(recipe_note)
         layout.addWidget(self.message)
+        self.message.setVisible(False)
         layout.addWidget(self.bar)
         layout.addWidget(self.status)
         layout.addWidget(self.log, 1)
@@ -165,7 +166,8 @@ class RetrainDialog(QDialog):
             left_out.append(f"{c.missing} image(s) no longer on disk")
         if left_out:
             text += "<br>Left out: " + "; ".join(left_out) + "."
-        return text + "<br>Images already in the base data set are not added twice."
+        # merge_extra drops files the base data set already has (by content), its label stands.
+        return text + "<br>An image already in the base data set is not added again; its label there stands."
 
     def _refuse_if_impossible(self) -> None:
         command, why = training_command()
@@ -181,6 +183,7 @@ class RetrainDialog(QDialog):
 
     def _show_problem(self, text: str) -> None:
         self.message.setText(text)
+        self.message.setVisible(bool(text))
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Base data set (folder of class folders)", self.base_data.text())
