@@ -106,7 +106,7 @@ class MainWindow(QMainWindow):
         self.cells_dock = self._dock("Cells", cells_panel, Qt.DockWidgetArea.RightDockWidgetArea, 500)
         self.differential_dock = self._dock("Differential", self.differential, Qt.DockWidgetArea.RightDockWidgetArea, 500)
         self.splitDockWidget(self.cells_dock, self.differential_dock, Qt.Orientation.Vertical)
-        self.resizeDocks([self.cells_dock, self.differential_dock], [600, 330], Qt.Orientation.Vertical)
+        self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self._build_actions()
         self._build_menus()
@@ -222,6 +222,10 @@ class MainWindow(QMainWindow):
             "Show the &to-review queue", self.show_to_review, "Ctrl+T", tip="Only unreviewed cells below the review threshold"
         )
         self.sign_off_action = self._action("Si&gn off…", lambda: self.sign_off(self.differential.scope.currentData()))
+        self.retrain_action = self._action(
+            "Re&train with corrections…", self.retrain, tip="Train a new model on the base data plus the reviewed cells"
+        )
+        self._retrain_dialog = None
         for action in (self.confirm_action, self.next_action, self.previous_action, self.undo_action, self.redo_action,
                        self.select_all_action, self.to_review_action):  # fmt: skip
             self.addAction(action)
@@ -284,6 +288,7 @@ class MainWindow(QMainWindow):
         if menu.title():  # the menu bar's: the session-wide actions too
             menu.addSeparator()
             menu.addAction(self.sign_off_action)
+            menu.addAction(self.retrain_action)
 
     def _cell_menu(self, pos: QPoint) -> None:
         menu = QMenu(self)
@@ -435,6 +440,9 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         # The worker finishes its step (a model load cannot be interrupted): out of sight.
         self.hide()
+        dialog = self._retrain_dialog
+        if dialog is not None and dialog.job is not None and dialog.job.running:
+            dialog.job.shutdown()  # a training process never outlives the window
         self.controller.shutdown()
         self.review.close()  # after the worker: it commits results to the session
         super().closeEvent(event)
@@ -604,7 +612,9 @@ class MainWindow(QMainWindow):
         self.reanalyse_action.setEnabled(has_images)
         has_session = self.review.session is not None
         self.close_all_action.setEnabled(has_images or has_session)
-        for action in (self.save_session_action, self.export_cells_action, self.export_differential_action):
+        for action in (
+            self.save_session_action, self.export_cells_action, self.export_differential_action, self.retrain_action,
+        ):  # fmt: skip
             action.setEnabled(has_session)
         self.undo_action.setEnabled(self.review.can_undo)
         self.redo_action.setEnabled(self.review.can_redo)
@@ -848,6 +858,26 @@ class MainWindow(QMainWindow):
         self.differential.refresh()
         self.statusBar().showMessage(f"Signed off by {done.reviewer}", 10000)
         return True
+
+    def retrain(self) -> None:
+        """Train a model on the base data plus this session's reviewed cells (a separate process)."""
+        from .widgets.retrain_dialog import RetrainDialog
+
+        if self.review.session is None:
+            return
+        if self._retrain_dialog is None or not self._retrain_dialog.isVisible():
+            dialog = RetrainDialog(
+                self.review.session, self, settings=self.settings, current_model=self.controller.model_folder or None
+            )
+            dialog.bundle_added.connect(self._bundle_added)
+            self._retrain_dialog = dialog
+        self._retrain_dialog.show()
+        self._retrain_dialog.raise_()
+
+    def _bundle_added(self, folder: str) -> None:
+        self.statusBar().showMessage(
+            f"New model {os.path.basename(folder)} installed: choose it with Analysis › Choose model…", 15000
+        )
 
     # ------------------------------------------------------------------- others
     def save_screenshot_dialog(self) -> None:

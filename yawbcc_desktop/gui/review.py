@@ -47,7 +47,9 @@ class ReviewController(QObject):
     # ------------------------------------------------------------------ sessions
     @property
     def session(self) -> ReviewSession | None:
-        return self.analysis.session
+        """The open session; None when none is open (or after the window closed it)."""
+        session = self.analysis.session
+        return session if session is not None and not session.closed else None
 
     def sessions_folder(self) -> Path:
         if not self.remember:

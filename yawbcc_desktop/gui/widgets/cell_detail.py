@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
 from ...core.cells import PLATELET
 from ..cell_store import CORRECTED, TO_REVIEW, Cell, CellStore
@@ -55,13 +55,15 @@ class CellDetail(QWidget):
         self.gradcam.explain_requested.connect(self._explain_other_class)
 
         self.label_bar = LabelBar()
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.subtitle)
-        heading = QHBoxLayout()
-        heading.addLayout(titles, 1)
-        heading.addWidget(self.label_bar, 0, Qt.AlignmentFlag.AlignTop)
+        # Long titles are clipped rather than widening the window (the tooltip has the path).
+        for label in (self.title, self.subtitle):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        heading = QVBoxLayout()
+        heading.setSpacing(0)
+        heading.addWidget(self.title)
+        heading.addWidget(self.subtitle)
+        heading.addSpacing(3)
+        heading.addWidget(self.label_bar)
         panes = QSplitter(Qt.Orientation.Horizontal)
         panes.setChildrenCollapsible(False)
         panes.addWidget(_titled("Cell", self.crop))

@@ -295,7 +295,9 @@ class CellGallery(QScrollArea):
         """Row ids of every selected tile, section by section."""
         rows = []
         for section in self.sections.values():
-            indexes = sorted(section.grid.selectionModel().selectedIndexes(), key=lambda i: i.row())
+            # selectAll() selects every column of the table model: one index per tile is enough.
+            indexes = [i for i in section.grid.selectionModel().selectedIndexes() if i.column() == 0]
+            indexes.sort(key=lambda i: i.row())
             rows += [i.data(RowIdRole) for i in indexes]
         return rows
 

@@ -14,10 +14,12 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -51,7 +53,10 @@ class DifferentialPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.setShowGrid(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.verticalHeader().setDefaultSectionSize(21)
+        # All eight classes in view: the count is read at a glance, never scrolled.
+        self.table.setFixedHeight(21 * (len(WBC_GROUPS) + len(PER_100_WBC)) + 28)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column in range(1, len(COLUMNS)):
@@ -62,6 +67,12 @@ class DifferentialPanel(QWidget):
         self.flags = QLabel("")
         self.flags.setWordWrap(True)
         self.flags.setTextFormat(Qt.TextFormat.RichText)
+        self.flags.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        flags_box = QScrollArea()
+        flags_box.setWidget(self.flags)
+        flags_box.setWidgetResizable(True)
+        flags_box.setFrameShape(QFrame.Shape.NoFrame)
+        flags_box.setMinimumHeight(60)
         self.signed = QLabel("")
         self.signed.setWordWrap(True)
         self.sign_button = QPushButton("Sign off…")
@@ -76,9 +87,9 @@ class DifferentialPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 6)
         layout.addLayout(scope_row)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         layout.addWidget(self.totals)
-        layout.addWidget(self.flags)
+        layout.addWidget(flags_box, 1)
         layout.addLayout(sign_row)
         review.session_changed.connect(self.fill_scopes)
         self.fill_scopes()

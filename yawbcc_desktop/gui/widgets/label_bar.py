@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
 from ...core.classes import ARTEFACT, GROUPS
-from ..palette import SHORT_NAMES, class_icon, display_name
+from ..palette import LABEL_COLOURS, SHORT_NAMES, display_name
 
 LABEL_KEYS: dict[str, str] = {**{g: str(i + 1) for i, g in enumerate(GROUPS)}, ARTEFACT: "0"}
 
@@ -26,7 +26,7 @@ class LabelBar(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        caption = QLabel("Set class:")
+        caption = QLabel("Class:")
         caption.setObjectName("Caption")
         layout.addWidget(caption)
         self.buttons: dict[str, QToolButton] = {}
@@ -34,8 +34,8 @@ class LabelBar(QWidget):
             button = QToolButton()
             button.setObjectName("LabelButton")
             button.setText(f"{key} {SHORT_NAMES[label]}")
-            button.setIcon(class_icon(label))
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            # The class colour as a bar under the text: narrower than an icon, as telling.
+            button.setStyleSheet(f"QToolButton {{ border-bottom: 3px solid {LABEL_COLOURS[label]}; padding: 1px 3px; }}")
             button.setCheckable(True)
             button.setToolTip(f"{display_name(label)} (key {key})")
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the cell views
@@ -44,12 +44,13 @@ class LabelBar(QWidget):
             self.buttons[label] = button
         self.confirm = QToolButton()
         self.confirm.setObjectName("ConfirmButton")
-        self.confirm.setText("✓ Confirm")
+        self.confirm.setText("✓ Confirm (Enter)")
         self.confirm.setToolTip("Mark the selected cells reviewed with the class they show (Enter)")
         self.confirm.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.confirm.clicked.connect(self.confirm_requested)
         layout.addSpacing(6)
         layout.addWidget(self.confirm)
+        layout.addStretch(1)
         self.show_label(None)
 
     def show_label(self, label: str | None, reviewed: bool = False) -> None:

@@ -1,0 +1,251 @@
+"""The review workflow in the window: keys, undo, multi-select, queue, differential, sign-off,
+sessions on disk (reopened, killed, corrupt, locked, newer).
+
+One window with the tests' tiny bundle (random weights: its classes mean nothing, only the
+bookkeeping is checked) over real PBC images.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtTest import QTest
+
+from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
+from yawbcc_desktop.core.store import ReviewSession
+from yawbcc_desktop.gui.app import application
+from yawbcc_desktop.gui.cell_store import CONFIRMED, CORRECTED, TO_REVIEW
+from yawbcc_desktop.gui.cell_table_model import COLUMN, RowIdRole
+from yawbcc_desktop.gui.main_window import MainWindow
+from yawbcc_desktop.gui.settings import AppSettings
+from yawbcc_desktop.gui.widgets.label_bar import LABEL_KEYS
+
+from .test_review_window import RUN_TIMEOUT_MS, wait_until
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tiny_bundle, tmp_path_factory):
+    application()
+    win = MainWindow(AppSettings(tmp_path_factory.mktemp("config")), attended=False, mode="cell")
+    win.review.prefs.reviewer = "tester"
+    win.resize(1600, 1000)
+    win.show()
+    win.start(str(tiny_bundle))
+    wait_until(lambda: win.controller.model_state in ("ready", "failed"), timeout=240)
+    assert win.controller.model_state == "ready", win.notifier.history
+    yield win
+    win.close()
+    assert win.controller.worker.isFinished()
+
+
+@pytest.fixture
+def reviewed(window, qtbot, cell_folder):
+    """A new session with the 16 images of cell_folder analysed.  The random model is unsure
+    of everything (~1/8 per class): with the default threshold every cell waits for review."""
+    window.new_session()
+    with qtbot.waitSignal(window.controller.run_finished, timeout=RUN_TIMEOUT_MS):
+        assert window.open_paths([str(cell_folder)]) == 16
+    window.cell_tabs.setCurrentWidget(window.gallery)
+    window.filter_bar.reset()
+    window._update_counts()
+    return window
+
+
+def press(window, key) -> None:
+    window.activateWindow()
+    QTest.keyClick(window, key)
+
+
+def test_analysed_images_are_in_the_session_file(reviewed):
+    store, session = reviewed.controller.store, reviewed.review.session
+    assert session is not None and session.path.is_file()
+    assert len(session.images()) == store.image_count == 16
+    assert sorted(c.session_id for c in store.cells()) == session.cell_ids()
+    assert store.to_review_count() == session.to_review_count(store.review_threshold) == 16
+    assert reviewed.to_review_button.text() == "To review: 16"
+
+
+def test_number_keys_correct_commit_and_move_on_then_undo_redo(reviewed, qtbot):
+    w, store, session = reviewed, reviewed.controller.store, reviewed.review.session
+    # Each class shows its key in the label bar, and that key is the action's shortcut.
+    for label, key in LABEL_KEYS.items():
+        assert w.detail.label_bar.buttons[label].text().startswith(key)
+        assert w.label_actions[label].shortcut().toString() == key
+    row = store.image(store.paths()[0]).cell_rows[0]
+    w.selection.select_cell(row)
+    cell = store.cell(row)
+    new = next(g for g in GROUPS if g != cell.predicted)
+    key = getattr(Qt.Key, f"Key_{LABEL_KEYS[new]}")
+    press(w, key)
+    qtbot.waitUntil(lambda: cell.label == new, timeout=2000)
+    assert session.cell(cell.session_id).label == new and session.cell(cell.session_id).reviewer == "tester"
+    assert store.status(row) == CORRECTED
+    assert w.selection.row != row  # moved on to the next cell
+    # Corrected looks different everywhere: bold final label, dashed box, its new gallery section.
+    final = w.controller.cells.index_of_id(row, COLUMN["final"])
+    assert final.data(Qt.ItemDataRole.FontRole).bold()
+    w.selection.select_cell(row)
+    assert w.viewer._boxes[row].pen().style() == Qt.PenStyle.DashLine
+    assert w.gallery.sections[new].index_of(row).isValid()
+    assert "corrected" in w.detail.title.text()
+    history = session.history(cell.session_id)
+    assert [(h.previous, h.label) for h in history] == [(None, new)] and history[0].predicted == cell.predicted
+    # Undo and redo: the label comes and goes, each step appended to the audit trail.
+    w.activateWindow()
+    QTest.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert cell.label is None and session.cell(cell.session_id).label is None
+    assert w.redo_action.isEnabled()
+    w.redo_action.trigger()
+    assert cell.label == new and len(session.history(cell.session_id)) == 3
+
+
+def test_arrow_keys_walk_the_gallery_in_order(reviewed):
+    w = reviewed
+    first = w.gallery.neighbour(-1, 1)
+    w.selection.select_cell(first)
+    press(w, Qt.Key.Key_Down)
+    second = w.selection.row
+    assert second == w.gallery.neighbour(first, 1) != first
+    press(w, Qt.Key.Key_Up)
+    assert w.selection.row == first
+
+
+def test_multi_select_and_artefacts_leave_the_count(reviewed):
+    w, store = reviewed, reviewed.controller.store
+    w.cell_tabs.setCurrentWidget(w.table)
+    selection = w.table.selectionModel()
+    for r in range(3):
+        selection.select(
+            w.table.model().index(r, 0), QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        )
+    chosen = w.selected_rows()
+    assert len(chosen) == 3
+    before = w.review.differential()
+    w.label_actions[ARTEFACT].trigger()  # the context menu holds these same actions
+    assert all(store.cell(r).label == ARTEFACT for r in chosen)
+    after = w.review.differential()
+    assert after.artefacts == before.artefacts + 3
+    assert sum(after.counts.values()) == sum(before.counts.values()) - 3
+    assert w.gallery.sections[ARTEFACT].count() == 3
+    w.undo_action.trigger()  # one undo reverts the three
+    assert not any(store.cell(r).label == ARTEFACT for r in chosen)
+
+
+def test_queue_filter_and_sign_off_only_when_it_is_empty(reviewed, qtbot):
+    w, store, session = reviewed, reviewed.controller.store, reviewed.review.session
+    w.show_to_review()
+    shown = w.controller.cell_filter
+    assert shown.rowCount() == store.to_review_count() == 16
+    assert all(store.status(shown.index(i, 0).data(RowIdRole)) == TO_REVIEW for i in range(16))
+    w.differential.refresh()
+    assert not w.differential.sign_button.isEnabled()
+    assert not w.sign_off() and "still wait in the to-review queue" in w.notifier.history[-1][1]
+    # Select every cell of the queue and confirm them (Enter).
+    w.select_all_shown()
+    assert len(w.selected_rows()) == 16
+    press(w, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: store.to_review_count() == 0, timeout=2000)
+    assert shown.rowCount() == 0
+    qtbot.waitUntil(lambda: w.to_review_button.text() == "To review: 0", timeout=2000)  # updated within 250 ms
+    assert all(store.status(r) == CONFIRMED for r in range(store.cell_count) if store.cell(r).reviewed)
+    w.differential.refresh()
+    assert w.differential.sign_button.isEnabled()
+    assert w.sign_off()
+    done = session.current_sign_off()
+    assert done is not None and done.reviewer == "tester"
+    w.differential.refresh()
+    assert "Signed off" in w.differential.signed.text() and not w.differential.sign_button.isEnabled()
+    w.filter_bar.reset()
+
+
+def test_differential_panel_follows_corrections(reviewed):
+    w, store = reviewed, reviewed.controller.store
+    w.differential.refresh()
+    before = dict(w.differential.diff.counts)
+    row = next(r for r in range(store.cell_count) if store.cell(r).final_label != "IG")
+    old = store.cell(row).final_label
+    w.selection.select_cell(row)
+    w.set_label("IG")
+    w.differential.refresh()
+    counts = w.differential.diff.counts
+    assert counts["IG"] == before["IG"] + 1 and counts[old] == before[old] - 1
+    assert "IG_PRESENT" in w.differential.diff.flag_codes()
+    assert "immature granulocytes present" in w.differential.flags.text()
+
+
+def test_reopening_a_session_restores_every_correction(reviewed, qtbot):
+    w, store = reviewed, reviewed.controller.store
+    row = 5
+    w.selection.select_cell(row)
+    w.set_label("MONOCYTE")
+    path = w.review.session.path
+    labels = {c.session_id: c.label for c in store.cells()}
+    w.close_all()
+    assert w.review.session is None and store.cell_count == 0
+    assert w.review.open_session(path)
+    assert {c.session_id: c.label for c in store.cells()} == labels
+    assert store.image_count == 16 and w.controller.cells.rowCount() == 16
+    assert w.review.prefs.last_session == str(path)
+
+
+def test_bad_session_files_get_a_message_and_are_left_as_they_were(window, tmp_path):
+    w = window
+    w.new_session()
+    current = w.review.session.path
+    corrupt = tmp_path / "corrupt.yawbcc"
+    corrupt.write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
+    newer = tmp_path / "newer.yawbcc"
+    ReviewSession.create(newer).close()
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    locked = tmp_path / "locked.yawbcc"
+    holder = ReviewSession.create(locked)  # another instance has it open
+    try:
+        for path, words in ((corrupt, "cannot be opened"), (newer, "newer yawbcc"), (locked, "open in another yawbcc")):
+            before = path.read_bytes()
+            seen = len(w.notifier.history)
+            assert not w.review.open_session(path)
+            title, message = w.notifier.history[seen][:2]
+            assert title == "Cannot open the session" and str(path) in message, message
+            assert words in message.lower(), message
+            assert path.read_bytes() == before  # never overwritten
+            assert w.review.session.path == current  # the open session stays open
+    finally:
+        holder.close()
+
+
+def test_killed_app_during_analysis_keeps_every_analysed_image(tiny_bundle, many_cells, tmp_path):
+    """kill -9 the real application mid-run; the session reopens with what it had committed."""
+    session = tmp_path / "killed.yawbcc"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "YAWBCC_CONFIG_DIR": str(tmp_path / "config")}
+    code = "import sys; from yawbcc_desktop.gui.app import main; sys.exit(main(sys.argv[1:]))"
+    args = [sys.executable, "-c", code, "--session", str(session), "--model", str(tiny_bundle), "--mode", "cell"]
+    proc = subprocess.Popen([*args, *many_cells], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, seen = time.monotonic() + 240, 0
+        while time.monotonic() < deadline and seen < 5:
+            time.sleep(0.2)
+            if session.exists():
+                try:
+                    with ReviewSession.open(session, readonly=True) as peek:
+                        seen = len(peek.images())
+                except Exception:
+                    seen = 0
+        assert seen >= 5, "the app committed no image in time"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with ReviewSession.open(session) as reopened:  # the killed process's lock does not block
+        images = reopened.images()
+        assert len(images) >= seen
+        assert all(im.cell_count >= 1 for im in images)
+        assert {im.path for im in images} <= {os.path.abspath(p) for p in many_cells}
