@@ -7,6 +7,11 @@
 - ``single-cells.png``: a folder of 40 single-cell CellaVision images, five from each
   class folder of ../shared/data/pbc, linked into a temporary folder (the data is never
   copied into the repository).
+- ``review-session.png``: the same 40 images classified headless into a review session
+  (``yawbcc classify --session``), then reviewed through the session API as a reviewer
+  would: the least confident cell corrected to its second most probable class, the next
+  five least confident confirmed, the rest of the queue left.  The window opens that
+  session and selects the corrected cell.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ def app_command() -> list[str]:
     return [sys.executable, "-c", "from yawbcc_desktop.cli import gui_main; gui_main()"]
 
 
-def shoot(out: Path, paths: list[str], model: str | None, mode: str) -> None:
-    command = [*app_command(), "--screenshot", str(out), "--mode", mode, *paths]
+def shoot(out: Path, paths: list[str], model: str | None, mode: str, extra: tuple[str, ...] = ()) -> None:
+    command = [*app_command(), "--screenshot", str(out), "--mode", mode, *extra, *paths]
     if model:
         command += ["--model", model]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -60,6 +65,32 @@ def main() -> None:
             for src in files[7:12]:
                 os.symlink(src, Path(folder) / src.name)
         shoot(out / "single-cells.png", [folder], args.model, "cell")
+        with tempfile.TemporaryDirectory() as work:
+            session = Path(work) / "review.yawbcc"
+            review_session(session, folder, args.model)
+            shoot(out / "review-session.png", [], args.model, "cell", ("--session", str(session)))
+
+
+def review_session(session: Path, folder: str, model: str | None) -> None:
+    """Classify ``folder`` into ``session`` headless, then review part of its queue."""
+    from yawbcc_desktop.cli import main as yawbcc
+    from yawbcc_desktop.core.classes import GROUPS
+    from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD
+    from yawbcc_desktop.core.store import ReviewSession
+
+    args = ["classify", folder, "--mode", "cell", "--session", str(session), "--quiet"]
+    if yawbcc(args + (["--model", model] if model else [])) != 0:
+        raise SystemExit("yawbcc classify --session failed")
+    with ReviewSession.open(session) as s:
+        queue = sorted(s.cells(queue_threshold=DEFAULT_REVIEW_THRESHOLD), key=lambda c: c.confidence)
+        if not queue:
+            raise SystemExit("no cell below the review threshold: nothing to show under review")
+        first = queue[0]
+        second = GROUPS[int(first.probs.argsort()[-2])]
+        s.set_label([first.id], second, "demo reviewer")
+        s.confirm([c.id for c in queue[1:6]], "demo reviewer")
+        print(f"corrected {first.path} {first.predicted} -> {second}; confirmed {len(queue[1:6])}; "
+              f"left {max(0, len(queue) - 6)} in the queue")  # fmt: skip
 
 
 if __name__ == "__main__":

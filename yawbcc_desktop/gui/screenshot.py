@@ -1,5 +1,8 @@
 """``--screenshot OUT.png``: wait for the analysis, select the first cell, save the window.
 
+In a session under review the first corrected cell is selected instead: that is the cell
+a bug report or a review screenshot is about.
+
 Polling keeps the steps plain: each tick checks whether the window has reached the next
 state.  Thumbnails load while the views paint, so the window is rendered until the image
 loader has nothing left to do before the picture that is saved.
@@ -50,8 +53,10 @@ class ScreenshotJob(QObject):
                 return
             queued = controller.store.paths_with_status(QUEUED)
             if controller.model_state == "ready" and controller.is_idle() and not queued:
-                if controller.store.cell_count:
-                    self.window.selection.select_cell(0)
+                store = controller.store
+                if store.cell_count:
+                    corrected = next((r for r in range(store.cell_count) if store.cell(r).corrected), 0)
+                    self.window.selection.select_cell(corrected)
                 self._next("explaining")
         elif self._step == "explaining":
             detail = self.window.detail

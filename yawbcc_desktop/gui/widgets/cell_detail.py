@@ -134,17 +134,17 @@ class CellDetail(QWidget):
         status = cell.status(self._store.review_threshold)
         colour = class_colour(cell.final_label).name()
         note = f"<span style='color:{REVIEW_COLOURS[status]}; font-weight:normal'> · {status}"
+        confidence = f" <span style='font-weight:normal'>{percent(cell.confidence)}</span>"
         if status == CORRECTED:
-            note += f" from {display_name(cell.predicted)} by {cell.reviewer}"
+            # The model's confidence belongs to its class, not to the reviewer's.
+            note += f" from {display_name(cell.predicted)} ({percent(cell.confidence)}) by {cell.reviewer}"
+            confidence = ""
         elif cell.reviewed:
             note += f" by {cell.reviewer}"
         elif status == TO_REVIEW:
             note += f" (below {100 * self._store.review_threshold:.0f} %)"
         note += "</span>"
-        self.title.setText(
-            f"<span style='color:{colour}'>■</span> {display_name(cell.final_label)} "
-            f"<span style='font-weight:normal'>{percent(cell.confidence)}</span>{note}"
-        )
+        self.title.setText(f"<span style='color:{colour}'>■</span> {display_name(cell.final_label)}{confidence}{note}")
         self.crop.frame_colour = class_colour(cell.final_label)
         self.crop.update()
         self.label_bar.show_label(cell.final_label, cell.reviewed)
