@@ -7,11 +7,47 @@ the accuracy, which the trained bundles' benchmarks measure.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 
 import pytest
 
 from yawbcc_desktop.core.classes import GROUPS
+
+
+def wait_until(condition, timeout: float = 120.0) -> None:
+    """Process events until ``condition()`` holds (module fixtures have no qtbot)."""
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    app, end = QApplication.instance(), time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not met in time")
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def started_window(config_dir, bundle, size=(1400, 900)):
+    """A review window in single-cell mode with ``bundle`` loaded; closed after, with its threads."""
+    from yawbcc_desktop.gui.app import application
+    from yawbcc_desktop.gui.main_window import MainWindow
+    from yawbcc_desktop.gui.settings import AppSettings
+
+    application()  # the real style, so the panes are laid out as users see them
+    win = MainWindow(AppSettings(config_dir), attended=False, mode="cell")
+    win.resize(*size)
+    win.show()
+    win.start(str(bundle))
+    wait_until(lambda: win.controller.model_state in ("ready", "failed"), timeout=240)
+    assert win.controller.model_state == "ready", win.notifier.history
+    yield win
+    win.close()
+    # Nothing may outlive the window: the worker and the image loader have ended.
+    assert win.controller.worker.isFinished()
+    assert win.controller.loader.threads_running() == 0
 
 
 @pytest.fixture(autouse=True)

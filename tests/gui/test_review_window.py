@@ -13,48 +13,27 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6.QtCore import QEventLoop, Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
 
 from yawbcc_desktop.cli import EXIT_OK
 from yawbcc_desktop.cli import main as yawbcc
 from yawbcc_desktop.core import pipeline
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.gui import worker as worker_module
-from yawbcc_desktop.gui.app import application
 from yawbcc_desktop.gui.cell_store import ANALYSED, CANCELLED, FAILED, QUEUED
 from yawbcc_desktop.gui.cell_table_model import RowIdRole
 from yawbcc_desktop.gui.main_window import MainWindow
 from yawbcc_desktop.gui.palette import display_name
-from yawbcc_desktop.gui.settings import AppSettings
+
+from .conftest import started_window
 
 RUN_TIMEOUT_MS = 180_000
 
 
-def wait_until(condition, timeout: float = 120.0) -> None:
-    """Process events until ``condition()`` holds (module fixtures have no qtbot)."""
-    app, end = QApplication.instance(), time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met in time")
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def window(qapp, tiny_bundle, tmp_path_factory):
-    application()  # the real style, so the panes are laid out as users see them
-    win = MainWindow(AppSettings(tmp_path_factory.mktemp("config")), attended=False, mode="cell")
-    win.resize(1400, 900)
-    win.show()
-    win.start(str(tiny_bundle))
-    wait_until(lambda: win.controller.model_state in ("ready", "failed"), timeout=240)
-    assert win.controller.model_state == "ready", win.notifier.history
-    yield win
-    win.close()
-    # Nothing may outlive the window: the worker and the image loader have ended.
-    assert win.controller.worker.isFinished()
-    assert win.controller.loader.threads_running() == 0
+    with started_window(tmp_path_factory.mktemp("config"), tiny_bundle) as win:
+        yield win
 
 
 def open_and_wait(qtbot, win: MainWindow, paths: list) -> None:

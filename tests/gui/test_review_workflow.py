@@ -20,29 +20,19 @@ from PySide6.QtTest import QTest
 
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.store import ReviewSession
-from yawbcc_desktop.gui.app import application
 from yawbcc_desktop.gui.cell_store import CONFIRMED, CORRECTED, TO_REVIEW
 from yawbcc_desktop.gui.cell_table_model import COLUMN, RowIdRole
-from yawbcc_desktop.gui.main_window import MainWindow
-from yawbcc_desktop.gui.settings import AppSettings
 from yawbcc_desktop.gui.widgets.label_bar import LABEL_KEYS
 
-from .test_review_window import RUN_TIMEOUT_MS, wait_until
+from .conftest import started_window
+from .test_review_window import RUN_TIMEOUT_MS
 
 
 @pytest.fixture(scope="module")
 def window(qapp, tiny_bundle, tmp_path_factory):
-    application()
-    win = MainWindow(AppSettings(tmp_path_factory.mktemp("config")), attended=False, mode="cell")
-    win.review.prefs.reviewer = "tester"
-    win.resize(1600, 1000)
-    win.show()
-    win.start(str(tiny_bundle))
-    wait_until(lambda: win.controller.model_state in ("ready", "failed"), timeout=240)
-    assert win.controller.model_state == "ready", win.notifier.history
-    yield win
-    win.close()
-    assert win.controller.worker.isFinished()
+    with started_window(tmp_path_factory.mktemp("config"), tiny_bundle, (1600, 1000)) as win:
+        win.review.prefs.reviewer = "tester"
+        yield win
 
 
 @pytest.fixture

@@ -680,26 +680,23 @@ class MainWindow(QMainWindow):
         return False
 
     def set_label(self, label: str) -> int:
-        """Give the selected cells ``label``; one cell: move on to the next, as reviewers expect."""
-        rows = self.selected_rows()
-        if not rows or not self._reviewer_known():
-            return 0
-        following = self._view().neighbour(rows[-1], 1) if len(rows) == 1 else -1
-        n = self.review.set_label(rows, label)
-        if n:
-            self.statusBar().showMessage(f"{display_name(label)}: {n} cell{'s' if n != 1 else ''} (Ctrl+Z undoes)", 5000)
-        if len(rows) == 1 and following >= 0:
-            self.selection.select_cell(following)
-        return n
+        """Give the selected cells ``label``."""
+        return self._review_selected(lambda rows: self.review.set_label(rows, label), f"{display_name(label)}:")
 
     def confirm(self) -> int:
+        """Mark the selected cells reviewed with the class they show."""
+        return self._review_selected(self.review.confirm, "Confirmed")
+
+    def _review_selected(self, act, verb: str) -> int:
+        # One cell at a time: move on to the next, as reviewers expect.  Found before the
+        # change, which may move the cell out of the filtered view.
         rows = self.selected_rows()
         if not rows or not self._reviewer_known():
             return 0
         following = self._view().neighbour(rows[-1], 1) if len(rows) == 1 else -1
-        n = self.review.confirm(rows)
+        n = act(rows)
         if n:
-            self.statusBar().showMessage(f"Confirmed {n} cell{'s' if n != 1 else ''}", 5000)
+            self.statusBar().showMessage(f"{verb} {n} cell{'s' if n != 1 else ''} (Ctrl+Z undoes)", 5000)
         if len(rows) == 1 and following >= 0:
             self.selection.select_cell(following)
         return n
