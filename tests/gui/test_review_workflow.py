@@ -82,6 +82,7 @@ def test_number_keys_correct_commit_and_move_on_then_undo_redo(reviewed, qtbot):
     final = w.controller.cells.index_of_id(row, COLUMN["final"])
     assert final.data(Qt.ItemDataRole.FontRole).bold()
     w.selection.select_cell(row)
+    qtbot.waitUntil(lambda: row in w.viewer._boxes, timeout=5000)  # the image loads off the GUI thread
     assert w.viewer._boxes[row].pen().style() == Qt.PenStyle.DashLine
     assert w.gallery.sections[new].index_of(row).isValid()
     assert "corrected" in w.detail.title.text()
@@ -239,3 +240,63 @@ def test_killed_app_during_analysis_keeps_every_analysed_image(tiny_bundle, many
         assert len(images) >= seen
         assert all(im.cell_count >= 1 for im in images)
         assert {im.path for im in images} <= {os.path.abspath(p) for p in many_cells}
+
+
+def test_differential_panel_updates_by_itself_and_exports_from_the_menu(reviewed, qtbot, monkeypatch, tmp_path):
+    w, store = reviewed, reviewed.controller.store
+    w.differential.refresh()
+    row = 0
+    target = next(g for g in GROUPS if g != store.cell(row).final_label)
+    before = w.differential.diff.counts[target]
+    w.selection.select_cell(row)
+    w.set_label(target)
+    qtbot.waitUntil(lambda: w.differential.diff.counts[target] == before + 1, timeout=3000)  # no refresh() call
+    # File > Export cells / differential: the same files as `yawbcc export`, written whole.
+    from PySide6.QtWidgets import QFileDialog
+
+    for action, name in ((w.export_cells_action, "cells.csv"), (w.export_differential_action, "diff.csv")):
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name, **k: (str(tmp_path / n), ""))
+        action.trigger()
+    import pandas as pd
+
+    cells = pd.read_csv(tmp_path / "cells.csv", encoding="utf-8-sig")
+    assert len(cells) == 16 and cells["corrected"].eq("yes").sum() >= 1
+    assert cells.loc[cells["corrected"].eq("yes"), "reviewer"].eq("tester").all()
+    diff = pd.read_csv(tmp_path / "diff.csv", encoding="utf-8-sig")
+    assert diff.loc[0, "scope"] == "session" and diff.loc[0, f"n_{target}"] == before + 1
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_preferences_threshold_and_reviewer_apply_at_once(reviewed, monkeypatch):
+    from yawbcc_desktop.core.preferences import load_preferences
+    from yawbcc_desktop.gui.widgets.preferences_dialog import PreferencesDialog
+
+    w, store = reviewed, reviewed.controller.store
+    dialog = PreferencesDialog(w.review.prefs, w)
+    dialog.threshold.setValue(0.0)  # nothing below 0 %: the queue empties
+    dialog.reviewer.setText("  dr who ")
+    low, high = dialog.ranges["NEUTROPHIL"]
+    low.setValue(50.0)
+    high.setValue(30.0)
+    dialog.accept()
+    assert "Low is above high for: Neutrophil" in dialog.error.text()  # refused, stays open
+    high.setValue(70.0)
+    w.review.set_preferences(dialog.preferences())
+    assert store.to_review_count() == 0 and w.review.reviewer == "dr who"
+    saved = load_preferences(w.review._prefs_path)
+    assert saved.review_threshold == 0.0 and saved.reference_ranges["NEUTROPHIL"].low == 50.0
+    dialog.restore_defaults()
+    w.review.set_preferences(dialog.preferences())
+    assert store.to_review_count() == 16 and w.review.reviewer == "dr who"
+
+
+def test_last_session_is_offered_at_start(window, monkeypatch):
+    w = window
+    w.new_session()
+    last = str(w.review.session.path)
+    w.close_all()
+    asked = []
+    monkeypatch.setattr(type(w), "ask_reopen", lambda self, path, summary: asked.append((path, summary)) or True)
+    w._offer_last_session()
+    assert asked and asked[0][0] == last and "images" in asked[0][1]
+    assert str(w.review.session.path) == last

@@ -750,6 +750,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Session {session.path}", 8000)
 
     def _offer_last_session(self) -> None:
+        """At start: reopen the last session if the reviewer wants it (it is never opened unasked)."""
         last = self.review.prefs.last_session
         if not last or self.review.session is not None or not os.path.isfile(last):
             return
@@ -759,17 +760,19 @@ class MainWindow(QMainWindow):
         except SessionError as exc:
             self.statusBar().showMessage(f"Last session not reopened: {exc}", 15000)
             return
+        summary = f"{s.images:,} images, {s.cells:,} cells, {s.corrected:,} corrected, {s.to_review:,} still to review."
+        if self.ask_reopen(last, summary):
+            self.review.open_session(last)
+
+    def ask_reopen(self, path: str, summary: str) -> bool:
         box = QMessageBox(QMessageBox.Icon.Question, "Reopen the last session?", "", parent=self)
-        box.setText(f"Reopen your last session, {os.path.basename(last)}?")
-        box.setInformativeText(
-            f"{s.images:,} images, {s.cells:,} cells, {s.corrected:,} corrected, {s.to_review:,} still to review."
-        )
-        box.setDetailedText(last)
+        box.setText(f"Reopen your last session, {os.path.basename(path)}?")
+        box.setInformativeText(summary)
+        box.setDetailedText(path)
         reopen = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("New session", QMessageBox.ButtonRole.RejectRole)
         box.exec()
-        if box.clickedButton() is reopen:
-            self.review.open_session(last)
+        return box.clickedButton() is reopen
 
     def new_session(self) -> None:
         if self.review.new_session():
