@@ -10,6 +10,11 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # The review window segments images in a spawned child process: in a frozen build the
+    # child is this executable again, and this call turns it into the worker it should be.
+    multiprocessing.freeze_support()
     from yawbcc_desktop.cli import gui_main, main
 
     started_as = Path(sys.argv[0] if sys.argv and sys.argv[0] else sys.executable).name

@@ -7,6 +7,8 @@ checked -- the same cells as the headless command, panes filled, cancel, errors,
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import time
 
@@ -164,16 +166,29 @@ def test_bad_files_fail_with_a_reason_and_the_run_goes_on(window, qtbot, pbc, tm
     window.image_list.filter.set_statuses(frozenset({ANALYSED, FAILED}))
 
 
+BUGGY = {"name": ""}
+REAL_GUARD = worker_module.segment_safely
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("simulated library bug")
+
+
+def segment_with_a_bug(path, mode, card, buggy_name):
+    """The worker's real guard around a segmentation that raises on one file.  It runs where
+    the worker segments (a child process), so the bug is planted there, for that call only."""
+    real = pipeline.segment_image
+    if path.endswith(buggy_name):
+        pipeline.segment_image = _raise
+    try:
+        return REAL_GUARD(path, mode, card)
+    finally:
+        pipeline.segment_image = real
+
+
 def test_unexpected_error_on_one_image_is_reported_and_the_run_goes_on(window, qtbot, monkeypatch, pbc):
     paths = sorted((pbc / "eosinophil").glob("*.jpg"))[:4]
-    real = pipeline.segment_image
-
-    def flaky(path, *args, **kwargs):
-        if str(path) == str(paths[1]):
-            raise RuntimeError("simulated library bug")
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "segment_image", flaky)
+    monkeypatch.setattr(worker_module, "segment_safely", functools.partial(segment_with_a_bug, buggy_name=paths[1].name))
     reported = len(window.notifier.history)
     open_and_wait(qtbot, window, paths)
     entry = window.controller.store.image(str(paths[1]))
@@ -181,6 +196,21 @@ def test_unexpected_error_on_one_image_is_reported_and_the_run_goes_on(window, q
     assert window.controller.store.status_counts()[ANALYSED] == 3
     assert window.notifier.history[reported][0] == "Unexpected error during the analysis"
     assert window.controller.worker.isRunning()
+
+
+def test_segmentation_runs_in_a_child_process_that_is_replaced_if_it_dies(window, qtbot, pbc):
+    helpers = window.controller.worker._helpers
+    assert type(helpers).__name__ == "ProcessPoolExecutor"  # the GIL of the GUI's process stays free
+    assert helpers.submit(os.getpid).result(timeout=60) != os.getpid()
+    for process in list(helpers._processes.values()):
+        process.kill()  # as an out-of-memory kill would
+    paths = sorted((pbc / "monocyte").glob("*.jpg"))[:3]
+    worker = window.controller.worker
+    open_and_wait(qtbot, window, paths)
+    store = window.controller.store
+    assert all(store.image(str(p)).status == ANALYSED for p in paths)  # a new child took over
+    assert window.controller.worker is worker and worker.isRunning()  # the worker itself carried on
+    assert window.controller.worker._helpers is not helpers
 
 
 def test_a_dead_worker_is_reported_and_replaced(window, qtbot, monkeypatch, pbc):

@@ -10,11 +10,14 @@ here, before the GUI sees it: an image on screen is an image on disk.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 import traceback
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +25,41 @@ from PySide6.QtCore import QThread, Signal
 
 from .cell_store import AnalysedImage
 
-# Images read and segmented ahead of the model, and the threads doing it (as `yawbcc` does).
+# Images read and segmented ahead of the model, and the workers doing it.
 SEGMENTING_THREADS, LOOKAHEAD = 1, 8
+# Segmentation runs in a child process: its scikit-image steps hold the GIL for tens of
+# milliseconds at a time, and in a thread of this process every such hold is a moment the
+# window cannot repaint.  YAWBCC_SEGMENT_IN_PROCESS=0 keeps it in a thread.
+SEGMENT_IN_PROCESS = os.environ.get("YAWBCC_SEGMENT_IN_PROCESS", "1") != "0"
+
+
+def segment_safely(path: str, mode: str, card):
+    """``pipeline.segment_image`` that never raises: (result, traceback of a library bug or '').
+
+    Module-level, so that a process pool can run it.
+    """
+    from ..core import pipeline
+
+    try:
+        return pipeline.segment_image(path, mode, card), ""
+    except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
+        result = pipeline.ImageResult(path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})")
+        return result, traceback.format_exc()
+
+
+def _load_pipeline() -> None:
+    from ..core import pipeline  # noqa: F401  (imported once, when the child starts)
+
+
+def segmenting_pool() -> Executor:
+    """One child process (spawned: forking a process with Qt threads is unsafe), or a thread."""
+    if SEGMENT_IN_PROCESS:
+        try:
+            context = multiprocessing.get_context("spawn")
+            return ProcessPoolExecutor(max_workers=SEGMENTING_THREADS, mp_context=context, initializer=_load_pipeline)
+        except (OSError, ValueError, NotImplementedError):
+            pass  # no process could be made here: a thread still works, with more stalls
+    return ThreadPoolExecutor(max_workers=SEGMENTING_THREADS, thread_name_prefix="segment")
 
 
 @dataclass(frozen=True)
@@ -147,16 +183,15 @@ class AnalysisWorker(QThread):
     def _serve(self) -> None:
         from ..core import pipeline  # scikit-image and friends load here, off the GUI thread
 
-        # Reading and segmenting run ahead in helper threads (decoding and OpenCV release the
-        # GIL), overlapping the model's work as core.pipeline.segmented does for `yawbcc`.
-        # The helpers never touch the model: it stays this thread's alone.
-        helpers = ThreadPoolExecutor(max_workers=SEGMENTING_THREADS, thread_name_prefix="segment")
+        # Reading and segmenting run ahead (see segmenting_pool), overlapping the model's
+        # work as core.pipeline.segmented does for `yawbcc`.  The model stays this thread's.
+        self._helpers = segmenting_pool()
         try:
-            self._serve_with(pipeline, helpers)
+            self._serve_with(pipeline)
         finally:
-            helpers.shutdown(wait=True, cancel_futures=True)
+            self._helpers.shutdown(wait=True, cancel_futures=True)
 
-    def _serve_with(self, pipeline, helpers: ThreadPoolExecutor) -> None:
+    def _serve_with(self, pipeline) -> None:
         ahead: deque[tuple[Future, str, str, int]] = deque()  # (segmentation, path, mode, generation)
         batch: list[tuple[int, object]] = []  # (generation, ImageResult) awaiting the model
         batch_full = False
@@ -186,7 +221,7 @@ class AnalysisWorker(QThread):
                         card = self._bundle.card
                         while self._pending and len(ahead) < LOOKAHEAD:
                             path, mode, generation = self._pending.popleft()
-                            future = helpers.submit(self._segment, pipeline, path, mode, card)
+                            future = self._submit(path, mode, card)
                             ahead.append((future, path, mode, generation))
                         task = "image"
                         future, path, mode, generation = ahead.popleft()
@@ -206,18 +241,33 @@ class AnalysisWorker(QThread):
             elif task == "image":
                 if not batch:
                     batch_started = time.monotonic()
-                batch.append((generation, future.result()))  # _segment never raises
+                batch.append((generation, self._segmented(pipeline, future, path, mode)))
                 n_cells = sum(len(r.cells) for _, r in batch)
                 batch_full = n_cells >= self.batch_cells or time.monotonic() - batch_started >= self.batch_seconds
             elif task == "idle":
                 self.run_idle.emit(submitted)
 
-    def _segment(self, pipeline, path: str, mode: str, card):
+    def _submit(self, path: str, mode: str, card) -> Future:
+        if getattr(self._helpers, "_broken", False):  # its child died: start another
+            self._helpers.shutdown(wait=False, cancel_futures=True)
+            self._helpers = segmenting_pool()
+        return self._helpers.submit(segment_safely, path, mode, card)
+
+    def _segmented(self, pipeline, future: Future, path: str, mode: str):
+        """The segmentation of ``path``; a failure is that image's, and the run goes on."""
         try:
-            return pipeline.segment_image(path, mode, card)
-        except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
-            self.problem.emit(f"{path}: {type(exc).__name__}: {exc}", traceback.format_exc())
-            return pipeline.ImageResult(path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})")
+            result, details = future.result()
+        except BrokenProcessPool:
+            # The child died (killed, out of memory) with this image queued or in hand: one
+            # more try in a new child, so only an image that kills it twice fails.
+            try:
+                result, details = self._submit(path, mode, self._bundle.card if self._bundle else None).result()
+            except BrokenProcessPool:
+                result = pipeline.ImageResult(path=path, error="the segmentation process stopped on this image")
+                details = traceback.format_exc()
+        if details:
+            self.problem.emit(f"{path}: {result.error}", details)
+        return result
 
     def _classify(self, pipeline, batch: list) -> None:
         results = [r for _, r in batch]
