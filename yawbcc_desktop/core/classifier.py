@@ -41,6 +41,8 @@ class ModelCard:
     cell_field: int = 360  # single-cell images: side of the central square fed to the model
     cell_context: float = 2.0  # smear crops: square side / cell box side, to match training framing
     temperature: float = 1.0
+    # Test-time augmentation: views averaged with the image itself (names of TTA_VIEWS).
+    tta: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +59,7 @@ class ModelCard:
                 cell_field=int(pre.get("field", 360)),
                 cell_context=float(pre.get("cell_context", 2.0)),
                 temperature=float(data.get("temperature", 1.0)),
+                tta=tuple(str(v) for v in data.get("tta", ())),
                 metrics=dict(data.get("test_metrics", {})),
                 extra={k: v for k, v in data.items() if k not in _CARD_KEYS},
             )
@@ -67,6 +70,9 @@ class ModelCard:
             raise ModelBundleError(f"{where}: model card names unknown classes {unknown}")
         if card.temperature <= 0:
             raise ModelBundleError(f"{where}: temperature must be positive, got {card.temperature}")
+        bad = [v for v in card.tta if v not in TTA_VIEWS]
+        if bad:
+            raise ModelBundleError(f"{where}: unknown test-time views {bad}; known: {', '.join(TTA_VIEWS)}")
         return card
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,12 +87,21 @@ class ModelCard:
                 "cell_context": self.cell_context,
             },
             "temperature": self.temperature,
+            **({"tta": list(self.tta)} if self.tta else {}),
             "test_metrics": self.metrics,
             **self.extra,
         }
 
 
-_CARD_KEYS = {"name", "backbone", "input_size", "class_order", "preprocessing", "temperature", "test_metrics"}
+_CARD_KEYS = {"name", "backbone", "input_size", "class_order", "preprocessing", "temperature", "tta", "test_metrics"}
+
+# A cell has no left or right: its mirror image is the same cell, and averaging the model
+# over both cancels part of its error (measured in the bundles' cards).
+TTA_VIEWS = {
+    "flip_lr": lambda batch: batch[:, :, ::-1],
+    "flip_ud": lambda batch: batch[:, ::-1],
+    "rot180": lambda batch: batch[:, ::-1, ::-1],
+}
 
 
 def resource_root() -> Path:
@@ -205,10 +220,16 @@ class ModelBundle:
         return self.card.name
 
     def raw_probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Uncalibrated softmax output for a uint8 batch (N, S, S, 3), in GROUPS order."""
+        """Uncalibrated softmax output for a uint8 batch (N, S, S, 3), in GROUPS order;
+        with the card's test-time views, the normalised geometric mean over the views."""
         if len(batch) == 0:
             return np.zeros((0, len(GROUPS)), dtype=np.float64)
-        out = np.asarray(self.model.predict_on_batch(batch.astype(np.float32)), dtype=np.float64)
+        views = [batch, *(TTA_VIEWS[v](batch) for v in self.card.tta)]
+        out = np.asarray(self.model.predict_on_batch(np.concatenate(views).astype(np.float32)), dtype=np.float64)
+        if len(views) > 1:
+            logs = np.log(np.clip(out, 1e-30, 1.0)).reshape(len(views), len(batch), -1).mean(axis=0)
+            out = np.exp(logs - logs.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
         cols = [out[:, i] if i >= 0 else np.zeros(len(out)) for i in self._order]
         return np.stack(cols, axis=1)
 
