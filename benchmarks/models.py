@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.splits import make_split, split_checksum  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
-from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
+from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle, resolve_bundle  # noqa: E402
 from yawbcc_desktop.core.dataset import index_folder  # noqa: E402
 from yawbcc_desktop.core.gradcam import GradCam  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
@@ -75,13 +75,16 @@ def main() -> None:
         n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
         pipe = n / (time.perf_counter() - t)
         arrays = np.stack([prepare_cell_image(read_rgb(p), card.input_size, card.balance, card.cell_field) for p in paths])
-        bundle.model.predict(arrays[:32], verbose=0)
+        # The bare model sees what the bundle feeds it: the image and its test-time views.
+        viewed = np.concatenate([arrays, *(TTA_VIEWS[v](arrays) for v in card.tta)]).astype(np.float32)
+        bundle.model.predict(viewed[:32], verbose=0)
         t = time.perf_counter()
-        bundle.model.predict(arrays.astype(np.float32), batch_size=32, verbose=0)
+        bundle.model.predict(viewed, batch_size=32 * (1 + len(card.tta)), verbose=0)
         bare = len(arrays) / (time.perf_counter() - t)
+        views = f" (with test-time views {', '.join(card.tta)})" if card.tta else ""
         print(
-            f"   classify (cell mode, whole pipeline): {pipe:.1f} images/s; bare model.predict: {bare:.1f} images/s "
-            f"-> pipeline keeps {100 * pipe / bare:.0f} %"
+            f"   classify (cell mode, whole pipeline): {pipe:.1f} images/s; bare model.predict{views}: {bare:.1f} "
+            f"images/s -> pipeline keeps {100 * pipe / bare:.0f} %"
         )
 
         cam = GradCam(bundle.model)
