@@ -25,8 +25,12 @@ from PySide6.QtCore import QThread, Signal
 
 from .cell_store import AnalysedImage
 
-# Images read and segmented ahead of the model, and the workers doing it.
-SEGMENTING_THREADS, LOOKAHEAD = 1, 8
+# Images read and segmented ahead of the model, and the child processes doing it.  One: on
+# two cores a second child keeps up with the fast model (95 % of headless speed instead of
+# 70 %) but competes with the window for the CPU (stalls up to 200 ms instead of 40 ms with
+# the default model); YAWBCC_SEGMENTING_WORKERS=2 chooses throughput.
+SEGMENTING_THREADS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 1
+LOOKAHEAD = 8
 # Segmentation runs in a child process: its scikit-image steps hold the GIL for tens of
 # milliseconds at a time, and in a thread of this process every such hold is a moment the
 # window cannot repaint.  YAWBCC_SEGMENT_IN_PROCESS=0 keeps it in a thread.
@@ -47,7 +51,7 @@ def segment_safely(path: str, mode: str, card):
         return result, traceback.format_exc()
 
 
-def _load_pipeline() -> None:
+def _start_segmenting() -> None:
     from ..core import pipeline  # noqa: F401  (imported once, when the child starts)
 
 
@@ -56,7 +60,7 @@ def segmenting_pool() -> Executor:
     if SEGMENT_IN_PROCESS:
         try:
             context = multiprocessing.get_context("spawn")
-            return ProcessPoolExecutor(max_workers=SEGMENTING_THREADS, mp_context=context, initializer=_load_pipeline)
+            return ProcessPoolExecutor(max_workers=SEGMENTING_THREADS, mp_context=context, initializer=_start_segmenting)
         except (OSError, ValueError, NotImplementedError):
             pass  # no process could be made here: a thread still works, with more stalls
     return ThreadPoolExecutor(max_workers=SEGMENTING_THREADS, thread_name_prefix="segment")
