@@ -10,7 +10,8 @@
 - ``review-session.png``: the same 40 images classified headless into a review session
   (``yawbcc classify --session``), then reviewed through the session API as a reviewer
   would: the least confident cell corrected to its second most probable class, the next
-  five least confident confirmed, the rest of the queue left.  The window opens that
+  five least confident confirmed, the rest of the queue left (if the model put no cell in
+  the queue, the six least confident cells stand in for it).  The window opens that
   session and selects the corrected cell.
 """
 
@@ -83,8 +84,8 @@ def review_session(session: Path, folder: str, model: str | None) -> None:
         raise SystemExit("yawbcc classify --session failed")
     with ReviewSession.open(session) as s:
         queue = sorted(s.cells(queue_threshold=DEFAULT_REVIEW_THRESHOLD), key=lambda c: c.confidence)
-        if not queue:
-            raise SystemExit("no cell below the review threshold: nothing to show under review")
+        if not queue:  # the model is sure of every cell: the least confident ones stand in
+            queue = sorted(s.cells(), key=lambda c: c.confidence)[:6]
         first = queue[0]
         second = GROUPS[int(first.probs.argsort()[-2])]
         s.set_label([first.id], second, "demo reviewer")
