@@ -190,16 +190,20 @@ def _predict(model, images: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(model, part, temperature, folder, history, frozen, log) -> dict:
+    frame, images, labels = part
+    return _report(frame, labels, _predict(model, images), temperature, folder, history, frozen, log)
+
+
+def _report(frame, labels, raw, temperature, folder, history, frozen, log, what: str = "test") -> dict:
+    """The evaluation report of raw test probabilities calibrated by ``temperature``, logged."""
     from yawbcc_desktop.core.classifier import softmax_with_temperature
 
     from .report import write_report
 
-    frame, images, labels = part
-    raw = _predict(model, images)
     calibrated = softmax_with_temperature(raw, temperature)
     metrics = write_report(folder, frame, labels, raw, calibrated, history, frozen, {"temperature": temperature})
     log(
-        f"test: accuracy {100 * metrics['accuracy']:.2f} %, macro F1 {metrics['macro_f1']:.4f}, "
+        f"{what}: accuracy {100 * metrics['accuracy']:.2f} %, macro F1 {metrics['macro_f1']:.4f}, "
         f"ECE {100 * metrics['ece_before']:.2f} % -> {100 * metrics['ece_after']:.2f} % after calibration "
         f"(n={metrics['n']})"
     )
@@ -287,17 +291,8 @@ def _calibrate_with_views(dest: Path, card: dict, views: list[str], split_csv: s
     valid_accuracy = float((parts["valid"][3].argmax(1) == parts["valid"][2]).mean())
     temperature = fit_temperature(parts["valid"][3], parts["valid"][2])
     log(f"test-time views {views}: validation accuracy {100 * valid_accuracy:.2f} %, temperature {temperature:.3f}")
-    from yawbcc_desktop.core.classifier import softmax_with_temperature
-
-    from .report import write_report
-
     frame, _images, labels, raw = parts["test"]
-    calibrated = softmax_with_temperature(raw, temperature)
-    metrics = write_report(report, frame, labels, raw, calibrated, None, None, {"temperature": temperature})
-    log(
-        f"test with views {views}: accuracy {100 * metrics['accuracy']:.2f} %, macro F1 {metrics['macro_f1']:.4f}, "
-        f"ECE {100 * metrics['ece_before']:.2f} % -> {100 * metrics['ece_after']:.2f} % (n={metrics['n']})"
-    )
+    metrics = _report(frame, labels, raw, temperature, report, None, None, log, f"test with views {views}")
     card["temperature"] = temperature
     card["test_metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")}
     return card

@@ -232,15 +232,23 @@ class AnalysisController(QObject):
             self._queue(paths)
         return len(paths)
 
-    def reanalyse_all(self) -> int:
-        """Forget every result and analyse every open image again (after a model change)."""
+    def _forget_results(self, images_too: bool) -> None:
+        """Stop the run and drop every result (and, with ``images_too``, every open image)."""
         self._worker.cancel()
         self._arrived = []
         self.progress.finish()
-        self.store.clear_cells()
+        if images_too:
+            self.store.clear()
+            self.loader.clear()
+        else:
+            self.store.clear_cells()
         self._gradcams.clear()
         self.cells.reset()
         self.images.reset()
+
+    def reanalyse_all(self) -> int:
+        """Forget every result and analyse every open image again (after a model change)."""
+        self._forget_results(images_too=False)
         paths = self.store.paths()
         if paths:
             self._queue(paths)
@@ -260,14 +268,7 @@ class AnalysisController(QObject):
         self.run_finished.emit(f"Cancelled: {len(queued)} image{'s' if len(queued) != 1 else ''} left unanalysed")
 
     def close_all(self) -> None:
-        self._worker.cancel()
-        self._arrived = []
-        self.progress.finish()
-        self.store.clear()
-        self.loader.clear()
-        self._gradcams.clear()
-        self.cells.reset()
-        self.images.reset()
+        self._forget_results(images_too=True)
         self.progress_changed.emit()
 
     def is_idle(self) -> bool:

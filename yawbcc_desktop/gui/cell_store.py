@@ -204,13 +204,9 @@ class CellStore:
     def status(self, row: int) -> str:
         return self._cells[row].status(self.review_threshold)
 
-    def row_of_session_id(self, session_id: int) -> int:
-        """Row id of the cell the session knows as ``session_id``; -1 if not loaded."""
-        return self._by_session_id.get(session_id, -1)
-
     def to_review_count(self) -> int:
         t = self.review_threshold
-        return sum(1 for c in self._cells if c.label is None and not c.confidence >= t)
+        return sum(1 for c in self._cells if c.status(t) == TO_REVIEW)
 
     def regions_of(self, path: str) -> list[tuple[int, CellRegion]]:
         """(cell id, region) of every cell of an image, in cell order."""

@@ -659,8 +659,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------- review
     def selected_rows(self) -> list[int]:
         """The cells a correction applies to: those selected in the cell view on show."""
-        view = self.gallery if self.cell_tabs.currentWidget() is self.gallery else self.table
-        rows = [r for r in view.selected_rows() if r is not None]
+        rows = [r for r in self._view().selected_rows() if r is not None]
         if not rows and self.selection.row >= 0:
             rows = [self.selection.row]
         return rows
@@ -733,7 +732,7 @@ class MainWindow(QMainWindow):
     def _labels_changed(self, rows: list[int]) -> None:
         self.viewer.relabel(rows)
         current = self.selection.row
-        if current in rows or len(rows) > 64:
+        if current in rows:
             self.detail.show_review_state()
             # The tile may have moved to another class section: select it there.
             self.gallery.show_cell(current, force=True)

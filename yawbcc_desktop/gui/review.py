@@ -205,9 +205,6 @@ class ReviewController(QObject):
         """Record the reviewer's sign-off; raises ``SignOffRefused`` while cells wait for review."""
         return self.session.sign_off(self.reviewer, self.prefs.review_threshold, folder)
 
-    def current_sign_off(self, folder: str | None = None) -> SignOff | None:
-        return self.session.current_sign_off(folder) if self.session is not None else None
-
     def last_sign_off(self, folder: str | None = None) -> SignOff | None:
         offs = self.session.sign_offs(folder) if self.session is not None else []
         return offs[-1] if offs else None

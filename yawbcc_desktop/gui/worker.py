@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from ..core.store import SessionError
 from .cell_store import AnalysedImage
 
 # Images read and segmented ahead of the model, and the child processes doing it.  One: on
@@ -295,8 +296,6 @@ class AnalysisWorker(QThread):
         session = self._session
         if session is None:
             return [AnalysedImage.from_result(r) for r in results]
-        from ..core.store import SessionError
-
         try:
             ids = session.add_images(results)
         except SessionError as exc:

@@ -8,6 +8,7 @@ CSV export runs, so the panel and the export never disagree.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -184,8 +185,6 @@ class DifferentialPanel(QWidget):
 
 def _when(at: str) -> str:
     """An ISO UTC time as the reviewer's local date and minute."""
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(at).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:
