@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .classes import GROUPS
+from .familiarity import FAMILIARITY_FILE, Familiarity
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
@@ -41,6 +42,9 @@ class ModelCard:
     cell_field: int = 360  # single-cell images: side of the central square fed to the model
     cell_context: float = 2.0  # smear crops: square side / cell box side, to match training framing
     temperature: float = 1.0
+    # Micrometres per model-input pixel: cells are resampled to this physical scale (None:
+    # the older pixel framing by ``cell_field`` / ``cell_context``).
+    um_per_px: float | None = None
     # Test-time augmentation: views averaged with the image itself (names of TTA_VIEWS).
     tta: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +63,7 @@ class ModelCard:
                 cell_field=int(pre.get("field", 360)),
                 cell_context=float(pre.get("cell_context", 2.0)),
                 temperature=float(data.get("temperature", 1.0)),
+                um_per_px=float(pre["um_per_px"]) if pre.get("um_per_px") else None,
                 tta=tuple(str(v) for v in data.get("tta", ())),
                 metrics=dict(data.get("test_metrics", {})),
                 extra={k: v for k, v in data.items() if k not in _CARD_KEYS},
@@ -85,6 +90,7 @@ class ModelCard:
                 "colour_balance": self.balance,
                 "field": self.cell_field,
                 "cell_context": self.cell_context,
+                **({"um_per_px": self.um_per_px} if self.um_per_px else {}),
             },
             "temperature": self.temperature,
             **({"tta": list(self.tta)} if self.tta else {}),
@@ -214,6 +220,17 @@ class ModelBundle:
             )
         # Map the model's output order onto GROUPS once.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
+        # Bundles with a familiarity model also report each cell's pooled backbone features:
+        # one model call gives both the probabilities and the features.
+        self.familiarity = None
+        self._with_features = None
+        fam_path = self.folder / FAMILIARITY_FILE
+        if fam_path.is_file():
+            try:
+                self.familiarity = Familiarity.load(fam_path)
+                self._with_features = keras.Model(self.model.input, [self.model.output, pooled_features(self.model)])
+            except Exception as exc:
+                raise ModelBundleError(f"{fam_path}: cannot use the familiarity model ({type(exc).__name__}: {exc})") from None
 
     @property
     def name(self) -> str:
@@ -222,17 +239,47 @@ class ModelBundle:
     def raw_probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Uncalibrated softmax output for a uint8 batch (N, S, S, 3), in GROUPS order;
         with the card's test-time views, the normalised geometric mean over the views."""
+        return self._run(batch, False)[0]
+
+    def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if len(batch) == 0:
-            return np.zeros((0, len(GROUPS)), dtype=np.float64)
+            return np.zeros((0, len(GROUPS)), dtype=np.float64), None
         views = [batch, *(TTA_VIEWS[v](batch) for v in self.card.tta)]
-        out = np.asarray(self.model.predict_on_batch(np.concatenate(views).astype(np.float32)), dtype=np.float64)
+        inputs = np.concatenate(views).astype(np.float32)
+        feats = None
+        if features and self._with_features is not None:
+            out, feats = self._with_features.predict_on_batch(inputs)
+            # Features of the image itself, not of its test-time views.
+            feats = np.asarray(feats, np.float64)[: len(batch)]
+        else:
+            out = self.model.predict_on_batch(inputs)
+        out = np.asarray(out, dtype=np.float64)
         if len(views) > 1:
             logs = np.log(np.clip(out, 1e-30, 1.0)).reshape(len(views), len(batch), -1).mean(axis=0)
             out = np.exp(logs - logs.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
         cols = [out[:, i] if i >= 0 else np.zeros(len(out)) for i in self._order]
-        return np.stack(cols, axis=1)
+        return np.stack(cols, axis=1), feats
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (temperature from the card), in GROUPS order."""
         return softmax_with_temperature(self.raw_probabilities(batch), self.card.temperature)
+
+    def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and, with a familiarity model, each cell's unfamiliarity
+        score (``Familiarity.cell_scores``; None without one)."""
+        raw, feats = self._run(batch, True)
+        probs = softmax_with_temperature(raw, self.card.temperature)
+        if feats is None or self.familiarity is None:
+            return probs, None
+        return probs, self.familiarity.cell_scores(feats)
+
+
+def pooled_features(model):
+    """The output of the global-average pooling after the backbone: what the head sees."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            return layer.output
+    raise ValueError("the model has no global-average pooling layer to take features from")

@@ -19,6 +19,8 @@ from .classes import GROUPS
 from .classifier import ModelBundle, ModelCard
 from .imageio import ImageReadError, read_rgb
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
+from .review_rules import analysis_flags
+from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
 from .segmentation import SegmentationError, find_cells
 
 # Image statuses, in the words the image list shows.
@@ -34,6 +36,9 @@ class CellRecord:
     region: CellRegion
     probs: np.ndarray | None = None
     model: str = ""
+    diameter_um: float = float("nan")  # the segmented outline's equivalent diameter
+    unfamiliar_score: float = float("nan")  # Familiarity.cell_scores; nan without a familiarity model
+    flags: list[str] = field(default_factory=list)  # review_rules.analysis_flags
 
     @property
     def kind(self) -> str:
@@ -58,6 +63,10 @@ class ImageResult:
     height: int = 0
     cells: list[CellRecord] = field(default_factory=list)
     error: str | None = None
+    um_per_px: float = float("nan")  # estimated pixel size (core/scale.py)
+    scale_source: str = ""  # what the estimate was measured on
+    unfamiliar_score: float = float("nan")  # median of the cells' scores
+    unfamiliar: bool = False  # above the bundle's familiarity threshold
     # Model inputs of the cells, kept only until classification.
     inputs: np.ndarray | None = field(default=None, repr=False)
 
@@ -68,9 +77,19 @@ class ImageResult:
         return ANALYSED if self.cells else NO_CELL
 
 
-def model_input(rgb: np.ndarray, mode: str, regions: list[CellRegion], card: ModelCard) -> np.ndarray:
-    """The uint8 model inputs (N, S, S, 3) of an image's cells, framed like the training images."""
+def model_input(
+    rgb: np.ndarray, mode: str, regions: list[CellRegion], card: ModelCard, um_per_px: float | None = None
+) -> np.ndarray:
+    """The uint8 model inputs (N, S, S, 3) of an image's cells, framed like the training images:
+    at the card's physical scale when it has one, else by the older pixel framing."""
     side = card.input_size
+    if card.um_per_px and um_per_px:
+        if mode == "cell":  # a single-cell crop is centred on its cell
+            centres = [(rgb.shape[1] / 2.0, rgb.shape[0] / 2.0)]
+        else:
+            centres = [r.centre for r in regions]
+        crops = [scaled_cell_input(rgb, c, um_per_px, side, card.um_per_px, card.balance) for c in centres]
+        return np.stack(crops) if crops else np.zeros((0, side, side, 3), np.uint8)
     if mode == "cell":
         return prepare_cell_image(rgb, side, card.balance, card.cell_field)[None]
     # A platelet is framed at the field's white-cell scale, as CellaVision frames it.
@@ -102,9 +121,11 @@ def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard |
     except MemoryError:
         result.error = "out of memory while analysing this image"
         return result
-    result.cells = [CellRecord(str(path), i, r) for i, r in enumerate(regions)]
+    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC])
+    result.um_per_px, result.scale_source = scale.um_per_px, scale.source
+    result.cells = [CellRecord(str(path), i, r, diameter_um=cell_diameter_um(r, scale.um_per_px)) for i, r in enumerate(regions)]
     if card is not None and regions:
-        result.inputs = model_input(rgb, result.mode, regions, card)
+        result.inputs = model_input(rgb, result.mode, regions, card, scale.um_per_px)
     return result
 
 
@@ -113,12 +134,19 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
     with_inputs = [r for r in results if r.inputs is not None and len(r.inputs)]
     if not with_inputs:
         return
-    probs = bundle.probabilities(np.concatenate([r.inputs for r in with_inputs]))
+    probs, scores = bundle.classify(np.concatenate([r.inputs for r in with_inputs]))
     start = 0
     for r in with_inputs:
-        for cell, p in zip(r.cells, probs[start : start + len(r.cells)]):
+        n = len(r.cells)
+        if scores is not None:
+            r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n])
+            r.unfamiliar = bundle.familiarity.is_unfamiliar(r.unfamiliar_score)
+        for i, (cell, p) in enumerate(zip(r.cells, probs[start : start + n])):
             cell.probs, cell.model = p, bundle.name
-        start += len(r.cells)
+            if scores is not None:
+                cell.unfamiliar_score = float(scores[start + i])
+            cell.flags = analysis_flags(cell.predicted, cell.diameter_um, r.unfamiliar)
+        start += n
         r.inputs = None
 
 

@@ -135,13 +135,20 @@ def _granulometry_radius(fg: np.ndarray) -> float | None:
 
 
 def estimate_rbc_radius(rgb: np.ndarray) -> float:
-    """Typical red-cell radius in source pixels.
+    """Typical red-cell radius in source pixels (``measure_rbc_radius``, else a fixed
+    fraction of the image)."""
+    r = measure_rbc_radius(rgb)
+    return r if r is not None else 0.08 * min(rgb.shape[:2])
+
+
+def measure_rbc_radius(rgb: np.ndarray) -> float | None:
+    """Typical red-cell radius in source pixels, or None when the image shows no red cells.
 
     Circles are found on the contrast-stretched green channel (red cells absorb green
     and have sharp round outlines) with a Hough transform over a wide range of radii;
     the upper quartile of the radii is taken, because partial arcs, central pallor and
     platelets give small circles while a red cell gives the largest common one.  Falls
-    back to a granulometry of the cell mask, then to a fixed fraction of the image.
+    back to a granulometry of the cell mask.
     """
     rgb = _as_rgb_uint8(rgb)
     h, w = rgb.shape[:2]
@@ -167,7 +174,7 @@ def estimate_rbc_radius(rgb: np.ndarray) -> float:
         r = _granulometry_radius(_foreground(small))
         if r is not None:
             return r / s
-    return 0.08 * min(h, w)
+    return None
 
 
 def _nucleus_channel(f: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -1,0 +1,273 @@
+"""Training across staining domains: fine-tune a bundle on PBC, BCCD and Bio-Net cells at one
+physical scale, with stain augmentation and domain-balanced batches, then calibrate it, fit
+its familiarity model and write a bundle.
+
+``--held-out DOMAIN`` leaves one domain out entirely (leave-one-domain-out): the bundle is
+then scored on every cell of that domain, which it never saw, as a new lab would be.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.classifier import CARD_FILE, MODEL_FILE, softmax_with_temperature
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
+
+from .domains import DOMAINS, all_cells, prepare_domain_cache
+
+# Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
+# square of a CellaVision crop, 0.097 µm/px, into 160 px), now in micrometres.
+UM_PER_PX = 0.175
+CACHE_MARGIN = 1.2  # cached squares are this much larger than the input, for scale jitter
+WBC_FOUR = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL")
+REVIEW_THRESHOLD = 0.90
+UNFAMILIAR_QUANTILE = 0.99  # of held-out images of the training domains
+
+
+@dataclass
+class DomainFitConfig:
+    base: str = "resources/models/lite0-accurate"
+    held_out: str | None = None
+    input_size: int = 160
+    um_per_px: float = UM_PER_PX
+    steps: int = 600
+    steps_per_epoch: int = 100
+    batch_size: int = 32
+    lr: float = 2e-4
+    tune_layers: int = -1  # last N backbone layers trainable (-1: all)
+    train_bn: bool = True
+    domain_weights: dict = field(default_factory=lambda: {"pbc": 0.4, "bccd": 0.3, "bionet": 0.3})
+    strength: float = 1.0
+    seed: int = 42
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    return frame["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy(np.int32)
+
+
+def _center(images: np.ndarray, side: int) -> np.ndarray:
+    off = (images.shape[1] - side) // 2
+    return images[:, off : off + side, off : off + side]
+
+
+def balanced_accuracy_four(true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over neutrophil, lymphocyte, monocyte and eosinophil, where present."""
+    recalls = []
+    for g in WBC_FOUR:
+        i = GROUPS.index(g)
+        mask = true == i
+        if mask.any():
+            recalls.append(float(np.mean(pred[mask] == i)))
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128):
+    import keras
+
+    from yawbcc_desktop.core.classifier import pooled_features
+
+    both = keras.Model(model.input, [model.output, pooled_features(model)])
+    probs, feats = [], []
+    for i in range(0, len(images), batch):
+        p, f = both.predict_on_batch(_center(np.asarray(images[i : i + batch]), side).astype(np.float32))
+        probs.append(np.asarray(p, np.float64))
+        feats.append(np.asarray(f, np.float64))
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray) -> dict:
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    wrong = pred != labels
+    low = conf < REVIEW_THRESHOLD
+    queue = low | unfamiliar
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(np.mean(~wrong)),
+        "balanced_accuracy_4": balanced_accuracy_four(labels, pred),
+        "flagged": float(np.mean(queue)),
+        "flagged_low_confidence": float(np.mean(low)),
+        "flagged_unfamiliar": float(np.mean(unfamiliar)),
+        "wrong": int(wrong.sum()),
+        "wrong_in_queue": float(np.mean(queue[wrong])) if wrong.any() else float("nan"),
+        "wrong_in_queue_confidence_only": float(np.mean(low[wrong])) if wrong.any() else float("nan"),
+    }
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    from .calibration import fit_temperature as fit
+
+    return float(fit(probs, labels))
+
+
+def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, out: Path, log=print) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from .fit import save_for_inference
+    from .stain import stain_augment, yuv_stats
+
+    t0 = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    keras.utils.set_random_seed(config.seed)
+    cells = all_cells(data_root, split_csv)
+    cache_side = int(round(config.input_size * CACHE_MARGIN))
+    images, table = prepare_domain_cache(cells, cache_side, config.um_per_px, True, cache, log)
+    table.to_csv(out / "cells.csv", index=False)
+    labels = _labels(table)
+    train_domains = [d for d in DOMAINS if d != config.held_out]
+    is_train = table["split"].eq("train") & table["domain"].isin(train_domains)
+    is_valid = table["split"].eq("valid") & table["domain"].isin(train_domains)
+    log(f"training domains {train_domains}, held out: {config.held_out or 'none'}; {int(is_train.sum())} training cells")
+
+    stats = yuv_stats(images[np.flatnonzero(is_train)])
+    weights = {d: config.domain_weights[d] for d in train_domains}
+    total = sum(weights.values())
+    per_domain = []
+    for d in train_domains:
+        idx = np.flatnonzero(is_train & table["domain"].eq(d))
+        per_domain.append(tf.data.Dataset.from_tensor_slices(idx).shuffle(len(idx), seed=config.seed).repeat())
+    mixed = tf.data.Dataset.sample_from_datasets(per_domain, [weights[d] / total for d in train_domains], seed=config.seed)
+    label_const = tf.constant(labels)
+
+    def fetch(idx):
+        x = tf.numpy_function(lambda i: images[i], [idx], tf.uint8)
+        x.set_shape([None, cache_side, cache_side, 3])
+        return stain_augment(x, config.input_size, stats, config.strength), tf.gather(label_const, idx)
+
+    train_ds = mixed.batch(config.batch_size).map(fetch, num_parallel_calls=2).prefetch(2)
+    valid_idx = np.flatnonzero(is_valid)
+    valid_x = _center(images[valid_idx], config.input_size).astype(np.float32)
+    valid_ds = tf.data.Dataset.from_tensor_slices((valid_x, labels[valid_idx])).batch(128)
+
+    model = keras.saving.load_model(Path(config.base) / MODEL_FILE, compile=False)
+    if model.input_shape[1] != config.input_size:
+        raise SystemExit(f"base model takes {model.input_shape[1]} px, config says {config.input_size}")
+    from .factory import set_trainable
+
+    set_trainable(model, config.tune_layers, config.train_bn)
+    epochs = max(1, config.steps // config.steps_per_epoch)
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=epochs * config.steps_per_epoch, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            vals = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+            per = (time.monotonic() - t0) / 60 / (epoch + 1)
+            log(f"epoch {epoch + 1}/{epochs} {vals} ({per:.1f} min/epoch incl. preparation)")
+            model.save_weights(out / "checkpoint.weights.h5")
+
+    model.fit(
+        train_ds,
+        steps_per_epoch=config.steps_per_epoch,
+        epochs=epochs,
+        validation_data=valid_ds,
+        verbose=0,
+        callbacks=[EpochLog()],
+    )
+    train_minutes = (time.monotonic() - t0) / 60
+    save_for_inference(model, out / MODEL_FILE)
+    return evaluate_run(model, config, table, images, labels, out, train_minutes, log)
+
+
+def evaluate_run(model, config, table, images, labels, out: Path, train_minutes: float, log=print) -> dict:
+    """Calibrate, fit the familiarity model, score every domain, write the bundle files."""
+    train_domains = [d for d in DOMAINS if d != config.held_out]
+    probs, feats = predict_with_features(model, images, config.input_size)
+    in_train = table["domain"].isin(train_domains).to_numpy()
+    valid = (table["split"].eq("valid").to_numpy()) & in_train
+    temperature = fit_temperature(probs[valid], labels[valid])
+    calibrated = softmax_with_temperature(probs, temperature)
+
+    # Familiarity: fitted on the training cells (PBC subsampled so each domain has a say),
+    # threshold at a high quantile of held-out cells of the training domains.
+    rng = np.random.default_rng(config.seed)
+    fit_idx = []
+    for d in train_domains:
+        idx = np.flatnonzero(table["split"].eq("train").to_numpy() & table["domain"].eq(d).to_numpy())
+        fit_idx.extend(rng.choice(idx, min(len(idx), 2500), replace=False))
+    fam = Familiarity.fit(feats[fit_idx], labels[fit_idx])
+    scores = fam.cell_scores(feats)
+    fam.threshold = float(np.quantile(scores[valid], UNFAMILIAR_QUANTILE))
+    unfamiliar = scores > fam.threshold
+
+    report: dict = {"held_out": config.held_out, "temperature": temperature, "threshold": fam.threshold}
+    for d in DOMAINS:
+        for part in ("test", "all"):
+            if part == "all" and d != config.held_out:
+                continue
+            sel = table["domain"].eq(d).to_numpy() & (table["split"].eq("test").to_numpy() if part == "test" else True)
+            m = domain_metrics(calibrated[sel], labels[sel], unfamiliar[sel])
+            report[f"{d}_{part}"] = m
+            log(
+                f"{d} {part}: n={m['n']} accuracy={m['accuracy']:.4f} balanced-4={m['balanced_accuracy_4']:.3f} "
+                f"flagged={m['flagged']:.3f} (unfamiliar {m['flagged_unfamiliar']:.3f}) wrong in queue={m['wrong_in_queue']:.3f}"
+            )
+    report["training_minutes"] = train_minutes
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    fam.save(out / FAMILIARITY_FILE)
+    pbc = report["pbc_test"]
+    card = {
+        "name": out.name,
+        "backbone": "efficientnet-lite0",
+        "input_size": config.input_size,
+        "class_order": list(GROUPS),
+        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0, "um_per_px": config.um_per_px},
+        "temperature": temperature,
+        "test_metrics": {"accuracy": pbc["accuracy"], "n": pbc["n"]},
+        "training_domains": train_domains,
+        "held_out_domain": config.held_out,
+        "domain_metrics": {k: v for k, v in report.items() if isinstance(v, dict)},
+        "familiarity": {"threshold": fam.threshold, "quantile": UNFAMILIAR_QUANTILE, "file": FAMILIARITY_FILE},
+        "training_minutes": round(train_minutes, 1),
+        "training": asdict(config),
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2))
+    return report
+
+
+def add_arguments(p) -> None:
+    d = DomainFitConfig()
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--split", default="runs/split.csv", help="PBC split CSV (python -m training split)")
+    p.add_argument("--base", default=d.base, help="bundle to start from")
+    p.add_argument("--held-out", choices=DOMAINS, help="leave this domain out (leave-one-domain-out)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--tune-layers", type=int, default=d.tune_layers, help="last N backbone layers trainable (-1 all)")
+    p.add_argument("--frozen-bn", action="store_true", help="keep batch-norm statistics and scales as the base had them")
+    p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--cache", default="cache")
+    p.add_argument("--out", required=True)
+
+
+def run(args, log=print) -> int:
+    config = DomainFitConfig(
+        base=args.base,
+        held_out=args.held_out,
+        steps=args.steps,
+        lr=args.lr,
+        tune_layers=args.tune_layers,
+        train_bn=not args.frozen_bn,
+        strength=args.strength,
+        seed=args.seed,
+    )
+    train(config, args.data, args.split, args.cache, Path(args.out), log)
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.domain_fit")
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))

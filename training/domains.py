@@ -1,0 +1,154 @@
+"""The three staining domains as one table of labelled cells, and their model inputs at one
+physical scale.
+
+- ``pbc``: CellaVision single-cell crops (the duplicate-aware split of ``training split``);
+  the cell is the image's centre.
+- ``bccd``: smear fields with Pascal-VOC WBC boxes and ``labels.csv``; a field is used when
+  its classes can be matched to its boxes (one box and one class, or every class the same).
+- ``bionet``: Bio-Net fields holding one white cell of a known class and no box; the cell
+  is found by its nucleus (``locate_nucleus``).
+
+Fields of BCCD and Bio-Net are split by field (train / valid / test, seeded by the file
+name), so a held-out field is never trained on.  Every cell is cut by the core's
+``scaled_cell_input`` at the image's own estimated µm per pixel — the framing the
+application uses at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from yawbcc_desktop.core.imageio import read_rgb
+from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
+from yawbcc_desktop.core.smear import read_voc_boxes
+
+DOMAINS = ("pbc", "bccd", "bionet")
+CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split"]
+# Share of a smear domain's fields held out for testing (never trained on) and for validation.
+FIELD_TEST, FIELD_VALID = 0.25, 0.15
+
+
+def _field_split(name: str, seed: int = 42) -> str:
+    u = int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if u < FIELD_TEST else "valid" if u < FIELD_TEST + FIELD_VALID else "train"
+
+
+def pbc_cells(split_csv: str | Path) -> pd.DataFrame:
+    from .splits import drop_conflicts
+
+    split = drop_conflicts(pd.read_csv(split_csv))
+    out = split[["path", "group", "split"]].copy()
+    out["domain"], out["cx"], out["cy"] = "pbc", np.nan, np.nan
+    return out[CELL_COLUMNS]
+
+
+def bccd_cells(root: str | Path) -> pd.DataFrame:
+    """WBC boxes of the BCCD fields whose labels can be matched to their boxes."""
+    root = Path(root)
+    labels = pd.read_csv(root / "labels.csv", dtype=str).fillna("")
+    rows = []
+    for image, classes in zip(labels["image"], labels["wbc_classes"]):
+        names = [c.strip() for c in classes.split(";") if c.strip()]
+        xml = root / "Annotations" / f"{image}.xml"
+        if not names or not xml.exists() or len(set(names)) != 1:
+            continue
+        boxes = [b for b in read_voc_boxes(xml) if b[0] == "WBC"]
+        if not boxes or (len(names) > 1 and len(boxes) != len(names)):
+            continue
+        group = names[0]
+        for _name, x0, y0, x1, y1 in boxes:
+            path = root / "JPEGImages" / f"{image}.jpg"
+            rows.append((str(path), "bccd", group, (x0 + x1) / 2, (y0 + y1) / 2, _field_split(image)))
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def bionet_cells(root: str | Path) -> pd.DataFrame:
+    """One white cell per labelled Bio-Net field; the centre is filled in by ``prepare_domain_cache``."""
+    rows = []
+    for group_dir in sorted(Path(root, "cells").iterdir()):
+        if not group_dir.is_dir():
+            continue
+        for path in sorted(group_dir.glob("*.jpg")):
+            rows.append((str(path), "bionet", group_dir.name.upper(), np.nan, np.nan, _field_split(path.stem + group_dir.name)))
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
+    """Centre of the field's most strongly stained nucleus (violet stain absorbs red, lets
+    blue through); components touching the frame lose to any inside it."""
+    f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2)
+    od = -np.log((f + 1.0) / 256.0)
+    stain = od[..., 0] - od[..., 2]
+    top, mid = np.percentile(stain, 99.0), np.percentile(stain, 50)
+    thr = mid + 0.5 * (top - mid)
+    n, lab, stats, centres = cv2.connectedComponentsWithStats((stain > thr).astype(np.uint8))
+    if n < 2:
+        h, w = rgb.shape[:2]
+        return w / 2, h / 2
+    h, w = rgb.shape[:2]
+    best, best_score = 1, -np.inf
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        score = float(stain[lab == i].sum() - thr * area)
+        if x == 0 or y == 0 or x + bw >= w or y + bh >= h:
+            score -= 1e9
+        if score > best_score:
+            best, best_score = i, score
+    return float(centres[best][0]), float(centres[best][1])
+
+
+def all_cells(data_root: str | Path, split_csv: str | Path) -> pd.DataFrame:
+    data_root = Path(data_root)
+    return pd.concat(
+        [pbc_cells(split_csv), bccd_cells(data_root / "bccd"), bionet_cells(data_root / "deepbionet")], ignore_index=True
+    )
+
+
+def _prepare(args) -> tuple[np.ndarray, float, float, float]:
+    path, cx, cy, side, um_target, balance = args
+    rgb = read_rgb(path)
+    if np.isnan(cx):
+        if "deepbionet" in path:
+            cx, cy = locate_nucleus(rgb)
+        else:  # a single-cell crop is centred on its cell
+            cx, cy = rgb.shape[1] / 2, rgb.shape[0] / 2
+    um = estimate_um_per_px(rgb).um_per_px
+    return scaled_cell_input(rgb, (cx, cy), um, side, um_target, balance), um, cx, cy
+
+
+def prepare_domain_cache(
+    cells: pd.DataFrame, side: int, um_per_px: float, balance: bool, cache_dir: str | Path, log=print
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """uint8 inputs (N, side, side, 3) at ``um_per_px`` and the table with each image's
+    estimated ``um_per_px`` and cell centre; cached on disk by content."""
+    key_src = f"{side}|{um_per_px}|{balance}|" + "\n".join(f"{p}|{x}|{y}" for p, x, y in zip(cells.path, cells.cx, cells.cy))
+    key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"domains_{side}_{key}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        table = cells.copy()
+        table["um_per_px"], table["cx"], table["cy"] = data["um"], data["cx"], data["cy"]
+        return data["images"], table
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    images = np.zeros((len(cells), side, side, 3), np.uint8)
+    um = np.zeros(len(cells))
+    cx, cy = cells["cx"].to_numpy(float).copy(), cells["cy"].to_numpy(float).copy()
+    jobs = [(p, x, y, side, um_per_px, balance) for p, x, y in zip(cells.path, cx, cy)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for i, (arr, u, x, y) in enumerate(pool.map(_prepare, jobs, chunksize=32)):
+            images[i], um[i], cx[i], cy[i] = arr, u, x, y
+            if (i + 1) % 2000 == 0:
+                log(f"  prepared {i + 1}/{len(cells)} cells")
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, um=um, cx=cx, cy=cy)
+    tmp.replace(cache)
+    table = cells.copy()
+    table["um_per_px"], table["cx"], table["cy"] = um, cx, cy
+    return images, table

@@ -1,0 +1,83 @@
+"""Physical scale: how many micrometres one pixel of an image spans, and cells resampled
+to one fixed scale before the model.
+
+Labs image at different magnifications and cameras (PBC's CellaVision about 0.10 µm per
+pixel, BCCD about 0.07, Bio-Net 0.09-0.12), so a cell framed by pixels looks bigger or
+smaller to the model from one lab to the next.  Red cells are the ruler every smear carries:
+their diameter is about 7.5 µm in any healthy lab's smear.  The training module and the
+application both frame cells with ``scaled_cell_input``, so a model sees the same
+micrometres per pixel at run time as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cells import CellRegion
+from .preprocess import cell_crop, colour_balance, resize
+
+RBC_DIAMETER_UM = 7.5
+# Fallback ruler when an image shows no red cells: a white cell's segmented outline is
+# about this wide (median over 280 PBC nucleated cells, scaled by their red cells: 13.3 µm;
+# class medians 10.1 erythroblast to 14.9 monocyte).
+WBC_DIAMETER_UM = 13.0
+# Last resort, a CellaVision DM96 crop (PBC), the scale most single-cell exports share.
+DEFAULT_UM_PER_PX = 0.097
+# Estimates outside this range are a failed measurement, not a microscope.
+PLAUSIBLE_UM_PER_PX = (0.02, 1.0)
+
+# Sources of an estimate, in the words the session and the CSV show.
+FROM_RED_CELLS, FROM_WHITE_CELL, FROM_DEFAULT = "red cells", "white cell", "default"
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    um_per_px: float
+    source: str
+
+
+def estimate_um_per_px(rgb: np.ndarray, regions: list[CellRegion] = ()) -> ScaleEstimate:
+    """The image's pixel size from its red cells, else from its white cells' size."""
+    from .smear import measure_rbc_radius
+
+    lo, hi = PLAUSIBLE_UM_PER_PX
+    radius = measure_rbc_radius(rgb)
+    if radius:
+        um = RBC_DIAMETER_UM / (2.0 * radius)
+        if lo <= um <= hi:
+            return ScaleEstimate(um, FROM_RED_CELLS)
+    diameters = [equivalent_diameter_px(r) for r in regions if r.mask is not None and r.mask.any()]
+    if diameters:
+        um = WBC_DIAMETER_UM / float(np.median(diameters))
+        if lo <= um <= hi:
+            return ScaleEstimate(um, FROM_WHITE_CELL)
+    return ScaleEstimate(DEFAULT_UM_PER_PX, FROM_DEFAULT)
+
+
+def equivalent_diameter_px(region: CellRegion) -> float:
+    """Diameter of the disc with the area of the cell's mask, in source pixels."""
+    return float(np.sqrt(4.0 * np.count_nonzero(region.mask) / np.pi))
+
+
+def cell_diameter_um(region: CellRegion, um_per_px: float) -> float:
+    return equivalent_diameter_px(region) * um_per_px
+
+
+def scaled_cell_input(
+    rgb: np.ndarray, centre: tuple[float, float], um_per_px: float, side: int, target_um_per_px: float, balance: bool
+) -> np.ndarray:
+    """A ``side`` x ``side`` model input centred on ``centre``, at ``target_um_per_px``.
+
+    The square spans ``side * target_um_per_px`` micrometres of the slide whatever the
+    microscope; edges are replicated where it leaves the image.
+    """
+    span_px = max(8.0, side * target_um_per_px / um_per_px)
+    # cell_crop frames a square of side context x the region's larger side; a 1-px region
+    # at the centre makes that exactly span_px.
+    point = CellRegion(int(round(centre[0] - 0.5)), int(round(centre[1] - 0.5)), 1, 1, np.ones((1, 1), bool))
+    crop = cell_crop(rgb, point, span_px)
+    if balance:
+        crop = colour_balance(crop)
+    return resize(crop, side)
