@@ -354,12 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", help="the run's split CSV (for --tta)")
     p.add_argument("--cache", default="cache")
+    from . import domain_fit
+
+    p = sub.add_parser("domains", help="fine-tune a bundle across PBC, BCCD and Bio-Net (stain-robust, one µm per pixel)")
+    domain_fit.add_arguments(p)
     return parser
+
+
+def _domains(args) -> int:
+    from .domain_fit import run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"index": _index, "split": _split, "fit": _fit, "evaluate": _evaluate_cmd, "export": _export}
+    handlers = {"index": _index, "split": _split, "fit": _fit, "evaluate": _evaluate_cmd, "export": _export, "domains": _domains}
     return handlers[args.command](args)
 
 

@@ -101,6 +101,36 @@ def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray
     }
 
 
+def adabn_metrics(model, images: np.ndarray, labels: np.ndarray, side: int, batch: int = 256) -> dict:
+    """Accuracy after re-estimating every batch-norm statistic on the images analysed (AdaBN,
+    Li et al. 2016); the model's weights are restored afterwards."""
+    import keras
+
+    saved = model.get_weights()
+    bns = [lay for lay in _all_layers(model) if isinstance(lay, keras.layers.BatchNormalization)]
+    momenta = [b.momentum for b in bns]
+    try:
+        for b in bns:
+            b.momentum = 0.0
+        x = _center(np.asarray(images[:batch]), side).astype(np.float32)
+        model(x, training=True)
+        chunks = [_center(images[i : i + 128], side).astype(np.float32) for i in range(0, len(images), 128)]
+        probs = np.concatenate([np.asarray(model.predict_on_batch(c)) for c in chunks])
+    finally:
+        for b, m in zip(bns, momenta):
+            b.momentum = m
+        model.set_weights(saved)
+    pred = probs.argmax(axis=1)
+    return {"accuracy": float(np.mean(pred == labels)), "balanced_accuracy_4": balanced_accuracy_four(labels, pred)}
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     from .calibration import fit_temperature as fit
 
@@ -211,6 +241,10 @@ def evaluate_run(model, config, table, images, labels, out: Path, train_minutes:
                 f"{d} {part}: n={m['n']} accuracy={m['accuracy']:.4f} balanced-4={m['balanced_accuracy_4']:.3f} "
                 f"flagged={m['flagged']:.3f} (unfamiliar {m['flagged_unfamiliar']:.3f}) wrong in queue={m['wrong_in_queue']:.3f}"
             )
+    if config.held_out:
+        sel = np.flatnonzero(table["domain"].eq(config.held_out).to_numpy())
+        report[f"{config.held_out}_all_adabn"] = adabn_metrics(model, images[sel], labels[sel], config.input_size)
+        log(f"{config.held_out} all, AdaBN: {report[f'{config.held_out}_all_adabn']}")
     report["training_minutes"] = train_minutes
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     fam.save(out / FAMILIARITY_FILE)
@@ -236,7 +270,7 @@ def evaluate_run(model, config, table, images, labels, out: Path, train_minutes:
 
 def add_arguments(p) -> None:
     d = DomainFitConfig()
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     p.add_argument("--split", default="runs/split.csv", help="PBC split CSV (python -m training split)")
     p.add_argument("--base", default=d.base, help="bundle to start from")
     p.add_argument("--held-out", choices=DOMAINS, help="leave this domain out (leave-one-domain-out)")
@@ -244,6 +278,7 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--tune-layers", type=int, default=d.tune_layers, help="last N backbone layers trainable (-1 all)")
     p.add_argument("--frozen-bn", action="store_true", help="keep batch-norm statistics and scales as the base had them")
+    p.add_argument("--domain-weights", default="pbc=0.4,bccd=0.3,bionet=0.3", help="share of each domain in a batch")
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--cache", default="cache")
@@ -260,6 +295,7 @@ def run(args, log=print) -> int:
         train_bn=not args.frozen_bn,
         strength=args.strength,
         seed=args.seed,
+        domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )
     train(config, args.data, args.split, args.cache, Path(args.out), log)
     return 0

@@ -1,0 +1,166 @@
+"""Cross-lab figures: leave-one-domain-out classification, the to-review queue, and smear
+fields end to end.
+
+    .venv/bin/python benchmarks/cross_lab.py --runs runs/lodo-bccd runs/lodo-bionet [--bundles multi-domain]
+        [--train-missing --steps 400] [--smear-bundle multi-domain]
+
+For each run (a bundle trained by ``python -m training domains --held-out D``, or any
+bundle), every labelled cell of the three domains is framed by the application's own code
+(``core.scale.scaled_cell_input`` at the image's estimated µm per pixel) and classified by
+``ModelBundle.classify`` (calibration, test-time views and familiarity as in the app).
+Printed per domain: balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil,
+accuracy over all present classes, the share of cells flagged for review, and the share
+of wrong cells that land in the to-review queue at the default threshold — split into its
+reasons (low confidence, unfamiliar image).  For the held-out domain every cell counts
+(it was never trained on); for the training domains only their held-out test fields.
+
+``--smear-bundle`` runs the whole smear pipeline (``yawbcc classify --mode smear``) on the
+held-out test fields of BCCD: white cells found (IoU >= 0.5 with the annotated box), the
+share of annotated white cells put in their right class, and the share of wrong ones in the
+queue (size/class conflict included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.domain_fit import balanced_accuracy_four  # noqa: E402
+from training.domains import DOMAINS, all_cells, locate_nucleus  # noqa: E402
+from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
+from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
+from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
+from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
+from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def cell_inputs(cells: pd.DataFrame, side: int, um_target: float, balance: bool) -> np.ndarray:
+    out = np.zeros((len(cells), side, side, 3), np.uint8)
+    for i, (path, cx, cy) in enumerate(zip(cells.path, cells.cx, cells.cy)):
+        rgb = read_rgb(path)
+        if np.isnan(cx):
+            cx, cy = locate_nucleus(rgb) if "deepbionet" in path else (rgb.shape[1] / 2, rgb.shape[0] / 2)
+        out[i] = scaled_cell_input(rgb, (cx, cy), estimate_um_per_px(rgb).um_per_px, side, um_target, balance)
+    return out
+
+
+def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
+    x = cell_inputs(cells, bundle.card.input_size, bundle.card.um_per_px, bundle.card.balance)
+    probs, fam = [], []
+    for i in range(0, len(x), 64):
+        p, s = bundle.classify(x[i : i + 64])
+        probs.append(p)
+        fam.append(s if s is not None else np.full(len(p), np.nan))
+    probs, fam = np.concatenate(probs), np.concatenate(fam)
+    labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
+    pred, conf = probs.argmax(axis=1), probs.max(axis=1)
+    # One cell per image in these sets: the image score is the cell's score.
+    unfamiliar = np.array([bundle.familiarity.is_unfamiliar(s) for s in fam]) if bundle.familiarity else np.zeros(len(x), bool)
+    wrong, low = pred != labels, conf < threshold
+    queue = low | unfamiliar
+    return {
+        "n": len(x),
+        "bal4": balanced_accuracy_four(labels, pred),
+        "acc": float(np.mean(~wrong)),
+        "flagged": float(np.mean(queue)),
+        "unfamiliar": float(np.mean(unfamiliar)),
+        "wrong": int(wrong.sum()),
+        "wrong_in_queue": float(np.mean(queue[wrong])) if wrong.any() else float("nan"),
+        "wrong_low_conf": float(np.mean(low[wrong])) if wrong.any() else float("nan"),
+    }
+
+
+def lodo_table(bundles: list[str], threshold: float) -> None:
+    cells = all_cells(DATA, ROOT / "runs" / "split.csv")
+    head = ["cells", "bal-4", "acc", "flag", "unfam", "wrong", "w→q"]
+    print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
+    for name in bundles:
+        bundle = ModelBundle(resolve_bundle(name))
+        held = bundle.card.extra.get("held_out_domain")
+        for d in DOMAINS:
+            part = cells[cells.domain.eq(d) & (cells.split.eq("test") | (d == held))]
+            m = score(bundle, part, threshold)
+            tag = d + (" *" if d == held else "")
+            print(
+                f"{bundle.name:24} {tag:8} {m['n']:6d} {m['bal4']:6.3f} {m['acc']:6.3f} {m['flagged']:6.3f} "
+                f"{m['unfamiliar']:6.3f} {m['wrong']:6d} {m['wrong_in_queue']:6.3f} {m['wrong_low_conf']:8.3f}",
+                flush=True,
+            )
+    print("* held-out domain (never trained on): all its cells. Other domains: their held-out test fields / split.")
+    print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence or unfamiliar image);")
+    print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
+
+
+def smear_fields(bundle_name: str, threshold: float) -> None:
+    """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes."""
+    from training.domains import _field_split
+    from yawbcc_desktop.core.pipeline import analyse
+    from yawbcc_desktop.core.review_rules import review_reasons
+    from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
+
+    labels = pd.read_csv(DATA / "bccd" / "labels.csv", dtype=str).fillna("")
+    fields = [(img, cls) for img, cls in zip(labels.image, labels.wbc_classes) if cls and _field_split(img) == "test"]
+    bundle = ModelBundle(resolve_bundle(bundle_name))
+    paths = [DATA / "bccd" / "JPEGImages" / f"{img}.jpg" for img, _ in fields]
+    truth_total = found = right = 0
+    wrong_total = wrong_queued = 0
+    conflicts = 0
+    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle)):
+        names = [c for c in cls.split(";") if c]
+        boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
+        if len(set(names)) != 1:
+            continue  # several classes in no particular order: cannot tell which box is which
+        for _n, x0, y0, x1, y1 in boxes:
+            truth_total += 1
+            truth = (x0, y0, x1, y1)
+            best = max(result.cells, key=lambda c: box_iou(_as_xyxy(c.region), truth), default=None)
+            if best is None or box_iou(_as_xyxy(best.region), truth) < 0.5:
+                continue
+            found += 1
+            reasons = review_reasons(best.confidence, threshold, best.flags)
+            conflicts += any("size says" in r for r in reasons)
+            if best.predicted == names[0]:
+                right += 1
+            else:
+                wrong_total += 1
+                wrong_queued += bool(reasons)
+    print(
+        f"BCCD held-out test fields, smear mode, {bundle.name}: {truth_total} annotated white cells, found {found} "
+        f"({found / max(truth_total, 1):.3f}), right class {right} ({right / max(truth_total, 1):.3f} of annotated, "
+        f"{right / max(found, 1):.3f} of found); wrong {wrong_total}, of them in the queue {wrong_queued}; "
+        f"size/class conflicts {conflicts}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundles", nargs="*", default=[], help="bundle names or folders (LODO runs are bundle folders)")
+    parser.add_argument("--train-missing", nargs="*", default=[], metavar="DOMAIN", help="train LODO runs that do not exist yet")
+    parser.add_argument("--steps", type=int, default=400, help="training steps of a LODO run (the cheaper recipe)")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
+    args = parser.parse_args()
+    for d in args.train_missing:
+        out = ROOT / "runs" / f"lodo-{d}"
+        if not (out / "model.keras").exists():
+            cmd = [sys.executable, "-m", "training", "domains", "--held-out", d, "--steps", str(args.steps), "--out", str(out)]
+            subprocess.run(cmd, check=True, cwd=ROOT)
+        args.bundles.append(str(out))
+    if args.bundles:
+        lodo_table(args.bundles, args.threshold)
+    if args.smear_bundle:
+        smear_fields(args.smear_bundle, args.threshold)
+
+
+if __name__ == "__main__":
+    main()
