@@ -4,6 +4,7 @@ newer version, locked)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.cells import CellRegion
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.pipeline import CellRecord, ImageResult
@@ -392,3 +394,159 @@ def test_worker_thread_adds_images_while_main_thread_corrects(session):
     assert not errors
     summary = session.summary(0.9)
     assert (summary.images, summary.cells, summary.corrected) == (31, 110, 20)
+
+
+# -- what the analysis measured: scale, familiarity, flags; files of the previous format ----------
+
+
+def measured_result(path: str, unfamiliar: bool = True) -> ImageResult:
+    """An image as the analysis leaves it with a familiarity model: scale, scores and flags."""
+    result = image_result(path, [("NEUTROPHIL", 0.99), ("PLATELET", 0.97), ("LYMPHOCYTE", 0.5)])
+    result.um_per_px, result.scale_source = 0.097, "red cells"
+    result.unfamiliar_score, result.unfamiliar = 7.5, unfamiliar
+    # The "platelet" is too big for one: size and class disagree.
+    sizes = (review_rules.WBC_MIN_UM + 6.0, review_rules.PLATELET_MAX_UM + 3.0, review_rules.WBC_MIN_UM + 3.0)
+    for cell, diameter, score in zip(result.cells, sizes, (6.0, 7.5, 9.0)):
+        cell.diameter_um, cell.unfamiliar_score = diameter, score
+        cell.flags = review_rules.analysis_flags(cell.predicted, cell.diameter_um, unfamiliar)
+    return result
+
+
+def test_scale_familiarity_and_flags_are_stored_and_reopened(tmp_path):
+    path = tmp_path / "m.yawbcc"
+    with ReviewSession.create(path) as s:
+        ids = s.add_image(measured_result("/lab/u.png"), unfamiliar_threshold=3.0)
+        s.add_image(image_result("/lab/plain.png", [("NEUTROPHIL", 0.99)]))  # no familiarity model
+    with ReviewSession.open(path, readonly=True) as s:
+        im, plain = s.images()
+        assert (im.um_per_px, im.scale_source, im.unfamiliar_score, im.unfamiliar, im.unfamiliar_threshold) == (
+            pytest.approx(0.097), "red cells", 7.5, True, 3.0,
+        )  # fmt: skip
+        assert np.isnan(plain.um_per_px) and np.isnan(plain.unfamiliar_score) and np.isnan(plain.unfamiliar_threshold)
+        assert not plain.unfamiliar and plain.scale_source == ""
+        a, b, c = s.cells(ids)
+        assert (a.diameter_um, a.unfamiliar_score, a.flags) == (review_rules.WBC_MIN_UM + 6.0, 6.0, "unfamiliar image")
+        # The big "platelet": size and class disagree, stored with the unfamiliar flag.
+        assert b.flags == f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SAYS_WBC}"
+        assert b.review_reasons(0.9) == [review_rules.UNFAMILIAR, review_rules.SIZE_SAYS_WBC]
+        assert c.review_reasons(0.9) == [review_rules.LOW_CONFIDENCE, review_rules.UNFAMILIAR]
+        [d] = s.cells(image_id=plain.id)
+        assert np.isnan(d.diameter_um) and d.flags == "" and d.review_reasons(0.9) == []
+
+
+def test_flags_put_confident_cells_in_the_queue_until_reviewed(session):
+    flagged = session.add_image(measured_result("/lab/p1/u.png"))
+    familiar = session.add_image(measured_result("/lab/p2/f.png", unfamiliar=False))
+    # Unfamiliar image: every cell waits, the 99 % one too; a familiar image: only the low
+    # confidence cell and the 9 µm platelet.
+    assert session.cell_ids(queue_threshold=0.9) == flagged + [familiar[1], familiar[2]]
+    assert [c.in_queue(0.9) for c in session.cells(flagged + familiar)] == [True, True, True, False, True, True]
+    assert session.to_review_count(0.9, folder="/lab/p1") == 3 and session.summary(0.9).to_review == 5
+    # A threshold of 0 leaves only the flagged cells.
+    assert session.cell_ids(queue_threshold=0.0) == flagged + [familiar[1]]
+    with pytest.raises(SignOffRefused, match="3 cell"):
+        session.sign_off("Ann", 0.0, folder="/lab/p1")
+    session.confirm(flagged, "Ann")  # reviewed: out of the queue whatever its flags
+    assert session.cell(flagged[0]).review_reasons(0.9) == [] and not session.cell(flagged[0]).in_queue(0.9)
+    assert session.to_review_count(0.9, folder="/lab/p1") == 0
+    assert session.sign_off("Ann", 0.9, folder="/lab/p1").counts == {"NEUTROPHIL": 1, "PLATELET": 1, "LYMPHOCYTE": 1}
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.9, 0.97, 0.99, 1.0])
+def test_queue_sql_picks_exactly_the_cells_the_rule_says(session, threshold):
+    rng = np.random.default_rng(7)
+    for k in range(12):
+        result = measured_result(f"/lab/r{k}.png", unfamiliar=bool(k % 3 == 0))
+        for cell in result.cells:
+            cell.probs = probs_for(GROUPS[int(rng.integers(len(GROUPS)))], float(rng.choice([0.3, 0.5, 0.9, 0.97, 1.0])))
+            cell.flags = review_rules.analysis_flags(cell.predicted, cell.diameter_um, result.unfamiliar)
+        result.cells.append(CellRecord(result.path, 3, CellRegion(0, 0, 4, 4, None)))  # not classified
+        session.add_image(result)
+    session.confirm(session.cell_ids()[::4], "Ann")
+    by_rule = [c.id for c in session.cells(session.cell_ids()) if c.in_queue(threshold)]
+    assert session.cell_ids(queue_threshold=threshold) == by_rule
+    assert session.to_review_count(threshold) == len(by_rule) > 0
+
+
+# Format 1, as YAWBCC wrote it before scale and familiarity were stored.
+V1_SCHEMA = """
+CREATE TABLE session_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE image (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, folder TEXT NOT NULL, status TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT '', width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0, analysed_at TEXT NOT NULL);
+CREATE INDEX image_folder ON image(folder);
+CREATE TABLE cell (id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES image(id),
+    cell_index INTEGER NOT NULL, kind TEXT NOT NULL, x INTEGER NOT NULL, y INTEGER NOT NULL, width INTEGER NOT NULL,
+    height INTEGER NOT NULL, mask BLOB, model TEXT NOT NULL DEFAULT '', predicted TEXT, confidence REAL, probs BLOB,
+    label TEXT, reviewer TEXT NOT NULL DEFAULT '', reviewed_at TEXT NOT NULL DEFAULT '', UNIQUE (image_id, cell_index));
+CREATE INDEX cell_confidence ON cell(confidence);
+CREATE TABLE review_action (id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('set', 'confirm', 'undo', 'redo')),
+    reverts INTEGER REFERENCES review_action(id), reviewer TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE correction (id INTEGER PRIMARY KEY, action_id INTEGER NOT NULL REFERENCES review_action(id),
+    cell_id INTEGER NOT NULL REFERENCES cell(id), predicted TEXT, previous TEXT, label TEXT, reviewer TEXT NOT NULL,
+    at TEXT NOT NULL);
+CREATE INDEX correction_cell ON correction(cell_id);
+CREATE TABLE sign_off (id INTEGER PRIMARY KEY, folder TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL,
+    threshold REAL NOT NULL, last_correction INTEGER NOT NULL, last_cell INTEGER NOT NULL, counts TEXT NOT NULL);
+"""
+
+
+def _v1_session(path: Path) -> Path:
+    """A format-1 file: two images, three cells (confident, unsure, not classified), one correction."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(f"BEGIN; {V1_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1; COMMIT;")
+    conn.execute("INSERT INTO session_info VALUES ('class_order', ?)", (json.dumps(GROUPS),))
+    conn.execute("INSERT INTO image VALUES (1, '/lab/a/f.png', '/lab/a', 'analysed', '', 'smear', 640, 480, 't0')")
+    conn.execute("INSERT INTO image VALUES (2, '/lab/a/g.png', '/lab/a', 'analysed', '', 'cell', 360, 360, 't0')")
+    rows = [(1, 1, 0, "NEUTROPHIL", 0.99), (2, 1, 1, "IG", 0.6), (3, 2, 0, None, None)]
+    for cid, image_id, index, predicted, confidence in rows:
+        probs = probs_for(predicted, confidence).tobytes() if predicted else None
+        conn.execute(
+            "INSERT INTO cell (id, image_id, cell_index, kind, x, y, width, height, model, predicted, confidence, probs) "
+            "VALUES (?, ?, ?, 'WBC', 0, 0, 20, 30, 'm1', ?, ?, ?)",
+            (cid, image_id, index, predicted, confidence, probs),
+        )
+    conn.execute("INSERT INTO review_action VALUES (1, 'set', NULL, 'Ann', 't1')")
+    conn.execute("INSERT INTO correction VALUES (1, 1, 2, 'IG', NULL, 'MONOCYTE', 'Ann', 't1')")
+    conn.execute("UPDATE cell SET label = 'MONOCYTE', reviewer = 'Ann', reviewed_at = 't1' WHERE id = 2")
+    conn.close()
+    return path
+
+
+def _columns(path: Path) -> dict[str, list[str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {t: [(r[1], r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({t})")] for t in ("image", "cell")}
+    finally:
+        conn.close()
+
+
+def test_a_previous_format_file_is_read_untouched_and_migrated_when_opened_for_review(tmp_path):
+    path = _v1_session(tmp_path / "old.yawbcc")
+    before = path.read_bytes()
+    # Read-only (export while another YAWBCC has it): readable as this format, not a byte changed.
+    with ReviewSession.open(path, readonly=True) as s:
+        images = s.images()
+        assert [im.path for im in images] == ["/lab/a/f.png", "/lab/a/g.png"]
+        assert np.isnan(images[0].um_per_px) and not images[0].unfamiliar and images[0].scale_source == ""
+        cells = s.cells(s.cell_ids())
+        assert [c.flags for c in cells] == ["", "", ""] and np.isnan(cells[0].diameter_um)
+        assert [c.final_label for c in cells] == ["NEUTROPHIL", "MONOCYTE", ""]
+        assert s.cell_ids(queue_threshold=0.9) == [3]  # the rule of format 1: the unclassified cell
+        assert s.to_review_count(0.9) == 1 and s.summary(0.9).corrected == 1
+    assert path.read_bytes() == before
+    # Opened for review: migrated in place, every row kept, writable as a new file is.
+    with ReviewSession.open(path) as s:
+        assert [c.final_label for c in s.cells(s.cell_ids())] == ["NEUTROPHIL", "MONOCYTE", ""]
+        assert [(h.cell_id, h.label) for h in s.history()] == [(2, "MONOCYTE")]
+        new = s.add_image(measured_result("/lab/b/u.png"), unfamiliar_threshold=3.0)
+        assert s.cell_ids(queue_threshold=0.9) == [3, *new]
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+    with ReviewSession.create(tmp_path / "new.yawbcc"):
+        pass
+    assert _columns(path) == _columns(tmp_path / "new.yawbcc")
+    with ReviewSession.open(path, readonly=True) as s:
+        assert s.image("/lab/b/u.png").unfamiliar and s.cell(new[0]).flags == review_rules.UNFAMILIAR

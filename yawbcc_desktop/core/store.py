@@ -39,12 +39,13 @@ from urllib.parse import quote
 
 import numpy as np
 
+from . import review_rules
 from .classes import GROUPS, REVIEW_LABELS
 
 if TYPE_CHECKING:
     from .pipeline import ImageResult
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration in _check_schema
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with the columns it adds in _ADDED_COLUMNS
 APPLICATION_ID = 0x59574243  # PRAGMA application_id, "YWBC": tells our files from other SQLite files
 SESSION_SUFFIX = ".yawbcc"  # suggested file name ending for file dialogs
 FAILED = "failed"  # core.pipeline's word; not imported so the GUI thread stays light
@@ -63,7 +64,13 @@ CREATE TABLE image (
     mode TEXT NOT NULL DEFAULT '',      -- cell / smear
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
-    analysed_at TEXT NOT NULL
+    analysed_at TEXT NOT NULL,
+    -- format 2: what the analysis measured on the whole image (core/scale.py, core/familiarity.py)
+    um_per_px REAL,                     -- estimated pixel size; NULL: not measured
+    scale_source TEXT NOT NULL DEFAULT '',  -- red cells / white cell / default
+    unfamiliar_score REAL,              -- median of its cells' scores; NULL: no familiarity model
+    unfamiliar INTEGER NOT NULL DEFAULT 0,  -- 1: score above the model's threshold
+    unfamiliar_threshold REAL           -- that threshold; NULL: no familiarity model
 );
 CREATE INDEX image_folder ON image(folder);
 CREATE TABLE cell (
@@ -81,6 +88,10 @@ CREATE TABLE cell (
     label TEXT,                         -- NULL: not reviewed, the prediction stands
     reviewer TEXT NOT NULL DEFAULT '',
     reviewed_at TEXT NOT NULL DEFAULT '',
+    -- format 2
+    diameter_um REAL,                   -- the segmented outline's equivalent diameter
+    unfamiliar_score REAL,              -- NULL: no familiarity model
+    flags TEXT NOT NULL DEFAULT '',     -- review_rules.analysis_flags, joined by '; ' ('' none)
     UNIQUE (image_id, cell_index)
 );
 CREATE INDEX cell_confidence ON cell(confidence);
@@ -113,6 +124,30 @@ CREATE TABLE sign_off (
     counts TEXT NOT NULL                -- JSON {final label: cells}, what was signed
 );
 """
+# Columns each format added to an older file's tables: (table, column, declaration, their
+# value in an older file).  Opened for writing, an older file gets them by ALTER TABLE;
+# opened read-only, by temporary views (``_read_older``).  The CREATE TABLEs above hold them
+# too, and a test checks that a migrated file has the same columns as a new one.
+_ADDED_COLUMNS: dict[int, list[tuple[str, str, str, str]]] = {
+    2: [
+        ("image", "um_per_px", "REAL", "NULL"),
+        ("image", "scale_source", "TEXT NOT NULL DEFAULT ''", "''"),
+        ("image", "unfamiliar_score", "REAL", "NULL"),
+        ("image", "unfamiliar", "INTEGER NOT NULL DEFAULT 0", "0"),
+        ("image", "unfamiliar_threshold", "REAL", "NULL"),
+        ("cell", "diameter_um", "REAL", "NULL"),
+        ("cell", "unfamiliar_score", "REAL", "NULL"),
+        ("cell", "flags", "TEXT NOT NULL DEFAULT ''", "''"),
+    ],
+}
+assert max(_ADDED_COLUMNS) == SCHEMA_VERSION
+
+
+def _columns_since(version: int) -> list[tuple[str, str, str, str]]:
+    """The columns a file of format ``version`` lacks."""
+    return [col for v in sorted(_ADDED_COLUMNS) if v > version for col in _ADDED_COLUMNS[v]]
+
+
 # History is never rewritten: undo appends rows, and SQLite itself refuses the rest.
 _SCHEMA += "".join(
     f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
@@ -217,6 +252,11 @@ class SessionImage:
     height: int
     analysed_at: str
     cell_count: int
+    um_per_px: float = math.nan  # estimated pixel size (nan: not measured, or an older session)
+    scale_source: str = ""  # what it was measured on: red cells / white cell / default
+    unfamiliar_score: float = math.nan  # nan: classified without a familiarity model
+    unfamiliar: bool = False  # its look is far from the model's training images
+    unfamiliar_threshold: float = math.nan  # the model's threshold on the score
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -239,6 +279,9 @@ class SessionCell:
     label: str | None  # the reviewer's label; None while not reviewed
     reviewer: str
     reviewed_at: str
+    diameter_um: float = math.nan  # nan: not measured (an older session)
+    unfamiliar_score: float = math.nan  # nan: no familiarity model
+    flags: str = ""  # reasons for review fixed at analysis (review_rules), joined by "; "
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -258,9 +301,15 @@ class SessionCell:
         """True when a reviewer gave a label other than the model's."""
         return self.label is not None and self.label != self.predicted
 
+    def review_reasons(self, threshold: float) -> list[str]:
+        """Why the cell waits for review (``core.review_rules``); [] once reviewed or if nothing calls for it."""
+        if self.label is not None:
+            return []
+        return review_rules.review_reasons(self.confidence, threshold, self.flags)
+
     def in_queue(self, threshold: float) -> bool:
-        """Waits for review: not reviewed yet, and below ``threshold`` (or not classified)."""
-        return self.label is None and not self.confidence >= threshold
+        """Waits for review: not reviewed yet, and a reason to (``review_reasons``)."""
+        return bool(self.review_reasons(threshold))
 
 
 class CellChange(NamedTuple):
@@ -340,6 +389,11 @@ def _abspath(path: str | os.PathLike) -> str:
     return os.path.abspath(os.fspath(path))
 
 
+def _real(value: float | None) -> float | None:
+    """A float for SQLite, NULL for None or nan (SQLite has no nan)."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def _pack_mask(mask: np.ndarray | None, height: int, width: int) -> bytes | None:
     if mask is None or mask.shape != (height, width):
         return None
@@ -398,8 +452,10 @@ class ReviewSession:
         had_wal, had_shm = wal.exists(), shm.exists()
         session = cls(path, readonly, lock)
         try:
-            session._check_schema(session._conn())
+            version = session._check_schema(session._conn())
             session._check_integrity()
+            if version < SCHEMA_VERSION and not readonly:
+                session._migrate(version)
         except BaseException:
             session.close()
             # SQLite keeps the empty WAL files it made beside a file it could not read;
@@ -462,6 +518,7 @@ class ReviewSession:
             if self.readonly:
                 uri = f"file:{quote(str(self.path))}?mode=ro"
                 conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+                _read_older(conn)
                 conn.execute("PRAGMA query_only = ON")
             else:
                 # Used only by the thread that made it; check_same_thread=False lets close() reach it.
@@ -498,7 +555,8 @@ class ReviewSession:
         except sqlite3.DatabaseError as exc:
             raise _read_error(self.path, exc) from exc
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """Refuse a file that is not a session or is too new; returns its format."""
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -509,9 +567,17 @@ class ReviewSession:
             raise SessionCorrupt(self.path, "it is an SQLite database, but not a YAWBCC review session")
         if version > SCHEMA_VERSION:
             raise SessionTooNew(self.path, version)
-        # Older formats would be migrated here, inside one transaction, before any other write.
         if version < 1 or not _TABLES <= tables:
             raise SessionCorrupt(self.path, f"its tables are incomplete (format {version})")
+        return version
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older file to this format, in one transaction before any other write:
+        the columns it lacks, with their older-file values (``_ADDED_COLUMNS``)."""
+        with self._write() as conn:
+            for table, column, declaration, _ in _columns_since(version):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_integrity(self) -> None:
         problems = [r[0] for r in self._read("PRAGMA quick_check(5)")]
@@ -520,39 +586,50 @@ class ReviewSession:
 
     # -- analysis results (any thread; the GUI's worker)
 
-    def add_image(self, result: ImageResult) -> list[int] | None:
+    def add_image(self, result: ImageResult, unfamiliar_threshold: float | None = None) -> list[int] | None:
         """Store one analysed image and its cells in one transaction; returns the new cell ids.
 
         An image already in the session keeps what it has (its cells may carry corrections)
         and ``None`` is returned; one that had failed is replaced by the new result.
+        ``unfamiliar_threshold``: the model's familiarity threshold (None: it has none),
+        kept to say why an image is unfamiliar.
         """
-        return self.add_images([result])[0]
+        return self.add_images([result], unfamiliar_threshold)[0]
 
-    def add_images(self, results: Iterable[ImageResult]) -> list[list[int] | None]:
+    def add_images(self, results: Iterable[ImageResult], unfamiliar_threshold: float | None = None) -> list[list[int] | None]:
         """``add_image`` for several results in one transaction (fewer disk syncs)."""
         out: list[list[int] | None] = []
         now = _now()
         with self._write() as conn:
             for result in results:
-                out.append(self._insert_image(conn, result, now))
+                out.append(self._insert_image(conn, result, now, unfamiliar_threshold))
         return out
 
-    def _insert_image(self, conn: sqlite3.Connection, result: ImageResult, now: str) -> list[int] | None:
+    def _insert_image(
+        self, conn: sqlite3.Connection, result: ImageResult, now: str, unfamiliar_threshold: float | None
+    ) -> list[int] | None:
         path = _abspath(result.path)
         row = conn.execute("SELECT id, status FROM image WHERE path = ?", (path,)).fetchone()
-        values = (result.status, result.error or "", result.mode, result.width, result.height, now)
+        values = (
+            result.status, result.error or "", result.mode, result.width, result.height, now,
+            _real(getattr(result, "um_per_px", None)), getattr(result, "scale_source", ""),
+            _real(getattr(result, "unfamiliar_score", None)), int(bool(getattr(result, "unfamiliar", False))),
+            _real(unfamiliar_threshold),
+        )  # fmt: skip
         if row is not None and row[1] != FAILED:
             return None
         if row is not None:  # a failed image has no cells: the retry only replaces its row
             image_id = row[0]
             conn.execute(
-                "UPDATE image SET status=?, error=?, mode=?, width=?, height=?, analysed_at=? WHERE id=?",
+                "UPDATE image SET status=?, error=?, mode=?, width=?, height=?, analysed_at=?, um_per_px=?, "
+                "scale_source=?, unfamiliar_score=?, unfamiliar=?, unfamiliar_threshold=? WHERE id=?",
                 (*values, image_id),
             )
         else:
             image_id = conn.execute(
-                "INSERT INTO image (path, folder, status, error, mode, width, height, analysed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO image (path, folder, status, error, mode, width, height, analysed_at, um_per_px, "
+                "scale_source, unfamiliar_score, unfamiliar, unfamiliar_threshold) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (path, os.path.dirname(path), *values),
             ).lastrowid
         ids = []
@@ -562,7 +639,8 @@ class ReviewSession:
             ids.append(
                 conn.execute(
                     "INSERT INTO cell (image_id, cell_index, kind, x, y, width, height, mask, model, predicted, "
-                    "confidence, probs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "confidence, probs, diameter_um, unfamiliar_score, flags) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         image_id,
                         int(cell.cell_id),
@@ -576,6 +654,9 @@ class ReviewSession:
                         cell.predicted if classified else None,
                         cell.confidence if classified else None,
                         np.asarray(cell.probs, "<f4").tobytes() if classified else None,
+                        _real(getattr(cell, "diameter_um", None)),
+                        _real(getattr(cell, "unfamiliar_score", None)),
+                        review_rules.join_flags(getattr(cell, "flags", None) or []),
                     ),
                 ).lastrowid
             )
@@ -701,15 +782,15 @@ class ReviewSession:
 
     def images(self) -> list[SessionImage]:
         """Every image, in the order first added."""
-        return [SessionImage(*r) for r in self._read(_IMAGE_SELECT + " ORDER BY i.id")]
+        return [_image_from_row(r) for r in self._read(_IMAGE_SELECT + " ORDER BY i.id")]
 
     def image(self, path: str | os.PathLike) -> SessionImage | None:
         rows = self._read(_IMAGE_SELECT + " WHERE i.path = ?", (_abspath(path),))
-        return SessionImage(*rows[0]) if rows else None
+        return _image_from_row(rows[0]) if rows else None
 
     def image_by_id(self, image_id: int) -> SessionImage | None:
         rows = self._read(_IMAGE_SELECT + " WHERE i.id = ?", (int(image_id),))
-        return SessionImage(*rows[0]) if rows else None
+        return _image_from_row(rows[0]) if rows else None
 
     def analysed_paths(self) -> set[str]:
         """Absolute paths already analysed here (failed ones excluded: they may be retried)."""
@@ -727,7 +808,8 @@ class ReviewSession:
     ) -> list[int]:
         """Ids of the cells that match every filter given, in the order added.
 
-        ``queue_threshold``: only the to-review queue (unreviewed, confidence below it);
+        ``queue_threshold``: only the to-review queue (unreviewed, and confidence below it,
+        not classified, or flagged at analysis: ``core.review_rules``);
         ``label``: only cells whose final label is this.  Cheap: for lazy table models.
         """
         where, params = _filters(image_id, folder, queue_threshold, label)
@@ -835,20 +917,40 @@ class ReviewSession:
 _CELLS = "FROM cell c JOIN image i ON i.id = c.image_id"  # every cell query filters on both
 _IMAGE_SELECT = (
     "SELECT i.id, i.path, i.folder, i.status, i.error, i.mode, i.width, i.height, i.analysed_at, "
-    "(SELECT COUNT(*) FROM cell c WHERE c.image_id = i.id) FROM image i"
+    "(SELECT COUNT(*) FROM cell c WHERE c.image_id = i.id), i.um_per_px, i.scale_source, i.unfamiliar_score, "
+    "i.unfamiliar, i.unfamiliar_threshold FROM image i"
 )
 _CELL_SELECT = (
     "SELECT c.id, c.image_id, i.path, c.cell_index, c.kind, c.x, c.y, c.width, c.height, c.model, c.predicted, "
-    "c.confidence, c.probs, c.label, c.reviewer, c.reviewed_at FROM cell c JOIN image i ON i.id = c.image_id"
+    "c.confidence, c.probs, c.label, c.reviewer, c.reviewed_at, c.diameter_um, c.unfamiliar_score, c.flags "
+    "FROM cell c JOIN image i ON i.id = c.image_id"
 )
+
+
+def _nan(value: float | None) -> float:
+    return value if value is not None else math.nan
+
+
+def _image_from_row(r: tuple) -> SessionImage:
+    return SessionImage(*r[:10], _nan(r[10]), r[11], _nan(r[12]), bool(r[13]), _nan(r[14]))
 
 
 def _cell_from_row(r: tuple) -> SessionCell:
     probs = np.frombuffer(r[12], "<f4").astype(np.float32) if r[12] is not None else None
     return SessionCell(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or "",
-        r[11] if r[11] is not None else math.nan, probs, r[13], r[14], r[15],
+        _nan(r[11]), probs, r[13], r[14], r[15], _nan(r[16]), _nan(r[17]), r[18],
     )  # fmt: skip
+
+
+# The to-review rule of core/review_rules.py in SQL, one clause per reason it gives; a test
+# checks that it picks exactly the cells whose ``SessionCell.in_queue`` is true.
+_QUEUE_REASONS = {
+    review_rules.NOT_CLASSIFIED: "c.confidence IS NULL",
+    review_rules.LOW_CONFIDENCE: "c.confidence < ?",  # the threshold
+    "flags fixed at analysis": "c.flags != ''",
+}
+_QUEUE = "c.label IS NULL AND ({})".format(" OR ".join(_QUEUE_REASONS.values()))
 
 
 def _filters(
@@ -865,12 +967,27 @@ def _filters(
         clauses.append("i.folder = ?")
         params.append(_abspath(folder))
     if queue_threshold is not None:
-        clauses.append("c.label IS NULL AND (c.confidence IS NULL OR c.confidence < ?)")
+        clauses.append(_QUEUE)
         params.append(float(queue_threshold))
     if label is not None:
         clauses.append("COALESCE(c.label, c.predicted) = ?")
         params.append(label)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _read_older(conn: sqlite3.Connection) -> None:
+    """Let a read-only connection to an older file read it as this format: a temporary view
+    per changed table, of the same name (SQLite looks in ``temp`` first), adds the columns
+    the file lacks at their older-file values.  The file itself is not touched."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if not 1 <= version < SCHEMA_VERSION:
+        return  # this format; or not a session, which _check_schema refuses
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = _columns_since(version)
+    for table in dict.fromkeys(t for t, *_ in missing):
+        if table in tables:
+            extra = ", ".join(f"{value} AS {column}" for t, column, _, value in missing if t == table)
+            conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
 
 
 def _read_error(path: Path, exc: sqlite3.DatabaseError) -> SessionError:
