@@ -41,3 +41,30 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from training.bundle import write_random_bundle
 
     return write_random_bundle(tmp_path_factory.mktemp("bundles") / "tiny-test", "tiny-test", 64, temperature=1.5)
+
+
+@pytest.fixture(scope="session")
+def unfamiliar_bundle(tmp_path_factory) -> Path:
+    """The tiny bundle with a familiarity model (fitted on random images) whose threshold, tiny,
+    finds every real image unfamiliar; it frames cells at 0.5 µm per input pixel."""
+    from training.bundle import write_random_bundle
+
+    folder = tmp_path_factory.mktemp("bundles") / "tiny-unfamiliar"
+    return write_random_bundle(folder, "tiny-unfamiliar", 64, 1.5, familiarity=True, um_per_px=0.5, familiarity_threshold=1e-30)
+
+
+@pytest.fixture(scope="session")
+def familiar_bundle(unfamiliar_bundle, tmp_path_factory) -> Path:
+    """The same model and familiarity scores with a threshold no image reaches."""
+    import shutil
+
+    from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
+
+    folder = tmp_path_factory.mktemp("bundles") / "tiny-familiar"
+    shutil.copytree(unfamiliar_bundle, folder)
+    card = folder / "model.json"
+    card.write_text(card.read_text().replace('"tiny-unfamiliar"', '"tiny-familiar"'))
+    familiarity = Familiarity.load(folder / FAMILIARITY_FILE)
+    familiarity.threshold = 1e300
+    familiarity.save(folder / FAMILIARITY_FILE)
+    return folder

@@ -9,23 +9,58 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
 
 from .factory import build_model
 
 
-def write_random_bundle(folder: Path, name: str, size: int, temperature: float = 1.0) -> Path:
-    """Write ``folder/model.keras`` (EfficientNet-Lite0, random weights) and its ``model.json``."""
+def write_random_bundle(
+    folder: Path,
+    name: str,
+    size: int,
+    temperature: float = 1.0,
+    familiarity: bool = False,
+    um_per_px: float | None = None,
+    familiarity_threshold: float = 1e-30,
+) -> Path:
+    """Write ``folder/model.keras`` (EfficientNet-Lite0, random weights) and its ``model.json``.
+
+    ``familiarity``: also a ``familiarity.npz`` fitted on the pooled features of a few random
+    images, with ``familiarity_threshold`` on the feature score (tiny, the default: every real
+    image is unfamiliar; huge: none is).  ``um_per_px``: the card frames cells at that physical scale.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    build_model("efficientnet-lite0", size, weights=None).save(folder / "model.keras")
+    model = build_model("efficientnet-lite0", size, weights=None)
+    model.save(folder / "model.keras")
+    preprocessing = {"colour_balance": True, "field": 288, "cell_context": 2.0}
+    if um_per_px:
+        preprocessing["um_per_px"] = float(um_per_px)
     card = {
         "name": name,
         "backbone": "efficientnet-lite0",
         "input_size": size,
         "class_order": list(GROUPS),
-        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0},
+        "preprocessing": preprocessing,
         "temperature": temperature,
         "test_metrics": {},
     }
     (folder / "model.json").write_text(json.dumps(card))
+    if familiarity:
+        random_familiarity(model, size, familiarity_threshold).save(folder / FAMILIARITY_FILE)
     return folder
+
+
+def random_familiarity(model, size: int, threshold: float, per_class: int = 3) -> Familiarity:
+    """A familiarity model of ``model`` fitted on random images, ``per_class`` per class."""
+    import keras
+
+    from yawbcc_desktop.core.classifier import pooled_features
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (per_class * len(GROUPS), size, size, 3), dtype=np.uint8).astype(np.float32)
+    labels = np.repeat(np.arange(len(GROUPS)), per_class)
+    features = keras.Model(model.input, pooled_features(model)).predict_on_batch(images)
+    return Familiarity.fit(np.asarray(features, np.float64), labels, threshold=threshold)

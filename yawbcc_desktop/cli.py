@@ -72,7 +72,8 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
     from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
     from .core.pipeline import FAILED, analyse
-    from .core.store import SessionError
+    from .core.preferences import DEFAULT_REVIEW_THRESHOLD
+    from .core.store import SessionError, unfamiliar_threshold
 
     if session is not None:
         # Extending a session: what it already holds (maybe corrected) is kept, not redone.
@@ -89,20 +90,27 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
             print(f"yawbcc: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE
     progress = Progress(len(paths), None if args.quiet else sys.stderr)
-    n_read = n_failed = n_cells = 0
-    writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS) if args.out else None
+    n_read = n_failed = n_cells = n_unfamiliar = 0
+    writer = None
+    if args.out:
+        threshold = getattr(args, "threshold", None)
+        threshold = DEFAULT_REVIEW_THRESHOLD if threshold is None else threshold
+        writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS, threshold)
+    # A familiarity model's threshold is kept with each image, to say why one is unfamiliar.
+    threshold_of_unfamiliar = unfamiliar_threshold(bundle)
     try:
         for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size):
             if session is not None:
-                session.add_image(result)  # committed before the next image: a crash keeps it
+                session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
                 n_failed += 1
                 print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
             else:
                 n_read += 1
                 n_cells += len(result.cells)
+                n_unfamiliar += bool(getattr(result, "unfamiliar", False))
                 if writer is not None:
-                    writer.write_cells(result.cells)
+                    writer.write_image(result)
             progress.step()
     except KeyboardInterrupt:
         kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
@@ -123,6 +131,12 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
         file=sys.stderr,
     )
+    if n_unfamiliar:
+        print(
+            f"yawbcc: {n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
+            "microscope or magnification than it was trained on): their cells all wait for review",
+            file=sys.stderr,
+        )
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
@@ -139,7 +153,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         # Read-only: works while the GUI has the session open for review.
         with ReviewSession.open(args.session, readonly=True) as session:
             if args.cells:
-                n = export_cells(session, args.cells)
+                n = export_cells(session, args.cells, threshold)
                 print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
             if args.differential:
                 diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
@@ -219,6 +233,8 @@ def _cmd_train(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.preferences import DEFAULT_REVIEW_THRESHOLD
+
     parser = argparse.ArgumentParser(
         prog="yawbcc",
         description="Find, preprocess and classify blood cells in microscope images (headless).",
@@ -244,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
     p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
+    )
     p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
     p.add_argument("session", metavar="FILE", help="review session file")
     p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")

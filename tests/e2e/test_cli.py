@@ -19,6 +19,7 @@ from PIL import Image
 from yawbcc_desktop.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, main
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS
+from yawbcc_desktop.core.store import ReviewSession
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,33 @@ def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
     assert not out.exists()
     kept = pd.read_csv(tmp_path / "cells.csv.partial", encoding="utf-8-sig")
     assert len(kept) == 3
+
+
+def test_classify_says_which_images_the_model_does_not_know(pbc, unfamiliar_bundle, familiar_bundle, tmp_path, capsys):
+    """Same model, same cell scores: a tiny threshold makes every image unfamiliar and every cell
+    wait for review; a threshold no image reaches leaves only the confidence and size reasons."""
+    images = [str(sorted((pbc / g).glob("[A-Z]*.jpg"))[0]) for g in ("neutrophil", "platelet", "lymphocyte")]
+    runs = {}
+    for name, bundle, extra in (("unfamiliar", unfamiliar_bundle, []), ("familiar", familiar_bundle, ["--threshold", "0"])):
+        out, session = tmp_path / f"{name}.csv", tmp_path / f"{name}.yawbcc"
+        command = ["classify", *images, "--model", str(bundle), "--mode", "cell", "--quiet"]
+        assert main([*command, "--out", str(out), "--session", str(session), *extra]) == EXIT_OK
+        rows = pd.read_csv(out, encoding="utf-8-sig", keep_default_na=False)
+        assert list(rows.columns) == CLASSIFY_COLUMNS and len(rows) == 3
+        with ReviewSession.open(session, readonly=True) as s:
+            runs[name] = (rows, s.images(), capsys.readouterr().err)
+
+    rows, images_u, err = runs["unfamiliar"]
+    assert (rows["unfamiliar"] == "yes").all() and (rows["to_review"] == "yes").all()
+    assert all(r.split("; ")[:2] == ["low confidence", "unfamiliar image"] for r in rows["review_reason"])
+    assert "3 of 3 images look unfamiliar to model tiny-unfamiliar" in err
+    scale = rows["um_per_px"].astype(float)
+    assert ((scale > 0.02) & (scale < 1.0)).all()  # measured on each image (PBC: about 0.1)
+    assert all(im.unfamiliar and im.unfamiliar_score > im.unfamiliar_threshold == 1.0 for im in images_u)
+
+    rows, images_f, err = runs["familiar"]
+    assert (rows["unfamiliar"] == "no").all() and "unfamiliar" not in err
+    assert not any("unfamiliar" in r or "low confidence" in r for r in rows["review_reason"])  # --threshold 0
+    assert list(rows["to_review"]) == ["yes" if r else "no" for r in rows["review_reason"]]
+    assert list(rows["um_per_px"]) == list(runs["unfamiliar"][0]["um_per_px"])
+    assert all(0 <= im.unfamiliar_score < im.unfamiliar_threshold for im in images_f)

@@ -114,3 +114,28 @@ def test_unusable_sessions_give_one_clear_line(cells_folder, tiny_bundle, tmp_pa
         main(["classify", *files, "--mode", "cell"])  # neither --out nor --session
     with pytest.raises(SystemExit):
         main(["export", str(locked)])  # nothing to export to
+
+
+def test_export_says_which_cells_wait_for_review_and_why(cells_folder, unfamiliar_bundle, tmp_path, capsys):
+    """An unfamiliar session: every cell waits (whatever the threshold) until a reviewer has seen it."""
+    files = [str(f) for f in sorted(cells_folder.glob("*.jpg"))[:3]]
+    session_file = tmp_path / "unfamiliar.yawbcc"
+    classify = ["classify", *files, "--model", str(unfamiliar_bundle), "--mode", "cell", "--quiet"]
+    assert main([*classify, "--session", str(session_file)]) == EXIT_OK
+    with ReviewSession.open(session_file) as s:
+        first = s.cells()[0]
+        s.confirm([first.id], "Ann")
+    cells_csv = tmp_path / "cells.csv"
+    assert main(["export", str(session_file), "--cells", str(cells_csv), "--threshold", "0"]) == EXIT_OK
+    rows = pd.read_csv(cells_csv, encoding="utf-8-sig", keep_default_na=False).set_index("path")
+    assert list(rows.columns) == CELL_COLUMNS[1:]
+    assert (rows["unfamiliar"] == "yes").all() and (rows["um_per_px"].astype(float) > 0).all()
+    reviewed = rows.loc[first.path]
+    assert (reviewed["reviewed"], reviewed["to_review"], reviewed["review_reason"]) == ("yes", "no", "")
+    waiting = rows.drop(first.path)
+    # Threshold 0: no cell is below it, the unfamiliar image alone keeps them in the queue.
+    assert (waiting["to_review"] == "yes").all() and (waiting["review_reason"].str.startswith("unfamiliar image")).all()
+    # At the preferences' threshold (0.90) the random model's 1/8 confidence is a reason too.
+    assert main(["export", str(session_file), "--cells", str(cells_csv)]) == EXIT_OK
+    rows = pd.read_csv(cells_csv, encoding="utf-8-sig", keep_default_na=False).set_index("path").drop(first.path)
+    assert (rows["review_reason"].str.startswith("low confidence; unfamiliar image")).all()

@@ -8,21 +8,43 @@ complete one, and what was written before a crash is still on disk.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .classes import GROUPS
+from .preferences import DEFAULT_REVIEW_THRESHOLD
+from .review_rules import FLAG_SEPARATOR, review_reasons
 
 if TYPE_CHECKING:  # annotations only: exporting a session need not load scikit-image
-    from .pipeline import CellRecord
+    from .pipeline import CellRecord, ImageResult
 
 SEGMENT_COLUMNS = ["path", "cell_id", "kind", "x", "y", "width", "height"]
 PROB_COLUMNS = [f"prob_{g}" for g in GROUPS]
-CLASSIFY_COLUMNS = SEGMENT_COLUMNS + ["predicted", "confidence", *PROB_COLUMNS, "model"]
+# Whether the model knew what it was looking at, and whether the cell waits for a reviewer
+# (core/review_rules.py): the image's pixel size and familiarity verdict, the cell's reasons.
+REVIEW_COLUMNS = ["um_per_px", "unfamiliar", "to_review", "review_reason"]
+CLASSIFY_COLUMNS = SEGMENT_COLUMNS + ["predicted", "confidence", *PROB_COLUMNS, "model", *REVIEW_COLUMNS]
 
 
-def cell_row(cell: CellRecord, with_prediction: bool) -> dict[str, object]:
+def review_values(um_per_px: float, unfamiliar: bool, reasons: list[str]) -> dict[str, str]:
+    """The ``REVIEW_COLUMNS`` of one cell: ``reasons`` are why it waits for review ([] if it does not)."""
+    return {
+        "um_per_px": f"{um_per_px:.4f}" if um_per_px is not None and math.isfinite(um_per_px) else "",
+        "unfamiliar": "yes" if unfamiliar else "no",
+        "to_review": "yes" if reasons else "no",
+        "review_reason": FLAG_SEPARATOR.join(reasons),
+    }
+
+
+def cell_row(
+    cell: CellRecord,
+    with_prediction: bool,
+    image: ImageResult | None = None,
+    threshold: float = DEFAULT_REVIEW_THRESHOLD,
+) -> dict[str, object]:
+    """One CSV row; with a prediction, ``image`` (the cell's) and ``threshold`` give the review columns."""
     r = cell.region
     row: dict[str, object] = {
         "path": cell.path,
@@ -39,14 +61,22 @@ def cell_row(cell: CellRecord, with_prediction: bool) -> dict[str, object]:
         for col, p in zip(PROB_COLUMNS, cell.probs if cell.probs is not None else [float("nan")] * len(GROUPS)):
             row[col] = f"{p:.6f}"
         row["model"] = cell.model
+        row.update(
+            review_values(
+                getattr(image, "um_per_px", math.nan),
+                getattr(image, "unfamiliar", False),
+                review_reasons(cell.confidence, threshold, cell.flags),
+            )
+        )
     return row
 
 
 class CellCsvWriter:
     """Streams cell rows to ``<path>.partial`` and renames it to ``path`` on ``close()``."""
 
-    def __init__(self, path: str | os.PathLike, columns: list[str]):
+    def __init__(self, path: str | os.PathLike, columns: list[str], threshold: float = DEFAULT_REVIEW_THRESHOLD):
         self.path = Path(path)
+        self.threshold = threshold  # the review threshold of the to_review column
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # utf-8-sig: spreadsheet programs then read non-ASCII paths correctly.
@@ -56,10 +86,11 @@ class CellCsvWriter:
         self.columns = columns
         self.rows = 0
 
-    def write_cells(self, cells: list[CellRecord]) -> None:
+    def write_image(self, result: ImageResult) -> None:
+        """The rows of one image's cells, flushed to disk."""
         with_prediction = "predicted" in self.columns
-        for cell in cells:
-            self._writer.writerow(cell_row(cell, with_prediction))
+        for cell in result.cells:
+            self._writer.writerow(cell_row(cell, with_prediction, result, self.threshold))
             self.rows += 1
         self._fh.flush()
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from .atomic import atomic_write
 from .classes import GROUPS, REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
 from .differential import FOLDER, PER_100_WBC, SESSION, Differential, all_differentials
-from .export import PROB_COLUMNS, SEGMENT_COLUMNS
-from .preferences import DEFAULT_MIN_WBC
+from .export import PROB_COLUMNS, REVIEW_COLUMNS, SEGMENT_COLUMNS, review_values
+from .preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD
 from .store import ReviewSession
 
 CELL_COLUMNS = [
@@ -32,6 +32,7 @@ CELL_COLUMNS = [
     "corrected",
     "reviewer",
     "reviewed_at",
+    *REVIEW_COLUMNS,  # um_per_px, unfamiliar, to_review, review_reason: as the classify CSV
 ]
 DIFFERENTIAL_COLUMNS = [
     "scope",
@@ -57,9 +58,12 @@ def _num(value: float, digits: int) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def export_cells(session: ReviewSession, path: str | os.PathLike) -> int:
-    """Write every cell of the session to ``path``; returns the number of rows."""
-    modes = {im.id: im.mode for im in session.images()}
+def export_cells(session: ReviewSession, path: str | os.PathLike, threshold: float = DEFAULT_REVIEW_THRESHOLD) -> int:
+    """Write every cell of the session to ``path``; returns the number of rows.
+
+    ``threshold``: the review threshold of the ``to_review`` column (a reviewed cell never is).
+    """
+    images = {im.id: im for im in session.images()}
     ids = session.cell_ids()
     with atomic_write(path, encoding="utf-8-sig", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CELL_COLUMNS)
@@ -67,6 +71,7 @@ def export_cells(session: ReviewSession, path: str | os.PathLike) -> int:
         for start in range(0, len(ids), 2000):
             for c in session.cells(ids[start : start + 2000]):
                 probs = c.probs if c.probs is not None else [math.nan] * len(GROUPS)
+                image = images.get(c.image_id)
                 writer.writerow(
                     {
                         "path": c.path,
@@ -76,7 +81,7 @@ def export_cells(session: ReviewSession, path: str | os.PathLike) -> int:
                         "y": c.y,
                         "width": c.width,
                         "height": c.height,
-                        "mode": modes.get(c.image_id, ""),
+                        "mode": image.mode if image is not None else "",
                         "model": c.model,
                         "predicted": c.predicted,
                         "confidence": _num(c.confidence, 6),
@@ -86,6 +91,11 @@ def export_cells(session: ReviewSession, path: str | os.PathLike) -> int:
                         "corrected": "yes" if c.corrected else "no",
                         "reviewer": c.reviewer,
                         "reviewed_at": c.reviewed_at,
+                        **review_values(
+                            image.um_per_px if image is not None else math.nan,
+                            image is not None and image.unfamiliar,
+                            c.review_reasons(threshold),
+                        ),
                     }
                 )
     return len(ids)

@@ -389,6 +389,13 @@ def _abspath(path: str | os.PathLike) -> str:
     return os.path.abspath(os.fspath(path))
 
 
+def unfamiliar_threshold(bundle) -> float | None:
+    """The image score above which ``bundle`` (a ``ModelBundle``) calls an image unfamiliar,
+    as ``add_images`` keeps it; None without a familiarity model.  ``Familiarity.image_score``
+    is in units of its thresholds: an image is unfamiliar above 1."""
+    return 1.0 if getattr(bundle, "familiarity", None) is not None else None
+
+
 def _real(value: float | None) -> float | None:
     """A float for SQLite, NULL for None or nan (SQLite has no nan)."""
     return float(value) if value is not None and math.isfinite(value) else None
