@@ -108,7 +108,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
             else:
                 n_read += 1
                 n_cells += len(result.cells)
-                n_unfamiliar += bool(getattr(result, "unfamiliar", False))
+                n_unfamiliar += result.unfamiliar
                 if writer is not None:
                     writer.write_image(result)
             progress.step()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from yawbcc_desktop.core import pipeline
+from yawbcc_desktop.core import pipeline, review_rules
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from yawbcc_desktop.gui import cell_store
@@ -35,7 +35,7 @@ from yawbcc_desktop.gui.cell_table_model import (
     RowIdRole,
     SortRole,
 )
-from yawbcc_desktop.gui.image_list_model import ImageListModel, ImageStatusFilter, StatusRole
+from yawbcc_desktop.gui.image_list_model import ImageListModel, ImageStatusFilter, StatusRole, UnfamiliarRole
 
 
 @pytest.fixture
@@ -239,3 +239,55 @@ def test_twenty_thousand_cells_stay_quick():
     # Generous bounds for two busy cores; typical figures are several times smaller.
     figures = (inserted, filtered, sorted_in, unfiltered)
     assert inserted < 20 and filtered < 3 and sorted_in < 4 and unfiltered < 4, figures
+
+
+def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester):
+    """The GUI's queue is core.review_rules': an unfamiliar image or a size against the class
+    makes a 99 % cell wait; the table, the filter, the count and the image list say so."""
+    store = CellStore()
+    model = CellTableModel(store, parent=owner)
+    cells = CellFilter(parent=owner)
+    cells.setSourceModel(model)
+    images = ImageListModel(store, parent=owner)
+    big_platelet = review_rules.PLATELET_MAX_UM + 5.0
+    results = []
+    for path, unfamiliar in (("u.jpg", True), ("f.jpg", False)):
+        records = []
+        for i, (group, confidence, diameter) in enumerate((("NEUTROPHIL", 0.99, 12.0), ("PLATELET", 0.99, big_platelet))):
+            probs = np.full(len(GROUPS), (1 - confidence) / (len(GROUPS) - 1))
+            probs[GROUPS.index(group)] = confidence
+            record = pipeline.CellRecord(path, i, CellRegion(10 * i, 0, 8, 8, None), probs, "m1", diameter_um=diameter)
+            record.flags = review_rules.analysis_flags(record.predicted, diameter, unfamiliar)
+            records.append(record)
+        result = pipeline.ImageResult(path, "smear", 64, 64, records, um_per_px=0.1, unfamiliar_score=2.5, unfamiliar=unfamiliar)
+        results.append(result)
+    store.add_images([r.path for r in results])
+    images.images_added()
+    for result in results:
+        model.cells_added(store.record(AnalysedImage.from_result(result, None, 1.0)))
+    qtmodeltester.check(cells, force_py=True)
+    # Every cell of the unfamiliar image waits; of the familiar one, only the oversized "platelet".
+    assert [store.status(r) for r in range(4)] == [TO_REVIEW, TO_REVIEW, CONFIDENT, TO_REVIEW]
+    assert store.to_review_count() == 3
+    why = [model.index_of_id(r, COLUMN["why"]).data() for r in range(4)]
+    assert why == [
+        review_rules.UNFAMILIAR,
+        f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SAYS_WBC}",
+        "",
+        review_rules.SIZE_SAYS_WBC,
+    ]
+    cells.set_criteria(statuses=frozenset({TO_REVIEW}))
+    assert sorted(cells.index(r, 0).data(RowIdRole) for r in range(cells.rowCount())) == [0, 1, 3]
+    # Reviewed: out of the queue whatever its flags.
+    store.cell(0).label = "NEUTROPHIL"
+    model.labels_changed([0])
+    assert store.status(0) == CONFIRMED and store.to_review_count() == 2 and cells.rowCount() == 2
+    assert model.index_of_id(0, COLUMN["why"]).data() == ""
+    # The image list marks the unfamiliar image, with why; the store counts them for the banner.
+    assert store.unfamiliar_images() == (1, 2, "m1")
+    tip = images.index(0).data(Qt.ItemDataRole.ToolTipRole)
+    assert "unfamiliar to model m1: score 2.50 > threshold 1.00" in tip
+    assert images.index(0).data(UnfamiliarRole) and not images.index(1).data(UnfamiliarRole)
+    assert "unfamiliar" not in images.index(1).data(Qt.ItemDataRole.ToolTipRole)
+    store.clear_cells()  # re-analysis: nothing is known of the images any more
+    assert store.unfamiliar_images() == (0, 0, "")

@@ -63,8 +63,8 @@ def cell_row(
         row["model"] = cell.model
         row.update(
             review_values(
-                getattr(image, "um_per_px", math.nan),
-                getattr(image, "unfamiliar", False),
+                image.um_per_px if image is not None else math.nan,
+                image is not None and image.unfamiliar,
                 review_reasons(cell.confidence, threshold, cell.flags),
             )
         )

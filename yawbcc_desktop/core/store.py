@@ -619,8 +619,7 @@ class ReviewSession:
         row = conn.execute("SELECT id, status FROM image WHERE path = ?", (path,)).fetchone()
         values = (
             result.status, result.error or "", result.mode, result.width, result.height, now,
-            _real(getattr(result, "um_per_px", None)), getattr(result, "scale_source", ""),
-            _real(getattr(result, "unfamiliar_score", None)), int(bool(getattr(result, "unfamiliar", False))),
+            _real(result.um_per_px), result.scale_source, _real(result.unfamiliar_score), int(bool(result.unfamiliar)),
             _real(unfamiliar_threshold),
         )  # fmt: skip
         if row is not None and row[1] != FAILED:
@@ -661,9 +660,9 @@ class ReviewSession:
                         cell.predicted if classified else None,
                         cell.confidence if classified else None,
                         np.asarray(cell.probs, "<f4").tobytes() if classified else None,
-                        _real(getattr(cell, "diameter_um", None)),
-                        _real(getattr(cell, "unfamiliar_score", None)),
-                        review_rules.join_flags(getattr(cell, "flags", None) or []),
+                        _real(cell.diameter_um),
+                        _real(cell.unfamiliar_score),
+                        review_rules.join_flags(cell.flags),
                     ),
                 ).lastrowid
             )

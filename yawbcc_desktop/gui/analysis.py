@@ -6,6 +6,7 @@ mode drive it exactly as the reviewer's clicks do.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import OrderedDict, defaultdict
@@ -331,12 +332,14 @@ class AnalysisController(QObject):
         group = group or cell.predicted or None  # the class the reviewer sees, whichever model is loaded now
         entry = self.store.image(cell.path)
         rows = entry.cell_rows if entry is not None else [row]
+        um_per_px = entry.familiarity.um_per_px if entry is not None else math.nan
         request = GradCamRequest(
             cell.path,
             entry.mode if entry is not None and entry.mode else "cell",
             tuple(self.store.cell(r).region() for r in rows),
             rows.index(row),
             group,
+            um_per_px if math.isfinite(um_per_px) else None,  # framed as when it was classified
         )
         found = self._gradcams.get(request.key)
         if found is not None:

@@ -12,10 +12,11 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..core import review_rules
 from ..core.cells import CellRegion
 from ..core.classes import ARTEFACT, GROUPS
 from ..core.preferences import DEFAULT_REVIEW_THRESHOLD
@@ -27,9 +28,10 @@ ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
 IMAGE_STATUSES = (QUEUED, ANALYSED, NO_CELL, FAILED, CANCELLED)
 FINAL_STATUSES = (ANALYSED, NO_CELL, FAILED)
 
-# Review status of a cell.  Not reviewed: "to review" when the calibrated confidence is
-# below the review threshold (preferences), else "confident".  Reviewed: "confirmed" when
-# the reviewer kept the model's class, "corrected" when they gave another (or artefact).
+# Review status of a cell.  Not reviewed: "to review" when core.review_rules gives a reason
+# (calibrated confidence below the review threshold of the preferences, an image unfamiliar
+# to the model, a size that contradicts the class), else "confident".  Reviewed: "confirmed"
+# when the reviewer kept the model's class, "corrected" when they gave another (or artefact).
 TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED = "to review", "confident", "confirmed", "corrected"
 CELL_STATUSES = (TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED)
 
@@ -59,6 +61,7 @@ class Cell:
     label: str | None = None  # the reviewer's class (or ARTEFACT); None while not reviewed
     reviewer: str = ""
     reviewed_at: str = ""
+    flags: tuple[str, ...] = ()  # reasons for review fixed at analysis (core.review_rules.analysis_flags)
 
     def __post_init__(self) -> None:
         if len(self.probs):
@@ -70,7 +73,10 @@ class Cell:
         """A row from a ``core.pipeline.CellRecord``."""
         r = record.region
         probs = np.asarray(record.probs if record.probs is not None else [], np.float32)
-        return cls(record.path, record.cell_id, r.x, r.y, r.width, r.height, r.kind, probs, record.model, session_id=session_id)
+        return cls(
+            record.path, record.cell_id, r.x, r.y, r.width, r.height, r.kind, probs, record.model,
+            session_id=session_id, flags=tuple(record.flags),
+        )  # fmt: skip
 
     @classmethod
     def from_session(cls, c) -> Cell:
@@ -79,6 +85,7 @@ class Cell:
         return cls(
             c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model,
             session_id=c.id, label=c.label, reviewer=c.reviewer, reviewed_at=c.reviewed_at,
+            flags=tuple(f for f in c.flags.split(review_rules.FLAG_SEPARATOR) if f),
         )  # fmt: skip
 
     @property
@@ -102,10 +109,16 @@ class Cell:
     def artefact(self) -> bool:
         return self.label == ARTEFACT
 
+    def review_reasons(self, threshold: float) -> list[str]:
+        """Why the cell waits for review (``core.review_rules``); [] once reviewed."""
+        if self.label is not None:
+            return []
+        return review_rules.review_reasons(self.confidence, threshold, self.flags)
+
     def status(self, threshold: float) -> str:
         if self.label is not None:
             return CORRECTED if self.label != self.predicted else CONFIRMED
-        return CONFIDENT if self.confidence >= threshold else TO_REVIEW
+        return TO_REVIEW if review_rules.review_reasons(self.confidence, threshold, self.flags) else CONFIDENT
 
     @property
     def file_name(self) -> str:
@@ -114,6 +127,18 @@ class Cell:
     def region(self) -> CellRegion:
         """The box as a core ``CellRegion`` (without mask), for model framing and crops."""
         return CellRegion(self.x, self.y, self.width, self.height, _NO_MASK, self.kind)
+
+
+@dataclass(slots=True, frozen=True)
+class ImageFamiliarity:
+    """What the analysis measured on a whole image: its pixel size and whether it looks like
+    the images the model was trained on (``core.familiarity``)."""
+
+    um_per_px: float = math.nan  # nan: not measured
+    score: float = math.nan  # nan: the model has no familiarity model
+    unfamiliar: bool = False
+    threshold: float = math.nan  # the score above which an image is unfamiliar
+    model: str = ""  # the model that judged it
 
 
 @dataclass(slots=True)
@@ -128,20 +153,33 @@ class AnalysedImage:
     height: int = 0
     cells: list[Cell] = field(default_factory=list)
     session: str = ""  # path of the review session it was saved in ('' none)
+    familiarity: ImageFamiliarity = field(default_factory=ImageFamiliarity)
 
     @classmethod
-    def from_result(cls, result, session_ids: list[int] | None = None) -> AnalysedImage:
+    def from_result(
+        cls, result, session_ids: list[int] | None = None, unfamiliar_threshold: float | None = None
+    ) -> AnalysedImage:
         """From a ``core.pipeline.ImageResult`` (cells without probabilities are dropped);
-        ``session_ids``: the ids the review session gave its cells, in cell order."""
+        ``session_ids``: the ids the review session gave its cells, in cell order;
+        ``unfamiliar_threshold``: the model's, as ``core.store.unfamiliar_threshold`` gives it."""
         ids = session_ids if session_ids is not None else [-1] * len(result.cells)
         cells = [Cell.from_record(c, i) for c, i in zip(result.cells, ids) if c.probs is not None]
-        return cls(result.path, result.status, result.error or "", result.mode, result.width, result.height, cells)
+        familiarity = ImageFamiliarity(
+            result.um_per_px,
+            result.unfamiliar_score,
+            bool(result.unfamiliar),
+            math.nan if unfamiliar_threshold is None else unfamiliar_threshold,
+        )
+        return cls(
+            result.path, result.status, result.error or "", result.mode, result.width, result.height, cells, "", familiarity
+        )
 
     @classmethod
     def from_session(cls, image, cells) -> AnalysedImage:
         """A ``core.store.SessionImage`` and its ``SessionCell``s (unclassified ones dropped)."""
         kept = [Cell.from_session(c) for c in cells if c.probs is not None]
-        return cls(image.path, image.status, image.error, image.mode, image.width, image.height, kept)
+        familiarity = ImageFamiliarity(image.um_per_px, image.unfamiliar_score, image.unfamiliar, image.unfamiliar_threshold)
+        return cls(image.path, image.status, image.error, image.mode, image.width, image.height, kept, "", familiarity)
 
 
 @dataclass(slots=True)
@@ -155,10 +193,23 @@ class ImageEntry:
     width: int = 0
     height: int = 0
     cell_rows: list[int] = field(default_factory=list)
+    familiarity: ImageFamiliarity = field(default_factory=ImageFamiliarity)
 
     @property
     def file_name(self) -> str:
         return os.path.basename(self.path)
+
+    @property
+    def unfamiliar(self) -> bool:
+        return self.familiarity.unfamiliar
+
+    def unfamiliar_text(self) -> str:
+        """Why the image is marked unfamiliar ('' when it is not)."""
+        f = self.familiarity
+        if not f.unfamiliar:
+            return ""
+        threshold = f" > threshold {f.threshold:.2f}" if math.isfinite(f.threshold) else ""
+        return f"unfamiliar to model {f.model}: score {f.score:.2f}{threshold}"
 
 
 class CellStore:
@@ -208,6 +259,12 @@ class CellStore:
         t = self.review_threshold
         return sum(1 for c in self._cells if c.status(t) == TO_REVIEW)
 
+    def unfamiliar_images(self) -> tuple[int, int, str]:
+        """(images unfamiliar to their model, images analysed, the model most of them are unfamiliar to)."""
+        analysed = [self._images[p] for p in self._order if self._images[p].status == ANALYSED]
+        models = Counter(e.familiarity.model for e in analysed if e.unfamiliar)
+        return sum(models.values()), len(analysed), models.most_common(1)[0][0] if models else ""
+
     def regions_of(self, path: str) -> list[tuple[int, CellRegion]]:
         """(cell id, region) of every cell of an image, in cell order."""
         entry = self._images.get(path)
@@ -249,6 +306,8 @@ class CellStore:
             return range(0)
         entry.status, entry.reason, entry.mode = analysed.status, analysed.reason, analysed.mode
         entry.width, entry.height = analysed.width, analysed.height
+        model = analysed.cells[0].model if analysed.cells else ""
+        entry.familiarity = replace(analysed.familiarity, model=model)
         start = len(self._cells)
         self._cells.extend(analysed.cells)
         entry.cell_rows = list(range(start, len(self._cells)))
@@ -278,6 +337,7 @@ class CellStore:
         for entry in self._images.values():
             entry.cell_rows = []
             entry.status, entry.reason = QUEUED, ""
+            entry.familiarity = ImageFamiliarity()
 
     def clear(self) -> None:
         self._images, self._order, self._rows, self._cells, self._by_session_id = {}, [], {}, [], {}

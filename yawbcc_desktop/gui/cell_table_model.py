@@ -53,9 +53,11 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "status",
         "Review",
-        "to review: not reviewed, confidence below the review threshold; confident: not reviewed, above it; "
+        "to review: not reviewed, and below the review threshold, of an image unfamiliar to the model, or of a "
+        "size that contradicts the class; confident: not reviewed, none of these; "
         "confirmed: reviewer kept the prediction; corrected: reviewer changed it",
     ),
+    Column("why", "Why to review", "Why an unreviewed cell waits for review (empty when it does not)"),
     Column("reviewer", "Reviewer", "Who reviewed the cell, and when"),
     Column("model", "Model", "Model bundle that classified the cell"),
 )
@@ -274,6 +276,8 @@ def _display(cell: Cell, key: str, threshold: float) -> str:
         return display_name(cell.final_label)
     if key == "status":
         return cell.status(threshold)
+    if key == "why":
+        return "; ".join(cell.review_reasons(threshold))
     if key == "reviewer":
         return f"{cell.reviewer} {cell.reviewed_at[:16].replace('T', ' ')}" if cell.reviewed else ""
     if key == "model":

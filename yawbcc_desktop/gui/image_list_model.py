@@ -13,6 +13,7 @@ StatusRole = Qt.ItemDataRole.UserRole + 3
 ReasonRole = Qt.ItemDataRole.UserRole + 4
 CellCountRole = Qt.ItemDataRole.UserRole + 5
 ThumbnailRole = Qt.ItemDataRole.UserRole + 6  # QImage; None while it loads or if unreadable
+UnfamiliarRole = Qt.ItemDataRole.UserRole + 7  # why the image is unfamiliar to its model ('' when it is not)
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -95,7 +96,10 @@ class ImageListModel(QAbstractListModel):
             return entry.file_name
         if role == Qt.ItemDataRole.ToolTipRole:
             size = f"\n{entry.width}x{entry.height} px, {entry.mode} mode" if entry.width else ""
-            return f"{entry.path}\n{status_text(entry)}{size}"
+            unfamiliar = entry.unfamiliar_text()
+            if unfamiliar:
+                unfamiliar = f"\n{unfamiliar}\n(another stain, microscope or magnification: its cells all wait for review)"
+            return f"{entry.path}\n{status_text(entry)}{size}{unfamiliar}"
         if role == EntryRole:
             return entry
         if role == PathRole:
@@ -108,6 +112,8 @@ class ImageListModel(QAbstractListModel):
             return len(entry.cell_rows)
         if role == ThumbnailRole:
             return self.thumbnail(entry)
+        if role == UnfamiliarRole:
+            return entry.unfamiliar_text()
         return None
 
 

@@ -50,6 +50,7 @@ from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
 from .widgets.label_bar import LABEL_KEYS
 from .widgets.model_chooser import ModelChooser, describe
+from .widgets.unfamiliar_banner import UnfamiliarBanner
 
 MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
@@ -89,7 +90,12 @@ class MainWindow(QMainWindow):
         centre.setStretchFactor(1, 2)
         centre.setSizes([560, 360])
         self.centre = centre
-        self.setCentralWidget(centre)
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.setSpacing(0)
+        central_layout.addWidget(centre, 1)
+        self.setCentralWidget(central)
 
         self.cell_tabs = QTabWidget()
         self.cell_tabs.setDocumentMode(True)
@@ -109,6 +115,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self._build_actions()
+        self.banner = UnfamiliarBanner(self.retrain_action)  # over the image, when the model does not know
+        central_layout.insertWidget(0, self.banner)
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -219,7 +227,7 @@ class MainWindow(QMainWindow):
         self.redo_action = self._action("&Redo correction", self.redo, K.Redo, "redo", "Redo the correction undone")
         self.select_all_action = self._action("Select all &shown cells", self.select_all_shown, K.SelectAll)
         self.to_review_action = self._action(
-            "Show the &to-review queue", self.show_to_review, "Ctrl+T", tip="Only unreviewed cells below the review threshold"
+            "Show the &to-review queue", self.show_to_review, "Ctrl+T", tip="Only the unreviewed cells that wait for review"
         )
         self.sign_off_action = self._action("Si&gn off…", lambda: self.sign_off(self.differential.scope.currentData()))
         self.retrain_action = self._action(
@@ -350,7 +358,10 @@ class MainWindow(QMainWindow):
         self.to_review_button = QToolButton()
         self.to_review_button.setObjectName("ToReviewButton")
         self.to_review_button.setAutoRaise(True)
-        self.to_review_button.setToolTip("Unreviewed cells below the review threshold; click to show only them (Ctrl+T)")
+        self.to_review_button.setToolTip(
+            "Unreviewed cells below the review threshold, of an image unfamiliar to the model, or whose size "
+            "contradicts their class; click to show only them (Ctrl+T)"
+        )
         self.to_review_button.clicked.connect(self.show_to_review)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.to_review_button)
@@ -625,6 +636,7 @@ class MainWindow(QMainWindow):
         waiting = store.to_review_count()
         self.to_review_button.setText(f"To review: {waiting:,}" if store.cell_count else "")
         self.to_review_button.setStyleSheet("color:#B26A00; font-weight:bold" if waiting else "color:#2E7D32")
+        self.banner.show_counts(*store.unfamiliar_images())
         session = self.review.session
         name = f" — {session.path.stem}" if session is not None else ""
         counts = f" — {store.image_count:,} images, {store.cell_count:,} cells" if store.image_count else ""
@@ -742,6 +754,7 @@ class MainWindow(QMainWindow):
 
     def _session_changed(self) -> None:
         self.selection.clear()
+        self.banner.reset()
         self.differential.fill_scopes()
         self._update_counts()
         session = self.review.session

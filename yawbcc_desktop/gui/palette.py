@@ -43,6 +43,8 @@ STATUS_COLOURS: dict[str, str] = {
 }
 
 ACCENT = "#1565C0"
+# An image the model does not know (core/familiarity.py): the to-review hue, as its cells all wait.
+UNFAMILIAR_COLOUR = REVIEW_COLOURS[TO_REVIEW]
 MUTED_TEXT = "#607D8B"
 
 

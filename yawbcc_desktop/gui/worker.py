@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from ..core.store import SessionError
+from ..core.store import SessionError, unfamiliar_threshold
 from .cell_store import AnalysedImage
 
 # Images read and segmented ahead of the model, and the child processes doing it.  One: on
@@ -76,6 +76,7 @@ class GradCamRequest:
     regions: tuple  # every CellRegion of the image: a smear's framing depends on all its cells
     index: int
     group: str | None = None  # None: the predicted class
+    um_per_px: float | None = None  # the image's pixel size, for a model that frames cells by it
 
     @property
     def key(self) -> tuple[str, int, str | None]:
@@ -294,20 +295,21 @@ class AnalysisWorker(QThread):
     def _save(self, results: list) -> list[AnalysedImage]:
         """Commit results to the session (one transaction); the GUI's view of each image."""
         session = self._session
+        threshold = unfamiliar_threshold(self._bundle)
         if session is None:
-            return [AnalysedImage.from_result(r) for r in results]
+            return [AnalysedImage.from_result(r, None, threshold) for r in results]
         try:
-            ids = session.add_images(results)
+            ids = session.add_images(results, threshold)
         except SessionError as exc:
             self.session_failed.emit(str(exc))
-            return [AnalysedImage.from_result(r) for r in results]
+            return [AnalysedImage.from_result(r, None, threshold) for r in results]
         out = []
         for result, cell_ids in zip(results, ids):
             if cell_ids is None:  # already in the session (with its corrections): show what it holds
                 image = session.image(result.path)
                 analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
             else:
-                analysed = AnalysedImage.from_result(result, cell_ids)
+                analysed = AnalysedImage.from_result(result, cell_ids, threshold)
             analysed.session = str(session.path)
             out.append(analysed)
         return out
@@ -360,7 +362,7 @@ class AnalysisWorker(QThread):
             from ..core.pipeline import model_input
 
             card = self._bundle.card
-            inputs = model_input(read_rgb(request.path), request.mode, list(request.regions), card)
+            inputs = model_input(read_rgb(request.path), request.mode, list(request.regions), card, request.um_per_px)
             x = inputs[request.index : request.index + 1]
             classes = None if request.group is None else np.array([card.class_order.index(request.group)])
             heat, picked = self._gradcam().heatmaps(x, classes)

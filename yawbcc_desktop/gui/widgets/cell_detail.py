@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
 from ...core.cells import PLATELET
+from ...core.review_rules import LOW_CONFIDENCE
 from ..cell_store import CORRECTED, TO_REVIEW, Cell, CellStore
 from ..image_loader import ImageLoader, cell_thumbnail, qimage_from_rgb
 from ..palette import REVIEW_COLOURS, class_colour, display_name, percent
@@ -27,6 +28,12 @@ def _titled(title: str, body: QWidget) -> QFrame:
     layout.addWidget(heading)
     layout.addWidget(body, 1)
     return frame
+
+
+def review_text(reasons: list[str], threshold: float) -> str:
+    """The reasons a cell waits, as the reviewer reads them: "low confidence (below 90 %); unfamiliar image"."""
+    below = f"{LOW_CONFIDENCE} (below {100 * threshold:.0f} %)"
+    return "; ".join(below if r == LOW_CONFIDENCE else r for r in reasons)
 
 
 class CellDetail(QWidget):
@@ -142,9 +149,10 @@ class CellDetail(QWidget):
         elif cell.reviewed:
             note += f" by {cell.reviewer}"
         elif status == TO_REVIEW:
-            note += f" (below {100 * self._store.review_threshold:.0f} %)"
+            note += ": " + review_text(cell.review_reasons(self._store.review_threshold), self._store.review_threshold)
         note += "</span>"
         self.title.setText(f"<span style='color:{colour}'>■</span> {display_name(cell.final_label)}{confidence}{note}")
+        self.title.setToolTip(self.title.text())  # a long title is clipped: all of it here
         self.crop.frame_colour = class_colour(cell.final_label)
         self.crop.update()
         self.label_bar.show_label(cell.final_label, cell.reviewed)

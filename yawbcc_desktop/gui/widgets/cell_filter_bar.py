@@ -54,7 +54,10 @@ class CellFilterBar(QWidget):
         self.confidence_label.setMinimumWidth(44)
         self.confidence.valueChanged.connect(self._apply)
         self.status = QComboBox()
-        self.status.setToolTip("Review state: 'To review' is the queue of unreviewed cells below the review threshold")
+        self.status.setToolTip(
+            "Review state: 'To review' is the queue of unreviewed cells below the review threshold, "
+            "of an image unfamiliar to the model, or whose size contradicts their class"
+        )
         for text, statuses in STATUS_CHOICES:
             self.status.addItem(text, statuses)
         self.status.currentIndexChanged.connect(self._apply)

@@ -31,7 +31,7 @@ class CellTable(QTableView):
         header.setMinimumSectionSize(36)
         widths = {
             "image": 150, "cell": 42, "kind": 62, "predicted": 150, "confidence": 86,
-            "final": 150, "status": 84, "reviewer": 140, "model": 96,
+            "final": 150, "status": 84, "why": 200, "reviewer": 140, "model": 96,
         }  # fmt: skip
         for key, width in widths.items():
             self.setColumnWidth(COLUMN[key], width)

@@ -1,4 +1,5 @@
-"""Opened images with thumbnails and their status (queued, analysed, no cell found, failed)."""
+"""Opened images with thumbnails and their status (queued, analysed, no cell found, failed);
+a "?" badge marks an image unfamiliar to the model (its tooltip says by how much)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import (
 
 from ..cell_store import IMAGE_STATUSES, CellStore
 from ..image_list_model import ImageListModel, ImageStatusFilter, PathRole, status_text
-from ..palette import ACCENT, STATUS_COLOURS, dot_icon
+from ..palette import ACCENT, STATUS_COLOURS, UNFAMILIAR_COLOUR, dot_icon
 from ..throttle import Throttle
 
 ROW_HEIGHT = 58
@@ -38,6 +39,7 @@ class ImageRowDelegate(QStyledItemDelegate):
         self._status_colours = {s: QColor(c) for s, c in STATUS_COLOURS.items()}
         self._selected, self._hover, self._empty = QColor("#E3F2FD"), QColor("#F5F7F8"), QColor("#ECEFF1")
         self._accent, self._text = QColor(ACCENT), QColor("#263238")
+        self._badge, self._badge_ring, self._badge_text = QColor(UNFAMILIAR_COLOUR), QColor("#FFFFFF"), QColor("#FFFFFF")
 
     def sizeHint(self, option, index) -> QSize:
         return QSize(200, ROW_HEIGHT)
@@ -68,6 +70,8 @@ class ImageRowDelegate(QStyledItemDelegate):
             painter.drawImage(target, thumb)
         else:
             painter.fillRect(pic, self._empty)
+        if entry.unfamiliar:
+            self._unfamiliar_badge(painter, pic, bold)
         x = pic.right() + 10
         width = r.right() - x - 6
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
@@ -86,6 +90,19 @@ class ImageRowDelegate(QStyledItemDelegate):
         painter.drawText(QRect(x + 14, r.y() + 29, width - 14, 20), left, status)
         painter.setPen(self._empty)
         painter.drawLine(r.bottomLeft(), r.bottomRight())
+        painter.restore()
+
+    def _unfamiliar_badge(self, painter: QPainter, pic: QRect, font: QFont) -> None:
+        """A "?" on the thumbnail's corner: the model does not know images like this one."""
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        badge = QRect(pic.right() - 13, pic.top() - 3, 17, 17)
+        painter.setPen(self._badge_ring)
+        painter.setBrush(self._badge)
+        painter.drawEllipse(badge)
+        painter.setFont(font)
+        painter.setPen(self._badge_text)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, "?")
         painter.restore()
 
 
