@@ -37,6 +37,7 @@ from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import DOMAINS, all_cells, locate_nucleus  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
+from yawbcc_desktop.core.familiarity import acquisition_signature  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input  # noqa: E402
@@ -44,18 +45,22 @@ from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input  # n
 DATA = ROOT.parent / "shared" / "data"
 
 
-def cell_inputs(cells: pd.DataFrame, side: int, um_target: float, balance: bool) -> np.ndarray:
+def cell_inputs(cells: pd.DataFrame, side: int, um_target: float, balance: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Model inputs framed as the application frames them, and each image's acquisition signature."""
     out = np.zeros((len(cells), side, side, 3), np.uint8)
+    signatures = []
     for i, (path, cx, cy) in enumerate(zip(cells.path, cells.cx, cells.cy)):
         rgb = read_rgb(path)
         if np.isnan(cx):
             cx, cy = locate_nucleus(rgb) if "deepbionet" in path else (rgb.shape[1] / 2, rgb.shape[0] / 2)
-        out[i] = scaled_cell_input(rgb, (cx, cy), estimate_um_per_px(rgb).um_per_px, side, um_target, balance)
-    return out
+        um = estimate_um_per_px(rgb).um_per_px
+        out[i] = scaled_cell_input(rgb, (cx, cy), um, side, um_target, balance)
+        signatures.append(acquisition_signature(rgb, um))
+    return out, signatures
 
 
 def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
-    x = cell_inputs(cells, bundle.card.input_size, bundle.card.um_per_px, bundle.card.balance)
+    x, signatures = cell_inputs(cells, bundle.card.input_size, bundle.card.um_per_px, bundle.card.balance)
     probs, fam = [], []
     for i in range(0, len(x), 64):
         p, s = bundle.classify(x[i : i + 64])
@@ -64,8 +69,13 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
     probs, fam = np.concatenate(probs), np.concatenate(fam)
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)
-    # One cell per image in these sets: the image score is the cell's score.
-    unfamiliar = np.array([bundle.familiarity.is_unfamiliar(s) for s in fam]) if bundle.familiarity else np.zeros(len(x), bool)
+    # One cell per image in these sets: the image's feature score is its cell's.
+    fam_model = bundle.familiarity
+    if fam_model is not None:
+        image_scores = [fam_model.image_score(fam[i : i + 1], sig) for i, sig in enumerate(signatures)]
+        unfamiliar = np.array([fam_model.is_unfamiliar(s) for s in image_scores])
+    else:
+        unfamiliar = np.zeros(len(x), bool)
     wrong, low = pred != labels, conf < threshold
     queue = low | unfamiliar
     return {

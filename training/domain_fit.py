@@ -18,9 +18,9 @@ import pandas as pd
 
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import CARD_FILE, MODEL_FILE, softmax_with_temperature
-from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
-from .domains import DOMAINS, all_cells, prepare_domain_cache
+from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
 
 # Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
 # square of a CellaVision crop, 0.097 µm/px, into 160 px), now in micrometres.
@@ -131,6 +131,12 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+def _per_domain_quantile(scores: np.ndarray, held: np.ndarray, domains: np.ndarray) -> float:
+    """The highest of each training domain's quantile: PBC's many cells must not set the
+    threshold that a smaller lab's own images are judged by."""
+    return float(max(np.quantile(scores[held & (domains == d)], UNFAMILIAR_QUANTILE) for d in np.unique(domains[held])))
+
+
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     from .calibration import fit_temperature as fit
 
@@ -205,10 +211,10 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     )
     train_minutes = (time.monotonic() - t0) / 60
     save_for_inference(model, out / MODEL_FILE)
-    return evaluate_run(model, config, table, images, labels, out, train_minutes, log)
+    return evaluate_run(model, config, table, images, labels, out, train_minutes, cache, log)
 
 
-def evaluate_run(model, config, table, images, labels, out: Path, train_minutes: float, log=print) -> dict:
+def evaluate_run(model, config, table, images, labels, out: Path, train_minutes: float, cache: str, log=print) -> dict:
     """Calibrate, fit the familiarity model, score every domain, write the bundle files."""
     train_domains = [d for d in DOMAINS if d != config.held_out]
     probs, feats = predict_with_features(model, images, config.input_size)
@@ -224,10 +230,18 @@ def evaluate_run(model, config, table, images, labels, out: Path, train_minutes:
     for d in train_domains:
         idx = np.flatnonzero(table["split"].eq("train").to_numpy() & table["domain"].eq(d).to_numpy())
         fit_idx.extend(rng.choice(idx, min(len(idx), 2500), replace=False))
+    domains = table["domain"].to_numpy()
     fam = Familiarity.fit(feats[fit_idx], labels[fit_idx])
     scores = fam.cell_scores(feats)
-    fam.threshold = float(np.quantile(scores[valid], UNFAMILIAR_QUANTILE))
-    unfamiliar = scores > fam.threshold
+    fam.threshold = _per_domain_quantile(scores, valid, domains)
+    signatures = image_signatures(table, cache)
+    in_fit = table["split"].eq("train").to_numpy() & in_train
+    fam.acquisition = AcquisitionModel.fit(signatures[in_fit], domains[in_fit])
+    acq = np.array([fam.acquisition.score(sig) for sig in signatures])
+    fam.acquisition.threshold = _per_domain_quantile(acq, valid, domains)
+    # One cell per image in these sets: the image's feature score is its cell's.
+    image_scores = np.array([fam.image_score(scores[i : i + 1], signatures[i]) for i in range(len(scores))])
+    unfamiliar = image_scores > 1.0
 
     report: dict = {"held_out": config.held_out, "temperature": temperature, "threshold": fam.threshold}
     for d in DOMAINS:
@@ -273,6 +287,8 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     p.add_argument("--split", default="runs/split.csv", help="PBC split CSV (python -m training split)")
     p.add_argument("--base", default=d.base, help="bundle to start from")
+    p.add_argument("--size", type=int, default=d.input_size, help="model input side (the base bundle's)")
+    p.add_argument("--um-per-px", type=float, default=d.um_per_px, help="micrometres per model-input pixel")
     p.add_argument("--held-out", choices=DOMAINS, help="leave this domain out (leave-one-domain-out)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -282,6 +298,7 @@ def add_arguments(p) -> None:
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--cache", default="cache")
+    p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
     p.add_argument("--out", required=True)
 
 
@@ -289,6 +306,8 @@ def run(args, log=print) -> int:
     config = DomainFitConfig(
         base=args.base,
         held_out=args.held_out,
+        input_size=args.size,
+        um_per_px=args.um_per_px,
         steps=args.steps,
         lr=args.lr,
         tune_layers=args.tune_layers,
@@ -297,8 +316,23 @@ def run(args, log=print) -> int:
         seed=args.seed,
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )
-    train(config, args.data, args.split, args.cache, Path(args.out), log)
+    if args.evaluate_only:
+        reevaluate(Path(args.out), args.data, args.split, args.cache, log)
+    else:
+        train(config, args.data, args.split, args.cache, Path(args.out), log)
     return 0
+
+
+def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print) -> dict:
+    """Calibration, familiarity and scores of a finished run again (its config and model)."""
+    import keras
+
+    config = DomainFitConfig(**json.loads((out / "config.json").read_text()))
+    cells = all_cells(data_root, split_csv)
+    images, table = prepare_domain_cache(cells, int(round(config.input_size * CACHE_MARGIN)), config.um_per_px, True, cache, log)
+    model = keras.saving.load_model(out / MODEL_FILE, compile=False)
+    minutes = json.loads((out / "metrics.json").read_text()).get("training_minutes", float("nan"))
+    return evaluate_run(model, config, table, images, _labels(table), out, minutes, cache, log)
 
 
 if __name__ == "__main__":

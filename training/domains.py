@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from yawbcc_desktop.core.familiarity import acquisition_signature
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
 from yawbcc_desktop.core.smear import read_voc_boxes
@@ -152,3 +153,22 @@ def prepare_domain_cache(
     table = cells.copy()
     table["um_per_px"], table["cx"], table["cy"] = um, cx, cy
     return images, table
+
+
+def _signature(args) -> np.ndarray:
+    path, um = args
+    return acquisition_signature(read_rgb(path), um)
+
+
+def image_signatures(table: pd.DataFrame, cache_dir: str | Path) -> np.ndarray:
+    """(N, d) acquisition signature of each row's image (``table`` from ``prepare_domain_cache``)."""
+    key = hashlib.sha1("\n".join(f"{p}|{u:.5f}" for p, u in zip(table.path, table.um_per_px)).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"signatures_{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    first = table.drop_duplicates("path")
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        sigs = dict(zip(first.path, pool.map(_signature, zip(first.path, first.um_per_px), chunksize=64)))
+    out = np.stack([sigs[p] for p in table.path])
+    np.save(cache, out)
+    return out

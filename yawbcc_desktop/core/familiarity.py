@@ -1,24 +1,73 @@
 """How familiar an image looks to a model: distance of its cells' pooled backbone features to
-the cells the model was trained on.
+the cells the model was trained on, and of its acquisition (stain colours, sharpness, pixel
+size) to the training labs'.
 
 A network trained on one lab's stain is confidently wrong on another's, so its own
 confidence cannot say "I have not seen images like this".  The features can: each cell's
 distance to the nearest training class (class-conditional Mahalanobis distance in the
 principal subspace of the training features, plus the share of the feature vector outside
 that subspace), scaled so that a typical training cell scores about 1.  An image's score is
-the median over its cells; above the bundle's threshold the image is *unfamiliar*.  The
-threshold is chosen in training (``training/familiarity_fit.py``) from held-out images of
-the training domains and checked on held-out domains.
+the median over its cells.
+
+A network trained to ignore stain colour (``training/stain.py``) also stops *seeing* that a
+stain is new, so its features alone flag few images of an unseen lab.  The acquisition
+signature does: the colour distribution of the whole image (percentiles of L*, a*, b*), its
+sharpness and its pixel size, compared with a Gaussian per training lab.  Each part is
+divided by its threshold (a high quantile of held-out images of the training labs, set in
+``training/domain_fit.py`` and checked on a held-out lab), and the image's score is the
+larger of the two: above 1 the image is *unfamiliar*.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 FAMILIARITY_FILE = "familiarity.npz"
+
+
+SIGNATURE_SIDE = 256
+
+
+def acquisition_signature(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
+    """(11,) L*, a*, b* at the 10th, 50th and 90th percentiles, log sharpness, log µm/px."""
+    h, w = rgb.shape[:2]
+    s = min(1.0, SIGNATURE_SIDE / max(h, w))
+    small = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else rgb
+    lab = cv2.cvtColor(np.ascontiguousarray(small[..., :3], dtype=np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    pct = np.percentile(lab.astype(np.float32), (10, 50, 90), axis=0).T.ravel()
+    sharp = cv2.Laplacian(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var()
+    return np.concatenate([pct, [np.log1p(sharp), np.log(max(um_per_px, 1e-3))]]).astype(np.float64)
+
+
+@dataclass
+class AcquisitionModel:
+    """A Gaussian of the acquisition signature per training lab."""
+
+    means: np.ndarray  # (K, d)
+    precisions: np.ndarray  # (K, d, d)
+    threshold: float = np.inf
+
+    @classmethod
+    def fit(cls, signatures: np.ndarray, domains: np.ndarray, shrink: float = 0.1) -> AcquisitionModel:
+        means, precs = [], []
+        for d in np.unique(domains):
+            x = np.asarray(signatures[domains == d], np.float64)
+            cov = np.cov(x, rowvar=False)
+            # Shrink towards the diagonal: a small lab's covariance is poorly estimated.
+            cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov)) + 1e-6 * np.eye(len(cov))
+            means.append(x.mean(axis=0))
+            precs.append(np.linalg.inv(cov))
+        return cls(np.stack(means), np.stack(precs))
+
+    def score(self, signature: np.ndarray) -> float:
+        """Mean squared Mahalanobis distance per dimension to the nearest training lab."""
+        diff = np.asarray(signature, np.float64)[None] - self.means
+        d2 = np.einsum("ki,kij,kj->k", diff, self.precisions, diff) / diff.shape[1]
+        return float(d2.min())
 
 
 @dataclass
@@ -28,7 +77,8 @@ class Familiarity:
     variances: np.ndarray  # (k,) shared within-class variance along each direction
     class_means: np.ndarray  # (C, k) class centres in the principal subspace
     residual_scale: float  # mean squared residual of training cells
-    threshold: float  # image score above which an image is unfamiliar
+    threshold: float  # feature score (median over an image's cells) above which it is unfamiliar
+    acquisition: AcquisitionModel | None = field(default=None)
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: np.ndarray, k: int = 32, threshold: float = np.inf) -> Familiarity:
@@ -53,12 +103,18 @@ class Familiarity:
         resid = np.sum((centred - z @ self.components) ** 2, axis=1) / self.residual_scale
         return 0.5 * (d + resid)
 
-    @staticmethod
-    def image_score(cell_scores: np.ndarray) -> float:
-        return float(np.median(cell_scores)) if len(cell_scores) else float("nan")
+    def image_score(self, cell_scores: np.ndarray, signature: np.ndarray | None = None) -> float:
+        """The image's unfamiliarity in units of the thresholds: above 1 it is unfamiliar."""
+        parts = []
+        if len(cell_scores):
+            parts.append(float(np.median(cell_scores)) / self.threshold)
+        if signature is not None and self.acquisition is not None:
+            parts.append(self.acquisition.score(signature) / self.acquisition.threshold)
+        return max(parts) if parts else float("nan")
 
-    def is_unfamiliar(self, image_score: float) -> bool:
-        return bool(np.isfinite(image_score) and image_score > self.threshold)
+    @staticmethod
+    def is_unfamiliar(image_score: float) -> bool:
+        return bool(np.isfinite(image_score) and image_score > 1.0)
 
     def save(self, path: str | Path) -> None:
         np.savez(
@@ -69,11 +125,23 @@ class Familiarity:
             class_means=self.class_means,
             residual_scale=self.residual_scale,
             threshold=self.threshold,
+            **(
+                {
+                    "acq_means": self.acquisition.means,
+                    "acq_precisions": self.acquisition.precisions,
+                    "acq_threshold": self.acquisition.threshold,
+                }
+                if self.acquisition is not None
+                else {}
+            ),
         )
 
     @classmethod
     def load(cls, path: str | Path) -> Familiarity:
         with np.load(path) as d:
+            acquisition = None
+            if "acq_means" in d:
+                acquisition = AcquisitionModel(d["acq_means"], d["acq_precisions"], float(d["acq_threshold"]))
             return cls(
                 d["mean"],
                 d["components"],
@@ -81,4 +149,5 @@ class Familiarity:
                 d["class_means"],
                 float(d["residual_scale"]),
                 float(d["threshold"]),
+                acquisition,
             )

@@ -17,6 +17,7 @@ import numpy as np
 from .cells import WBC, CellRegion
 from .classes import GROUPS
 from .classifier import ModelBundle, ModelCard
+from .familiarity import acquisition_signature
 from .imageio import ImageReadError, read_rgb
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
 from .review_rules import analysis_flags
@@ -67,6 +68,7 @@ class ImageResult:
     scale_source: str = ""  # what the estimate was measured on
     unfamiliar_score: float = float("nan")  # median of the cells' scores
     unfamiliar: bool = False  # above the bundle's familiarity threshold
+    signature: np.ndarray | None = field(default=None, repr=False)  # familiarity.acquisition_signature
     # Model inputs of the cells, kept only until classification.
     inputs: np.ndarray | None = field(default=None, repr=False)
 
@@ -123,6 +125,8 @@ def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard |
         return result
     scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC])
     result.um_per_px, result.scale_source = scale.um_per_px, scale.source
+    if card is not None and card.extra.get("familiarity"):
+        result.signature = acquisition_signature(rgb, scale.um_per_px)
     result.cells = [CellRecord(str(path), i, r, diameter_um=cell_diameter_um(r, scale.um_per_px)) for i, r in enumerate(regions)]
     if card is not None and regions:
         result.inputs = model_input(rgb, result.mode, regions, card, scale.um_per_px)
@@ -139,7 +143,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
     for r in with_inputs:
         n = len(r.cells)
         if scores is not None:
-            r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n])
+            r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n], r.signature)
             r.unfamiliar = bundle.familiarity.is_unfamiliar(r.unfamiliar_score)
         for i, (cell, p) in enumerate(zip(r.cells, probs[start : start + n])):
             cell.probs, cell.model = p, bundle.name
