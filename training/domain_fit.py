@@ -22,6 +22,8 @@ from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, 
 
 from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
 
+REPLAY_FILE = "replay.npz"  # in a bundle: pooled features of a sample of its training cells
+
 # Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
 # square of a CellaVision crop, 0.097 µm/px, into 160 px), now in micrometres.
 UM_PER_PX = 0.175
@@ -129,6 +131,22 @@ def _all_layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
+
+
+def write_replay(path: Path, feats: np.ndarray, labels: np.ndarray, table: pd.DataFrame, seed: int, per_class: int = 120) -> None:
+    """A small sample of the training cells' pooled features (float16), by domain and class:
+    what adapting the head to a new lab replays so the old labs are not forgotten, without
+    shipping their images."""
+    rng = np.random.default_rng(seed)
+    train = table["split"].eq("train").to_numpy()
+    pick = []
+    for (_d, _g), idx in table[train].groupby(["domain", "group"]).indices.items():
+        rows = np.flatnonzero(train)[idx]
+        pick.extend(rng.choice(rows, min(len(rows), per_class), replace=False))
+    pick = np.sort(np.array(pick))
+    np.savez_compressed(
+        path, features=feats[pick].astype(np.float16), labels=labels[pick], domains=table["domain"].to_numpy()[pick].astype(str)
+    )
 
 
 def _per_domain_quantile(scores: np.ndarray, held: np.ndarray, domains: np.ndarray) -> float:
@@ -262,6 +280,7 @@ def evaluate_run(model, config, table, images, labels, out: Path, train_minutes:
     report["training_minutes"] = train_minutes
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     fam.save(out / FAMILIARITY_FILE)
+    write_replay(out / REPLAY_FILE, feats, labels, table, config.seed)
     pbc = report["pbc_test"]
     card = {
         "name": out.name,
