@@ -358,7 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("domains", help="fine-tune a bundle across PBC, BCCD and Bio-Net (stain-robust, one µm per pixel)")
     domain_fit.add_arguments(p)
+    from . import adapt
+
+    p = sub.add_parser("adapt", help="adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)")
+    adapt.add_arguments(p)
     return parser
+
+
+def _adapt(args) -> int:
+    from .adapt import run
+
+    return run(args)
 
 
 def _domains(args) -> int:
@@ -369,7 +379,15 @@ def _domains(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"index": _index, "split": _split, "fit": _fit, "evaluate": _evaluate_cmd, "export": _export, "domains": _domains}
+    handlers = {
+        "index": _index,
+        "split": _split,
+        "fit": _fit,
+        "evaluate": _evaluate_cmd,
+        "export": _export,
+        "domains": _domains,
+        "adapt": _adapt,
+    }
     return handlers[args.command](args)
 
 
