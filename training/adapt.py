@@ -201,8 +201,18 @@ class Adaptation:
     signatures: list[np.ndarray]
 
 
-def adapt(bundle: ModelBundle, corrections: Corrections, seed: int = 0, log=print) -> Adaptation:
-    """Fit the head to the lab's corrections (with replay) and measure it out of fold."""
+def adapt(
+    bundle: ModelBundle,
+    corrections: Corrections,
+    seed: int = 0,
+    log=print,
+    min_per_class: int = MIN_PER_CLASS,
+    min_cells: int = MIN_CELLS,
+    features: np.ndarray | None = None,
+) -> Adaptation:
+    """Fit the head to the lab's corrections (with replay) and measure it out of fold.
+
+    ``features``: the rows' pooled features when the caller has them already (benchmarks)."""
     t0 = time.monotonic()
     replay_path = bundle.folder / REPLAY_FILE
     if not replay_path.is_file():
@@ -210,16 +220,20 @@ def adapt(bundle: ModelBundle, corrections: Corrections, seed: int = 0, log=prin
     order = bundle.card.class_order
     rows = corrections.rows
     counts = rows["label"].value_counts()
-    usable = [g for g in order if counts.get(g, 0) >= MIN_PER_CLASS]
-    rows = rows[rows["label"].isin(usable)].reset_index(drop=True)
-    if len(rows) < MIN_CELLS:
+    usable = [g for g in order if counts.get(g, 0) >= min_per_class]
+    keep = rows["label"].isin(usable).to_numpy()
+    rows = rows[keep].reset_index(drop=True)
+    if len(rows) < min_cells:
         raise CorrectionsError(
-            f"only {len(rows)} corrected cells in classes with at least {MIN_PER_CLASS} cells; "
-            f"adapting needs at least {MIN_CELLS} (per class now: {dict(counts)})"
+            f"only {len(rows)} corrected cells in classes with at least {min_per_class} cells; "
+            f"adapting needs at least {min_cells} (per class now: {dict(counts)})"
         )
     log(f"adapting {bundle.name} to {len(rows)} cells: " + ", ".join(f"{g} {int(counts[g])}" for g in usable))
-    inputs, signatures = correction_inputs(bundle, rows)
-    feats = pooled(bundle, inputs)
+    if features is None:
+        inputs, signatures = correction_inputs(bundle, rows)
+        feats = pooled(bundle, inputs)
+    else:
+        feats, signatures = features[keep], []
     labels = np.array([order.index(g) for g in rows["label"]])
     with np.load(replay_path) as rp:
         r_feats, r_labels = rp["features"].astype(np.float64), rp["labels"]
@@ -350,7 +364,7 @@ def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> N
     share = float(np.mean(fam.cell_scores(r_feats) <= fam.threshold))
     new = Familiarity.fit(np.concatenate([r_feats, result.lab_features]), np.concatenate([r_labels, lab_groups]))
     new.threshold = float(np.quantile(new.cell_scores(r_feats), share))
-    if fam.acquisition is not None:
+    if fam.acquisition is not None and result.signatures:
         lab_model = AcquisitionModel.fit(np.stack(result.signatures), np.zeros(len(result.signatures)), shrink=0.5)
         new.acquisition = AcquisitionModel(
             np.concatenate([fam.acquisition.means, lab_model.means]),
