@@ -290,4 +290,6 @@ def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester
     assert images.index(0).data(UnfamiliarRole) and not images.index(1).data(UnfamiliarRole)
     assert "unfamiliar" not in images.index(1).data(Qt.ItemDataRole.ToolTipRole)
     store.clear_cells()  # re-analysis: nothing is known of the images any more
+    model.reset()
+    images.reset()
     assert store.unfamiliar_images() == (0, 0, "")

@@ -44,7 +44,8 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         table = win.controller.cells
         assert all(table.index_of_id(r, COLUMN["why"]).data().startswith(review_rules.UNFAMILIAR) for r in range(n))
         win.selection.select_cell(0)
-        assert f"to review: {review_rules.UNFAMILIAR}" in win.detail.title.text()
+        assert "to review" in win.detail.title.text()
+        assert win.detail.reasons.text() == f"To review: {review_rules.UNFAMILIAR}"
 
         # The image list marks both images and says why.
         model = win.controller.images

@@ -52,6 +52,10 @@ class CellDetail(QWidget):
         self.subtitle = QLabel("")
         self.subtitle.setObjectName("Caption")
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Why the cell waits for review; one line kept for it, so the panes never jump.
+        self.reasons = QLabel("")
+        self.reasons.setStyleSheet(f"color:{REVIEW_COLOURS[TO_REVIEW]}")
+        self.reasons.setMinimumHeight(self.reasons.fontMetrics().height())
         self.crop = Picture("Select a cell in the gallery, the table or the image")
         # pyqtgraph takes most of a second to import: the chart is built after the window is up.
         self._chart = None
@@ -63,12 +67,13 @@ class CellDetail(QWidget):
 
         self.label_bar = LabelBar()
         # Long titles are clipped rather than widening the window (the tooltip has the path).
-        for label in (self.title, self.subtitle):
+        for label in (self.title, self.subtitle, self.reasons):
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         heading = QVBoxLayout()
         heading.setSpacing(0)
         heading.addWidget(self.title)
         heading.addWidget(self.subtitle)
+        heading.addWidget(self.reasons)
         heading.addSpacing(3)
         heading.addWidget(self.label_bar)
         panes = QSplitter(Qt.Orientation.Horizontal)
@@ -113,6 +118,7 @@ class CellDetail(QWidget):
             self.title.setText("No cell selected")
             self.title.setStyleSheet("")
             self.subtitle.setText("")
+            self.reasons.setText("")
             self.crop.set_message("Select a cell in the gallery, the table or the image")
             self.chart.show_probabilities(None)
             self.gradcam.clear()
@@ -148,11 +154,11 @@ class CellDetail(QWidget):
             confidence = ""
         elif cell.reviewed:
             note += f" by {cell.reviewer}"
-        elif status == TO_REVIEW:
-            note += ": " + review_text(cell.review_reasons(self._store.review_threshold), self._store.review_threshold)
         note += "</span>"
+        reasons = cell.review_reasons(self._store.review_threshold)
+        self.reasons.setText(f"To review: {review_text(reasons, self._store.review_threshold)}" if reasons else "")
+        self.reasons.setToolTip(self.reasons.text())  # clipped when the pane is narrow
         self.title.setText(f"<span style='color:{colour}'>■</span> {display_name(cell.final_label)}{confidence}{note}")
-        self.title.setToolTip(self.title.text())  # a long title is clipped: all of it here
         self.crop.frame_colour = class_colour(cell.final_label)
         self.crop.update()
         self.label_bar.show_label(cell.final_label, cell.reviewed)
