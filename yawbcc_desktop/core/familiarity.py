@@ -30,6 +30,8 @@ FAMILIARITY_FILE = "familiarity.npz"
 
 
 SIGNATURE_SIDE = 256
+# Image scores are in units of the thresholds: above this an image is unfamiliar.
+UNFAMILIAR_ABOVE = 1.0
 
 
 def acquisition_signature(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
@@ -107,14 +109,14 @@ class Familiarity:
         """The image's unfamiliarity in units of the thresholds: above 1 it is unfamiliar."""
         parts = []
         if len(cell_scores):
-            parts.append(float(np.median(cell_scores)) / self.threshold)
+            parts.append(float(np.median(cell_scores)) / max(self.threshold, 1e-300))
         if signature is not None and self.acquisition is not None:
-            parts.append(self.acquisition.score(signature) / self.acquisition.threshold)
+            parts.append(self.acquisition.score(signature) / max(self.acquisition.threshold, 1e-300))
         return max(parts) if parts else float("nan")
 
     @staticmethod
     def is_unfamiliar(image_score: float) -> bool:
-        return bool(np.isfinite(image_score) and image_score > 1.0)
+        return bool(np.isfinite(image_score) and image_score > UNFAMILIAR_ABOVE)
 
     def save(self, path: str | Path) -> None:
         np.savez(
