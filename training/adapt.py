@@ -37,7 +37,7 @@ from yawbcc_desktop.core.classifier import (
     resolve_bundle,
     softmax_with_temperature,
 )
-from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, acquisition_signature
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, acquisition_signature
 from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
 
 REPLAY_FILE = "replay.npz"
@@ -351,7 +351,7 @@ def write_adapted(bundle: ModelBundle, result: Adaptation, corrections: Correcti
 def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> None:
     """The lab becomes a training domain of the familiarity model: its cells join the feature
     model (threshold rescaled so the replay sample keeps its share under it) and its images
-    get their own acquisition Gaussian."""
+    join the acquisition references."""
     from yawbcc_desktop.core.familiarity import Familiarity
 
     fam = bundle.familiarity
@@ -364,13 +364,8 @@ def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> N
     share = float(np.mean(fam.cell_scores(r_feats) <= fam.threshold))
     new = Familiarity.fit(np.concatenate([r_feats, result.lab_features]), np.concatenate([r_labels, lab_groups]))
     new.threshold = float(np.quantile(new.cell_scores(r_feats), share))
-    if fam.acquisition is not None and result.signatures:
-        lab_model = AcquisitionModel.fit(np.stack(result.signatures), np.zeros(len(result.signatures)), shrink=0.5)
-        new.acquisition = AcquisitionModel(
-            np.concatenate([fam.acquisition.means, lab_model.means]),
-            np.concatenate([fam.acquisition.precisions, lab_model.precisions]),
-            fam.acquisition.threshold,
-        )
+    if fam.acquisition is not None:
+        new.acquisition = fam.acquisition.with_references(np.stack(result.signatures)) if result.signatures else fam.acquisition
     new.save(path)
 
 

@@ -12,7 +12,7 @@ the median over its cells.
 A network trained to ignore stain colour (``training/stain.py``) also stops *seeing* that a
 stain is new, so its features alone flag few images of an unseen lab.  The acquisition
 signature does: the colour distribution of the whole image (percentiles of L*, a*, b*), its
-sharpness and its pixel size, compared with a Gaussian per training lab.  Each part is
+sharpness and its pixel size, compared with the nearest training images' signatures.  Each part is
 divided by its threshold (a high quantile of held-out images of the training labs, set in
 ``training/domain_fit.py`` and checked on a held-out lab), and the image's score is the
 larger of the two: above 1 the image is *unfamiliar*.
@@ -47,29 +47,43 @@ def acquisition_signature(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
 
 @dataclass
 class AcquisitionModel:
-    """A Gaussian of the acquisition signature per training lab."""
+    """Signatures of training images; an image is scored by its distance to the nearest ones.
 
-    means: np.ndarray  # (K, d)
-    precisions: np.ndarray  # (K, d, d)
+    Nearest neighbours rather than one Gaussian per lab: a lab's images form several clusters
+    (Bio-Net's fields come in a cyan and a yellow series), and a Gaussian wide enough for both
+    also covers labs in between.  Signatures are standardised by the training spread.
+    """
+
+    centre: np.ndarray  # (d,)
+    spread: np.ndarray  # (d,)
+    references: np.ndarray  # (N, d) standardised training signatures
+    k: int = 5
     threshold: float = np.inf
 
     @classmethod
-    def fit(cls, signatures: np.ndarray, domains: np.ndarray, shrink: float = 0.1) -> AcquisitionModel:
-        means, precs = [], []
+    def fit(
+        cls, signatures: np.ndarray, domains: np.ndarray, per_domain: int = 1500, k: int = 5, seed: int = 0
+    ) -> AcquisitionModel:
+        x = np.asarray(signatures, np.float64)
+        centre, spread = x.mean(axis=0), x.std(axis=0) + 1e-6
+        rng = np.random.default_rng(seed)
+        keep = []
         for d in np.unique(domains):
-            x = np.asarray(signatures[domains == d], np.float64)
-            cov = np.cov(x, rowvar=False)
-            # Shrink towards the diagonal: a small lab's covariance is poorly estimated.
-            cov = (1 - shrink) * cov + shrink * np.diag(np.diag(cov)) + 1e-6 * np.eye(len(cov))
-            means.append(x.mean(axis=0))
-            precs.append(np.linalg.inv(cov))
-        return cls(np.stack(means), np.stack(precs))
+            idx = np.flatnonzero(domains == d)
+            keep.extend(rng.choice(idx, min(len(idx), per_domain), replace=False))
+        return cls(centre, spread, (x[np.sort(keep)] - centre) / spread, k)
+
+    def with_references(self, signatures: np.ndarray) -> AcquisitionModel:
+        """The same model knowing more images (a lab added by adaptation)."""
+        extra = (np.asarray(signatures, np.float64) - self.centre) / self.spread
+        return AcquisitionModel(self.centre, self.spread, np.concatenate([self.references, extra]), self.k, self.threshold)
 
     def score(self, signature: np.ndarray) -> float:
-        """Mean squared Mahalanobis distance per dimension to the nearest training lab."""
-        diff = np.asarray(signature, np.float64)[None] - self.means
-        d2 = np.einsum("ki,kij,kj->k", diff, self.precisions, diff) / diff.shape[1]
-        return float(d2.min())
+        """Mean distance to the k nearest training signatures, in training standard deviations."""
+        z = (np.asarray(signature, np.float64) - self.centre) / self.spread
+        d = np.sqrt(((self.references - z) ** 2).sum(axis=1))
+        k = min(self.k, len(d))
+        return float(np.partition(d, k - 1)[:k].mean())
 
 
 @dataclass
@@ -142,8 +156,14 @@ class Familiarity:
     def load(cls, path: str | Path) -> Familiarity:
         with np.load(path) as d:
             acquisition = None
-            if "acq_means" in d:
-                acquisition = AcquisitionModel(d["acq_means"], d["acq_precisions"], float(d["acq_threshold"]))
+            if "acq_references" in d:
+                acquisition = AcquisitionModel(
+                    d["acq_centre"],
+                    d["acq_spread"],
+                    d["acq_references"].astype(np.float64),
+                    int(d["acq_k"]),
+                    float(d["acq_threshold"]),
+                )
             return cls(
                 d["mean"],
                 d["components"],
