@@ -1,0 +1,176 @@
+"""Cross-lab pieces of the core and training: pixel size, physical framing, familiarity,
+review flags, the three domains' cell tables, stain augmentation, head adaptation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from yawbcc_desktop.core import review_rules
+from yawbcc_desktop.core.cells import CellRegion
+from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature
+from yawbcc_desktop.core.imageio import read_rgb
+from yawbcc_desktop.core.scale import FROM_DEFAULT, FROM_RED_CELLS, FROM_WHITE_CELL, estimate_um_per_px, scaled_cell_input
+
+
+def _sample(folder, pattern, n):
+    """n files spread over the folder (hidden files such as macOS metadata left out)."""
+    files = sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+    return files[:: max(1, len(files) // n)][:n]
+
+
+def test_pixel_size_from_red_cells_per_lab(data_dir):
+    """Each lab's images agree on one pixel size, and the labs differ as their optics do."""
+    pbc = [estimate_um_per_px(read_rgb(p)) for p in _sample(data_dir / "pbc" / "neutrophil", "*.jpg", 12)]
+    bccd = [estimate_um_per_px(read_rgb(p)) for p in _sample(data_dir / "bccd" / "JPEGImages", "*.jpg", 12)]
+    assert all(e.source == FROM_RED_CELLS for e in pbc + bccd)
+    pbc_um = np.median([e.um_per_px for e in pbc])
+    bccd_um = np.median([e.um_per_px for e in bccd])
+    assert 0.085 < pbc_um < 0.11 and 0.06 < bccd_um < 0.09
+    assert np.std([e.um_per_px for e in pbc]) / pbc_um < 0.12
+
+
+def test_pixel_size_falls_back_to_white_cell_then_default():
+    blank = np.full((200, 200, 3), 235, np.uint8)
+    assert estimate_um_per_px(blank).source == FROM_DEFAULT
+    cell = CellRegion(50, 50, 100, 100, np.ones((100, 100), bool))
+    est = estimate_um_per_px(blank, [cell])
+    assert est.source == FROM_WHITE_CELL
+    # A 100 px disc-equivalent outline is a 13 µm white cell.
+    assert est.um_per_px == pytest.approx(13.0 / np.sqrt(4 * 10000 / np.pi), rel=1e-6)
+
+
+def test_scaled_input_spans_the_same_micrometres_at_any_magnification():
+    """The same slide imaged at two magnifications gives the same model input."""
+    rng = np.random.default_rng(0)
+    slide = (rng.random((60, 60, 3)) * 255).astype(np.uint8)
+    fine = np.kron(slide, np.ones((4, 4, 1), np.uint8))  # 0.05 µm/px
+    coarse = np.kron(slide, np.ones((2, 2, 1), np.uint8))  # 0.10 µm/px
+    a = scaled_cell_input(fine, (120, 120), 0.05, 32, 0.25, balance=False).astype(float)
+    b = scaled_cell_input(coarse, (60, 60), 0.10, 32, 0.25, balance=False).astype(float)
+    assert a.shape == b.shape == (32, 32, 3)
+    assert np.abs(a - b).mean() < 6.0
+
+
+def test_familiarity_separates_a_shifted_domain(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 600)
+    centres = rng.normal(0, 3, (4, 64))
+    train = centres[labels] + rng.normal(0, 1, (600, 64))
+    fam = Familiarity.fit(train, labels, k=16)
+    held = centres[labels[:200]] + rng.normal(0, 1, (200, 64))
+    shifted = held + rng.normal(0, 1, 64) * 3
+    fam.threshold = float(np.quantile(fam.cell_scores(held), 0.99))
+    assert np.mean(fam.cell_scores(shifted) > fam.threshold) > 0.9
+    fam.save(tmp_path / "f.npz")
+    again = Familiarity.load(tmp_path / "f.npz")
+    assert np.allclose(again.cell_scores(shifted), fam.cell_scores(shifted))
+
+
+def test_acquisition_signature_tells_labs_apart(data_dir):
+    def signatures(paths):
+        out = []
+        for p in paths:
+            rgb = read_rgb(p)
+            out.append(acquisition_signature(rgb, estimate_um_per_px(rgb).um_per_px))
+        return np.stack(out)
+
+    pbc = signatures(_sample(data_dir / "pbc" / "lymphocyte", "*.jpg", 30))
+    bccd = signatures(_sample(data_dir / "bccd" / "JPEGImages", "*.jpg", 10))
+    model = AcquisitionModel.fit(pbc[:20], np.zeros(20))
+    model.threshold = max(model.score(s) for s in pbc[20:])
+    assert all(model.score(s) > model.threshold for s in bccd)
+    # A lab added by adaptation becomes familiar.
+    assert all(model.with_references(bccd[:5]).score(s) < model.score(s) for s in bccd[5:])
+
+
+def test_review_flags():
+    assert review_rules.analysis_flags("PLATELET", 14.0, False) == [review_rules.SIZE_SAYS_WBC]
+    assert review_rules.analysis_flags("LYMPHOCYTE", 3.0, False) == [review_rules.SIZE_SAYS_PLATELET]
+    assert review_rules.analysis_flags("NEUTROPHIL", 13.0, True) == [review_rules.UNFAMILIAR]
+    assert review_rules.analysis_flags("PLATELET", 5.8, False) == []
+    joined = review_rules.join_flags([review_rules.UNFAMILIAR])
+    assert review_rules.review_reasons(0.99, 0.9, joined) == [review_rules.UNFAMILIAR]
+    assert review_rules.review_reasons(0.5, 0.9, "") == [review_rules.LOW_CONFIDENCE]
+    assert review_rules.review_reasons(0.99, 0.9, []) == []
+
+
+def test_domain_tables(data_dir):
+    from training.domains import bccd_cells, bionet_cells
+
+    bccd = bccd_cells(data_dir / "bccd")
+    bionet = bionet_cells(data_dir / "deepbionet")
+    assert len(bionet) == 361 and set(bionet.group) == {"NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"}
+    assert 250 < len(bccd) < 300 and bccd[["cx", "cy"]].notna().all().all()
+    # Fields are split as wholes: every cell of a field on one side.
+    assert (bccd.groupby("path")["split"].nunique() == 1).all()
+    for table in (bccd, bionet):
+        assert set(table.split) == {"train", "valid", "test"}
+
+
+def test_nucleus_locator_finds_the_white_cell(data_dir):
+    """On Bio-Net fields (one white cell each, no box) the locator lands on a strongly
+    stained nucleus, not on a red cell."""
+    from training.domains import locate_nucleus
+
+    paths = _sample(data_dir / "deepbionet" / "cells" / "neutrophil", "*.jpg", 10)
+    hits = 0
+    for p in paths:
+        rgb = read_rgb(p)
+        cx, cy = locate_nucleus(rgb)
+        od = -np.log((rgb.astype(float) + 1) / 256)
+        stain = od[..., 0] - od[..., 2]
+        # A lobed nucleus may leave its centre pale: look within a cell radius of it.
+        near = stain[max(0, int(cy) - 25) : int(cy) + 26, max(0, int(cx) - 25) : int(cx) + 26]
+        hits += near.max() >= np.percentile(stain, 99.5)
+    assert hits >= 8
+
+
+def test_stain_augmentation_keeps_shape_and_range():
+    from training.stain import stain_augment, yuv_stats
+
+    rng = np.random.default_rng(2)
+    batch = (rng.random((6, 48, 48, 3)) * 255).astype(np.uint8)
+    out = stain_augment(batch, 40, yuv_stats(batch)).numpy()
+    assert out.shape == (6, 40, 40, 3)
+    assert out.min() >= 0 and out.max() <= 255
+    assert np.abs(out.mean(axis=(1, 2, 3)) - batch[:, 4:44, 4:44].mean(axis=(1, 2, 3))).max() > 1.0
+
+
+def test_head_fit_learns_a_new_lab_and_keeps_the_replay():
+    from training.adapt import _sample_weights, _softmax, fit_head
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 2, (3, 16))
+    replay_y = rng.integers(0, 3, 300)
+    replay = centres[replay_y] + rng.normal(0, 0.5, (300, 16))
+    w0, b0 = centres.T.copy(), np.zeros(3)  # a head that knows the replay domain
+    lab_y = rng.integers(0, 3, 40)
+    # A lab whose cells all sit towards class 0 of the replay, their classes compressed.
+    lab = 0.3 * centres[lab_y] + 3 * centres[0] + rng.normal(0, 0.3, (40, 16))
+    before = np.mean((lab @ w0 + b0).argmax(axis=1) == lab_y)
+    w, b = fit_head(np.concatenate([lab, replay]), np.concatenate([lab_y, replay_y]), _sample_weights(40, 300), w0, b0)
+    assert before < 0.5 and np.mean(_softmax(lab @ w + b).argmax(axis=1) == lab_y) > 0.9
+    assert np.mean((replay @ w + b).argmax(axis=1) == replay_y) > 0.9
+
+
+def test_corrections_name_bad_rows(tmp_path, data_dir):
+    from training.adapt import read_corrections
+
+    good = str(sorted((data_dir / "pbc" / "basophil").glob("*.jpg"))[0])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    csv = tmp_path / "cells.csv"
+    pd.DataFrame(
+        {
+            "path": [good, str(bad), good, good],
+            "final_label": ["BASOPHIL", "NEUTROPHIL", "BLAST", "ARTEFACT"],
+            "reviewed": ["yes", "yes", "yes", "yes"],
+        }
+    ).to_csv(csv, index=False)
+    c = read_corrections(csv)
+    assert list(c.rows["label"]) == ["BASOPHIL"]
+    assert len(c.skipped) == 2
+    assert c.skipped[0].startswith("row 3:") and "broken.jpg" in c.skipped[0]
+    assert c.skipped[1].startswith("row 4:") and "BLAST" in c.skipped[1]
