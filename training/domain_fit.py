@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from yawbcc_desktop.core.classifier import CARD_FILE, MODEL_FILE, softmax_with_t
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
 from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
+from .splits import split_checksum
 
 REPLAY_FILE = "replay.npz"  # in a bundle: pooled features of a sample of its training cells
 
@@ -229,10 +231,12 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     )
     train_minutes = (time.monotonic() - t0) / 60
     save_for_inference(model, out / MODEL_FILE)
-    return evaluate_run(model, config, table, images, labels, out, train_minutes, cache, log)
+    return evaluate_run(model, config, table, images, labels, out, train_minutes, cache, split_csv, log)
 
 
-def evaluate_run(model, config, table, images, labels, out: Path, train_minutes: float, cache: str, log=print) -> dict:
+def evaluate_run(
+    model, config, table, images, labels, out: Path, train_minutes: float, cache: str, split_csv: str, log=print
+) -> dict:
     """Calibrate, fit the familiarity model, score every domain, write the bundle files."""
     train_domains = [d for d in DOMAINS if d != config.held_out]
     probs, feats = predict_with_features(model, images, config.input_size)
@@ -296,6 +300,9 @@ def evaluate_run(model, config, table, images, labels, out: Path, train_minutes:
         "familiarity": {"threshold": fam.threshold, "quantile": UNFAMILIAR_QUANTILE, "file": FAMILIARITY_FILE},
         "training_minutes": round(train_minutes, 1),
         "training": asdict(config),
+        "split_sha1": split_checksum(pd.read_csv(split_csv)),
+        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2))
     return report
@@ -351,7 +358,7 @@ def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print)
     images, table = prepare_domain_cache(cells, int(round(config.input_size * CACHE_MARGIN)), config.um_per_px, True, cache, log)
     model = keras.saving.load_model(out / MODEL_FILE, compile=False)
     minutes = json.loads((out / "metrics.json").read_text()).get("training_minutes", float("nan"))
-    return evaluate_run(model, config, table, images, _labels(table), out, minutes, cache, log)
+    return evaluate_run(model, config, table, images, _labels(table), out, minutes, cache, split_csv, log)
 
 
 if __name__ == "__main__":
@@ -360,3 +367,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m training.domain_fit")
     add_arguments(parser)
     raise SystemExit(run(parser.parse_args()))
+
+
+def _versions() -> dict:
+    from .__main__ import _versions as versions
+
+    return versions()
