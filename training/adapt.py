@@ -13,14 +13,29 @@ The lab's images are added to the bundle's familiarity model, so they stop being
 *unfamiliar*; the base bundle's own test figures stay in the card beside the new ones.
 
     python -m training adapt --model NAME|DIR --corrections CELLS.csv --name NEW [--dest DIR]
+
+What a run says: human lines on stderr; on stdout one JSON object a line for programs (the
+application reads them): ``{"event": "progress", "stage": "reading"|"loading"|"features"|
+"fitting"|"writing", "done": i, "total": n}`` (``total`` 0 while no fraction is known),
+``{"event": "skipped", "message": ...}`` per row left out, then exactly one of
+``{"event": "done", "bundle": FOLDER, ...report...}``, ``{"event": "error", "message": ...}``
+or ``{"event": "cancelled"}``.  Exit status: 0 done, 2 unusable input (corrections file,
+too few cells, bundle without a replay sample, name taken), 130 cancelled (Ctrl-C or
+SIGTERM), 1 anything else.  The bundle is written to ``DEST/.NEW.partial`` and renamed to
+``DEST/NEW`` at the end, so a run cancelled or killed never leaves half a bundle under its name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
+import signal
+import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +68,14 @@ class CorrectionsError(Exception):
     """The corrections file cannot be used; the message names the file, rows and problem."""
 
 
+# progress(stage, done, total): what a long step reports; total 0 while no fraction is known.
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
 @dataclass
 class Corrections:
     rows: pd.DataFrame  # usable rows: path, label, mode, x, y, width, height
@@ -61,14 +84,18 @@ class Corrections:
     reviewers: list[str]
 
 
-def read_corrections(csv_path: str | Path) -> Corrections:
+def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) -> Corrections:
     """Reviewed rows of a ``yawbcc export --cells`` file (or any CSV with ``path`` and a label
     column); rows with an unknown label or an unreadable image are left out and named."""
     csv_path = Path(csv_path)
     try:
         raw = csv_path.read_bytes()
         frame = pd.read_csv(csv_path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except FileNotFoundError:
+        raise CorrectionsError(f"{csv_path}: no such corrections file") from None
+    except pd.errors.EmptyDataError:
+        raise CorrectionsError(f"{csv_path}: the corrections file is empty") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise CorrectionsError(f"{csv_path}: cannot read the corrections file ({exc})") from None
     label_col = next((c for c in ("final_label", "label", "group") if c in frame.columns), None)
     if "path" not in frame.columns or label_col is None:
@@ -79,7 +106,9 @@ def read_corrections(csv_path: str | Path) -> Corrections:
     skipped = []
     keep = []
     readable: dict[str, bool] = {}
-    for r in frame.itertuples(index=False):
+    progress("reading", 0, len(frame))
+    for i, r in enumerate(frame.itertuples(index=False)):
+        progress("reading", i, len(frame))
         label = getattr(r, label_col).strip().upper()
         if label == "ARTEFACT":
             continue  # not a cell: nothing to learn for a cell class
@@ -98,6 +127,7 @@ def read_corrections(csv_path: str | Path) -> Corrections:
             skipped.append(f"row {r.row}: {r.path}: unreadable (see above)")
             continue
         keep.append(r)
+    progress("reading", len(frame), len(frame))
     rows = pd.DataFrame(keep, columns=frame.columns) if keep else frame.iloc[0:0]
     rows = rows.assign(label=rows[label_col].str.strip().str.upper())
     reviewers = sorted({v for v in rows.get("reviewer", pd.Series(dtype=str)) if v})
@@ -128,6 +158,27 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
         inputs.append(model_input(rgb, mode, [region], bundle.card, um)[0])
         signatures.append(acquisition_signature(rgb, um))
     return np.stack(inputs), signatures
+
+
+FEATURE_CHUNK = 32  # cells framed and passed through the backbone at a time (progress steps)
+
+
+def correction_features(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _no_progress) -> tuple[np.ndarray, list]:
+    """``pooled(bundle, correction_inputs(bundle, rows))`` a chunk of cells at a time, saying how
+    far it is: the same features and signatures."""
+    import keras
+
+    from yawbcc_desktop.core.classifier import pooled_features
+
+    extractor = keras.Model(bundle.model.input, pooled_features(bundle.model))
+    feats, signatures = [], []
+    progress("features", 0, len(rows))
+    for start in range(0, len(rows), FEATURE_CHUNK):
+        inputs, sigs = correction_inputs(bundle, rows.iloc[start : start + FEATURE_CHUNK])
+        feats.append(np.asarray(extractor.predict_on_batch(inputs.astype(np.float32))))
+        signatures += sigs
+        progress("features", min(start + FEATURE_CHUNK, len(rows)), len(rows))
+    return np.concatenate(feats), signatures
 
 
 def pooled(bundle: ModelBundle, inputs: np.ndarray) -> np.ndarray:
@@ -190,6 +241,28 @@ def _folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
+def counts_text(counts: pd.Series | dict, min_per_class: int = MIN_PER_CLASS) -> str:
+    """``NEUTROPHIL 12, BASOPHIL 2 (under 5)``: cells per class, most first."""
+    items = sorted(((str(g), int(n)) for g, n in dict(counts).items()), key=lambda item: -item[1])
+    return ", ".join(f"{g} {n}" + (f" (under {min_per_class})" if n < min_per_class else "") for g, n in items) or "none"
+
+
+def usable_rows(
+    rows: pd.DataFrame, order: list[str], min_per_class: int = MIN_PER_CLASS, min_cells: int = MIN_CELLS
+) -> tuple[np.ndarray, list[str], pd.Series]:
+    """Which rows an adaptation uses (classes with at least ``min_per_class`` cells), the classes
+    adapted and the cells per class; CorrectionsError when fewer than ``min_cells`` remain."""
+    counts = rows["label"].value_counts()
+    usable = [g for g in order if counts.get(g, 0) >= min_per_class]
+    keep = rows["label"].isin(usable).to_numpy()
+    if keep.sum() < min_cells:
+        raise CorrectionsError(
+            f"only {int(keep.sum())} reviewed cells in classes with at least {min_per_class} cells; adapting needs at "
+            f"least {min_cells} (cells per class: {counts_text(counts, min_per_class)}). Review more cells first."
+        )
+    return keep, usable, counts
+
+
 @dataclass
 class Adaptation:
     w: np.ndarray
@@ -209,6 +282,7 @@ def adapt(
     min_per_class: int = MIN_PER_CLASS,
     min_cells: int = MIN_CELLS,
     features: np.ndarray | None = None,
+    progress: ProgressFn = _no_progress,
 ) -> Adaptation:
     """Fit the head to the lab's corrections (with replay) and measure it out of fold.
 
@@ -218,20 +292,11 @@ def adapt(
     if not replay_path.is_file():
         raise CorrectionsError(f"{bundle.folder}: this bundle has no {REPLAY_FILE}, so it cannot be adapted (retrain it instead)")
     order = bundle.card.class_order
-    rows = corrections.rows
-    counts = rows["label"].value_counts()
-    usable = [g for g in order if counts.get(g, 0) >= min_per_class]
-    keep = rows["label"].isin(usable).to_numpy()
-    rows = rows[keep].reset_index(drop=True)
-    if len(rows) < min_cells:
-        raise CorrectionsError(
-            f"only {len(rows)} corrected cells in classes with at least {min_per_class} cells; "
-            f"adapting needs at least {min_cells} (per class now: {dict(counts)})"
-        )
+    keep, usable, counts = usable_rows(corrections.rows, order, min_per_class, min_cells)
+    rows = corrections.rows[keep].reset_index(drop=True)
     log(f"adapting {bundle.name} to {len(rows)} cells: " + ", ".join(f"{g} {int(counts[g])}" for g in usable))
     if features is None:
-        inputs, signatures = correction_inputs(bundle, rows)
-        feats = pooled(bundle, inputs)
+        feats, signatures = correction_features(bundle, rows, progress)
     else:
         feats, signatures = features[keep], []
     labels = np.array([order.index(g) for g in rows["label"]])
@@ -247,6 +312,7 @@ def adapt(
     fold = _folds(labels, k, seed)
     oof = np.zeros((len(rows), len(order)))
     for f in range(k):
+        progress("fitting", f, k + 1)
         tr = fold != f
         w, b = fit_head(
             np.concatenate([feats[tr], r_feats]),
@@ -256,6 +322,7 @@ def adapt(
             b0,
         )
         oof[~tr] = _softmax(feats[~tr] @ w + b)
+    progress("fitting", k, k + 1)
     w, b = fit_head(
         np.concatenate([feats, r_feats]), np.concatenate([labels, r_labels]), _sample_weights(len(feats), len(r_feats)), w0, b0
     )
@@ -284,6 +351,7 @@ def adapt(
         "temperature_how": how,
         "seconds": round(time.monotonic() - t0, 1),
     }
+    progress("fitting", k + 1, k + 1)
     log(
         f"cross-validated ({k} folds) on the lab's cells: accuracy {report['accuracy_before']:.3f} -> "
         f"{report['accuracy_after_cross_validated']:.3f}, balanced {report['balanced_accuracy_before']:.3f} -> "
@@ -297,15 +365,45 @@ def _balanced(labels: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)]))
 
 
-def write_adapted(bundle: ModelBundle, result: Adaptation, corrections: Corrections, name: str, dest: Path, lab: str) -> Path:
-    """The adapted bundle: the base model with the new head, its card, familiarity and replay."""
-    from .fit import save_for_inference
+def partial_folder(dest: str | Path, name: str) -> Path:
+    """Where a bundle is written before it is renamed to ``dest/name``."""
+    return Path(dest) / f".{name}.partial"
 
+
+def write_adapted(
+    bundle: ModelBundle,
+    result: Adaptation,
+    corrections: Corrections,
+    name: str,
+    dest: Path,
+    lab: str,
+    progress: ProgressFn = _no_progress,
+) -> Path:
+    """The adapted bundle: the base model with the new head, its card, familiarity and replay.
+
+    Written into ``.NAME.partial`` (a stale one from a killed run is replaced) and renamed at
+    the end; on any error or interruption the partial folder is removed."""
     out = Path(dest) / name
     if out.exists():
         raise CorrectionsError(f"{out} exists already; choose another name")
-    tmp = out.with_name(f".{name}.partial")
+    tmp = partial_folder(dest, name)
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_partial(bundle, result, corrections, name, tmp, lab, progress)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress("writing", 4, 4)
+    return out
+
+
+def _write_partial(
+    bundle: ModelBundle, result: Adaptation, corrections: Corrections, name: str, tmp: Path, lab: str, progress: ProgressFn
+) -> None:
+    from .fit import save_for_inference
+
+    progress("writing", 0, 4)
     tmp.mkdir(parents=True)
     layer = bundle.model.get_layer("logits")
     old = layer.get_weights()
@@ -314,7 +412,9 @@ def write_adapted(bundle: ModelBundle, result: Adaptation, corrections: Correcti
         save_for_inference(bundle.model, tmp / MODEL_FILE)
     finally:
         layer.set_weights(old)
+    progress("writing", 1, 4)
     _adapt_familiarity(bundle, result, tmp / FAMILIARITY_FILE)
+    progress("writing", 2, 4)
     with np.load(bundle.folder / REPLAY_FILE) as rp:
         # The lab's cells join the replay sample, so a later adaptation keeps this lab too.
         order = bundle.card.class_order
@@ -324,6 +424,7 @@ def write_adapted(bundle: ModelBundle, result: Adaptation, corrections: Correcti
             labels=np.concatenate([rp["labels"], [GROUPS.index(order[i]) for i in result.lab_labels]]).astype(rp["labels"].dtype),
             domains=np.concatenate([rp["domains"], np.full(len(result.lab_labels), lab)]).astype(str),
         )
+    progress("writing", 3, 4)
     card = json.loads((bundle.folder / CARD_FILE).read_text(encoding="utf-8"))
     base_metrics = card.get("test_metrics", {})
     card.update(
@@ -344,8 +445,6 @@ def write_adapted(bundle: ModelBundle, result: Adaptation, corrections: Correcti
         }
     )
     (tmp / CARD_FILE).write_text(json.dumps(card, indent=2), encoding="utf-8")
-    tmp.rename(out)
-    return out
 
 
 def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> None:
@@ -369,6 +468,83 @@ def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> N
     new.save(path)
 
 
+STAGE_TEXT = {
+    "reading": "checking the corrected cells' images",
+    "loading": "loading the model",
+    "features": "framing the cells and computing their features",
+    "fitting": "fitting the classifier head (cross-validation folds, then all cells)",
+    "writing": "writing the new bundle",
+}
+
+
+class Reporter:
+    """What a run says.  Human lines on stderr (progress at most every ``interval`` seconds
+    and at each new stage); with ``events``, one JSON object a line on stdout for programs
+    (the application reads them); the closing figures in plain words go to stdout when there
+    are no events (the command line's result), else to stderr with the other human lines."""
+
+    def __init__(self, events: bool = True, interval: float = 2.0, prefix: str = "adapt: "):
+        self.events, self.interval, self.prefix = events, interval, prefix
+        self._stage, self._last = "", 0.0
+
+    def log(self, message: str) -> None:
+        print(f"{self.prefix}{message}", file=sys.stderr, flush=True)
+
+    def event(self, kind: str, **fields) -> None:
+        if self.events:
+            print(json.dumps({"event": kind, **fields}, default=str), file=sys.stdout, flush=True)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.event("progress", stage=stage, done=int(done), total=int(total))
+        now = time.monotonic()
+        new_stage = stage != self._stage
+        if new_stage or now - self._last >= self.interval or (total and done >= total):
+            if new_stage or done or not total:
+                self._stage, self._last = stage, now
+                self.log(STAGE_TEXT.get(stage, stage) + (f" {done}/{total}" if total else "…"))
+
+    def result(self, lines: list[str]) -> None:
+        for line in lines:
+            if self.events:
+                self.log(line)
+            else:
+                print(line, file=sys.stdout, flush=True)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The figures of a ``done`` report in plain words (the command line's closing lines)."""
+    lines = [
+        f"Adapted {report['base']} to {report['lab']} as {report['name']}: {report['cells']} cells "
+        f"({counts_text(report['cells_per_class'])}).",
+    ]
+    if report.get("classes_not_adapted"):
+        lines.append(
+            f"Not adapted (fewer than {MIN_PER_CLASS} cells): {counts_text(report['classes_not_adapted'])}; "
+            "the base model's head stands for them."
+        )
+    lines.append(
+        f"On the lab's cells, cross-validated ({report['folds']} folds, each cell scored by a head that never saw it): "
+        f"accuracy {_pct(report['accuracy_before'])} before, {_pct(report['accuracy_after_cross_validated'])} after; "
+        f"balanced accuracy {_pct(report['balanced_accuracy_before'])} before, "
+        f"{_pct(report['balanced_accuracy_after_cross_validated'])} after."
+    )
+    lines.append(
+        f"On the base model's replay sample (its training labs: {', '.join(report.get('replay_domains') or ['?'])}): "
+        f"accuracy {_pct(report['replay_accuracy_before'])} before, {_pct(report['replay_accuracy_after'])} after."
+    )
+    base = report.get("base_test_metrics") or {}
+    if base.get("accuracy") is not None:
+        f1 = f", macro F1 {base['macro_f1']:.3f}" if base.get("macro_f1") is not None else ""
+        lines.append(f"The base model's own test figures (not measured again): accuracy {_pct(base['accuracy'])}{f1}.")
+    lines.append(f"Temperature {report['temperature']:.3f} ({report['temperature_how']}).")
+    lines.append(f"New bundle: {report['bundle']} ({report['seconds']:.0f} s). Use it with --model {report['name']}.")
+    return lines
+
+
 def add_arguments(p) -> None:
     from yawbcc_desktop.core.classifier import user_models_dir
 
@@ -381,17 +557,81 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def run(args, log=print) -> int:
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args, reporter: Reporter | None = None) -> int:
+    """``python -m training adapt`` (JSON events on stdout) and ``yawbcc adapt`` (``reporter``
+    without events).  SIGTERM cancels like Ctrl-C: the partial bundle is removed."""
+    rep = reporter or Reporter(events=True)
     try:
-        corrections = read_corrections(args.corrections)
-        for line in corrections.skipped:
-            log(f"{args.corrections}: {line}")
-        bundle = ModelBundle(resolve_bundle(args.model))
-        result = adapt(bundle, corrections, args.seed, log)
-        out = write_adapted(bundle, result, corrections, args.name, Path(args.dest), args.lab or args.name)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        report = _run(args, rep)
+    except KeyboardInterrupt:
+        rep.log("cancelled; no bundle was written")
+        rep.event("cancelled")
+        return 130
     except (CorrectionsError, ModelBundleError) as exc:
-        log(f"adapt: {exc}")
+        rep.log(str(exc))
+        rep.event("error", message=str(exc))
         return 2
-    log(f"adapted bundle written to {out}")
-    print(json.dumps({"bundle": str(out), **result.report}), flush=True)
+    except OSError as exc:
+        message = f"could not write the new bundle in {args.dest}: {exc}"
+        rep.log(message)
+        rep.event("error", message=message)
+        return 2
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        rep.event("error", message=f"{type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    rep.event("done", **report)
+    rep.result(summary_lines(report))
+    if report["seconds"] > 60 * args.minutes:
+        rep.log(f"the adaptation took {report['seconds'] / 60:.1f} min, over the {args.minutes:g}-minute budget")
     return 0
+
+
+def _run(args, rep: Reporter) -> dict:
+    from yawbcc_desktop.core.classifier import read_card
+
+    t0 = time.monotonic()
+    name, dest = args.name, Path(args.dest)
+    if not name or name != Path(name).name or name.startswith(".") or name in (".", ".."):
+        raise CorrectionsError(f"{name!r} cannot be a bundle name: use letters, digits, '.', '_' and '-'")
+    if (dest / name).exists():
+        raise CorrectionsError(f"{dest / name} exists already; choose another name")
+    # Everything that can be checked before the model loads (seconds) is checked first.
+    folder = resolve_bundle(args.model)
+    if not (folder / REPLAY_FILE).is_file():
+        raise CorrectionsError(
+            f"{folder}: this bundle has no {REPLAY_FILE} (a sample of its training cells' features), so it cannot be "
+            "adapted; adapt a bundle made by python -m training domains, or retrain with python -m training fit --corrections"
+        )
+    card = read_card(folder)
+    corrections = read_corrections(args.corrections, rep.progress)
+    for line in corrections.skipped:
+        rep.log(f"{args.corrections}: {line}")
+        rep.event("skipped", message=f"{args.corrections}: {line}")
+    usable_rows(corrections.rows, card.class_order)
+    rep.progress("loading", 0, 0)
+    bundle = ModelBundle(folder)
+    result = adapt(bundle, corrections, args.seed, rep.log, progress=rep.progress)
+    lab = args.lab or name
+    out = write_adapted(bundle, result, corrections, name, dest, lab, rep.progress)
+    return {
+        "bundle": str(out),
+        "name": name,
+        "base": bundle.name,
+        "lab": lab,
+        **result.report,
+        "seconds": round(time.monotonic() - t0, 1),
+        "skipped": len(corrections.skipped),
+        "base_test_metrics": bundle.card.metrics,
+    }

@@ -14,6 +14,7 @@ import numpy as np
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
 
+from .adapt import REPLAY_FILE
 from .factory import build_model
 
 
@@ -25,12 +26,15 @@ def write_random_bundle(
     familiarity: bool = False,
     um_per_px: float | None = None,
     familiarity_threshold: float = 1e-30,
+    replay: bool = False,
 ) -> Path:
     """Write ``folder/model.keras`` (EfficientNet-Lite0, random weights) and its ``model.json``.
 
     ``familiarity``: also a ``familiarity.npz`` fitted on the pooled features of a few random
     images, with ``familiarity_threshold`` on the feature score (tiny, the default: every real
     image is unfamiliar; huge: none is).  ``um_per_px``: the card frames cells at that physical scale.
+    ``replay``: also a ``replay.npz`` (pooled features of a few random images, labels spread
+    over the classes, two domains), so the bundle can be adapted (``python -m training adapt``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     model = build_model("efficientnet-lite0", size, weights=None)
@@ -50,11 +54,21 @@ def write_random_bundle(
     (folder / "model.json").write_text(json.dumps(card))
     if familiarity:
         random_familiarity(model, size, familiarity_threshold).save(folder / FAMILIARITY_FILE)
+    if replay:
+        features, labels = random_features(model, size)
+        domains = np.where(np.arange(len(labels)) % 2 == 0, "pbc", "bccd")
+        np.savez_compressed(folder / REPLAY_FILE, features=features.astype(np.float16), labels=labels, domains=domains)
     return folder
 
 
 def random_familiarity(model, size: int, threshold: float, per_class: int = 3) -> Familiarity:
     """A familiarity model of ``model`` fitted on random images, ``per_class`` per class."""
+    features, labels = random_features(model, size, per_class)
+    return Familiarity.fit(features, labels, threshold=threshold)
+
+
+def random_features(model, size: int, per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features of ``model`` on random images, ``per_class`` per class (GROUPS order)."""
     import keras
 
     from yawbcc_desktop.core.classifier import pooled_features
@@ -63,4 +77,4 @@ def random_familiarity(model, size: int, threshold: float, per_class: int = 3) -
     images = rng.integers(0, 256, (per_class * len(GROUPS), size, size, 3), dtype=np.uint8).astype(np.float32)
     labels = np.repeat(np.arange(len(GROUPS)), per_class)
     features = keras.Model(model.input, pooled_features(model)).predict_on_batch(images)
-    return Familiarity.fit(np.asarray(features, np.float64), labels, threshold=threshold)
+    return np.asarray(features, np.float64), labels

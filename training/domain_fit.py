@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +301,7 @@ def evaluate_run(
         "training_minutes": round(train_minutes, 1),
         "training": asdict(config),
         "split_sha1": split_checksum(pd.read_csv(split_csv)),
-        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2))
