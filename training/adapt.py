@@ -106,7 +106,6 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
     skipped = []
     keep = []
     readable: dict[str, bool] = {}
-    progress("reading", 0, len(frame))
     for i, r in enumerate(frame.itertuples(index=False)):
         progress("reading", i, len(frame))
         label = getattr(r, label_col).strip().upper()
@@ -480,12 +479,14 @@ STAGE_TEXT = {
 class Reporter:
     """What a run says.  Human lines on stderr (progress at most every ``interval`` seconds
     and at each new stage); with ``events``, one JSON object a line on stdout for programs
-    (the application reads them); the closing figures in plain words go to stdout when there
+    (the application reads them; progress at most every ``event_interval`` seconds, and at
+    each new stage and its end); the closing figures in plain words go to stdout when there
     are no events (the command line's result), else to stderr with the other human lines."""
 
-    def __init__(self, events: bool = True, interval: float = 2.0, prefix: str = "adapt: "):
-        self.events, self.interval, self.prefix = events, interval, prefix
+    def __init__(self, events: bool = True, interval: float = 2.0, prefix: str = "adapt: ", event_interval: float = 0.1):
+        self.events, self.interval, self.prefix, self.event_interval = events, interval, prefix, event_interval
         self._stage, self._last = "", 0.0
+        self._event_stage, self._last_event = "", 0.0
 
     def log(self, message: str) -> None:
         print(f"{self.prefix}{message}", file=sys.stderr, flush=True)
@@ -495,8 +496,10 @@ class Reporter:
             print(json.dumps({"event": kind, **fields}, default=str), file=sys.stdout, flush=True)
 
     def progress(self, stage: str, done: int, total: int) -> None:
-        self.event("progress", stage=stage, done=int(done), total=int(total))
         now = time.monotonic()
+        if stage != self._event_stage or now - self._last_event >= self.event_interval or (total and done >= total):
+            self._event_stage, self._last_event = stage, now
+            self.event("progress", stage=stage, done=int(done), total=int(total))
         new_stage = stage != self._stage
         if new_stage or now - self._last >= self.interval or (total and done >= total):
             if new_stage or done or not total:
@@ -557,6 +560,18 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _one_blas_thread():
+    """The head's fits are small matrix products: BLAS threads cost more than they give
+    (5 s against 2 s for a replay-sized fit on two busy cores), and the results are the same."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -602,7 +617,7 @@ def _run(args, rep: Reporter) -> dict:
     from yawbcc_desktop.core.classifier import read_card
 
     t0 = time.monotonic()
-    name, dest = args.name, Path(args.dest)
+    name, dest = args.name, Path(args.dest).resolve()
     if not name or name != Path(name).name or name.startswith(".") or name in (".", ".."):
         raise CorrectionsError(f"{name!r} cannot be a bundle name: use letters, digits, '.', '_' and '-'")
     if (dest / name).exists():
@@ -622,7 +637,8 @@ def _run(args, rep: Reporter) -> dict:
     usable_rows(corrections.rows, card.class_order)
     rep.progress("loading", 0, 0)
     bundle = ModelBundle(folder)
-    result = adapt(bundle, corrections, args.seed, rep.log, progress=rep.progress)
+    with _one_blas_thread():
+        result = adapt(bundle, corrections, args.seed, rep.log, progress=rep.progress)
     lab = args.lab or name
     out = write_adapted(bundle, result, corrections, name, dest, lab, rep.progress)
     return {
