@@ -22,7 +22,7 @@ from .imageio import ImageReadError, read_rgb
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
 from .review_rules import analysis_flags
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
-from .segmentation import SegmentationError, find_cells
+from .segmentation import SegmentationError, find_cells_measured
 
 # Image statuses, in the words the image list shows.
 ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
@@ -113,7 +113,7 @@ def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard |
     try:
         rgb = read_rgb(path)
         result.height, result.width = rgb.shape[:2]
-        result.mode, regions = find_cells(rgb, mode)
+        result.mode, regions, rbc_radius = find_cells_measured(rgb, mode)
     except ImageReadError as exc:
         result.error = exc.reason
         return result
@@ -123,7 +123,7 @@ def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard |
     except MemoryError:
         result.error = "out of memory while analysing this image"
         return result
-    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC])
+    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC], rbc_radius)
     result.um_per_px, result.scale_source = scale.um_per_px, scale.source
     if card is not None and card.extra.get("familiarity"):
         result.signature = acquisition_signature(rgb, scale.um_per_px)

@@ -38,12 +38,16 @@ class ScaleEstimate:
     source: str
 
 
-def estimate_um_per_px(rgb: np.ndarray, regions: list[CellRegion] = ()) -> ScaleEstimate:
-    """The image's pixel size from its red cells, else from its white cells' size."""
+def estimate_um_per_px(rgb: np.ndarray, regions: list[CellRegion] = (), rbc_radius: float | None = -1.0) -> ScaleEstimate:
+    """The image's pixel size from its red cells, else from its white cells' size.
+
+    ``rbc_radius``: the red-cell radius already measured by the segmentation (None when it
+    found none); negative (the default) measures it here.
+    """
     from .smear import measure_rbc_radius
 
     lo, hi = PLAUSIBLE_UM_PER_PX
-    radius = measure_rbc_radius(rgb)
+    radius = measure_rbc_radius(rgb) if rbc_radius is not None and rbc_radius < 0 else rbc_radius
     if radius:
         um = RBC_DIAMETER_UM / (2.0 * radius)
         if lo <= um <= hi:

@@ -86,19 +86,31 @@ def looks_like_smear(rgb: np.ndarray) -> bool:
 
 
 def find_cells(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegion]]:
+    """See ``find_cells_measured``, without the red-cell radius."""
+    return find_cells_measured(rgb, mode)[:2]
+
+
+# The red-cell radius was not measured by the segmentation (it did not need it).
+NOT_MEASURED = -1.0
+
+
+def find_cells_measured(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegion], float | None]:
     """Cells of one image and the mode actually used (``"cell"`` or ``"smear"``).
 
     In cell mode the result is the one central cell; in smear mode every WBC and platelet
-    cluster found (possibly none).  Raises ``SegmentationError`` in cell mode when no cell
+    cluster found (possibly none).  The third value is the red-cell radius in source pixels
+    that the segmentation measured on the way (None: it found no red cell; NOT_MEASURED:
+    it did not look), so the pixel size need not be measured twice.  Raises ``SegmentationError`` in cell mode when no cell
     is found, ``ValueError`` for an unknown mode.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    from .smear import detect_field, find_cells_in_smear
+    from .smear import detect_field_measured, find_cells_in_smear_measured
 
     if mode == "auto":
-        is_smear, cells = detect_field(rgb)
-        return ("smear", cells) if is_smear else ("cell", [segment_single_cell(rgb)])
+        is_smear, cells, radius = detect_field_measured(rgb)
+        return ("smear", cells, radius) if is_smear else ("cell", [segment_single_cell(rgb)], radius)
     if mode == "cell":
-        return mode, [segment_single_cell(rgb)]
-    return mode, find_cells_in_smear(rgb)
+        return mode, [segment_single_cell(rgb)], NOT_MEASURED
+    cells, radius = find_cells_in_smear_measured(rgb)
+    return mode, cells, radius

@@ -288,10 +288,18 @@ def find_cells_in_smear(rgb: np.ndarray) -> list[CellRegion]:
     return _detect(_as_rgb_uint8(rgb))[1]
 
 
-def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
-    """(red-cell radius in source pixels, cells found) for an RGB uint8 image."""
+def find_cells_in_smear_measured(rgb: np.ndarray) -> tuple[list[CellRegion], float | None]:
+    """``find_cells_in_smear`` and the red-cell radius it measured (None: no red cell found)."""
+    _, cells, measured = _detect(_as_rgb_uint8(rgb))
+    return cells, measured
+
+
+def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
+    """(red-cell radius in source pixels, cells found, the radius as measured or None when
+    no red cell was found) for an RGB uint8 image."""
     H, W = rgb.shape[:2]
-    r_src = estimate_rbc_radius(rgb)
+    measured = measure_rbc_radius(rgb)
+    r_src = measured if measured is not None else 0.08 * min(H, W)
     r_src = float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
     # Shrink fields with big red cells to R = 20 px; leave R in 12..20 px as it is (no
     # point upsampling); upsample only small ones, to R = 12 px at most 2x.
@@ -374,7 +382,7 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion]]:
         if m.any():
             pad = 0.05 * R if kind == WBC else 0.1 * R
             out.append(_to_region(m, ox, oy, pad, sx, sy, W, H, kind))
-    return r_src, out
+    return r_src, out, measured
 
 
 def _to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float, W: int, H: int, kind: str) -> CellRegion:
@@ -436,7 +444,7 @@ def smear_score(rgb: np.ndarray) -> float:
     centred cell.
     """
     rgb = _as_rgb_uint8(rgb)
-    return _score(rgb, *_detect(rgb))
+    return _score(rgb, *_detect(rgb)[:2])
 
 
 def detect_field(rgb: np.ndarray) -> tuple[bool, list[CellRegion]]:
@@ -444,9 +452,15 @@ def detect_field(rgb: np.ndarray) -> tuple[bool, list[CellRegion]]:
 
     Auto mode needs both; detecting once halves its cost on smear fields.
     """
+    is_smear, cells, _ = detect_field_measured(rgb)
+    return is_smear, cells
+
+
+def detect_field_measured(rgb: np.ndarray) -> tuple[bool, list[CellRegion], float | None]:
+    """``detect_field`` and the red-cell radius it measured (None: no red cell found)."""
     rgb = _as_rgb_uint8(rgb)
-    r_src, cells = _detect(rgb)
-    return _score(rgb, r_src, cells) > 0, cells
+    r_src, cells, measured = _detect(rgb)
+    return _score(rgb, r_src, cells) > 0, cells, measured
 
 
 def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:
