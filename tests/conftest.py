@@ -68,3 +68,13 @@ def familiar_bundle(unfamiliar_bundle, tmp_path_factory) -> Path:
     familiarity.threshold = 1e300
     familiarity.save(folder / FAMILIARITY_FILE)
     return folder
+
+
+@pytest.fixture(scope="session")
+def adaptable_bundle(tmp_path_factory) -> Path:
+    """The tiny bundle with a replay sample (so ``training adapt`` accepts it) and a familiarity
+    model that finds every image familiar; alone in its folder, for YAWBCC_MODELS."""
+    from training.bundle import write_random_bundle
+
+    folder = tmp_path_factory.mktemp("adaptable") / "tiny-adaptable"
+    return write_random_bundle(folder, "tiny-adaptable", 64, 1.5, familiarity=True, familiarity_threshold=1e300, replay=True)

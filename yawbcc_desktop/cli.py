@@ -172,7 +172,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
-    bundles = list_bundles()
+    bundles = [(f, c) for f, c in list_bundles() if not f.name.startswith(".")]  # .NAME.partial: being written
     if not bundles:
         print("no model bundles found")
         return EXIT_UNUSABLE
@@ -192,7 +192,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
         for key in ("trained", "training_minutes", "split_sha1"):
             if key in card.extra:
                 print(f"  {key}: {card.extra[key]}")
+        if card.extra.get("adapted_from"):
+            print(f"  adapted:     {adaptation_text(card.extra)}")
     return EXIT_OK
+
+
+def adaptation_text(extra: dict) -> str:
+    """``from lite0-accurate for lab X on 2025-05-02, 45 cells``: an adapted card's origin."""
+    how = extra.get("adaptation") or {}
+    text = f"from {extra.get('adapted_from')}"
+    if how.get("lab"):
+        text += f" for {how['lab']}"
+    if how.get("date"):
+        text += f" on {str(how['date'])[:10]}"
+    if how.get("cells"):
+        text += f", {how['cells']} cells"
+    return text
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -219,17 +234,41 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_train(argv: Sequence[str]) -> int:
+def _training_module(module: str, what: str):
+    """``training.<module>``, or None (said on stderr) in the installed build, which leaves
+    retraining and its dependencies out."""
+    import importlib
+
     try:
-        from training.__main__ import main as training_main
+        return importlib.import_module(f"training.{module}")
     except ImportError:
         if not getattr(sys, "frozen", False):
             raise
-        # The installed (PyInstaller) build leaves retraining and its dependencies out.
-        print("yawbcc: retraining is not part of this installation; use a source install (README, Training)", file=sys.stderr)
-        return EXIT_UNUSABLE
+        print(f"yawbcc: {what} is not part of this installation; use a source install (README, Training)", file=sys.stderr)
+        return None
 
-    return training_main(list(argv))
+
+def _cmd_train(argv: Sequence[str]) -> int:
+    training = _training_module("__main__", "retraining")
+    return EXIT_UNUSABLE if training is None else training.main(list(argv))
+
+
+def _cmd_adapt(argv: Sequence[str]) -> int:
+    """``yawbcc adapt``: ``python -m training adapt`` with its progress on stderr and the
+    before/after figures in plain words on stdout (``--json``: the JSON events instead)."""
+    adapt = _training_module("adapt", "adapting a model")
+    if adapt is None:
+        return EXIT_UNUSABLE
+    parser = argparse.ArgumentParser(
+        prog="yawbcc adapt",
+        description="Adapt a model to this lab from the reviewed cells of a yawbcc export --cells file (minutes).",
+        epilog="Exit status: 0 adapted, 2 unusable input (corrections file, too few cells, a bundle without a "
+        "replay sample, name taken), 130 interrupted (nothing is written).",
+    )
+    adapt.add_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="JSON events on stdout, as python -m training adapt writes them")
+    args = parser.parse_args(list(argv))
+    return adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: "))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--out", help="write the index as CSV")
     sub.add_parser("train", help="retrain models (same as python -m training ...)", add_help=False)
+    sub.add_parser("adapt", help="adapt a model to a lab from its reviewed cells (yawbcc adapt --help)", add_help=False)
     return parser
 
 
@@ -282,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
+    if argv and argv[0] == "adapt":
+        return _cmd_adapt(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "classify" and not (args.out or args.session):

@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self._build_actions()
-        self.banner = UnfamiliarBanner(self.retrain_action)  # over the image, when the model does not know
+        self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
         central_layout.insertWidget(0, self.banner)
         self._build_menus()
         self._build_toolbar()
@@ -233,7 +233,13 @@ class MainWindow(QMainWindow):
         self.retrain_action = self._action(
             "Re&train with corrections…", self.retrain, tip="Train a new model on the base data plus the reviewed cells"
         )
+        self.adapt_action = self._action(
+            "&Adapt model to this lab…",
+            self.adapt_model,
+            tip="Refit the model's last layer on the reviewed cells of this session (a minute or two)",
+        )
         self._retrain_dialog = None
+        self._adapt_dialog = None
         for action in (self.confirm_action, self.next_action, self.previous_action, self.undo_action, self.redo_action,
                        self.select_all_action, self.to_review_action):  # fmt: skip
             self.addAction(action)
@@ -296,6 +302,7 @@ class MainWindow(QMainWindow):
         if menu.title():  # the menu bar's: the session-wide actions too
             menu.addSeparator()
             menu.addAction(self.sign_off_action)
+            menu.addAction(self.adapt_action)
             menu.addAction(self.retrain_action)
 
     def _cell_menu(self, pos: QPoint) -> None:
@@ -451,9 +458,9 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         # The worker finishes its step (a model load cannot be interrupted): out of sight.
         self.hide()
-        dialog = self._retrain_dialog
-        if dialog is not None and dialog.job is not None and dialog.job.running:
-            dialog.job.shutdown()  # a training process never outlives the window
+        for dialog in (self._retrain_dialog, self._adapt_dialog):
+            if dialog is not None and dialog.job is not None and dialog.job.running:
+                dialog.job.shutdown()  # a training process never outlives the window
         self.controller.shutdown()
         self.review.close()  # after the worker: it commits results to the session
         super().closeEvent(event)
@@ -625,6 +632,7 @@ class MainWindow(QMainWindow):
         self.close_all_action.setEnabled(has_images or has_session)
         for action in (
             self.save_session_action, self.export_cells_action, self.export_differential_action, self.retrain_action,
+            self.adapt_action,
         ):  # fmt: skip
             action.setEnabled(has_session)
         self.undo_action.setEnabled(self.review.can_undo)
@@ -885,6 +893,29 @@ class MainWindow(QMainWindow):
             self._retrain_dialog = dialog
         self._retrain_dialog.show()
         self._retrain_dialog.raise_()
+
+    def adapt_model(self) -> None:
+        """Adapt the current model to this lab from the session's reviewed cells (a separate process)."""
+        from .widgets.adapt_dialog import AdaptDialog
+
+        if self.review.session is None:
+            return
+        if self._adapt_dialog is None or not self._adapt_dialog.isVisible():
+            dialog = AdaptDialog(self.review.session, self, current_model=self.controller.model_folder or None)
+            dialog.model_adapted.connect(self._model_adapted)
+            self._adapt_dialog = dialog
+        elif self._adapt_dialog.job is None:
+            self._adapt_dialog.refresh()  # the reviewer may have reviewed more cells meanwhile
+        self._adapt_dialog.show()
+        self._adapt_dialog.raise_()
+
+    def _model_adapted(self, folder: str) -> None:
+        """The adapted model classifies new images; what is analysed keeps its results (as Choose model's Keep)."""
+        self.switch_model(folder, reanalyse=False)
+        self.statusBar().showMessage(
+            f"Adapted model {os.path.basename(folder)} is now used for new images; analysed cells keep their results",
+            15000,
+        )
 
     def _bundle_added(self, folder: str) -> None:
         self.statusBar().showMessage(

@@ -12,20 +12,15 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -33,9 +28,9 @@ from ...core.classifier import CARD_FILE, ModelBundleError, resolve_bundle
 from ...core.store import ReviewSession
 from ..retrain import Recipe, RetrainJob, check_model_name, count_retraining_cells, fast_recipe, training_command
 from ..settings import AppSettings
+from .job_dialog import JobDialog
 
 BASE_DATA_KEY = "retrain/base_data"
-LOG_LINES = 5000  # the pane keeps the latest; the whole log is train.log in the run folder
 
 
 def recorded_data_folder(bundle_folder: str | Path | None = None) -> str:
@@ -59,10 +54,14 @@ def default_base_data(settings: AppSettings, bundle_folder: str | Path | None = 
     return ""
 
 
-class RetrainDialog(QDialog):
+class RetrainDialog(JobDialog):
     """Retrain with the corrections of ``session``; ``bundle_added(folder)`` when the model is ready."""
 
     bundle_added = Signal(str)
+    cancel_text = "Cancel training"
+    failed_text = "Retraining failed."
+    cancelled_text = "Retraining cancelled; no model was added."
+    log_placeholder = "The training log appears here."
 
     def __init__(
         self,
@@ -75,16 +74,13 @@ class RetrainDialog(QDialog):
         models_dir: str | Path | None = None,
         work_dir: str | Path | None = None,
     ):
-        super().__init__(parent)
-        self.setWindowTitle("Retrain with corrections")
+        super().__init__("Retrain with corrections", parent)
         self.resize(720, 560)
         self.session = session
         self.settings = settings if settings is not None else AppSettings()
         self.recipe = recipe or fast_recipe()
         self._models_dir = Path(models_dir) if models_dir is not None else None
         self._work_dir = work_dir
-        self.job: RetrainJob | None = None
-        self._close_when_stopped = False
         self.cells = count_retraining_cells(session)
 
         self.summary = QLabel(self._summary_text())
@@ -116,37 +112,7 @@ class RetrainDialog(QDialog):
         )
         recipe_note.setWordWrap(True)
         recipe_note.setObjectName("Caption")
-
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.setStyleSheet("color: #B71C1C;")
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.status = QLabel("")
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(LOG_LINES)
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.log.setPlaceholderText("The training log appears here.")
-
-        self.buttons = QDialogButtonBox()
-        self.start_button = self.buttons.addButton("Start", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        self.start_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self._cancel_clicked)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.summary)
-        layout.addLayout(form)
-        layout.addWidget(recipe_note)
-        layout.addWidget(self.message)
-        self.message.setVisible(False)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
-        layout.addWidget(self.log, 1)
-        layout.addWidget(self.buttons)
+        self._layout([self.summary, form, recipe_note])
         self._refuse_if_impossible()
 
     # -- what the dialog says before starting
@@ -181,10 +147,6 @@ class RetrainDialog(QDialog):
             )
             self.start_button.setEnabled(False)
 
-    def _show_problem(self, text: str) -> None:
-        self.message.setText(text)
-        self.message.setVisible(bool(text))
-
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Base data set (folder of class folders)", self.base_data.text())
         if folder:
@@ -207,67 +169,15 @@ class RetrainDialog(QDialog):
         if problem:
             self._show_problem(problem)
             return
-        self._show_problem("")
         self.settings.set_value(BASE_DATA_KEY, base)
         recipe = replace(self.recipe, epochs_fine=self.epochs.value())
         extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
-        self.job = RetrainJob(self.session, base, name, recipe, parent=self, **extra)
-        self.job.progress.connect(self._progress)
-        self.job.log_line.connect(self.log.appendPlainText)
-        self.job.finished.connect(self._finished)
-        self.job.failed.connect(self._failed)
-        self.job.cancelled.connect(self._cancelled)
-        self.log.clear()
-        self._set_running(True)
-        self.job.start()
+        self._run(RetrainJob(self.session, base, name, recipe, parent=self, **extra))
 
-    def _set_running(self, running: bool) -> None:
-        for widget in (self.base_data, self.name, self.epochs, self.start_button):
-            widget.setEnabled(not running)
-        self.cancel_button.setText("Cancel training" if running else "Close")
-        self.cancel_button.setEnabled(True)
-
-    def _progress(self, done: int, total: int, text: str) -> None:
-        self.bar.setRange(0, total)  # 0..0: a busy bar while no fraction is known
-        self.bar.setValue(done)
-        self.status.setText(text)
+    def _inputs(self) -> list[QWidget]:
+        return [self.base_data, self.name, self.epochs]
 
     def _finished(self, folder: str) -> None:
-        self._set_running(False)
-        self.start_button.setEnabled(False)  # one model per dialog: a second Start would reuse the name
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
+        super()._finished(folder)
         self.status.setText(f"The new model is ready: {folder}. Choose it in Analysis › Choose model….")
         self.bundle_added.emit(folder)
-
-    def _failed(self, message: str) -> None:
-        self._set_running(False)
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.status.setText("Retraining failed.")
-        self._show_problem(message)
-
-    def _cancelled(self) -> None:
-        self._set_running(False)
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.status.setText("Retraining cancelled; no model was added.")
-        if self._close_when_stopped:
-            super().reject()
-
-    def _cancel_clicked(self) -> None:
-        """The button stops a running training and leaves the dialog open for its log; else closes."""
-        if self.job is not None and self.job.running:
-            self.cancel_button.setEnabled(False)
-            self.job.cancel()
-        else:
-            self.reject()
-
-    def reject(self) -> None:
-        """Esc or the window's close button: while training, cancel first and close once it has stopped."""
-        if self.job is not None and self.job.running:
-            self._close_when_stopped = True
-            self.cancel_button.setEnabled(False)
-            self.job.cancel()
-            return
-        super().reject()

@@ -24,9 +24,9 @@ QToolButton#BannerClose {{ border: none; color: #8D6E63; font-size: 13pt; paddin
 
 
 class UnfamiliarBanner(QFrame):
-    """ "N of M images look unfamiliar to model X …" with the retraining action and a close button."""
+    """ "N of M images look unfamiliar to model X …" with the adapting and retraining actions and a close button."""
 
-    def __init__(self, retrain: QAction, parent=None):
+    def __init__(self, retrain: QAction, adapt: QAction | None = None, parent=None):
         super().__init__(parent)
         self.setObjectName("UnfamiliarBanner")
         self.setStyleSheet(_STYLE)
@@ -45,6 +45,12 @@ class UnfamiliarBanner(QFrame):
         self.retrain_button.setObjectName("BannerAction")
         self.retrain_button.setDefaultAction(retrain)  # enabled with the action, and triggers it
         self.retrain_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.adapt_button = None
+        if adapt is not None:
+            self.adapt_button = QToolButton()
+            self.adapt_button.setObjectName("BannerAction")
+            self.adapt_button.setDefaultAction(adapt)
+            self.adapt_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.close_button = QToolButton()
         self.close_button.setObjectName("BannerClose")
         self.close_button.setText("✕")
@@ -55,6 +61,8 @@ class UnfamiliarBanner(QFrame):
         layout.setSpacing(10)
         layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.text, 1)
+        if self.adapt_button is not None:
+            layout.addWidget(self.adapt_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.retrain_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.dismissed = False
@@ -69,8 +77,8 @@ class UnfamiliarBanner(QFrame):
             self.text.setText(
                 f"<b>{unfamiliar:,} of {analysed:,} {image} unfamiliar to model {model}</b> (another stain, "
                 "microscope or magnification than it was trained on): their cells all wait for review, "
-                "whatever the confidence. Corrections made here can retrain the model: "
-                "Review › Retrain with corrections…"
+                "whatever the confidence. Corrections made here can adapt the model to this lab in minutes "
+                "(Review › Adapt model to this lab…) or retrain it."
             )
         self.setVisible(bool(unfamiliar) and not self.dismissed)
 

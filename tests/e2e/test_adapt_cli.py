@@ -1,0 +1,181 @@
+"""``yawbcc adapt`` (and ``python -m training adapt``'s JSON events) on real PBC cells.
+
+The bundle is the tests' tiny one with a replay sample (random weights, 64 px): the run's
+bookkeeping is checked -- rows read and skipped, messages, exit codes, the bundle written
+whole or not at all -- never what the model learns.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
+from yawbcc_desktop.core.classes import ARTEFACT
+from yawbcc_desktop.core.classifier import ModelBundle, read_card
+from yawbcc_desktop.core.store import ReviewSession
+
+CLASSES = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL", "PLATELET", "ERYTHROBLAST")
+
+
+def pbc_images(pbc: Path, group: str, count: int, start: int = 50) -> list[Path]:
+    found = sorted(p for p in (pbc / group.lower()).glob("*.jpg") if not p.name.startswith("."))
+    return found[start : start + count]
+
+
+@pytest.fixture(autouse=True)
+def _own_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("YAWBCC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+def write_corrections(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A cells CSV as ``yawbcc export --cells`` writes it, with the columns adapt reads."""
+    frame = pd.DataFrame(rows, columns=["path", "final_label", "reviewed"]).assign(mode="cell", reviewer="Ann")
+    frame.to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
+def test_yawbcc_adapt_end_to_end_on_real_images(pbc, adaptable_bundle, tmp_path, capsys, monkeypatch):
+    # A lab's session: real cells classified by the model, then reviewed with their true class.
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for group in CLASSES:
+        for src in pbc_images(pbc, group, 6):
+            shutil.copy(src, lab / f"{group.lower()}_{src.name}")
+    session_file = tmp_path / "lab.yawbcc"
+    classify = ["classify", str(lab), "--model", str(adaptable_bundle), "--mode", "cell", "--session", str(session_file)]
+    assert main([*classify, "--quiet"]) == EXIT_OK
+    with ReviewSession.open(session_file) as s:
+        cells = s.cells()
+        assert len(cells) == 36
+        group = {c.id: Path(c.path).name.split("_")[0].upper() for c in cells}
+        for c in cells:
+            s.set_label([c.id], group[c.id], "Ann")
+        first = {g: next(c for c in cells if group[c.id] == g) for g in CLASSES}
+        s.set_label([first["NEUTROPHIL"].id], ARTEFACT, "Ann")  # not a cell: left out
+        gone = first["LYMPHOCYTE"].path
+    Path(gone).unlink()  # a reviewed image deleted since: its row is skipped and named
+    cells_csv = tmp_path / "cells.csv"
+    assert main(["export", str(session_file), "--cells", str(cells_csv)]) == EXIT_OK
+    capsys.readouterr()
+    gone_row = pd.read_csv(cells_csv, encoding="utf-8-sig").reset_index().set_index("path").loc[gone, "index"] + 2
+
+    dest = tmp_path / "models"
+    args = ["adapt", "--model", str(adaptable_bundle), "--corrections", str(cells_csv), "--name", "lab-a", "--dest", str(dest)]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    # Progress on stderr, the skipped row named by file and row; the figures in plain words on stdout.
+    assert f"yawbcc adapt: {cells_csv}: row {gone_row}: {gone}:" in err
+    assert "yawbcc adapt: framing the cells and computing their features 34/34" in err
+    assert "yawbcc adapt: writing the new bundle 4/4" in err
+    assert out.startswith("Adapted tiny-adaptable to lab-a as lab-a: 34 cells (")
+    assert "On the lab's cells, cross-validated (5 folds" in out and "% before," in out and "% after" in out
+    assert "On the base model's replay sample (its training labs: bccd, pbc): accuracy" in out
+    assert f"New bundle: {dest / 'lab-a'}" in out and '"event"' not in out
+    card = read_card(dest / "lab-a")
+    assert card.extra["adapted_from"] == "tiny-adaptable" and card.extra["adaptation"]["cells"] == 34
+    assert card.extra["training_domains"][-1] == "lab-a" and not list(dest.glob(".*"))
+    bundle = ModelBundle(dest / "lab-a")  # a whole bundle: it loads and classifies
+    assert bundle.familiarity is not None and bundle.name == "lab-a"
+    again = ["classify", str(lab), "--model", str(dest / "lab-a"), "--mode", "cell", "--out", str(tmp_path / "r.csv")]
+    assert main([*again, "--quiet"]) == EXIT_OK
+    assert set(pd.read_csv(tmp_path / "r.csv", encoding="utf-8-sig")["model"]) == {"lab-a"}
+    # yawbcc models says where it comes from.
+    capsys.readouterr()
+    monkeypatch.setenv("YAWBCC_MODELS", str(dest))
+    assert main(["models"]) == EXIT_OK
+    listing = capsys.readouterr().out
+    assert f"  adapted:     from tiny-adaptable for lab-a on {card.extra['adaptation']['date'][:10]}, 34 cells" in listing
+    # The same name again is refused before any work.
+    assert main(args) == EXIT_UNUSABLE and "exists already; choose another name" in capsys.readouterr().err
+
+
+def test_unreadable_rows_and_unknown_labels_are_named_and_too_few_cells_refused(pbc, adaptable_bundle, tmp_path, capsys):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    good = [(str(p), "NEUTROPHIL", "yes") for p in pbc_images(pbc, "NEUTROPHIL", 10)]
+    good += [(str(p), "LYMPHOCYTE", "yes") for p in pbc_images(pbc, "LYMPHOCYTE", 4)]
+    rows = [
+        *good,  # rows 2-15
+        (str(tmp_path / "missing.jpg"), "MONOCYTE", "yes"),  # row 16
+        (str(text), "MONOCYTE", "yes"),  # row 17
+        (str(pbc_images(pbc, "MONOCYTE", 1)[0]), "Blast", "yes"),  # row 18
+        (str(pbc_images(pbc, "MONOCYTE", 1)[0]), "ARTEFACT", "yes"),  # row 19: not a cell, quietly left out
+        (str(pbc_images(pbc, "MONOCYTE", 1)[0]), "FOO", "no"),  # row 20: not reviewed, not read
+    ]
+    csv_path = write_corrections(tmp_path / "cells.csv", rows)
+    args = ["adapt", "--model", str(adaptable_bundle), "--corrections", str(csv_path), "--name", "x"]
+    args += ["--dest", str(tmp_path / "m")]
+    assert main(args) == EXIT_UNUSABLE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"yawbcc adapt: {csv_path}: row 16: {tmp_path / 'missing.jpg'}: " in err
+    assert f"yawbcc adapt: {csv_path}: row 17: {text}: " in err
+    assert f"yawbcc adapt: {csv_path}: row 18: unknown label 'Blast' (expected one of BASOPHIL," in err
+    assert "row 19" not in err and "row 20" not in err
+    assert (
+        "yawbcc adapt: only 10 reviewed cells in classes with at least 5 cells; adapting needs at least 30 "
+        "(cells per class: NEUTROPHIL 10, LYMPHOCYTE 4 (under 5)). Review more cells first." in err
+    )
+    assert "loading the model" not in err and not (tmp_path / "m").exists()  # refused before the model loads
+
+    # python -m training adapt says the same as JSON events on stdout.
+    from training.__main__ import main as training_main
+
+    assert training_main(args) == 2
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    skipped = [e["message"] for e in events if e["event"] == "skipped"]
+    assert len(skipped) == 3 and skipped[2].startswith(f"{csv_path}: row 18: unknown label")
+    assert events[-1]["event"] == "error" and events[-1]["message"].startswith("only 10 reviewed cells")
+    assert {e["stage"] for e in events if e["event"] == "progress"} == {"reading"}
+
+
+def test_bad_input_exits_2_with_one_clear_message(pbc, adaptable_bundle, tiny_bundle, tmp_path, capsys):
+    def adapt(*extra: str) -> str:
+        assert main(["adapt", "--name", "x", "--dest", str(tmp_path / "m"), *extra]) == EXIT_UNUSABLE
+        out, err = capsys.readouterr()
+        assert out == ""
+        return err
+
+    missing = tmp_path / "nowhere.csv"
+    err = adapt("--model", str(adaptable_bundle), "--corrections", str(missing))
+    assert f"yawbcc adapt: {missing}: no such corrections file" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "the corrections file is empty" in adapt("--model", str(adaptable_bundle), "--corrections", str(empty))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("file,class\na.jpg,NEUTROPHIL\n")
+    assert "needs the columns path and final_label" in adapt("--model", str(adaptable_bundle), "--corrections", str(wrong))
+    ok = write_corrections(tmp_path / "ok.csv", [(str(p), "NEUTROPHIL", "yes") for p in pbc_images(pbc, "NEUTROPHIL", 2)])
+    err = adapt("--model", str(tiny_bundle), "--corrections", str(ok))
+    assert "this bundle has no replay.npz" in err and "cannot be adapted" in err
+    assert "not found" in adapt("--model", "no-such-model", "--corrections", str(ok))
+    assert "cannot be a bundle name" in adapt("--model", str(adaptable_bundle), "--corrections", str(ok), "--name", "../up")
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_interrupted_run_writes_nothing(pbc, adaptable_bundle, tmp_path, capsys, monkeypatch):
+    """Ctrl-C or SIGTERM while the bundle is being written: the partial folder goes, no bundle appears."""
+    import training.adapt
+
+    def interrupted(*_args, **_kwargs):
+        assert (tmp_path / "m" / ".lab-x.partial" / "model.keras").is_file()  # half written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.adapt, "_adapt_familiarity", interrupted)
+    rows = [(str(p), g, "yes") for g in CLASSES[:5] for p in pbc_images(pbc, g, 6)]
+    csv_path = write_corrections(tmp_path / "cells.csv", rows)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / ".lab-x.partial").mkdir()  # a stale one from a killed run is replaced
+    (tmp_path / "m" / ".lab-x.partial" / "junk").write_text("old")
+    args = ["adapt", "--model", str(adaptable_bundle), "--corrections", str(csv_path), "--name", "lab-x"]
+    assert main([*args, "--dest", str(tmp_path / "m"), "--json"]) == 130
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1]) == {"event": "cancelled"} and "cancelled; no bundle was written" in err
+    assert list((tmp_path / "m").iterdir()) == []

@@ -1,0 +1,228 @@
+"""Adapting a model to this lab from the session's reviewed cells, started from the application.
+
+``AdaptJob`` exports the session's cells into a run folder and runs ``python -m training
+adapt`` in a ``QProcess`` (the machinery is ``TrainingJob``'s, shared with retraining).  The
+command says what it does in JSON lines on stdout (progress by stage, rows it skipped, the
+final report or the error), read here as events, never parsed out of log text; its lines
+for people (stderr) go to the log pane and ``adapt.log`` in the run folder.
+
+The command writes the new bundle into ``<models>/.NAME.partial`` and renames it to
+``<models>/NAME`` at the end.  On Cancel it is stopped (SIGTERM, then SIGKILL), and the job
+removes a partial folder a killed process could not, and the bundle itself when the command
+had just finished it: a cancelled adaptation adds no model.
+
+No widgets here: the dialog (``widgets/adapt_dialog.py``) and tests drive the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+
+from ..core.classes import ARTEFACT, GROUPS
+from ..core.store import ReviewSession
+from .retrain import reviewed_cells
+from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name
+
+# training.adapt's constants; not imported: the installed build has no training module, and
+# the dialog counts cells before anything is run.
+MIN_PER_CLASS = 5  # cells a class needs to be adapted
+MIN_CELLS = 30  # cells in adapted classes an adaptation needs
+REPLAY_FILE = "replay.npz"  # the bundle's sample of its training cells' features
+
+STAGES = ("reading", "loading", "features", "fitting", "writing")
+STAGE_TEXT = {
+    "reading": "Checking the reviewed cells' images",
+    "loading": "Loading the model",
+    "features": "Framing the cells and computing their features",
+    "fitting": "Fitting the classifier head (cross-validation, then all cells)",
+    "writing": "Writing the new model",
+}
+
+
+@dataclass(frozen=True)
+class AdaptCells:
+    """The reviewed cells of a session as an adaptation sees them."""
+
+    per_class: dict[str, int]  # reviewed cells per class (every class of GROUPS), image on disk
+    artefacts: int  # reviewed as not a cell: left out
+    missing: int  # reviewed cells whose image file is gone: left out
+
+    @property
+    def adapted(self) -> dict[str, int]:
+        """The classes with enough cells to be adapted."""
+        return {g: n for g, n in self.per_class.items() if n >= MIN_PER_CLASS}
+
+    @property
+    def total(self) -> int:
+        """Cells in the classes that will be adapted: what the minimum is counted on."""
+        return sum(self.adapted.values())
+
+    @property
+    def enough(self) -> bool:
+        return self.total >= MIN_CELLS
+
+
+def count_adaptation_cells(session: ReviewSession) -> AdaptCells:
+    """What ``training adapt`` will take from this session's cells CSV (cells of smear fields
+    too: adaptation frames each cell from its box, as the analysis did)."""
+    per_class = dict.fromkeys(GROUPS, 0)
+    artefacts = missing = 0
+    present: dict[str, bool] = {}
+    for c, _mode in reviewed_cells(session):
+        if c.label == ARTEFACT or c.label not in per_class:
+            artefacts += 1
+            continue
+        if c.path not in present:
+            present[c.path] = Path(c.path).is_file()
+        if present[c.path]:
+            per_class[c.label] += 1
+        else:
+            missing += 1
+    return AdaptCells(per_class, artefacts, missing)
+
+
+def cannot_adapt(bundle_folder: str | os.PathLike | None) -> str | None:
+    """Why the bundle cannot be adapted (None: it can)."""
+    if not bundle_folder:
+        return "No model is loaded yet: choose a model first (Analysis › Choose model…)."
+    folder = Path(bundle_folder)
+    if not (folder / REPLAY_FILE).is_file():
+        return (
+            f"Model {folder.name} cannot be adapted: it has no replay sample ({REPLAY_FILE}, the features of a "
+            "sample of the cells it was trained on, which keep it from forgetting them). Choose a model that has "
+            "one, or use Review › Retrain with corrections…."
+        )
+    return None
+
+
+def adaptation_problem(cells: AdaptCells) -> str | None:
+    """Why these cells are not enough (None: they are)."""
+    if cells.enough:
+        return None
+    return (
+        f"Not enough reviewed cells yet: {cells.total} in classes with at least {MIN_PER_CLASS} cells, and an "
+        f"adaptation needs at least {MIN_CELLS}. Confirm or correct more cells first."
+    )
+
+
+class AdaptJob(TrainingJob):
+    """One adaptation: export the session's cells, ``python -m training adapt``, the new bundle.
+
+    ``progress(done, total, text)`` per stage (``total == 0`` while the model loads);
+    ``report`` holds the command's final report (cells, figures before and after, the base
+    model's own test figures) once ``finished`` is emitted; ``skipped`` the rows it left out.
+    """
+
+    what = "adaptation"
+    action = "Adapting a model"
+    running_stages = ("adapt",)
+    separate_channels = True
+    log_name = "adapt.log"
+
+    def __init__(
+        self,
+        session: ReviewSession,
+        base_model: str | os.PathLike,
+        name: str,
+        lab: str = "",
+        *,
+        models_dir: str | os.PathLike | None = None,
+        work_dir: str | os.PathLike | None = None,
+        kill_after_ms: int = 5000,
+        parent: QObject | None = None,
+    ):
+        super().__init__(session, name, models_dir=models_dir, work_dir=work_dir, kill_after_ms=kill_after_ms, parent=parent)
+        self.base_model = Path(base_model)
+        self.lab = lab.strip()
+        self.report: dict | None = None
+        self.skipped: list[str] = []
+        self._error = ""
+
+    # -- starting
+
+    def _reset(self) -> None:
+        self.report, self.skipped, self._error = None, [], ""
+
+    def _check(self) -> str | None:
+        return (
+            check_model_name(self.name, self.models_dir)
+            or cannot_adapt(self.base_model)
+            or adaptation_problem(count_adaptation_cells(self.session))
+        )
+
+    def _first_step(self) -> tuple[str, list[str]]:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
+        args += ["--name", self.name, "--dest", str(self.models_dir), "--lab", self.lab or self.name]
+        self.progress.emit(0, 0, "Starting…")
+        return "adapt", args
+
+    # -- output
+
+    def stdout_line(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
+            self._log(line)  # not an event: a library's print
+            return
+        kind = event["event"]
+        if kind == "progress" and not self._cancelling:
+            stage, done, total = str(event.get("stage", "")), int(event.get("done", 0)), int(event.get("total", 0))
+            text = STAGE_TEXT.get(stage, stage)
+            if stage in STAGES:
+                text = f"Step {STAGES.index(stage) + 1} of {len(STAGES)}: {text}"
+            self.progress.emit(done, total, f"{text} ({done} of {total})" if total else f"{text}…")
+        elif kind == "skipped":
+            self.skipped.append(str(event.get("message", "")))
+        elif kind == "done":
+            self.report = event
+        elif kind == "error":
+            self._error = str(event.get("message", ""))
+
+    def _log(self, line: str) -> None:
+        super()._log(line)
+        if line.strip() and self.run_folder is not None and self.run_folder.is_dir():
+            with open(self.run_folder / self.log_name, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+    # -- endings
+
+    def partial_folder(self) -> Path:
+        """Where the command writes the bundle before renaming it (training.adapt.partial_folder)."""
+        return self.models_dir / f".{self.name}.partial"
+
+    def _step_failed(self, stage: str, how: str) -> None:
+        if self._error:
+            message = self._error[:1].upper() + self._error[1:]
+            if self.skipped:
+                message += "\n\nRows left out of the cells file:\n" + "\n".join(self.skipped[:20])
+                if len(self.skipped) > 20:
+                    message += f"\n… and {len(self.skipped) - 20} more (see {self.log_name})"
+            self._fail(message)
+        else:
+            super()._step_failed(stage, how)
+        shutil.rmtree(self.partial_folder(), ignore_errors=True)
+
+    def _step_done(self, stage: str) -> None:
+        folder = Path(self.report["bundle"]) if self.report and self.report.get("bundle") else None
+        if folder is None or not folder.is_dir():
+            self._fail("The adaptation ended without a new model.", tail=True)
+            return
+        self._succeed(folder, f"Model {self.name} is ready")
+
+    def _after_cancel(self) -> None:
+        # A killed process leaves its partial folder; one that had just finished, its bundle.
+        shutil.rmtree(self.partial_folder(), ignore_errors=True)
+        made = Path(self.report["bundle"]).resolve() if self.report and self.report.get("bundle") else None
+        if made is not None and made == (self.models_dir / self.name).resolve():
+            shutil.rmtree(made, ignore_errors=True)
+        self.report = None
+        super()._after_cancel()

@@ -1,0 +1,284 @@
+"""Adapt a model to this lab: the session's reviewed cells refit the model's classifier head.
+
+The dialog shows what the adaptation will learn from (reviewed cells per class, which classes
+have enough, the minimum), runs an ``AdaptJob`` with its progress, log and Cancel, and at the
+end the figures before and after.  ``model_adapted(folder)`` tells the window to use the new
+model for new analyses.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+from ...core.classes import GROUPS
+from ...core.classifier import ModelBundleError, list_bundles
+from ...core.store import ReviewSession
+from ..adapt import (
+    MIN_CELLS,
+    MIN_PER_CLASS,
+    AdaptJob,
+    adaptation_problem,
+    cannot_adapt,
+    count_adaptation_cells,
+)
+from ..palette import class_icon, display_name
+from ..training_job import check_model_name, training_command
+from .job_dialog import JobDialog
+
+GOOD, SHORT = "#2E7D32", "#9E9E9E"
+
+
+def _pct(value) -> str:
+    return "–" if value is None or not math.isfinite(float(value)) else f"{100 * float(value):.1f} %"
+
+
+def default_name(base: str, lab: str, models_dir: Path | None = None) -> str:
+    """``<base>-<lab>`` (or ``<base>-<date>`` without a lab), made unique."""
+    suffix = re.sub(r"[^A-Za-z0-9._-]+", "-", lab).strip("-._")[:32] or datetime.now().strftime("%Y%m%d")
+    name = f"{base}-{suffix}"[:64]
+    for n in range(2, 100):
+        if check_model_name(name, models_dir) is None:
+            break
+        name = f"{base}-{suffix}-{n}"[:64]
+    return name
+
+
+def results_html(report: dict) -> str:
+    """The figures of a finished adaptation: before and after, and the base model's own."""
+    rows = [
+        (
+            f"Accuracy on this lab's cells (cross-validated, {report.get('folds', '?')} folds)",
+            report.get("accuracy_before"),
+            report.get("accuracy_after_cross_validated"),
+        ),
+        (
+            "Balanced accuracy on this lab's cells (cross-validated)",
+            report.get("balanced_accuracy_before"),
+            report.get("balanced_accuracy_after_cross_validated"),
+        ),
+        (
+            f"Accuracy on the base model's replay sample ({', '.join(report.get('replay_domains') or ['its training labs'])})",
+            report.get("replay_accuracy_before"),
+            report.get("replay_accuracy_after"),
+        ),
+    ]
+    cells = "".join(
+        f"<tr><td>{html.escape(what, quote=False)}</td>"
+        f"<td align='right'>{_pct(before)}</td><td align='right'><b>{_pct(after)}</b></td></tr>"
+        for what, before, after in rows
+    )
+    text = (
+        f"<b>Model {html.escape(str(report.get('name', '')))} is ready</b>, adapted from "
+        f"{html.escape(str(report.get('base', '')))} on {report.get('cells', 0)} cells of this lab in "
+        f"{float(report.get('seconds', 0)):.0f} s."
+        "<table cellspacing='0' cellpadding='3' style='margin-top:4px'>"
+        "<tr><th align='left'></th><th align='right'>before</th><th align='right'>after</th></tr>"
+        f"{cells}</table>"
+        "<span style='color:#546E7A'>Cross-validated: each cell is scored by a model fitted without it.</span>"
+    )
+    base = report.get("base_test_metrics") or {}
+    if base.get("accuracy") is not None:
+        f1 = f", macro F1 {float(base['macro_f1']):.3f}" if base.get("macro_f1") is not None else ""
+        text += (
+            f"<br>Base model {html.escape(str(report.get('base', '')))} on its own test split: accuracy "
+            f"{_pct(base['accuracy'])}{f1} (not measured again)."
+        )
+    left = report.get("classes_not_adapted") or {}
+    if left:
+        names = ", ".join(f"{display_name(g)} {n}" for g, n in left.items())
+        text += f"<br>Not adapted (fewer than {MIN_PER_CLASS} cells): {html.escape(names)}."
+    return text
+
+
+class AdaptDialog(JobDialog):
+    """Adapt a model to the lab of ``session``; ``model_adapted(folder)`` when the new model is ready."""
+
+    model_adapted = Signal(str)
+    cancel_text = "Cancel adaptation"
+    failed_text = "Adaptation failed."
+    cancelled_text = "Adaptation cancelled; no model was added."
+    log_placeholder = "The adaptation's log appears here."
+
+    def __init__(
+        self,
+        session: ReviewSession,
+        parent: QWidget | None = None,
+        *,
+        current_model: str | Path | None = None,
+        models_dir: str | Path | None = None,
+        work_dir: str | Path | None = None,
+    ):
+        super().__init__("Adapt model to this lab", parent)
+        self.resize(660, 540)
+        self.session = session
+        self._models_dir = Path(models_dir) if models_dir is not None else None
+        self._work_dir = work_dir
+        self._name_edited = False
+        self._done = False
+
+        intro = QLabel(
+            "Refits the model's last layer on the cells reviewed in this session, together with a sample of the "
+            "cells it was trained on, so that it learns this lab's stain and microscope without forgetting the "
+            "others. It takes a minute or two; the new model is then used for new images, and cells already "
+            "analysed keep their results."
+        )
+        intro.setWordWrap(True)
+        self.base = QComboBox()
+        for folder, card in list_bundles():
+            if isinstance(card, ModelBundleError):
+                continue
+            note = "" if cannot_adapt(folder) is None else "  (cannot be adapted)"
+            self.base.addItem(f"{card.name}{note}", str(folder))
+            if current_model and Path(folder) == Path(current_model):
+                self.base.setCurrentIndex(self.base.count() - 1)
+        self.lab = QLineEdit()
+        self.lab.setPlaceholderText("the lab, site or analyser (optional; goes into the model card)")
+        self.name = QLineEdit()
+        form = QFormLayout()
+        form.addRow("Model to adapt", self.base)
+        form.addRow("Lab", self.lab)
+        form.addRow("New model name", self.name)
+
+        self.table = QTableWidget(len(GROUPS), 3)
+        self.table.setHorizontalHeaderLabels(("Class", "Reviewed cells", "Adapted"))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.totals = QLabel("")
+        self.totals.setWordWrap(True)
+        self.results = QLabel("")
+        self.results.setWordWrap(True)
+        self.results.setTextFormat(Qt.TextFormat.RichText)
+        self.results.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.results.setVisible(False)
+        self._layout([intro, form, self.table, self.totals], [self.results])
+        self.log.setMinimumHeight(60)
+        for widget in (self.bar, self.status, self.log):
+            widget.setVisible(False)  # until started: the counts and the figures matter first
+        self.start_button.setText("Start adaptation")
+
+        self.base.currentIndexChanged.connect(self._base_or_lab_changed)
+        self.lab.textChanged.connect(self._base_or_lab_changed)
+        self.name.textEdited.connect(self._name_was_edited)
+        self.name.textChanged.connect(self._update_start)
+        self.refresh()
+        self._base_or_lab_changed()
+
+    # -- what the dialog says before starting
+
+    def refresh(self) -> None:
+        """Count the session's reviewed cells again (the reviewer may have gone on reviewing)."""
+        self.cells = count_adaptation_cells(self.session)
+        for row, group in enumerate(GROUPS):
+            n = self.cells.per_class[group]
+            adapted = n >= MIN_PER_CLASS
+            name = QTableWidgetItem(class_icon(group), display_name(group))
+            count = QTableWidgetItem(f"{n:,}")
+            count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            verdict = QTableWidgetItem("yes" if adapted else (f"no: under {MIN_PER_CLASS}" if n else "no cell"))
+            verdict.setForeground(QColor(GOOD if adapted else SHORT))
+            if not adapted:
+                name.setForeground(QColor(SHORT))
+                count.setForeground(QColor(SHORT))
+            for col, item in enumerate((name, count, verdict)):
+                self.table.setItem(row, col, item)
+        self.table.resizeRowsToContents()
+        rows_height = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        self.table.setFixedHeight(rows_height + self.table.horizontalHeader().height() + 2 * self.table.frameWidth())
+        c = self.cells
+        mark = GOOD if c.enough else "#B71C1C"
+        text = (
+            f"<b style='color:{mark}'>{c.total:,}</b> cells in {len(c.adapted)} class{'es' if len(c.adapted) != 1 else ''} "
+            f"will adapt the model (at least {MIN_CELLS} are needed; a class needs {MIN_PER_CLASS})."
+        )
+        left = []
+        if c.artefacts:
+            left.append(f"{c.artefacts:,} artefact{'s' if c.artefacts != 1 else ''}")
+        if c.missing:
+            left.append(f"{c.missing:,} cell{'s' if c.missing != 1 else ''} whose image is no longer on disk")
+        if left:
+            text += "<br>Left out: " + "; ".join(left) + "."
+        self.totals.setText(text)
+        self._update_start()
+
+    def _base_or_lab_changed(self, *_args) -> None:
+        if not self._name_edited:
+            folder = self.base.currentData()
+            base = Path(folder).name if folder else "model"
+            self.name.setText(default_name(base, self.lab.text(), self._models_dir))
+        self._update_start()
+
+    def _name_was_edited(self, _text: str) -> None:
+        self._name_edited = True
+
+    def start_problem(self) -> str | None:
+        """Why Start is disabled (None: it is not)."""
+        command, why = training_command("Adapting a model")
+        if command is None:
+            return why
+        return (
+            cannot_adapt(self.base.currentData())
+            or adaptation_problem(self.cells)
+            or check_model_name(self.name.text().strip(), self._models_dir)
+        )
+
+    def _update_start(self, *_args) -> None:
+        if (self.job is not None and self.job.running) or self._done:
+            return
+        problem = self.start_problem()
+        self._show_problem(problem or "")
+        self.start_button.setEnabled(problem is None)
+        self.start_button.setToolTip(problem or "")
+
+    # -- running
+
+    def start(self) -> None:
+        if (self.job is not None and self.job.running) or self.start_problem():
+            return
+        self.results.setVisible(False)
+        for widget in (self.bar, self.status, self.log):
+            widget.setVisible(True)
+        self.resize(self.width(), max(self.height(), 760))
+        extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
+        job = AdaptJob(self.session, self.base.currentData(), self.name.text().strip(), self.lab.text(), parent=self, **extra)
+        self._run(job)
+
+    def _inputs(self) -> list[QWidget]:
+        return [self.base, self.lab, self.name]
+
+    def _set_running(self, running: bool) -> None:
+        super()._set_running(running)
+        if not running:
+            self._update_start()
+
+    def _finished(self, folder: str) -> None:
+        self._done = True
+        super()._finished(folder)
+        self.status.setText(f"The new model is in {folder}. It is now used for new images.")
+        self.results.setText(results_html(self.job.report or {}))
+        self.results.setVisible(True)
+        self.model_adapted.emit(folder)
