@@ -80,6 +80,15 @@ def session(tmp_path, pbc):
     s.close()
 
 
+def open_dialog(qtbot, session, bundle, name: str = "") -> AdaptDialog:
+    dialog = AdaptDialog(session, current_model=bundle)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    if name:
+        dialog.name.setText(name)
+    return dialog
+
+
 def shot(widget, name: str) -> None:
     import os
 
@@ -107,9 +116,7 @@ def test_dialog_counts_the_reviewed_cells_and_refuses_below_the_minimum(qtbot, t
         assert (cells.total, cells.artefacts, cells.missing) == (19, 1, 1)  # 8 + 6 + 5: classes with at least 5
         assert set(cells.adapted) == {"NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE"} and not cells.enough
 
-        dialog = AdaptDialog(s, current_model=adaptable_bundle)
-        qtbot.addWidget(dialog)
-        dialog.show()
+        dialog = open_dialog(qtbot, s, adaptable_bundle)
         shot(dialog, "adapt-too-few")
         table = {
             dialog.table.item(r, 0).text(): (dialog.table.item(r, 1).text(), dialog.table.item(r, 2).text()) for r in range(8)
@@ -142,9 +149,7 @@ def test_dialog_counts_the_reviewed_cells_and_refuses_below_the_minimum(qtbot, t
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
 def test_adaptation_in_the_dialog_adds_a_model_choose_model_lists(qtbot, session, user_data, adaptable_bundle):
-    dialog = AdaptDialog(session, current_model=adaptable_bundle)
-    qtbot.addWidget(dialog)
-    dialog.show()
+    dialog = open_dialog(qtbot, session, adaptable_bundle)
     dialog.lab.setText("Lab A")
     assert dialog.name.text() == "tiny-adaptable-Lab-A" and dialog.start_button.isEnabled(), dialog.message.text()
     assert dialog.cells.total == 32 and dialog.cells.per_class["BASOPHIL"] == 2
@@ -207,10 +212,7 @@ def test_adaptation_in_the_dialog_adds_a_model_choose_model_lists(qtbot, session
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
 def test_cancel_leaves_no_model_and_no_partial_folder(qtbot, session, user_data, adaptable_bundle):
-    dialog = AdaptDialog(session, current_model=adaptable_bundle)
-    qtbot.addWidget(dialog)
-    dialog.show()
-    dialog.name.setText("never-finished")
+    dialog = open_dialog(qtbot, session, adaptable_bundle, "never-finished")
     added = []
     dialog.model_adapted.connect(added.append)
     qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)

@@ -41,7 +41,7 @@ from ..adapt import (
 )
 from ..palette import class_icon, display_name
 from ..training_job import check_model_name, training_command
-from .job_dialog import JobDialog
+from .job_dialog import JobDialog, left_out_text
 
 GOOD, SHORT = "#2E7D32", "#9E9E9E"
 
@@ -215,13 +215,10 @@ class AdaptDialog(JobDialog):
             f"<b style='color:{mark}'>{c.total:,}</b> cells in {len(c.adapted)} class{'es' if len(c.adapted) != 1 else ''} "
             f"will adapt the model (at least {MIN_CELLS} are needed; a class needs {MIN_PER_CLASS})."
         )
-        left = []
-        if c.artefacts:
-            left.append(f"{c.artefacts:,} artefact{'s' if c.artefacts != 1 else ''}")
-        if c.missing:
-            left.append(f"{c.missing:,} cell{'s' if c.missing != 1 else ''} whose image is no longer on disk")
-        if left:
-            text += "<br>Left out: " + "; ".join(left) + "."
+        text += left_out_text(
+            (c.artefacts, "artefact" + "s" * (c.artefacts != 1)),
+            (c.missing, f"cell{'s' * (c.missing != 1)} whose image is no longer on disk"),
+        )
         self.totals.setText(text)
         self._update_start()
 

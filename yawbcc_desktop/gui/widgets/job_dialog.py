@@ -25,6 +25,12 @@ from ..training_job import TrainingJob
 LOG_LINES = 5000  # the pane keeps the latest; the whole log is in the run folder
 
 
+def left_out_text(*items: tuple[int, str]) -> str:
+    """``<br>Left out: 2 artefacts; 1 image no longer on disk.`` for the counts above zero ('' when none)."""
+    parts = [f"{n:,} {what}" for n, what in items if n]
+    return "<br>Left out: " + "; ".join(parts) + "." if parts else ""
+
+
 class JobDialog(QDialog):
     cancel_text = "Cancel"  # the cancel button while the job runs
     failed_text = "Failed."

@@ -28,7 +28,7 @@ from ...core.classifier import CARD_FILE, ModelBundleError, resolve_bundle
 from ...core.store import ReviewSession
 from ..retrain import Recipe, RetrainJob, check_model_name, count_retraining_cells, fast_recipe, training_command
 from ..settings import AppSettings
-from .job_dialog import JobDialog
+from .job_dialog import JobDialog, left_out_text
 
 BASE_DATA_KEY = "retrain/base_data"
 
@@ -123,15 +123,11 @@ class RetrainDialog(JobDialog):
             f"<b>{c.usable}</b> reviewed single-cell image(s) will be added to the training side "
             f"({c.corrected} of them corrected by a reviewer)."
         )
-        left_out = []
-        if c.smear:
-            left_out.append(f"{c.smear} cell(s) of smear fields (training reads single-cell images)")
-        if c.artefacts:
-            left_out.append(f"{c.artefacts} artefact(s)")
-        if c.missing:
-            left_out.append(f"{c.missing} image(s) no longer on disk")
-        if left_out:
-            text += "<br>Left out: " + "; ".join(left_out) + "."
+        text += left_out_text(
+            (c.smear, "cell(s) of smear fields (training reads single-cell images)"),
+            (c.artefacts, "artefact(s)"),
+            (c.missing, "image(s) no longer on disk"),
+        )
         # merge_extra drops files the base data set already has (by content), its label stands.
         return text + "<br>An image already in the base data set is not added again; its label there stands."
 
