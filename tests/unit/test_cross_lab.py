@@ -68,7 +68,7 @@ def test_familiarity_separates_a_shifted_domain(tmp_path):
     assert np.allclose(again.cell_scores(shifted), fam.cell_scores(shifted))
 
 
-def test_acquisition_signature_tells_labs_apart(data_dir):
+def test_acquisition_signature_tells_labs_apart(data_dir, tmp_path):
     def signatures(paths):
         out = []
         for p in paths:
@@ -83,6 +83,13 @@ def test_acquisition_signature_tells_labs_apart(data_dir):
     assert all(model.score(s) > model.threshold for s in bccd)
     # A lab added by adaptation becomes familiar.
     assert all(model.with_references(bccd[:5]).score(s) < model.score(s) for s in bccd[5:])
+    # Saved with the feature model and read back whole.
+    fam = Familiarity.fit(np.random.default_rng(0).normal(size=(50, 8)), np.arange(50) % 2, k=4)
+    fam.acquisition = model
+    fam.save(tmp_path / "f.npz")
+    again = Familiarity.load(tmp_path / "f.npz").acquisition
+    assert again is not None and again.threshold == model.threshold
+    assert np.allclose([again.score(s) for s in bccd], [model.score(s) for s in bccd], rtol=1e-4)
 
 
 def test_review_flags():

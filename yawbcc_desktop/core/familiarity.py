@@ -143,8 +143,10 @@ class Familiarity:
             threshold=self.threshold,
             **(
                 {
-                    "acq_means": self.acquisition.means,
-                    "acq_precisions": self.acquisition.precisions,
+                    "acq_centre": self.acquisition.centre,
+                    "acq_spread": self.acquisition.spread,
+                    "acq_references": self.acquisition.references.astype(np.float32),
+                    "acq_k": self.acquisition.k,
                     "acq_threshold": self.acquisition.threshold,
                 }
                 if self.acquisition is not None
