@@ -257,8 +257,22 @@ def _export(args) -> int:
     tmp = dest / "model.tmp.keras"
     keras.saving.load_model(run / "model.keras", compile=False).save(tmp)
     tmp.replace(dest / "model.keras")
+    import shutil
+
+    from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
+
+    from .domain_fit import REPLAY_FILE, lodo_summary
+
+    for extra in (FAMILIARITY_FILE, REPLAY_FILE):  # bundles trained across labs
+        if (run / extra).is_file():
+            shutil.copyfile(run / extra, dest / extra)
+    if args.lodo:
+        card["leave_one_domain_out"] = lodo_summary([Path(r) for r in args.lodo])
     (dest / "model.json").write_text(json.dumps(card, indent=2))
     if args.tta:
+        if card.get("preprocessing", {}).get("um_per_px"):
+            print("error: --tta re-evaluates on the PBC split's pixel framing; not for bundles framed in µm", file=sys.stderr)
+            return 2
         if not args.split:
             print("error: --tta needs --split (the split the run was trained on)", file=sys.stderr)
             return 2
@@ -353,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the temperature is fitted again and the test split evaluated again with them (needs --split)",
     )
     p.add_argument("--split", help="the run's split CSV (for --tta)")
+    p.add_argument("--lodo", nargs="*", default=[], help="leave-one-domain-out run folders whose figures go into the card")
     p.add_argument("--cache", default="cache")
     from . import domain_fit
 

@@ -369,6 +369,20 @@ if __name__ == "__main__":
     raise SystemExit(run(parser.parse_args()))
 
 
+def lodo_summary(runs: list[Path]) -> dict:
+    """Per held-out domain, what a run trained without it scored on it (from metrics.json)."""
+    out = {}
+    for run in runs:
+        metrics = json.loads((run / "metrics.json").read_text())
+        held = metrics["held_out"]
+        out[held] = {
+            "run": run.name,
+            "recipe": json.loads((run / "config.json").read_text()),
+            **{k: metrics[k] for k in (f"{held}_all", f"{held}_all_adabn", "pbc_test") if k in metrics},
+        }
+    return out
+
+
 def _versions() -> dict:
     from .__main__ import _versions as versions
 
