@@ -179,3 +179,13 @@ def test_an_interrupted_run_writes_nothing(pbc, adaptable_bundle, tmp_path, caps
     out, err = capsys.readouterr()
     assert json.loads(out.splitlines()[-1]) == {"event": "cancelled"} and "cancelled; no bundle was written" in err
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_the_installed_build_says_adapting_needs_the_source_install(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setitem(sys.modules, "training.adapt", None)  # as in the build: no training module
+    args = ["adapt", "--model", "x", "--corrections", str(tmp_path / "c.csv"), "--name", "y"]
+    assert main(args) == EXIT_UNUSABLE
+    assert "adapting a model is not part of this installation; use a source install" in capsys.readouterr().err

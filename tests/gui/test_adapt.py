@@ -147,6 +147,13 @@ def test_dialog_counts_the_reviewed_cells_and_refuses_below_the_minimum(qtbot, t
         assert not dialog.start_button.isEnabled() and "no replay sample" in dialog.message.text()
 
 
+def test_the_installed_build_says_adapting_needs_the_source_install(qtbot, session, user_data, adaptable_bundle, monkeypatch):
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    dialog = open_dialog(qtbot, session, adaptable_bundle)
+    assert not dialog.start_button.isEnabled() and "source install" in dialog.message.text()
+    assert TRAINING_PYTHON_ENV in dialog.message.text()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
 def test_adaptation_in_the_dialog_adds_a_model_choose_model_lists(qtbot, session, user_data, adaptable_bundle):
     dialog = open_dialog(qtbot, session, adaptable_bundle)

@@ -168,6 +168,7 @@ class AdaptDialog(JobDialog):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)  # eight rows at a glance
         self.totals = QLabel("")
         self.totals.setWordWrap(True)
         self.results = QLabel("")
@@ -206,7 +207,6 @@ class AdaptDialog(JobDialog):
                 count.setForeground(QColor(SHORT))
             for col, item in enumerate((name, count, verdict)):
                 self.table.setItem(row, col, item)
-        self.table.resizeRowsToContents()
         rows_height = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
         self.table.setFixedHeight(rows_height + self.table.horizontalHeader().height() + 2 * self.table.frameWidth())
         c = self.cells
@@ -259,7 +259,7 @@ class AdaptDialog(JobDialog):
         self.results.setVisible(False)
         for widget in (self.bar, self.status, self.log):
             widget.setVisible(True)
-        self.resize(self.width(), max(self.height(), 760))
+        self.resize(self.width(), max(self.height(), 820))
         extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
         job = AdaptJob(self.session, self.base.currentData(), self.name.text().strip(), self.lab.text(), parent=self, **extra)
         self._run(job)

@@ -39,13 +39,15 @@ def adapted_column(card: ModelCard) -> str:
 def describe(card: ModelCard) -> str:
     """What the model card says, in a few lines of rich text."""
     acc, f1 = card.metrics.get("accuracy"), card.metrics.get("macro_f1")
+    adapted = bool(card.extra.get("adapted_from"))
     lines = [
         f"<b>{card.name}</b>{' (default)' if card.name == DEFAULT_MODEL else ''}",
         f"Backbone {card.backbone}, input {card.input_size}×{card.input_size} px, "
         f"colour balance {'on' if card.balance else 'off'}, temperature {card.temperature:.3f}",
     ]
     if acc is not None:
-        lines.append(f"Test accuracy {100 * acc:.2f} %" + (f", macro F1 {f1:.3f}" if f1 is not None else ""))
+        whose = "The base model's test accuracy" if adapted else "Test accuracy"
+        lines.append(f"{whose} {100 * acc:.2f} %" + (f", macro F1 {f1:.3f}" if f1 is not None else ""))
     else:
         lines.append("No test metrics in the model card")
     for key in ("trained", "training_minutes", "split_sha1"):
@@ -58,9 +60,6 @@ def describe(card: ModelCard) -> str:
         if before is not None and after is not None:
             line += f": accuracy on the lab's cells {100 * before:.1f} % → {100 * after:.1f} % (cross-validated)"
         lines.append(line)
-        base = card.extra.get("base_test_metrics") or {}
-        if base.get("accuracy") is not None:
-            lines.append(f"Base model's test accuracy {100 * base['accuracy']:.2f} % (the figures above are the base's)")
     return "<br>".join(lines)
 
 
@@ -122,12 +121,13 @@ class ModelChooser(QDialog):
                 values = (folder.name, "unusable", "", "", "", "", str(folder))
             else:
                 acc, f1 = card.metrics.get("accuracy"), card.metrics.get("macro_f1")
+                base = " (base)" if card.extra.get("adapted_from") else ""  # an adapted card keeps its base's test figures
                 values = (
                     card.name + (" (default)" if card.name == DEFAULT_MODEL else ""),
                     card.backbone,
                     f"{card.input_size} px",
-                    f"{100 * acc:.2f} %" if acc is not None else "–",
-                    f"{f1:.3f}" if f1 is not None else "–",
+                    f"{100 * acc:.2f} %{base}" if acc is not None else "–",
+                    f"{f1:.3f}{base}" if f1 is not None else "–",
                     adapted_column(card),
                     str(folder),
                 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout
 
 from ..palette import UNFAMILIAR_COLOUR
 
@@ -61,9 +61,12 @@ class UnfamiliarBanner(QFrame):
         layout.setSpacing(10)
         layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.text, 1)
-        if self.adapt_button is not None:
-            layout.addWidget(self.adapt_button, 0, Qt.AlignmentFlag.AlignVCenter)
-        layout.addWidget(self.retrain_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        actions = QVBoxLayout()  # one above the other: the message keeps the width
+        actions.setSpacing(4)
+        for button in (self.adapt_button, self.retrain_button):
+            if button is not None:
+                actions.addWidget(button)
+        layout.addLayout(actions)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.dismissed = False
         self.unfamiliar = 0
