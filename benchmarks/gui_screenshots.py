@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/gui_screenshots.py [--out docs/screenshots] [--model NAME|DIR]
 
-- ``smear-field.png``: six BCCD smear fields (640x480), read in auto mode; the first
-  field's first cell is selected.
+- ``smear-field.png``: five BCCD smear fields (640x480) that cross-lab training held out
+  (test side of ``training.domains``' field split), read in auto mode; the first field's
+  first cell is selected.
+- ``bionet-field.png``: five Bio-Net fields (a third lab: Olympus, other stain), also from
+  the held-out test side, in auto mode.
 - ``single-cells.png``: a folder of 40 single-cell CellaVision images, five from each
   class folder of ../shared/data/pbc, linked into a temporary folder (the data is never
   copied into the repository).
@@ -26,7 +29,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-SMEAR_FIELDS = ["BloodImage_00090", "BloodImage_00092", "BloodImage_00099", "BloodImage_00094", "BloodImage_00095"]
+
+
+def held_out(paths: list[Path], n: int, key=lambda p: p.stem) -> list[str]:
+    """The first ``n`` of ``paths`` on the test side of the cross-lab field split (never trained on)."""
+    sys.path.insert(0, str(REPO))
+    from training.domains import _field_split
+
+    return [str(p) for p in sorted(paths) if _field_split(key(p)) == "test"][:n]
 
 
 def app_command() -> list[str]:
@@ -57,8 +67,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    fields = [str(DATA / "bccd" / "JPEGImages" / f"{name}.jpg") for name in SMEAR_FIELDS]
+    fields = held_out(list((DATA / "bccd" / "JPEGImages").glob("*.jpg")), 5)
     shoot(out / "smear-field.png", fields, args.model, "auto")
+    bionet = held_out(list((DATA / "deepbionet" / "cells" / "neutrophil").glob("*.jpg")), 5, lambda p: p.stem + p.parent.name)
+    shoot(out / "bionet-field.png", bionet, args.model, "auto")
 
     with tempfile.TemporaryDirectory() as folder:
         for group in sorted(p for p in (DATA / "pbc").iterdir() if p.is_dir()):

@@ -259,9 +259,10 @@ def _export(args) -> int:
     tmp.replace(dest / "model.keras")
     import shutil
 
+    from yawbcc_desktop.core.adaptation import REPLAY_FILE
     from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
 
-    from .domain_fit import REPLAY_FILE, lodo_summary
+    from .domain_fit import lodo_summary
 
     for extra in (FAMILIARITY_FILE, REPLAY_FILE):  # bundles trained across labs
         if (run / extra).is_file():

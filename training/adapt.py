@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from yawbcc_desktop.core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import (
     CARD_FILE,
@@ -55,11 +56,6 @@ from yawbcc_desktop.core.classifier import (
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, acquisition_signature
 from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
 
-REPLAY_FILE = "replay.npz"
-# A class is adapted from at least this many of the lab's cells, and an adaptation needs
-# at least this many in all: fewer cannot be checked by cross-validation.
-MIN_PER_CLASS = 5
-MIN_CELLS = 30
 LAB_SHARE = 0.5  # weight of the lab's cells against the replay sample in the head's loss
 L2_TO_BASE = 1e-3  # pull towards the base head: few cells must not swing it far
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
 
-from .adapt import REPLAY_FILE
 from .factory import build_model
 
 

@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import CARD_FILE, MODEL_FILE, softmax_with_temperature
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
 from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
 from .splits import split_checksum
-
-REPLAY_FILE = "replay.npz"  # in a bundle: pooled features of a sample of its training cells
 
 # Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
 # square of a CellaVision crop, 0.097 µm/px, into 160 px), now in micrometres.

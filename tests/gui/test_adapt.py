@@ -97,12 +97,6 @@ def shot(widget, name: str) -> None:
         widget.grab().save(str(SHOTS / f"{name}.png"))
 
 
-def test_constants_follow_the_training_module():
-    from training import adapt
-
-    assert (MIN_PER_CLASS, MIN_CELLS) == (adapt.MIN_PER_CLASS, adapt.MIN_CELLS)
-
-
 def test_dialog_counts_the_reviewed_cells_and_refuses_below_the_minimum(qtbot, tmp_path, pbc, user_data, adaptable_bundle):
     few = {"NEUTROPHIL": 8, "LYMPHOCYTE": 6, "MONOCYTE": 5, "EOSINOPHIL": 4, "PLATELET": 3}
     with reviewed_session(tmp_path / "few.yawbcc", pbc, few) as s:

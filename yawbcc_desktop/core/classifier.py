@@ -155,7 +155,8 @@ def list_bundles() -> list[tuple[Path, ModelCard | ModelBundleError]]:
     for base in model_search_path():
         if not base.is_dir():
             continue
-        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        # Dot-folders are bundles being written or removed (".NAME.partial").
+        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if (folder / CARD_FILE).exists() or (folder / MODEL_FILE).exists():
                 try:
                     found.append((folder, read_card(folder)))

@@ -24,16 +24,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
+from ..core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from ..core.classes import ARTEFACT, GROUPS
 from ..core.store import ReviewSession
 from .retrain import reviewed_cells
 from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name
-
-# training.adapt's constants; not imported: the installed build has no training module, and
-# the dialog counts cells before anything is run.
-MIN_PER_CLASS = 5  # cells a class needs to be adapted
-MIN_CELLS = 30  # cells in adapted classes an adaptation needs
-REPLAY_FILE = "replay.npz"  # the bundle's sample of its training cells' features
 
 STAGES = ("reading", "loading", "features", "fitting", "writing")
 STAGE_TEXT = {

@@ -1,0 +1,14 @@
+"""What adapting a bundle to one lab needs, in one place: ``training/adapt.py`` fits, the
+window counts the reviewed cells before it offers to start.
+
+A bundle is adaptable when it carries a replay sample (pooled features of its own training
+cells, so the old labs are replayed without their images).  A class is adapted from at
+least ``MIN_PER_CLASS`` of the lab's cells, and an adaptation needs ``MIN_CELLS`` in all:
+fewer cannot be checked by cross-validation.
+"""
+
+from __future__ import annotations
+
+REPLAY_FILE = "replay.npz"
+MIN_PER_CLASS = 5
+MIN_CELLS = 30
