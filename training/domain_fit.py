@@ -360,13 +360,6 @@ def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print)
     return evaluate_run(model, config, table, images, _labels(table), out, minutes, cache, split_csv, log)
 
 
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m training.domain_fit")
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))
-
 
 def lodo_summary(runs: list[Path]) -> dict:
     """Per held-out domain, what a run trained without it scored on it (from metrics.json)."""
@@ -386,3 +379,11 @@ def _versions() -> dict:
     from .__main__ import _versions as versions
 
     return versions()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.domain_fit")
+    add_arguments(parser)
+    raise SystemExit(run(parser.parse_args()))
