@@ -35,9 +35,13 @@ class RunLog:
 
 
 def _index(args) -> int:
-    from yawbcc_desktop.cli import main as cli_main
+    from yawbcc_desktop.core.dataset import index_folder, index_report
 
-    return cli_main(["index", args.data, *(["--out", args.out] if args.out else [])])
+    index = index_folder(args.data)
+    print(index_report(index))
+    if args.out:
+        index.images.to_csv(args.out, index=False)
+    return 0
 
 
 def _split(args) -> int:

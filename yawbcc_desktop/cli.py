@@ -211,24 +211,14 @@ def adaptation_text(extra: dict) -> str:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from .core.dataset import duplicate_groups, index_folder, table_counts, table_sizes
+    from .core.dataset import index_folder, index_report
 
     try:
         index = index_folder(args.folder)
     except FileNotFoundError as exc:
         print(f"yawbcc: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    print(f"{len(index.images)} images, {len(index.skipped)} skipped")
-    print("\nTable 2.1 - images per group and label")
-    print(table_counts(index.images).to_string(index=False))
-    print("\nTable 2.2 - image sizes (width x height)")
-    print(table_sizes(index.images).to_string(index=False))
-    dups = duplicate_groups(index.images)
-    print(f"\n{len(dups)} sets of byte-identical files, {int(dups['conflicting_groups'].sum())} with conflicting groups")
-    for _, row in dups[dups["conflicting_groups"]].iterrows():
-        print(f"  conflicting labels: {row['paths']}")
-    for _, row in index.skipped.iterrows():
-        print(f"skipped: {row['path']}: {row['reason']}")
+    print(index_report(index))
     if args.out:
         index.images.to_csv(args.out, index=False)
     return EXIT_OK

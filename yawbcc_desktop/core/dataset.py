@@ -107,3 +107,15 @@ def duplicate_groups(images: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["sha1", "paths", "groups", "conflicting_groups"])
+
+
+def index_report(index: DatasetIndex) -> str:
+    """The report's tables 2.1 and 2.2, the duplicates and the skipped files, as text."""
+    lines = [f"{len(index.images)} images, {len(index.skipped)} skipped"]
+    lines += ["", "Table 2.1 - images per group and label", table_counts(index.images).to_string(index=False)]
+    lines += ["", "Table 2.2 - image sizes (width x height)", table_sizes(index.images).to_string(index=False)]
+    dups = duplicate_groups(index.images)
+    lines += ["", f"{len(dups)} sets of byte-identical files, {int(dups['conflicting_groups'].sum())} with conflicting groups"]
+    lines += [f"  conflicting labels: {row['paths']}" for _, row in dups[dups["conflicting_groups"]].iterrows()]
+    lines += [f"skipped: {row['path']}: {row['reason']}" for _, row in index.skipped.iterrows()]
+    return "\n".join(lines)
