@@ -14,10 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
+def missing_data(what: str) -> None:
+    """Skip a test whose real data is absent, or fail it where the data must be there
+    (``YAWBCC_REQUIRE_DATA=1``, set by CI): a silently skipped test proves nothing."""
+    if os.environ.get("YAWBCC_REQUIRE_DATA") == "1":
+        pytest.fail(f"{what} (YAWBCC_REQUIRE_DATA=1)")
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA / "pbc").is_dir():
-        pytest.skip(f"real data not found at {DATA}")
+        missing_data(f"real data not found at {DATA}")
     return DATA
 
 

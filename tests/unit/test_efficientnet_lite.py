@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 
+from tests.conftest import missing_data  # noqa: E402
 from training.efficientnet_lite import (
     build_efficientnet_lite,
     lite_weights_path,
@@ -22,7 +23,7 @@ def _require_lite0_weights() -> None:
     try:
         lite_weights_path("lite0")
     except ImportError as exc:  # weights package not installed
-        pytest.skip(str(exc))
+        missing_data(str(exc))
 
 
 def test_strided_tensor_rebuilds_permuted_view():

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import missing_data
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.smear import (
@@ -30,14 +31,14 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 @pytest.fixture(scope="module")
 def bccd_dir() -> Path:
     if not (DATA / "bccd" / "JPEGImages").is_dir() or not (DATA / "bccd" / "Annotations").is_dir():
-        pytest.skip(f"BCCD data not found at {DATA / 'bccd'} (expected JPEGImages/ and Annotations/)")
+        missing_data(f"BCCD data not found at {DATA / 'bccd'} (expected JPEGImages/ and Annotations/)")
     return DATA / "bccd"
 
 
 @pytest.fixture(scope="module")
 def pbc_dir() -> Path:
     if not (DATA / "pbc").is_dir():
-        pytest.skip(f"PBC data not found at {DATA / 'pbc'}")
+        missing_data(f"PBC data not found at {DATA / 'pbc'}")
     return DATA / "pbc"
 
 
