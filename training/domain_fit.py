@@ -49,6 +49,7 @@ class DomainFitConfig:
     domain_weights: dict = field(default_factory=lambda: {"pbc": 0.4, "bccd": 0.3, "bionet": 0.3})
     strength: float = 1.0
     seed: int = 42
+    tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:
@@ -71,16 +72,24 @@ def balanced_accuracy_four(true: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128):
+def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128, tta: tuple[str, ...] = ()):
+    """Softmax outputs (with test-time views: their normalised geometric mean, as the bundle
+    computes it) and the pooled features of the image itself."""
     import keras
 
-    from yawbcc_desktop.core.classifier import pooled_features
+    from yawbcc_desktop.core.classifier import TTA_VIEWS, pooled_features
 
     both = keras.Model(model.input, [model.output, pooled_features(model)])
     probs, feats = [], []
     for i in range(0, len(images), batch):
-        p, f = both.predict_on_batch(_center(np.asarray(images[i : i + batch]), side).astype(np.float32))
-        probs.append(np.asarray(p, np.float64))
+        x = _center(np.asarray(images[i : i + batch]), side).astype(np.float32)
+        p, f = both.predict_on_batch(x)
+        logs = [np.log(np.clip(np.asarray(p, np.float64), 1e-30, 1.0))]
+        for view in tta:
+            logs.append(np.log(np.clip(np.asarray(model.predict_on_batch(TTA_VIEWS[view](x)), np.float64), 1e-30, 1.0)))
+        mean = np.mean(logs, axis=0)
+        e = np.exp(mean - mean.max(axis=1, keepdims=True))
+        probs.append(e / e.sum(axis=1, keepdims=True))
         feats.append(np.asarray(f, np.float64))
     return np.concatenate(probs), np.concatenate(feats)
 
@@ -238,7 +247,7 @@ def evaluate_run(
 ) -> dict:
     """Calibrate, fit the familiarity model, score every domain, write the bundle files."""
     train_domains = [d for d in DOMAINS if d != config.held_out]
-    probs, feats = predict_with_features(model, images, config.input_size)
+    probs, feats = predict_with_features(model, images, config.input_size, tta=tuple(config.tta))
     in_train = table["domain"].isin(train_domains).to_numpy()
     valid = (table["split"].eq("valid").to_numpy()) & in_train
     temperature = fit_temperature(probs[valid], labels[valid])
@@ -292,6 +301,7 @@ def evaluate_run(
         "class_order": list(GROUPS),
         "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0, "um_per_px": config.um_per_px},
         "temperature": temperature,
+        **({"tta": list(config.tta)} if config.tta else {}),
         "test_metrics": {"accuracy": pbc["accuracy"], "n": pbc["n"]},
         "training_domains": train_domains,
         "held_out_domain": config.held_out,
@@ -324,6 +334,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--cache", default="cache")
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
+    p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
     p.add_argument("--out", required=True)
 
 
@@ -342,17 +353,20 @@ def run(args, log=print) -> int:
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )
     if args.evaluate_only:
-        reevaluate(Path(args.out), args.data, args.split, args.cache, log)
+        reevaluate(Path(args.out), args.data, args.split, args.cache, log, [v for v in args.tta.split(",") if v])
     else:
         train(config, args.data, args.split, args.cache, Path(args.out), log)
     return 0
 
 
-def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print) -> dict:
-    """Calibration, familiarity and scores of a finished run again (its config and model)."""
+def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print, tta: list[str] | None = None) -> dict:
+    """Calibration, familiarity and scores of a finished run again (its config and model),
+    optionally with test-time views."""
     import keras
 
     config = DomainFitConfig(**json.loads((out / "config.json").read_text()))
+    if tta is not None:
+        config.tta = tta
     cells = all_cells(data_root, split_csv)
     images, table = prepare_domain_cache(cells, int(round(config.input_size * CACHE_MARGIN)), config.um_per_px, True, cache, log)
     model = keras.saving.load_model(out / MODEL_FILE, compile=False)
