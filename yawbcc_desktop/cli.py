@@ -19,6 +19,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .core.vocabulary import FAILED, MODES
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -71,7 +73,7 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
 def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session) -> int:
     from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
     from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
-    from .core.pipeline import FAILED, analyse
+    from .core.pipeline import analyse
     from .core.preferences import DEFAULT_REVIEW_THRESHOLD
     from .core.store import SessionError, unfamiliar_threshold
 
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=name != "classify", help="CSV file to write")
         p.add_argument(
             "--mode",
-            choices=["auto", "cell", "smear"],
+            choices=MODES,
             default="auto",
             help="cell: single-cell crops (CellaVision); smear: whole fields; auto: decide per image",
         )

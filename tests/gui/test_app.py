@@ -11,8 +11,8 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 
+from yawbcc_desktop.core.vocabulary import QUEUED
 from yawbcc_desktop.gui.app import application, build_parser, main
-from yawbcc_desktop.gui.cell_store import QUEUED
 from yawbcc_desktop.gui.main_window import MainWindow
 from yawbcc_desktop.gui.settings import AppSettings, config_dir
 from yawbcc_desktop.gui.widgets.model_chooser import ModelChooser

@@ -11,16 +11,12 @@ from PySide6.QtCore import Qt
 from yawbcc_desktop.core import pipeline, review_rules
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
-from yawbcc_desktop.gui import cell_store
+from yawbcc_desktop.core.vocabulary import ANALYSED, FAILED, NO_CELL, QUEUED
 from yawbcc_desktop.gui.cell_store import (
-    ANALYSED,
     CELL_STATUSES,
     CONFIDENT,
     CONFIRMED,
     CORRECTED,
-    FAILED,
-    NO_CELL,
-    QUEUED,
     TO_REVIEW,
     AnalysedImage,
     Cell,
@@ -57,15 +53,6 @@ def fake_cell(path: str, cell_id: int, group: str, confidence: float, kind: str 
 def fake_image(path: str, specs: list[tuple[str, float]]) -> AnalysedImage:
     cells = [fake_cell(path, i, g, c) for i, (g, c) in enumerate(specs)]
     return AnalysedImage(path, ANALYSED if cells else NO_CELL, "", "smear", 640, 480, cells)
-
-
-def test_statuses_are_the_pipelines():
-    # The GUI keeps its own copy to stay off scikit-image at start-up; they must agree.
-    assert (cell_store.ANALYSED, cell_store.NO_CELL, cell_store.FAILED) == (
-        pipeline.ANALYSED,
-        pipeline.NO_CELL,
-        pipeline.FAILED,
-    )
 
 
 def test_cell_from_pipeline_record_keeps_box_and_probabilities():

@@ -21,8 +21,8 @@ from yawbcc_desktop.cli import EXIT_OK
 from yawbcc_desktop.cli import main as yawbcc
 from yawbcc_desktop.core import pipeline
 from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.vocabulary import ANALYSED, CANCELLED, FAILED, QUEUED
 from yawbcc_desktop.gui import worker as worker_module
-from yawbcc_desktop.gui.cell_store import ANALYSED, CANCELLED, FAILED, QUEUED
 from yawbcc_desktop.gui.cell_table_model import RowIdRole
 from yawbcc_desktop.gui.main_window import MainWindow
 from yawbcc_desktop.gui.palette import display_name

@@ -23,9 +23,7 @@ from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
 from .review_rules import analysis_flags
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
 from .segmentation import SegmentationError, find_cells_measured
-
-# Image statuses, in the words the image list shows.
-ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
+from .vocabulary import ANALYSED, FAILED, NO_CELL
 
 
 @dataclass

@@ -14,8 +14,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from .cells import WBC, CellRegion
-
-MODES = ("auto", "cell", "smear")
+from .vocabulary import MODES
 
 
 class SegmentationError(Exception):

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import review_rules
 from .classes import GROUPS, REVIEW_LABELS
+from .vocabulary import FAILED
 
 if TYPE_CHECKING:
     from .pipeline import ImageResult
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2  # PRAGMA user_version; bump with the columns it adds in _ADDED_COLUMNS
 APPLICATION_ID = 0x59574243  # PRAGMA application_id, "YWBC": tells our files from other SQLite files
 SESSION_SUFFIX = ".yawbcc"  # suggested file name ending for file dialogs
-FAILED = "failed"  # core.pipeline's word; not imported so the GUI thread stays light
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _TABLES = {"session_info", "image", "cell", "review_action", "correction", "sign_off"}

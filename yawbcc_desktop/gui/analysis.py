@@ -16,14 +16,14 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.classifier import ModelBundleError, ModelCard, read_card, resolve_bundle
 from ..core.imageio import iter_image_paths
-from .cell_store import CANCELLED, FAILED, NO_CELL, QUEUED, AnalysedImage, CellStore
+from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
+from .cell_store import AnalysedImage, CellStore
 from .cell_table_model import CellFilter, CellTableModel
 from .image_list_model import ImageListModel
 from .image_loader import ImageLoader
 from .throttle import Throttle
 from .worker import AnalysisWorker, GradCamRequest, GradCamResult
 
-MODES = ("auto", "cell", "smear")
 RESULTS_EVERY_MS = 700
 
 

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
 from ..core.classifier import resource_root
-from .analysis import MODES
+from ..core.vocabulary import MODES
 
 
 def build_parser() -> argparse.ArgumentParser:

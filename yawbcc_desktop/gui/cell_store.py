@@ -20,13 +20,7 @@ from ..core import review_rules
 from ..core.cells import CellRegion
 from ..core.classes import ARTEFACT, GROUPS
 from ..core.preferences import DEFAULT_REVIEW_THRESHOLD
-
-# Image statuses in the image list.  The last three are the words of core.pipeline (a test
-# pins them): importing the pipeline here would put scikit-image on the GUI's start-up path.
-QUEUED, CANCELLED = "queued", "cancelled"
-ANALYSED, NO_CELL, FAILED = "analysed", "no cell found", "failed"
-IMAGE_STATUSES = (QUEUED, ANALYSED, NO_CELL, FAILED, CANCELLED)
-FINAL_STATUSES = (ANALYSED, NO_CELL, FAILED)
+from ..core.vocabulary import ANALYSED, QUEUED
 
 # Review status of a cell.  Not reviewed: "to review" when core.review_rules gives a reason
 # (calibrated confidence below the review threshold of the preferences, an image unfamiliar

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 
-from .cell_store import FAILED, IMAGE_STATUSES, CellStore, ImageEntry
+from ..core.vocabulary import FAILED, IMAGE_STATUSES
+from .cell_store import CellStore, ImageEntry
 from .image_loader import ImageLoader
 
 EntryRole = Qt.ItemDataRole.UserRole + 1  # the ImageEntry

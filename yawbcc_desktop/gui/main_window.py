@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 
 from ..core.imageio import IMAGE_SUFFIXES
 from ..core.store import SESSION_SUFFIX, ReviewSession, SessionError, SignOffRefused
-from .analysis import MODES, AnalysisController
-from .cell_store import CANCELLED
+from ..core.vocabulary import CANCELLED, MODES
+from .analysis import AnalysisController
 from .icons import icon
 from .messages import Notifier
 from .palette import class_icon, display_name

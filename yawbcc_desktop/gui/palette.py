@@ -9,7 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from ..core.classes import ARTEFACT, COLOURS, DISPLAY_NAMES
-from .cell_store import ANALYSED, CANCELLED, CONFIDENT, CONFIRMED, CORRECTED, FAILED, NO_CELL, QUEUED, TO_REVIEW
+from ..core.vocabulary import ANALYSED, CANCELLED, FAILED, NO_CELL, QUEUED
+from .cell_store import CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 
 # The abbreviations haematology reports use.
 SHORT_NAMES: dict[str, str] = {

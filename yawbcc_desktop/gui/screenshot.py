@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from .cell_store import QUEUED
+from ..core.vocabulary import QUEUED
 from .messages import say
 
 EXIT_SAVED, EXIT_INCOMPLETE, EXIT_UNUSABLE = 0, 1, 2

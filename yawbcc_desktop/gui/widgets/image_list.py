@@ -15,7 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..cell_store import IMAGE_STATUSES, CellStore
+from ...core.vocabulary import IMAGE_STATUSES
+from ..cell_store import CellStore
 from ..image_list_model import ImageListModel, ImageStatusFilter, PathRole, status_text
 from ..palette import ACCENT, STATUS_COLOURS, UNFAMILIAR_COLOUR, dot_icon
 from ..throttle import Throttle

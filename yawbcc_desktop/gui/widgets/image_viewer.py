@@ -10,7 +10,8 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsView
 
-from ..cell_store import FAILED, NO_CELL, QUEUED, Cell, CellStore
+from ...core.vocabulary import FAILED, NO_CELL, QUEUED
+from ..cell_store import Cell, CellStore
 from ..image_loader import ImageLoader
 from ..palette import SHORT_NAMES, class_colour, display_name, percent
 
