@@ -17,12 +17,9 @@ import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.retraining import PROGRESS_ENV
 
 from .factory import BACKBONES, build_model, set_trainable
-
-# Set by the application's retraining: within-epoch progress lines on stdout (not in train.log),
-# ``@progress PHASE epoch E/N batch B/S``, because an epoch on the full data set takes minutes.
-PROGRESS_ENV = "YAWBCC_TRAINING_PROGRESS"
 
 
 @dataclass

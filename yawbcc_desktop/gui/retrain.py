@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject
 
 from ..core.classes import GROUPS
 from ..core.classifier import CARD_FILE, FALLBACK_MODEL, MODEL_FILE, resource_root
+from ..core.retraining import PROGRESS_ENV
 from ..core.store import ReviewSession, SessionCell
 from .training_job import (  # noqa: F401  re-exported: the dialog and tests import them from here
     CORRECTIONS_CSV,
@@ -38,9 +39,6 @@ from .training_job import (  # noqa: F401  re-exported: the dialog and tests imp
     retraining_dir,
     training_command,
 )
-
-PROGRESS_ENV = "YAWBCC_TRAINING_PROGRESS"  # training.fit.PROGRESS_ENV; not imported: that pulls in pandas
-
 
 # -- the recipe ----------------------------------------------------------------------------
 
