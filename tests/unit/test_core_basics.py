@@ -77,3 +77,32 @@ def test_core_and_training_never_import_qt(folder):
                 if name.split(".")[0] in ("PySide6", "PyQt5", "PyQt6", "pyqtgraph", "shiboken6"):
                     offenders.append(f"{path.relative_to(REPO)}: {name}")
     assert not offenders, offenders
+
+
+def test_atomic_file_replaces_only_when_complete(tmp_path, monkeypatch):
+    import os
+
+    from yawbcc_desktop.core.atomic import AtomicFile, atomic_write
+
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    # One with-block write: a failure leaves the old file and no temporary file.
+    with pytest.raises(RuntimeError), atomic_write(target) as fh:
+        fh.write("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    # Streaming into a named partial file that an interrupted run keeps.
+    partial = tmp_path / "out.csv.partial"
+    out = AtomicFile(target, partial=partial, keep_partial=True)
+    out.file.write("rows so far")
+    out.abort()
+    assert target.read_text() == "old" and partial.read_text() == "rows so far"
+    # The disk fills at the last moment (fsync): the old file stays whole, the error is raised.
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="No space"), atomic_write(target) as fh:
+        fh.write("new")
+    assert target.read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+    with atomic_write(target) as fh:
+        fh.write("new")
+    assert target.read_text() == "new"

@@ -1,6 +1,10 @@
 """Atomic file writes: a temporary file beside the target, renamed over it only when complete.
 
 A crash or a full disk mid-write leaves the previous file as it was, never half a file.
+``AtomicFile`` is the one way this package writes a text file that way: ``atomic_write``
+for a file written in one ``with`` block (the preferences, the session exports), and the
+classify CSV, which streams rows image by image into ``<out>.partial`` and keeps them there
+if the run is interrupted.
 """
 
 from __future__ import annotations
@@ -13,27 +17,68 @@ from pathlib import Path
 from typing import TextIO
 
 
+class AtomicFile:
+    """A text file written at ``partial`` and renamed over ``path`` by ``commit()``.
+
+    ``partial``: the temporary file (default: a hidden, unique name beside ``path``; same
+    folder, so the rename stays on one file system and is atomic).  ``keep_partial``:
+    ``abort()`` leaves it on disk, so what was written before the failure stays readable;
+    otherwise it is removed.  ``path`` is never touched until ``commit()``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        encoding: str = "utf-8",
+        newline: str | None = None,
+        partial: str | os.PathLike | None = None,
+        keep_partial: bool = False,
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        unique = partial is None
+        self.partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp") if unique else Path(partial)
+        self.keep_partial = keep_partial
+        self.file: TextIO = open(self.partial, "x" if unique else "w", encoding=encoding, newline=newline)
+
+    def commit(self) -> None:
+        """Make the contents durable and give them the final name."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_folder(self.path.parent)
+
+    def abort(self) -> None:
+        """Stop without renaming; ``path`` stays as it was."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if not self.keep_partial:
+            with contextlib.suppress(OSError):
+                os.unlink(self.partial)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, encoding: str = "utf-8", newline: str | None = None) -> Iterator[TextIO]:
     """Open a text file for writing that replaces ``path`` when the ``with`` block ends cleanly.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the rename stays on one file system and is atomic.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding=encoding, newline=newline) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)
+    with AtomicFile(path, encoding, newline) as out:
+        yield out.file
 
 
 def _fsync_folder(folder: Path) -> None:

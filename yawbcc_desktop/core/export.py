@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import AtomicFile
 from .classes import GROUPS
 from .preferences import DEFAULT_REVIEW_THRESHOLD
 from .review_rules import FLAG_SEPARATOR, review_reasons
@@ -78,9 +79,9 @@ class CellCsvWriter:
         self.path = Path(path)
         self.threshold = threshold  # the review threshold of the to_review column
         self.partial = self.path.with_name(self.path.name + ".partial")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # utf-8-sig: spreadsheet programs then read non-ASCII paths correctly.
-        self._fh = open(self.partial, "w", encoding="utf-8-sig", newline="")
+        self._out = AtomicFile(self.path, "utf-8-sig", "", partial=self.partial, keep_partial=True)
+        self._fh = self._out.file
         self._writer = csv.DictWriter(self._fh, fieldnames=columns)
         self._writer.writeheader()
         self.columns = columns
@@ -95,14 +96,11 @@ class CellCsvWriter:
         self._fh.flush()
 
     def close(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.partial, self.path)
+        self._out.commit()
 
     def abort(self) -> None:
         """Stop without renaming: the rows written so far stay in ``.partial``."""
-        self._fh.close()
+        self._out.abort()
 
     def __enter__(self) -> CellCsvWriter:
         return self
