@@ -7,15 +7,19 @@ there, so a run can be understood and repeated later.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from yawbcc_desktop.core.classifier import ModelCard
+
+from .card import card_metrics, write_card
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pbc")
 
@@ -167,21 +171,25 @@ def _fit(args) -> int:
     log(f"temperature fitted on validation: {temperature:.3f}")
     history, frozen = read_history(out)
     metrics = _evaluate(model, parts["test"], temperature, out / "report", history, frozen, log)
-    card = {
-        "name": args.name or out.name,
-        "backbone": config.backbone,
-        "input_size": config.input_size,
-        "class_order": list(GROUPS),
-        "preprocessing": {"colour_balance": config.balance, "field": config.cell_field, "cell_context": args.cell_context},
-        "temperature": temperature,
-        "test_metrics": {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")},
-        "split_sha1": checksum,
-        "trained": datetime.now(UTC).isoformat(timespec="seconds"),
-        "training_minutes": round(minutes, 1),
-        "training": {k: v for k, v in config.__dict__.items() if k != "extra"},
-        "versions": _versions(),
-    }
-    (out / "model.json").write_text(json.dumps(card, indent=2))
+    card = ModelCard(
+        name=args.name or out.name,
+        backbone=config.backbone,
+        input_size=config.input_size,
+        class_order=list(GROUPS),
+        balance=config.balance,
+        cell_field=config.cell_field,
+        cell_context=args.cell_context,
+        temperature=temperature,
+        metrics=card_metrics(metrics),
+        extra={
+            "split_sha1": checksum,
+            "trained": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training_minutes": round(minutes, 1),
+            "training": {k: v for k, v in config.__dict__.items() if k != "extra"},
+            "versions": _versions(),
+        },
+    )
+    write_card(out, card)
     log(f"run complete: {out} (export with: python -m training export {out} --name NAME)")
     return 0
 
@@ -249,9 +257,14 @@ def _evaluate_cmd(args) -> int:
 
 
 def _export(args) -> int:
+    from yawbcc_desktop.core.classifier import ModelBundleError, read_card
+
     run = Path(args.run)
-    card = json.loads((run / "model.json").read_text())
-    card["name"] = args.name
+    try:
+        card = replace(read_card(run), name=args.name)
+    except ModelBundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     dest = Path(args.dest) / args.name
     dest.mkdir(parents=True, exist_ok=True)
     # Re-saved from an uncompiled load: a model saved mid-training can carry optimiser
@@ -272,23 +285,25 @@ def _export(args) -> int:
         if (run / extra).is_file():
             shutil.copyfile(run / extra, dest / extra)
     if args.lodo:
-        card["leave_one_domain_out"] = lodo_summary([Path(r) for r in args.lodo])
-    (dest / "model.json").write_text(json.dumps(card, indent=2))
+        card.extra["leave_one_domain_out"] = lodo_summary([Path(r) for r in args.lodo])
+    write_card(dest, card)
     if args.tta:
-        if card.get("preprocessing", {}).get("um_per_px"):
+        if card.um_per_px:
             print("error: --tta re-evaluates on the PBC split's pixel framing; not for bundles framed in µm", file=sys.stderr)
             return 2
         if not args.split:
             print("error: --tta needs --split (the split the run was trained on)", file=sys.stderr)
             return 2
         card = _calibrate_with_views(dest, card, args.tta.split(","), args.split, args.cache, run / "report-tta", RunLog(run))
-        (dest / "model.json").write_text(json.dumps(card, indent=2))
+        write_card(dest, card)
     size = (dest / "model.keras").stat().st_size / 1e6
     print(f"exported {dest} ({size:.1f} MB)")
     return 0
 
 
-def _calibrate_with_views(dest: Path, card: dict, views: list[str], split_csv: str, cache: str, report: Path, log) -> dict:
+def _calibrate_with_views(
+    dest: Path, card: ModelCard, views: list[str], split_csv: str, cache: str, report: Path, log
+) -> ModelCard:
     """Fit the temperature on the validation split and evaluate the test split, both through
     the bundle's own ``raw_probabilities`` with test-time views: the figures the app gets."""
     from yawbcc_desktop.core.classifier import ModelBundle
@@ -297,8 +312,9 @@ def _calibrate_with_views(dest: Path, card: dict, views: list[str], split_csv: s
     from .data import cached_arrays, labels_of
     from .splits import load_split
 
-    card = {**card, "tta": views, "test_metrics_single_view": card.get("test_metrics_single_view", card["test_metrics"])}
-    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    single_view = card.extra.get("test_metrics_single_view", card.metrics)
+    card = replace(card, tta=tuple(views), extra={**card.extra, "test_metrics_single_view": single_view})
+    write_card(dest, card)
     bundle = ModelBundle(dest)
     split = load_split(split_csv)
     parts = {}
@@ -312,9 +328,7 @@ def _calibrate_with_views(dest: Path, card: dict, views: list[str], split_csv: s
     log(f"test-time views {views}: validation accuracy {100 * valid_accuracy:.2f} %, temperature {temperature:.3f}")
     frame, _images, labels, raw = parts["test"]
     metrics = _report(frame, labels, raw, temperature, report, None, None, log, f"test with views {views}")
-    card["temperature"] = temperature
-    card["test_metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece_before", "ece_after", "n")}
-    return card
+    return replace(card, temperature=temperature, metrics=card_metrics(metrics))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,15 +6,16 @@ without the trained bundles.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
+from yawbcc_desktop.core.classifier import ModelCard
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
 
+from .card import write_card
 from .factory import build_model
 
 
@@ -39,19 +40,18 @@ def write_random_bundle(
     folder.mkdir(parents=True, exist_ok=True)
     model = build_model("efficientnet-lite0", size, weights=None)
     model.save(folder / "model.keras")
-    preprocessing = {"colour_balance": True, "field": 288, "cell_context": 2.0}
-    if um_per_px:
-        preprocessing["um_per_px"] = float(um_per_px)
-    card = {
-        "name": name,
-        "backbone": "efficientnet-lite0",
-        "input_size": size,
-        "class_order": list(GROUPS),
-        "preprocessing": preprocessing,
-        "temperature": temperature,
-        "test_metrics": {},
-    }
-    (folder / "model.json").write_text(json.dumps(card))
+    card = ModelCard(
+        name=name,
+        backbone="efficientnet-lite0",
+        input_size=size,
+        class_order=list(GROUPS),
+        balance=True,
+        cell_field=288,
+        cell_context=2.0,
+        temperature=temperature,
+        um_per_px=float(um_per_px) if um_per_px else None,
+    )
+    write_card(folder, card)
     if familiarity:
         random_familiarity(model, size, familiarity_threshold).save(folder / FAMILIARITY_FILE)
     if replay:

@@ -1,0 +1,30 @@
+"""Writing model cards: every card training writes is a ``core.classifier.ModelCard``.
+
+The card's schema lives once, in ``ModelCard`` (``from_dict`` reads ``model.json``,
+``to_dict`` writes it); training builds a ``ModelCard`` and hands it to ``write_card``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from yawbcc_desktop.core.atomic import atomic_write
+from yawbcc_desktop.core.classifier import CARD_FILE, ModelCard
+
+# The evaluation figures a card keeps as its ``test_metrics`` (training/report.py writes more).
+CARD_METRICS = ("accuracy", "macro_f1", "ece_before", "ece_after", "n")
+
+
+def card_metrics(metrics: dict) -> dict:
+    """The card's ``test_metrics`` from an evaluation report's figures."""
+    return {k: metrics[k] for k in CARD_METRICS}
+
+
+def write_card(folder: str | os.PathLike, card: ModelCard) -> Path:
+    """Write ``folder/model.json`` (atomically) from ``card``; returns its path."""
+    path = Path(folder) / CARD_FILE
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(card.to_dict(), indent=2))
+    return path
