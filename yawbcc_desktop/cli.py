@@ -22,6 +22,34 @@ from collections.abc import Sequence
 from .core.vocabulary import FAILED, MODES
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (and Keras) without its start-up lines on stderr.
+
+    ``yawbcc``'s stderr is for its own progress, failures and summary: TensorFlow's INFO and
+    WARNING lines are hidden (``TF_CPP_MIN_LOG_LEVEL=2``; its errors still show), and the
+    lines its C++ side prints while being imported, before that setting applies (``oneDNN
+    custom operations are on``, ``All log messages before absl::InitializeLog()``), are
+    dropped by pointing file descriptor 2 at the null device for the import.  A user who sets
+    ``TF_CPP_MIN_LOG_LEVEL`` themselves gets TensorFlow's logging as they asked.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if TF_LOG_ENV in os.environ:
+        return  # the user's own logging level
+    os.environ[TF_LOG_ENV] = "2"
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import keras  # noqa: F401  imports TensorFlow
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 class Progress:
@@ -86,6 +114,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         paths = kept
     bundle = None
     if classify and paths:
+        import_tensorflow_quietly()
         try:
             bundle = ModelBundle(resolve_bundle(args.model))
         except ModelBundleError as exc:

@@ -168,3 +168,29 @@ def test_classify_says_which_images_the_model_does_not_know(pbc, unfamiliar_bund
     assert list(rows["to_review"]) == ["yes" if r else "no" for r in rows["review_reason"]]
     assert list(rows["um_per_px"]) == list(runs["unfamiliar"][0]["um_per_px"])
     assert all(0 <= im.unfamiliar_score < im.unfamiliar_threshold for im in images_f)
+
+
+def test_quiet_run_prints_only_its_own_lines(pbc, tiny_bundle, tmp_path):
+    """``--quiet``: no progress and none of TensorFlow's start-up lines; a corrupt TIFF is one
+    line of ours, not Pillow's raw warning.  A fresh process, as TensorFlow logs once per process."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for src in sorted((pbc / "monocyte").glob("*.jpg"))[:2]:
+        shutil.copy(src, folder / src.name)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "ok.tif")
+    (folder / "damaged.tif").write_bytes((tmp_path / "ok.tif").read_bytes()[:50])
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import sys; from yawbcc_desktop.cli import main; sys.exit(main())"
+    args = ["classify", str(folder), "--model", str(tiny_bundle), "--out", str(tmp_path / "out.csv"), "--quiet"]
+    run = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == EXIT_SOME_FAILED, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines == [
+        f"yawbcc: {folder / 'damaged.tif'}: corrupt or truncated image data (Truncated File Read)",
+        f"yawbcc: 2 files read, 2 cells found, 1 files failed -> {tmp_path / 'out.csv'}",
+    ], run.stderr
+    assert len(pd.read_csv(tmp_path / "out.csv", encoding="utf-8-sig")) == 2

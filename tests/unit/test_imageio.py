@@ -119,3 +119,36 @@ def test_iter_image_paths(tmp_path):
     (tmp_path / "b.jpg" / "y.png").write_bytes(b"1")
     found = sorted(p.name for p in iter_image_paths([tmp_path]))
     assert found == ["x.JPG", "y.png"]
+
+
+@pytest.mark.parametrize(("cut", "why"), [(8, "Corrupt EXIF data"), (50, "Truncated File Read")])
+def test_corrupt_tiff_header_is_one_clear_reason_not_a_raw_warning(tmp_path, cut, why):
+    import warnings
+
+    good = _save(Image.fromarray(np.zeros((40, 50, 3), np.uint8)), tmp_path / "good.tif")
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(good.read_bytes()[:cut])  # the tag directory cut short
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError) as err:
+            read_rgb(bad)
+    assert not leaked, [str(w.message) for w in leaked]
+    assert err.value.reason.startswith("corrupt or truncated image data (") and why in err.value.reason
+    assert str(err.value) == f"{bad}: {err.value.reason}" and "\n" not in str(err.value)
+
+
+def test_warnings_of_other_code_still_pass_while_an_image_is_read(tmp_path, monkeypatch):
+    import warnings
+
+    from yawbcc_desktop.core import imageio
+
+    path = _save(Image.fromarray(np.zeros((8, 8, 3), np.uint8)), tmp_path / "a.png")
+    real_open = Image.open
+
+    def noisy_open(fh):
+        warnings.warn("not Pillow's", RuntimeWarning, stacklevel=1)
+        return real_open(fh)
+
+    monkeypatch.setattr(imageio.Image, "open", noisy_open)
+    with pytest.warns(RuntimeWarning, match="not Pillow's"):
+        assert read_rgb(path).shape == (8, 8, 3)

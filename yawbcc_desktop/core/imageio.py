@@ -7,7 +7,9 @@ can report it in one line and carry on with the next file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,12 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # 100 megapixels: a whole-slide tile is far smaller; anything bigger is a mistake or a
 # decompression bomb, and decoding it would exhaust memory.
 MAX_PIXELS = 100_000_000
+
+# Pillow reports a damaged header (a TIFF's tag directory, a JPEG's EXIF) with warnings.warn,
+# which would print a raw ``UserWarning`` line; read_rgb catches them while Pillow parses a
+# header.  ``catch_warnings`` is process-wide, and the pipeline reads images on several
+# threads, hence the lock (held for header parsing only, never while pixels are decoded).
+_WARNINGS_LOCK = threading.Lock()
 
 
 class ImageReadError(Exception):
@@ -47,25 +55,51 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, f"cannot access file ({exc.strerror})") from None
     if size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)")
+    damage: list[str] = []  # what Pillow warned about while parsing headers
     try:
         with open(path, "rb") as fh:
-            with Image.open(fh) as img:
+            with _pillow_warnings_into(damage, lambda: Image.open(fh)) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
                     raise ImageReadError(path, f"image claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit")
                 img.load()
-                return _to_rgb(ImageOps.exif_transpose(img))
+                # A readable image whose metadata Pillow warned about is used as it is.
+                return _to_rgb(_pillow_warnings_into(damage, lambda: ImageOps.exif_transpose(img)))
     except ImageReadError:
         raise
     except PermissionError:
         raise ImageReadError(path, "permission denied: the file cannot be read") from None
     except UnidentifiedImageError:
+        if damage:
+            raise ImageReadError(path, f"corrupt or truncated image data ({'; '.join(damage)})") from None
         raise ImageReadError(path, "not an image (unknown or corrupt format)") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(path, f"image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError/SyntaxError.
         raise ImageReadError(path, f"corrupt or truncated image data ({exc})") from None
+
+
+def _pillow_warnings_into(damage: list[str], call: Callable):
+    """``call()``, with the warnings Pillow gives meanwhile appended to ``damage`` as one-line
+    texts (each once) instead of printed; other code's warnings are passed on unchanged."""
+    others = []
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            try:
+                return call()
+            finally:
+                for record in records:
+                    if f"{os.sep}PIL{os.sep}" in record.filename:
+                        text = " ".join(str(record.message).split()).rstrip(".")
+                        if text not in damage:
+                            damage.append(text)
+                    else:
+                        others.append(record)
+    finally:
+        for record in others:
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
