@@ -141,16 +141,32 @@ def test_screenshot_flag_writes_the_window(tiny_bundle, cell_folder, tmp_path):
     assert not list(out.parent.glob("*.partial*"))
 
 
+# PySide6 6.12's bug, simulated on any version: each void call drops one reference to None.
+_LEAKY_PYSIDE = (
+    "import ctypes\n"
+    "import PySide6.QtCore as core\n"
+    "class Leaky(core.QObject):\n"
+    "    def setObjectName(self, name):\n"
+    "        super().setObjectName(name)\n"
+    "        ctypes.pythonapi.Py_DecRef(ctypes.py_object(None))\n"
+    "core.QObject = Leaky\n"
+)
+_LONG_SESSION = "probe = core.QObject()\nfor _ in range(300_000):\n    probe.setObjectName('')\nprint('alive')\n"
+
+
 def test_long_sessions_survive_pysides_none_reference_leak():
     """PySide6 6.12 on Python 3.11 drops a reference to None per void call; without the guard
-    in yawbcc_desktop.gui this loop aborts the interpreter ("deallocating None")."""
-    code = (
-        "import yawbcc_desktop.gui\n"
-        "from PySide6.QtCore import QObject\n"
-        "probe = QObject()\n"
-        "for _ in range(300_000):\n"
-        "    probe.setObjectName('')\n"
-        "print('alive')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "alive", out.stderr[-500:]
+    in yawbcc_desktop.gui a long session aborts the interpreter ("deallocating None").  The
+    pinned PySide6 has no such bug, so the leak is simulated: it kills a bare interpreter, and
+    importing yawbcc_desktop.gui (which installs the guard) keeps it alive."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("None is immortal from Python 3.12: the bug cannot abort")
+
+    def run(guard: str):
+        code = _LEAKY_PYSIDE + guard + _LONG_SESSION
+        return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    bare = run("")
+    assert bare.returncode != 0 and "alive" not in bare.stdout, "the simulated leak no longer aborts: the test proves nothing"
+    guarded = run("import yawbcc_desktop.gui\n")
+    assert guarded.returncode == 0 and guarded.stdout.strip() == "alive", guarded.stderr[-500:]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -194,8 +192,10 @@ def test_image_list_model_and_status_filter(owner, qtmodeltester):
     qtmodeltester.check(by_status, force_py=True)
 
 
-def test_twenty_thousand_cells_stay_quick():
-    """Row ids and lazy data: 20,000 cells are inserted, filtered and sorted in well under a second each."""
+def test_twenty_thousand_cells_filter_and_sort_exactly():
+    """20,000 cells streamed image by image: every row is there, the confidence filter shows
+    exactly the cells in range (in the table and in each class section), the sort orders all
+    of them.  (Speed is measured by benchmarks/gui_review.py, not asserted here.)"""
     store = CellStore()
     model = CellTableModel(store)
     cells = CellFilter()
@@ -204,28 +204,25 @@ def test_twenty_thousand_cells_stay_quick():
     rng = np.random.default_rng(0)
     images = [f"field_{i:05d}.jpg" for i in range(2000)]
     store.add_images(images)
-    started = time.perf_counter()
+    made: list[tuple[str, float]] = []
     for path in images:  # as the worker streams them: one image at a time
         specs = [(GROUPS[int(g)], float(c)) for g, c in zip(rng.integers(0, 8, 10), rng.uniform(0.3, 1.0, 10))]
+        made += specs
         model.cells_added(store.record(fake_image(path, specs)))
-    inserted = time.perf_counter() - started
     assert model.rowCount() == 20_000 and sum(s.rowCount() for s in sections) == 20_000
-    started = time.perf_counter()
+    confident = [(g, c) for g, c in made if c >= 0.9]
     cells.set_criteria(confidence=(0.9, 1.0))
-    shown = cells.rowCount()
-    assert 0 < shown < 20_000 and sum(s.rowCount() for s in sections) == shown
-    filtered = time.perf_counter() - started
-    started = time.perf_counter()
+    assert cells.rowCount() == len(confident) and 0 < len(confident) < 20_000
+    for group, section in zip(GROUPS, sections):
+        assert section.rowCount() == sum(g == group for g, _ in confident), group
     cells.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
-    assert cells.index(0, COLUMN["confidence"]).data(SortRole) >= cells.index(1, COLUMN["confidence"]).data(SortRole)
-    sorted_in = time.perf_counter() - started
-    started = time.perf_counter()
-    cells.set_criteria(confidence=(0.0, 1.0))  # sorted and unfiltered: the worst case
+    shown = [cells.index(r, COLUMN["confidence"]).data(SortRole) for r in range(cells.rowCount())]
+    assert shown == sorted(shown, reverse=True) and min(shown) >= 0.9 - 1e-6
+    assert shown == pytest.approx(sorted((c for _, c in confident), reverse=True), abs=1e-6)
+    cells.set_criteria(confidence=(0.0, 1.0))  # sorted and unfiltered: every cell again, in order
     assert cells.rowCount() == 20_000 and sum(s.rowCount() for s in sections) == 20_000
-    unfiltered = time.perf_counter() - started
-    # Generous bounds for two busy cores; typical figures are several times smaller.
-    figures = (inserted, filtered, sorted_in, unfiltered)
-    assert inserted < 20 and filtered < 3 and sorted_in < 4 and unfiltered < 4, figures
+    everything = [cells.index(r, COLUMN["confidence"]).data(SortRole) for r in range(20_000)]
+    assert everything == sorted(everything, reverse=True)
 
 
 def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester):

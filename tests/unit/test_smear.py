@@ -114,7 +114,14 @@ def test_looks_like_smear_on_pbc_single_cells(pbc_dir):
 def test_blank_and_odd_images_give_no_cells():
     assert find_cells_in_smear(np.full((480, 640, 3), 235, np.uint8)) == []
     assert find_cells_in_smear(np.zeros((1, 1, 3), np.uint8)) == []
-    assert isinstance(find_cells_in_smear(np.zeros((20, 30), np.uint8)), list)  # greyscale accepted
+    assert find_cells_in_smear(np.zeros((20, 30), np.uint8)) == []  # greyscale accepted
+    # A greyscale field is read as the grey RGB image it stands for.
+    grey = np.full((120, 160), 210, np.uint8)
+    cv2.circle(grey, (80, 60), 25, 90, -1)
+    as_rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    assert [(c.kind, c.x, c.y, c.width, c.height) for c in find_cells_in_smear(grey)] == [
+        (c.kind, c.x, c.y, c.width, c.height) for c in find_cells_in_smear(as_rgb)
+    ]
     with pytest.raises(ValueError):
         find_cells_in_smear(np.zeros((10, 10, 2), np.uint8))
 
