@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,50 @@ def test_quiet_run_prints_only_its_own_lines(pbc, tiny_bundle, tmp_path):
         f"yawbcc: 2 files read, 2 cells found, 1 files failed -> {tmp_path / 'out.csv'}",
     ], run.stderr
     assert len(pd.read_csv(tmp_path / "out.csv", encoding="utf-8-sig")) == 2
+
+
+def test_index_prints_the_report_tables_of_a_folder_of_class_folders(pbc, tmp_path, capsys):
+    """``yawbcc index``: tables 2.1 (images per group and label) and 2.2 (sizes), byte-identical
+    files with conflicting classes, and what was skipped, on class folders of links to PBC images."""
+    root = tmp_path / "cells"
+    picks = {
+        "basophil": sorted((pbc / "basophil").glob("BA_*.jpg"))[:2],
+        "neutrophil": sorted((pbc / "neutrophil").glob("SNE_*.jpg"))[:2] + sorted((pbc / "neutrophil").glob("BNE_*.jpg"))[:1],
+        "ig": sorted((pbc / "ig").glob("MY_*.jpg"))[:1],
+    }
+    for group, files in picks.items():
+        (root / group).mkdir(parents=True)
+        for src in files:
+            (root / group / src.name).symlink_to(src)
+    twin = picks["basophil"][0]
+    (root / "ig" / "MY_twin.jpg").symlink_to(twin)  # the same bytes filed under two classes
+    (root / "ig" / "notes.txt").write_text("not an image")
+    (root / "monsters").mkdir()
+    sizes = Counter(Image.open(p).size for files in picks.values() for p in files) + Counter([Image.open(twin).size])
+
+    out = tmp_path / "index.csv"
+    assert main(["index", str(root), "--out", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert text.startswith("7 images, 2 skipped\n")
+    table_21 = text.split("Table 2.1 - images per group and label\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in table_21] == [
+        ["group", "label", "count"],
+        ["BASOPHIL", "BA", "2"],
+        ["IG", "MY", "2"],
+        ["NEUTROPHIL", "BNE", "1"],
+        ["NEUTROPHIL", "SNE", "2"],
+    ]
+    table_22 = text.split("Table 2.2 - image sizes (width x height)\n")[1].split("\n\n")[0].splitlines()
+    assert sorted(tuple(map(int, line.split())) for line in table_22[1:]) == sorted((w, h, n) for (w, h), n in sizes.items())
+    assert "1 sets of byte-identical files, 1 with conflicting groups" in text
+    assert f"conflicting labels: {root / 'basophil' / twin.name};{root / 'ig' / 'MY_twin.jpg'}" in text
+    assert f"skipped: {root / 'monsters'}: folder name is not one of the classes" in text
+    assert f"skipped: {root / 'ig' / 'notes.txt'}: not an image file name (.txt)" in text
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == ["image", "group", "label", "width", "height", "path", "sha1"] and len(rows) == 7
+    assert rows.loc[rows["image"] == "MY_twin.jpg", "sha1"].item() == rows.loc[rows["image"] == twin.name, "sha1"].item()
+
+
+def test_index_of_a_missing_folder_is_one_message(tmp_path, capsys):
+    assert main(["index", str(tmp_path / "nowhere")]) == EXIT_UNUSABLE
+    assert capsys.readouterr().err.strip() == f"yawbcc: {tmp_path / 'nowhere'}: not a folder"
