@@ -300,3 +300,25 @@ def test_last_session_is_offered_at_start(window, monkeypatch):
     w._offer_last_session()
     assert asked and asked[0][0] == last and "images" in asked[0][1]
     assert str(w.review.session.path) == last
+
+
+def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, tmp_path):
+    w, store = reviewed, reviewed.controller.store
+    original = w.review.session.path
+    row = store.image(store.paths()[0]).cell_rows[0]
+    session_id = store.cell(row).session_id
+    assert w.review.set_label([row], "EOSINOPHIL") == 1
+    taken = tmp_path / "taken.yawbcc"
+    taken.write_bytes(b"another reviewer's work")
+    assert not w.review.save_session_as(taken)  # never overwritten
+    assert w.notifier.history[-1][0] == "Session not saved" and "already exists" in w.notifier.history[-1][1]
+    assert taken.read_bytes() == b"another reviewer's work" and w.review.session.path == original
+
+    assert w.review.save_session_as(tmp_path / "copy.yawbcc")
+    copy = w.review.session
+    assert copy.path == tmp_path / "copy.yawbcc" and len(copy.images()) == 16
+    assert copy.cell(session_id).final_label == "EOSINOPHIL" and copy.cell_ids() == sorted(c.session_id for c in store.cells())
+    assert w.review.set_label([row], "BASOPHIL") == 1  # corrections now go to the copy
+    assert copy.cell(session_id).final_label == "BASOPHIL"
+    with ReviewSession.open(original, readonly=True) as before:
+        assert before.cell(session_id).final_label == "EOSINOPHIL"  # the original keeps what it had

@@ -550,3 +550,87 @@ def test_a_previous_format_file_is_read_untouched_and_migrated_when_opened_for_r
     assert _columns(path) == _columns(tmp_path / "new.yawbcc")
     with ReviewSession.open(path, readonly=True) as s:
         assert s.image("/lab/b/u.png").unfamiliar and s.cell(new[0]).flags == review_rules.UNFAMILIAR
+
+
+# -- Save session as, and a disk that fills up ----------------------------------------------------
+
+
+def test_copy_to_is_a_complete_copy_to_work_in_and_never_overwrites(session, tmp_path):
+    ids = session.add_image(image_result("/lab/a.png", [("NEUTROPHIL", 0.99), ("MONOCYTE", 0.6)]))
+    session.add_image(image_result("/lab/b.png", [("PLATELET", 0.95)]))
+    session.set_label([ids[1]], "LYMPHOCYTE", "Ann")
+    session.confirm([ids[0]], "Ann")
+    taken = tmp_path / "taken.yawbcc"
+    taken.write_bytes(b"another reviewer's work")
+    with pytest.raises(SessionExists, match="never overwritten"):
+        session.copy_to(taken)
+    assert taken.read_bytes() == b"another reviewer's work"
+
+    copy = session.copy_to(tmp_path / "copy.yawbcc")
+    try:
+        assert copy.path == tmp_path / "copy.yawbcc" and not copy.readonly
+        assert [i.path for i in copy.images()] == [i.path for i in session.images()] == ["/lab/a.png", "/lab/b.png"]
+        assert copy.cell_ids() == session.cell_ids()
+        assert [(c.final_label, c.reviewer) for c in copy.cells()] == [(c.final_label, c.reviewer) for c in session.cells()]
+        assert [(r.kind, r.cell_id, r.label, r.reviewer) for r in copy.history()] == [
+            (r.kind, r.cell_id, r.label, r.reviewer) for r in session.history()
+        ]
+        assert np.array_equal(copy.cell_mask(ids[0]), session.cell_mask(ids[0]))
+        with pytest.raises(SessionLocked):  # the copy is open for review, with its own lock
+            ReviewSession.open(copy.path)
+        # Work goes on in the copy; the original keeps what it had.
+        copy.set_label([ids[0]], "EOSINOPHIL", "Bob")
+        assert copy.cell(ids[0]).final_label == "EOSINOPHIL" and session.cell(ids[0]).final_label == "NEUTROPHIL"
+        session.set_label([ids[0]], "BASOPHIL", "Ann")  # and the original is still writable
+    finally:
+        copy.close()
+    assert not list(tmp_path.glob(".copy.yawbcc.*"))  # no temporary file left
+
+
+_FULL_DISK = r"""
+import resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from unit.test_store import image_result
+from yawbcc_desktop.core.store import ReviewSession, SessionWriteError
+
+folder = Path({folder!r})
+session = ReviewSession.create(folder / "review.yawbcc")
+saved = session.add_image(image_result("/lab/saved.png", [("NEUTROPHIL", 0.99)] * 3))
+session.set_label(saved[:1], "MONOCYTE", "Ann")
+# The disk is full: no file may grow past half the session's size (its log and a copy need more).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, ((folder / "review.yawbcc").stat().st_size // 2, hard))
+for name, write in [
+    ("add_image", lambda: session.add_image(image_result("/lab/big.png", [("LYMPHOCYTE", 0.5)] * 400))),
+    ("copy_to", lambda: session.copy_to(folder / "copy.yawbcc")),
+]:
+    try:
+        write()
+        print(name, "WROTE")
+    except SessionWriteError as exc:
+        print(name, "REFUSED", str(exc))
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+session.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_fails_the_write_clearly_and_keeps_what_was_saved(tmp_path):
+    """A disk that fills up (simulated by a file-size limit, in a child process): the write
+    that does not fit is refused with one message that says what happened and that the saved
+    work is safe; the copy is refused the same way and leaves nothing; reopening has it all."""
+    code = _FULL_DISK.format(tests=str(Path(__file__).resolve().parents[1]), folder=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    for name in ("add_image", "copy_to"):
+        assert lines[name].startswith("REFUSED Could not save to "), lines[name]
+        assert "Everything saved before is safe; free disk space" in lines[name]
+    assert not (tmp_path / "copy.yawbcc").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == []
+    with ReviewSession.open(tmp_path / "review.yawbcc") as reopened:
+        assert [i.path for i in reopened.images()] == ["/lab/saved.png"]
+        assert [c.final_label for c in reopened.cells()] == ["MONOCYTE", "NEUTROPHIL", "NEUTROPHIL"]
+        reopened.add_image(image_result("/lab/after.png", [("LYMPHOCYTE", 0.5)]))  # space again: writes work

@@ -476,6 +476,36 @@ class ReviewSession:
             raise
         return session
 
+    def copy_to(self, path: str | os.PathLike) -> ReviewSession:
+        """A complete copy at ``path`` (images, cells, every correction and sign-off), opened
+        for review; this session stays open and as it was ("Save session as").
+
+        ``SessionExists`` if a file is at ``path``: a session is never overwritten.
+        ``SessionWriteError`` if the copy cannot be written (a full disk): nothing is left at
+        ``path`` and this session is untouched.  SQLite's backup copies a consistent
+        snapshot, what is still in the WAL included, into a temporary file renamed into place.
+        """
+        target = Path(_abspath(path))
+        if target.exists():
+            raise SessionExists(target)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.copy")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as copy:
+                self._conn().backup(copy)
+            if target.exists():  # checked again: another process may have made it meanwhile
+                raise SessionExists(target)
+            os.replace(partial, target)
+        except sqlite3.Error as exc:
+            raise SessionWriteError(target, str(exc)) from exc
+        except OSError as exc:
+            raise SessionWriteError(target, exc.strerror or str(exc)) from exc
+        finally:
+            for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm"), Path(f"{partial}-journal")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        return ReviewSession.open(target)
+
     @classmethod
     def open_or_create(cls, path: str | os.PathLike) -> ReviewSession:
         """``open`` if the file exists, else ``create`` (the CLI's ``--session``)."""

@@ -8,9 +8,7 @@ disk) come out as ``problem`` with a message that says which file and what to do
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -20,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.differential import Differential, session_differential
 from ..core.preferences import Preferences, load_preferences, save_preferences, sessions_dir
-from ..core.store import SESSION_SUFFIX, Correction, ReviewSession, SessionError, SignOff
+from ..core.store import SESSION_SUFFIX, Correction, ReviewSession, SessionError, SessionExists, SignOff
 from .analysis import AnalysisController
 
 
@@ -100,21 +98,14 @@ class ReviewController(QObject):
         target = Path(path).absolute()
         if session is None:
             return self.new_session(target)
-        if target.exists():
+        try:
+            copy = session.copy_to(target)
+        except SessionExists:
             # Never overwrite a session file, which may be another reviewer's work.
             self.problem.emit("Session not saved", f"{target} already exists: choose a new file name.", "")
             return False
-        partial = target.with_name(target.name + ".partial")
-        try:
-            # SQLite's backup copies a consistent snapshot, WAL contents included.
-            with contextlib.closing(sqlite3.connect(session.path)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
-                src.backup(dst)
-            os.replace(partial, target)
-            copy = ReviewSession.open(target)
-        except (OSError, sqlite3.Error, SessionError) as exc:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            self.problem.emit("Session not saved", f"{target} could not be written: {_message(exc)}", "")
+        except SessionError as exc:
+            self.problem.emit("Session not saved", str(exc), "")
             return False
         self._switch(copy)
         return True
