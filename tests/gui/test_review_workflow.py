@@ -322,3 +322,28 @@ def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, tmp
     assert copy.cell(session_id).final_label == "BASOPHIL"
     with ReviewSession.open(original, readonly=True) as before:
         assert before.cell(session_id).final_label == "EOSINOPHIL"  # the original keeps what it had
+
+
+def test_reanalysis_with_another_model_goes_into_a_new_session(reviewed, qtbot, tmp_path, tiny_bundle):
+    import shutil
+
+    w, store = reviewed, reviewed.controller.store
+    other = tmp_path / "tiny-other"
+    shutil.copytree(tiny_bundle, other)
+    (other / "model.json").write_text((other / "model.json").read_text().replace('"tiny-test"', '"tiny-other"'))
+    old = w.review.session.path
+    row = store.image(store.paths()[0]).cell_rows[0]
+    corrected_id = store.cell(row).session_id
+    assert w.review.set_label([row], "EOSINOPHIL") == 1
+    try:
+        with qtbot.waitSignal(w.controller.run_finished, timeout=RUN_TIMEOUT_MS):
+            w.switch_model(str(other), reanalyse=True)
+        new = w.review.session
+        assert new.path != old and len(new.images()) == 16
+        assert {c.model for c in new.cells()} == {"tiny-other"} and not new.history()
+        assert {c.model for c in store.cells()} == {"tiny-other"}
+        with ReviewSession.open(old, readonly=True) as before:  # the earlier results and corrections stay there
+            assert len(before.images()) == 16 and {c.model for c in before.cells()} == {"tiny-test"}
+            assert before.cell(corrected_id).final_label == "EOSINOPHIL" and len(before.history()) == 1
+    finally:
+        w.switch_model(str(tiny_bundle), reanalyse=False)
