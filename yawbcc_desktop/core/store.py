@@ -489,21 +489,12 @@ class ReviewSession:
         if target.exists():
             raise SessionExists(target)
         partial = target.with_name(f".{target.name}.{os.getpid()}.copy")
-        try:
+        with _renamed_into_place(partial, target):
             target.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as copy:
                 self._conn().backup(copy)
             if target.exists():  # checked again: another process may have made it meanwhile
                 raise SessionExists(target)
-            os.replace(partial, target)
-        except sqlite3.Error as exc:
-            raise SessionWriteError(target, str(exc)) from exc
-        except OSError as exc:
-            raise SessionWriteError(target, exc.strerror or str(exc)) from exc
-        finally:
-            for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm"), Path(f"{partial}-journal")):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
         return ReviewSession.open(target)
 
     @classmethod
@@ -1071,7 +1062,7 @@ def _write_new_session(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     info = {"created_at": _now(), "created_by": f"yawbcc-desktop {__version__}", "class_order": json.dumps(GROUPS)}
-    try:
+    with _renamed_into_place(tmp, path):
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -1082,18 +1073,24 @@ def _write_new_session(path: Path) -> None:
             conn.executemany("INSERT INTO session_info (key, value) VALUES (?, ?)", info.items())
         finally:
             conn.close()  # the last connection checkpoints the WAL into the file and removes it
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: Path, path: Path) -> Iterator[None]:
+    """The block writes a SQLite file at ``tmp``; it becomes ``path`` when the block ends
+    cleanly.  SQLite and OS errors become one ``SessionWriteError`` naming ``path`` (a full
+    disk, a read-only folder); ``tmp`` and its -wal, -shm and -journal files never outlive it."""
+    try:
+        yield
         os.replace(tmp, path)
     except sqlite3.Error as exc:
         raise SessionWriteError(path, str(exc)) from exc
     except OSError as exc:
         raise SessionWriteError(path, exc.strerror or str(exc)) from exc
     finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-# -- one writer per session ------------------------------------------------------------------
 
 
 class _SessionLock:
