@@ -22,30 +22,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.adapt import Corrections, _softmax, adapt, correction_inputs, head_weights, pooled  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
-from training.domains import all_cells, locate_nucleus  # noqa: E402
+from training.domains import all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle  # noqa: E402
-from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-HALF_BOX = 40  # a box around a known cell centre; smear framing only uses its centre
-
-
-def as_corrections(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells as rows of a ``yawbcc export --cells`` file (smear mode, a box per cell)."""
-    rows = []
-    for path, cx, cy, group in zip(cells.path, cells.cx, cells.cy, cells.group):
-        if np.isnan(cx):
-            cx, cy = locate_nucleus(read_rgb(path))
-        rows.append((path, group, "smear", int(cx - HALF_BOX), int(cy - HALF_BOX), 2 * HALF_BOX, 2 * HALF_BOX))
-    return pd.DataFrame(rows, columns=["path", "label", "mode", "x", "y", "width", "height"])
 
 
 def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
@@ -78,12 +65,12 @@ def main() -> None:
         lab = bundle.card.extra.get("held_out_domain")
         order = bundle.card.class_order
         dom = cells[cells.domain.eq(lab)].reset_index(drop=True)
-        rows = as_corrections(dom)
+        rows = cells_as_rows(dom)
         t0 = time.monotonic()
         inputs, _ = correction_inputs(bundle, rows)
         feats = pooled(bundle, inputs)
         per_cell_s = (time.monotonic() - t0) / len(rows)
-        pbc_inputs, _ = correction_inputs(bundle, as_corrections(pbc_test).assign(mode="cell"))
+        pbc_inputs, _ = correction_inputs(bundle, cells_as_rows(pbc_test))
         pbc_feats = pooled(bundle, pbc_inputs)
         w0, b0 = head_weights(bundle)
         to_groups = np.array([GROUPS.index(g) for g in order])

@@ -6,8 +6,8 @@ fields end to end.
 
 For each run (a bundle trained by ``python -m training domains --held-out D``, or any
 bundle), every labelled cell of the three domains is framed by the application's own code
-(``core.scale.scaled_cell_input`` at the image's estimated µm per pixel) and classified by
-``ModelBundle.classify`` (calibration, test-time views and familiarity as in the app).
+(``pipeline.model_input`` at the image's estimated µm per pixel, as ``training adapt`` frames
+a lab's corrections) and classified by ``ModelBundle.classify`` (calibration, test-time views and familiarity as in the app).
 Printed per domain: balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil,
 accuracy over all present classes, the share of cells flagged for review, and the share
 of wrong cells that land in the to-review queue at the default threshold — split into its
@@ -33,34 +33,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.adapt import correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
-from training.domains import DOMAINS, all_cells, locate_nucleus  # noqa: E402
+from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
-from yawbcc_desktop.core.familiarity import acquisition_signature  # noqa: E402
-from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
-from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
-def cell_inputs(cells: pd.DataFrame, side: int, um_target: float, balance: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Model inputs framed as the application frames them, and each image's acquisition signature."""
-    out = np.zeros((len(cells), side, side, 3), np.uint8)
-    signatures = []
-    for i, (path, cx, cy) in enumerate(zip(cells.path, cells.cx, cells.cy)):
-        rgb = read_rgb(path)
-        if np.isnan(cx):
-            cx, cy = locate_nucleus(rgb) if "deepbionet" in path else (rgb.shape[1] / 2, rgb.shape[0] / 2)
-        um = estimate_um_per_px(rgb).um_per_px
-        out[i] = scaled_cell_input(rgb, (cx, cy), um, side, um_target, balance)
-        signatures.append(acquisition_signature(rgb, um))
-    return out, signatures
-
-
 def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
-    x, signatures = cell_inputs(cells, bundle.card.input_size, bundle.card.um_per_px, bundle.card.balance)
+    # Framed by the application's own code (pipeline.model_input at each image's pixel size).
+    x, signatures = correction_inputs(bundle, cells_as_rows(cells))
     probs, fam = [], []
     for i in range(0, len(x), 64):
         p, s = bundle.classify(x[i : i + 64])
@@ -90,14 +75,14 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
     }
 
 
-def lodo_table(bundles: list[str], threshold: float) -> None:
+def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     head = ["cells", "bal-4", "acc", "flag", "unfam", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
         bundle = ModelBundle(resolve_bundle(name))
         held = bundle.card.extra.get("held_out_domain")
-        for d in DOMAINS:
+        for d in domains:
             part = cells[cells.domain.eq(d) & (cells.split.eq("test") | (d == held))]
             m = score(bundle, part, threshold)
             tag = d + (" *" if d == held else "")
@@ -158,6 +143,7 @@ def main() -> None:
     parser.add_argument("--train-missing", nargs="*", default=[], metavar="DOMAIN", help="train LODO runs that do not exist yet")
     parser.add_argument("--steps", type=int, default=400, help="training steps of a LODO run (the cheaper recipe)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="domains to score")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
     args = parser.parse_args()
     for d in args.train_missing:
@@ -167,7 +153,7 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         args.bundles.append(str(out))
     if args.bundles:
-        lodo_table(args.bundles, args.threshold)
+        lodo_table(args.bundles, args.threshold, tuple(args.domains))
     if args.smear_bundle:
         smear_fields(args.smear_bundle, args.threshold)
 

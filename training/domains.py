@@ -31,7 +31,7 @@ from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
 from yawbcc_desktop.core.smear import read_voc_boxes
 
 DOMAINS = ("pbc", "bccd", "bionet")
-CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split"]
+CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split", "box_w", "box_h"]
 # Share of a smear domain's fields held out for testing (never trained on) and for validation.
 FIELD_TEST, FIELD_VALID = 0.25, 0.15
 
@@ -46,7 +46,7 @@ def pbc_cells(split_csv: str | Path) -> pd.DataFrame:
 
     split = drop_conflicts(pd.read_csv(split_csv))
     out = split[["path", "group", "split"]].copy()
-    out["domain"], out["cx"], out["cy"] = "pbc", np.nan, np.nan
+    out["domain"], out["cx"], out["cy"], out["box_w"], out["box_h"] = "pbc", np.nan, np.nan, np.nan, np.nan
     return out[CELL_COLUMNS]
 
 
@@ -66,7 +66,7 @@ def bccd_cells(root: str | Path) -> pd.DataFrame:
         group = names[0]
         for _name, x0, y0, x1, y1 in boxes:
             path = root / "JPEGImages" / f"{image}.jpg"
-            rows.append((str(path), "bccd", group, (x0 + x1) / 2, (y0 + y1) / 2, _field_split(image)))
+            rows.append((str(path), "bccd", group, (x0 + x1) / 2, (y0 + y1) / 2, _field_split(image), x1 - x0, y1 - y0))
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -77,7 +77,8 @@ def bionet_cells(root: str | Path) -> pd.DataFrame:
         if not group_dir.is_dir():
             continue
         for path in sorted(group_dir.glob("*.jpg")):
-            rows.append((str(path), "bionet", group_dir.name.upper(), np.nan, np.nan, _field_split(path.stem + group_dir.name)))
+            split = _field_split(path.stem + group_dir.name)
+            rows.append((str(path), "bionet", group_dir.name.upper(), np.nan, np.nan, split, np.nan, np.nan))
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -172,3 +173,22 @@ def image_signatures(table: pd.DataFrame, cache_dir: str | Path) -> np.ndarray:
     out = np.stack([sigs[p] for p in table.path])
     np.save(cache, out)
     return out
+
+
+def cells_as_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells as rows of a ``yawbcc export --cells`` file: single-cell crops in cell mode,
+    field cells in smear mode with their box (Bio-Net: a white cell's size around its nucleus)."""
+    from yawbcc_desktop.core.scale import WBC_DIAMETER_UM
+
+    rows = []
+    for path, cx, cy, w, h, group in zip(cells.path, cells.cx, cells.cy, cells.box_w, cells.box_h, cells.group):
+        if np.isnan(cx) and "deepbionet" not in path:
+            rows.append((path, group, "cell", 0, 0, 0, 0))
+            continue
+        if np.isnan(cx) or np.isnan(w):
+            rgb = read_rgb(path)
+            if np.isnan(cx):
+                cx, cy = locate_nucleus(rgb)
+            w = h = WBC_DIAMETER_UM / estimate_um_per_px(rgb).um_per_px
+        rows.append((path, group, "smear", int(round(cx - w / 2)), int(round(cy - h / 2)), int(round(w)), int(round(h))))
+    return pd.DataFrame(rows, columns=["path", "label", "mode", "x", "y", "width", "height"])
