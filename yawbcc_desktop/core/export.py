@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .atomic import AtomicFile
 from .classes import GROUPS
 from .preferences import DEFAULT_REVIEW_THRESHOLD
-from .review_rules import FLAG_SEPARATOR, review_reasons
+from .review_rules import join_flags, review_reasons
 
 if TYPE_CHECKING:  # annotations only: exporting a session need not load scikit-image
     from .pipeline import CellRecord, ImageResult
@@ -35,7 +35,7 @@ def review_values(um_per_px: float, unfamiliar: bool, reasons: list[str]) -> dic
         "um_per_px": f"{um_per_px:.4f}" if um_per_px is not None and math.isfinite(um_per_px) else "",
         "unfamiliar": "yes" if unfamiliar else "no",
         "to_review": "yes" if reasons else "no",
-        "review_reason": FLAG_SEPARATOR.join(reasons),
+        "review_reason": join_flags(reasons),
     }
 
 

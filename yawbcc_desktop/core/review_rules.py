@@ -49,7 +49,7 @@ def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -
 def review_reasons(confidence: float, threshold: float, flags: str | list[str]) -> list[str]:
     """Every reason the cell waits for review ([] if none), in the words the reviewer sees."""
     if isinstance(flags, str):
-        flags = [f for f in flags.split(FLAG_SEPARATOR) if f]
+        flags = split_flags(flags)
     reasons = []
     if confidence is None or not math.isfinite(confidence):
         reasons.append(NOT_CLASSIFIED)
@@ -60,3 +60,8 @@ def review_reasons(confidence: float, threshold: float, flags: str | list[str]) 
 
 def join_flags(flags: list[str]) -> str:
     return FLAG_SEPARATOR.join(flags)
+
+
+def split_flags(joined: str) -> list[str]:
+    """The flags of a stored ``join_flags`` string."""
+    return [f for f in joined.split(FLAG_SEPARATOR) if f]

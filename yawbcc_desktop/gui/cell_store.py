@@ -79,7 +79,7 @@ class Cell:
         return cls(
             c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model,
             session_id=c.id, label=c.label, reviewer=c.reviewer, reviewed_at=c.reviewed_at,
-            flags=tuple(f for f in c.flags.split(review_rules.FLAG_SEPARATOR) if f),
+            flags=tuple(review_rules.split_flags(c.flags)),
         )  # fmt: skip
 
     @property
