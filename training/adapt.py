@@ -36,7 +36,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,7 +46,6 @@ import pandas as pd
 from yawbcc_desktop.core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import (
-    CARD_FILE,
     MODEL_FILE,
     ModelBundle,
     ModelBundleError,
@@ -55,6 +54,8 @@ from yawbcc_desktop.core.classifier import (
 )
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, acquisition_signature
 from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
+
+from .card import write_card
 
 LAB_SHARE = 0.5  # weight of the lab's cells against the replay sample in the head's loss
 L2_TO_BASE = 1e-3  # pull towards the base head: few cells must not swing it far
@@ -420,26 +421,22 @@ def _write_partial(
             domains=np.concatenate([rp["domains"], np.full(len(result.lab_labels), lab)]).astype(str),
         )
     progress("writing", 3, 4)
-    card = json.loads((bundle.folder / CARD_FILE).read_text(encoding="utf-8"))
-    base_metrics = card.get("test_metrics", {})
-    card.update(
-        {
-            "name": name,
-            "temperature": result.temperature,
-            "adapted_from": bundle.name,
-            "adaptation": {
-                **result.report,
-                "lab": lab,
-                "corrections_sha256": corrections.sha256,
-                "reviewers": corrections.reviewers,
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "method": "head refitted on the lab's cells with the base bundle's replay sample; backbone unchanged",
-            },
-            "base_test_metrics": base_metrics,
-            "training_domains": [*card.get("training_domains", []), lab],
-        }
-    )
-    (tmp / CARD_FILE).write_text(json.dumps(card, indent=2), encoding="utf-8")
+    base = bundle.card
+    extra = {
+        **base.extra,
+        "adapted_from": bundle.name,
+        "adaptation": {
+            **result.report,
+            "lab": lab,
+            "corrections_sha256": corrections.sha256,
+            "reviewers": corrections.reviewers,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "method": "head refitted on the lab's cells with the base bundle's replay sample; backbone unchanged",
+        },
+        "base_test_metrics": base.metrics,
+        "training_domains": [*base.extra.get("training_domains", []), lab],
+    }
+    write_card(tmp, replace(base, name=name, temperature=result.temperature, extra=extra))
 
 
 def _adapt_familiarity(bundle: ModelBundle, result: Adaptation, path: Path) -> None:
