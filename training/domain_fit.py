@@ -19,9 +19,10 @@ import pandas as pd
 
 from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
-from yawbcc_desktop.core.classifier import CARD_FILE, MODEL_FILE, softmax_with_temperature
+from yawbcc_desktop.core.classifier import MODEL_FILE, ModelCard, softmax_with_temperature
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
+from .card import write_card
 from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
 from .splits import split_checksum
 
@@ -294,26 +295,30 @@ def evaluate_run(
     fam.save(out / FAMILIARITY_FILE)
     write_replay(out / REPLAY_FILE, feats, labels, table, config.seed)
     pbc = report["pbc_test"]
-    card = {
-        "name": out.name,
-        "backbone": "efficientnet-lite0",
-        "input_size": config.input_size,
-        "class_order": list(GROUPS),
-        "preprocessing": {"colour_balance": True, "field": 288, "cell_context": 2.0, "um_per_px": config.um_per_px},
-        "temperature": temperature,
-        **({"tta": list(config.tta)} if config.tta else {}),
-        "test_metrics": {"accuracy": pbc["accuracy"], "n": pbc["n"]},
-        "training_domains": train_domains,
-        "held_out_domain": config.held_out,
-        "domain_metrics": {k: v for k, v in report.items() if isinstance(v, dict)},
-        "familiarity": {"threshold": fam.threshold, "quantile": UNFAMILIAR_QUANTILE, "file": FAMILIARITY_FILE},
-        "training_minutes": round(train_minutes, 1),
-        "training": asdict(config),
-        "split_sha1": split_checksum(pd.read_csv(split_csv)),
-        "trained": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
-    }
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2))
+    card = ModelCard(
+        name=out.name,
+        backbone="efficientnet-lite0",
+        input_size=config.input_size,
+        class_order=list(GROUPS),
+        balance=True,
+        cell_field=288,  # unused when framing by µm; the older pixel framing of the base bundles
+        um_per_px=config.um_per_px,
+        temperature=temperature,
+        tta=tuple(config.tta),
+        metrics={"accuracy": pbc["accuracy"], "n": pbc["n"]},
+        extra={
+            "training_domains": train_domains,
+            "held_out_domain": config.held_out,
+            "domain_metrics": {k: v for k, v in report.items() if isinstance(v, dict)},
+            "familiarity": {"threshold": fam.threshold, "quantile": UNFAMILIAR_QUANTILE, "file": FAMILIARITY_FILE},
+            "training_minutes": round(train_minutes, 1),
+            "training": asdict(config),
+            "split_sha1": split_checksum(pd.read_csv(split_csv)),
+            "trained": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": _versions(),
+        },
+    )
+    write_card(out, card)
     return report
 
 
