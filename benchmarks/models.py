@@ -1,6 +1,6 @@
 """Figures of the bundled models: accuracy on the test split, pipeline speed, Grad-CAM.
 
-    .venv/bin/python benchmarks/models.py [--models lite0-accurate lite0-fast] [--n-speed 256] [--n-cam 200]
+    .venv/bin/python benchmarks/models.py [--models lite0-multilab lite0-accurate lite0-fast] [--n-speed 256] [--n-cam 200]
 
 For each bundle it prints:
 - accuracy and macro F1 on the test side of the split recomputed from ../shared/data/pbc
@@ -30,14 +30,13 @@ from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle, resolve_bundl
 from yawbcc_desktop.core.dataset import index_folder  # noqa: E402
 from yawbcc_desktop.core.gradcam import GradCam  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
-from yawbcc_desktop.core.pipeline import analyse  # noqa: E402
-from yawbcc_desktop.core.preprocess import prepare_cell_image, prepare_cell_mask  # noqa: E402
+from yawbcc_desktop.core.pipeline import analyse, single_cell_input  # noqa: E402
 from yawbcc_desktop.core.segmentation import segment_single_cell  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", nargs="+", default=["lite0-accurate", "lite0-fast"])
+    parser.add_argument("--models", nargs="+", default=["lite0-multilab", "lite0-accurate", "lite0-fast"])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"))
     parser.add_argument("--n-speed", type=int, default=256)
     parser.add_argument("--n-cam", type=int, default=200)
@@ -57,9 +56,7 @@ def main() -> None:
             preds, truth = [], []
             for start in range(0, len(test), 64):
                 rows = test.iloc[start : start + 64]
-                batch = np.stack(
-                    [prepare_cell_image(read_rgb(p), card.input_size, card.balance, card.cell_field) for p in rows["path"]]
-                )
+                batch = np.stack([single_cell_input(read_rgb(p), card)[0] for p in rows["path"]])
                 preds += list(bundle.probabilities(batch).argmax(1))
                 truth += [GROUPS.index(g) for g in rows["group"]]
             from sklearn.metrics import accuracy_score, f1_score
@@ -74,7 +71,7 @@ def main() -> None:
         t = time.perf_counter()
         n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
         pipe = n / (time.perf_counter() - t)
-        arrays = np.stack([prepare_cell_image(read_rgb(p), card.input_size, card.balance, card.cell_field) for p in paths])
+        arrays = np.stack([single_cell_input(read_rgb(p), card)[0] for p in paths])
         # The bare model sees what the bundle feeds it: the image and its test-time views.
         viewed = np.concatenate([arrays, *(TTA_VIEWS[v](arrays) for v in card.tta)]).astype(np.float32)
         bundle.model.predict(viewed[:32], verbose=0)
@@ -103,10 +100,10 @@ def main() -> None:
         for start in range(0, len(sample), 32):
             chunk = sample[start : start + 32]
             rgbs = [read_rgb(p) for p in chunk]
-            x = np.stack([prepare_cell_image(r, card.input_size, card.balance, card.cell_field) for r in rgbs])
+            x = np.stack([single_cell_input(r, card)[0] for r in rgbs])
             heat, _ = cam.heatmaps(x)
             for r, h in zip(rgbs, heat):
-                m = prepare_cell_mask(segment_single_cell(r).full_mask(r.shape[:2]), card.input_size, card.cell_field)
+                m = single_cell_input(r, card, segment_single_cell(r).full_mask(r.shape[:2]))[1]
                 if m.any() and (~m).any() and h[m].mean() > h[~m].mean():
                     inside_wins += 1
         print(

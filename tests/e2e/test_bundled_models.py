@@ -16,9 +16,7 @@ from yawbcc_desktop.core.classifier import ModelBundle, list_bundles, resolve_bu
 from yawbcc_desktop.core.dataset import index_folder
 from yawbcc_desktop.core.gradcam import GradCam
 from yawbcc_desktop.core.imageio import read_rgb
-from yawbcc_desktop.core.pipeline import analyse
-from yawbcc_desktop.core.preprocess import prepare_cell_image, prepare_cell_mask
-from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
+from yawbcc_desktop.core.pipeline import analyse, single_cell_input
 from yawbcc_desktop.core.segmentation import segment_single_cell
 
 BUNDLED = [folder for folder, card in list_bundles() if "resources" in folder.parts]
@@ -51,27 +49,13 @@ def test_bundle_on_unseen_test_images(folder, split):
     # Grad-CAM looks at the cell: more heat inside the segmented cell than outside.
     card = bundle.card
     rgbs = [read_rgb(p) for p in sample["path"].iloc[::3]]
-    x = np.stack([_framed(r, card)[0] for r in rgbs])
+    x = np.stack([single_cell_input(r, card)[0] for r in rgbs])
     heat, classes = GradCam(bundle.model).heatmaps(x)
     assert heat.shape == (len(rgbs), card.input_size, card.input_size)
     assert set(classes) <= set(range(len(GROUPS)))
     inside = []
     for rgb, h in zip(rgbs, heat):
-        m = _framed(rgb, card, segment_single_cell(rgb).full_mask(rgb.shape[:2]))[1]
+        m = single_cell_input(rgb, card, segment_single_cell(rgb).full_mask(rgb.shape[:2]))[1]
         inside.append(h[m].mean() > h[~m].mean())
     assert np.mean(inside) >= 0.8, (folder.name, np.mean(inside))
 
-
-def _framed(rgb, card, mask=None):
-    """A single-cell image as the bundle takes it (µm framing when its card has one), and the
-    cell mask framed the same way."""
-    if not card.um_per_px:
-        x = prepare_cell_image(rgb, card.input_size, card.balance, card.cell_field)
-        return x, None if mask is None else prepare_cell_mask(mask, card.input_size, card.cell_field)
-    centre = (rgb.shape[1] / 2, rgb.shape[0] / 2)
-    um = estimate_um_per_px(rgb).um_per_px
-    x = scaled_cell_input(rgb, centre, um, card.input_size, card.um_per_px, card.balance)
-    if mask is None:
-        return x, None
-    m = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
-    return x, scaled_cell_input(m, centre, um, card.input_size, card.um_per_px, False)[..., 0] > 127

@@ -22,7 +22,7 @@ from .familiarity import FAMILIARITY_FILE, Familiarity
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
-DEFAULT_MODEL = "lite0-accurate"
+DEFAULT_MODEL = "lite0-multilab"  # trained on three labs (PBC, BCCD, Bio-Net), frames cells in µm
 FALLBACK_MODEL = "lite0-fast"
 
 

@@ -19,7 +19,7 @@ from .classes import GROUPS
 from .classifier import ModelBundle, ModelCard
 from .familiarity import acquisition_signature
 from .imageio import ImageReadError, read_rgb
-from .preprocess import cell_crop, colour_balance, prepare_cell_image, resize
+from .preprocess import cell_crop, colour_balance, prepare_cell_image, prepare_cell_mask, resize
 from .review_rules import analysis_flags
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
 from .segmentation import SegmentationError, find_cells_measured
@@ -103,6 +103,21 @@ def model_input(
             crop = colour_balance(crop)
         crops.append(resize(crop, side))
     return np.stack(crops) if crops else np.zeros((0, side, side, 3), np.uint8)
+
+
+def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A single-cell image as the bundle takes it (``model_input`` in cell mode) and, if
+    given, a whole-image bool mask framed the same way (Grad-CAM checks, benchmarks)."""
+    if not card.um_per_px:
+        x = prepare_cell_image(rgb, card.input_size, card.balance, card.cell_field)
+        return x, None if mask is None else prepare_cell_mask(mask, card.input_size, card.cell_field)
+    centre = (rgb.shape[1] / 2.0, rgb.shape[0] / 2.0)
+    um = estimate_um_per_px(rgb).um_per_px
+    x = scaled_cell_input(rgb, centre, um, card.input_size, card.um_per_px, card.balance)
+    if mask is None:
+        return x, None
+    as_image = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
+    return x, scaled_cell_input(as_image, centre, um, card.input_size, card.um_per_px, False)[..., 0] > 127
 
 
 def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard | None = None) -> ImageResult:
