@@ -296,8 +296,8 @@ def test_last_session_is_offered_at_start(window, monkeypatch):
     last = str(w.review.session.path)
     w.close_all()
     asked = []
-    monkeypatch.setattr(type(w), "ask_reopen", lambda self, path, summary: asked.append((path, summary)) or True)
-    w._offer_last_session()
+    monkeypatch.setattr(type(w.dialogs), "ask_reopen", lambda self, path, summary: asked.append((path, summary)) or True)
+    w.dialogs.offer_last_session()
     assert asked and asked[0][0] == last and "images" in asked[0][1]
     assert str(w.review.session.path) == last
 

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QPoint, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -30,14 +29,15 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.imageio import IMAGE_SUFFIXES
-from ..core.store import SESSION_SUFFIX, ReviewSession, SessionError, SignOffRefused
 from ..core.vocabulary import CANCELLED, MODES
+from . import actions
 from .analysis import AnalysisController
 from .icons import icon
 from .messages import Notifier
-from .palette import class_icon, display_name
+from .palette import display_name
 from .review import ReviewController
 from .selection import CellSelection
+from .session_dialogs import SessionDialogs
 from .settings import AppSettings
 from .throttle import Throttle
 from .widgets.analysis_progress import AnalysisProgress
@@ -48,13 +48,11 @@ from .widgets.cell_table import CellTable
 from .widgets.differential_panel import DifferentialPanel
 from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
-from .widgets.label_bar import LABEL_KEYS
 from .widgets.model_chooser import ModelChooser, describe
 from .widgets.unfamiliar_banner import UnfamiliarBanner
 
 MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
-SESSION_FILTER = f"Review sessions (*{SESSION_SUFFIX});;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -114,6 +112,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.cells_dock, self.differential_dock, Qt.Orientation.Vertical)
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
+        self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
         self._build_actions()
         self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
         central_layout.insertWidget(0, self.banner)
@@ -134,53 +133,10 @@ class MainWindow(QMainWindow):
         self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         return dock
 
-    def _action(self, text: str, slot, shortcut=None, icon_name: str = "", tip: str = "") -> QAction:
-        action = QAction(icon(icon_name) if icon_name else QIcon(), text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-            action.setToolTip(f"{tip} ({action.shortcut().toString()})" if shortcut else tip)
-        action.triggered.connect(slot)
-        return action
-
     def _build_actions(self) -> None:
-        K = QKeySequence.StandardKey
-        self.open_images_action = self._action(
-            "Open &images…", self.open_images_dialog, K.Open, "open-images", "Open image files"
-        )
-        self.open_folder_action = self._action(
-            "Open &folder…",
-            self.open_folder_dialog,
-            "Ctrl+Shift+O",
-            "open-folder",
-            "Open every image in a folder and its subfolders",
-        )
-        self.close_all_action = self._action(
-            "&Close session", self.close_all, "Ctrl+Shift+W", tip="Close the session and its images"
-        )
-        self.screenshot_action = self._action(
-            "Save &screenshot…", self.save_screenshot_dialog, "F12", "screenshot", "Save a picture of the window"
-        )
-        self.quit_action = self._action("&Quit", self.close, K.Quit)
-        self.analyse_action = self._action(
-            "&Analyse remaining", self.controller.analyse_remaining, "F5", "analyse", "Analyse the images a cancel left"
-        )
-        self.reanalyse_action = self._action("&Re-analyse all images", self.reanalyse_all, "Ctrl+Shift+R")
-        self.cancel_action = self._action("&Cancel analysis", self.controller.cancel, "Esc", "cancel", "Cancel the analysis")
-        self.model_action = self._action(
-            "Choose &model…", self.choose_model, "Ctrl+M", "model", "Choose the model that classifies the cells"
-        )
-        self.zoom_in_action = self._action("Zoom &in", self.viewer.zoom_in, K.ZoomIn, "zoom-in", "Zoom in")
-        self.zoom_out_action = self._action("Zoom &out", self.viewer.zoom_out, K.ZoomOut, "zoom-out", "Zoom out")
-        self.fit_action = self._action("&Fit image", self.viewer.fit, "Ctrl+0", "zoom-fit", "Fit the image to the view")
-        self.actual_action = self._action(
-            "&Actual pixels", self.viewer.zoom_actual, "Ctrl+1", "zoom-actual", "One image pixel per screen pixel"
-        )
-        self.labels_action = self._action("Class &labels on boxes", self.viewer.set_labels_visible, "Ctrl+L", "labels")
-        self.labels_action.setCheckable(True)
-        self.labels_action.setChecked(True)
-        self.labels_action.setToolTip("Show class and confidence above each box (Ctrl+L)")
+        """The actions of ``actions.ACTIONS`` (``self.{name}_action``), and one a class and image type."""
+        self.named_actions = actions.build_actions(self)
+        self.label_actions = actions.label_actions(self, self.set_label)
         self.mode_group = QActionGroup(self)
         self.mode_actions: dict[str, QAction] = {}
         for mode in MODES:
@@ -189,164 +145,42 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _checked, m=mode: self.set_mode(m))
             self.mode_group.addAction(action)
             self.mode_actions[mode] = action
-        self.about_action = self._action("&About YAWBCC Desktop", self.about)
-
-        # -- sessions and review
-        self.new_session_action = self._action("&New session", self.new_session, K.New, tip="Start an empty review session")
-        self.open_session_action = self._action(
-            "Open &session…", self.open_session_dialog, "Ctrl+Alt+O", tip="Reopen a saved review session"
-        )
-        self.save_session_action = self._action(
-            "Save session &as…", self.save_session_dialog, K.SaveAs, tip="Copy the session to a file of your choice"
-        )
-        self.export_cells_action = self._action(
-            "Export &cells CSV…", self.export_cells_dialog, "Ctrl+E", tip="Every cell with its prediction and final label"
-        )
-        self.export_differential_action = self._action(
-            "Export &differential CSV…", self.export_differential_dialog, "Ctrl+Shift+E", tip="Counts and flags"
-        )
-        self.preferences_action = self._action("&Preferences…", self.edit_preferences, K.Preferences)
-        self.label_actions: dict[str, QAction] = {}
-        for label, key in LABEL_KEYS.items():
-            action = self._action(
-                display_name(label), lambda _checked=False, lab=label: self.set_label(lab), key,
-                tip=f"Set the selected cells to {display_name(label).lower()}",
-            )  # fmt: skip
-            action.setIcon(class_icon(label))
-            self.label_actions[label] = action
-            self.addAction(action)  # keys work whichever pane has the focus
-        self.confirm_action = self._action(
-            "&Confirm", self.confirm, "Return", tip="Mark the selected cells reviewed with the class they show"
-        )
-        self.confirm_action.setShortcuts([QKeySequence("Return"), QKeySequence("Enter")])
-        self.next_action = self._action("&Next cell", lambda: self.step(1), "Down")
-        self.next_action.setShortcuts([QKeySequence("Down"), QKeySequence("Right")])
-        self.previous_action = self._action("&Previous cell", lambda: self.step(-1), "Up")
-        self.previous_action.setShortcuts([QKeySequence("Up"), QKeySequence("Left")])
-        self.undo_action = self._action("&Undo correction", self.undo, K.Undo, "undo", "Undo the last correction")
-        self.redo_action = self._action("&Redo correction", self.redo, K.Redo, "redo", "Redo the correction undone")
-        self.select_all_action = self._action("Select all &shown cells", self.select_all_shown, K.SelectAll)
-        self.to_review_action = self._action(
-            "Show the &to-review queue", self.show_to_review, "Ctrl+T", tip="Only the unreviewed cells that wait for review"
-        )
-        self.sign_off_action = self._action("Si&gn off…", lambda: self.sign_off(self.differential.scope.currentData()))
-        self.retrain_action = self._action(
-            "Re&train with corrections…", self.retrain, tip="Train a new model on the base data plus the reviewed cells"
-        )
-        self.adapt_action = self._action(
-            "&Adapt model to this lab…",
-            self.adapt_model,
-            tip="Refit the model's last layer on the reviewed cells of this session (a minute or two)",
-        )
         self._retrain_dialog = None
         self._adapt_dialog = None
-        for action in (self.confirm_action, self.next_action, self.previous_action, self.undo_action, self.redo_action,
-                       self.select_all_action, self.to_review_action):  # fmt: skip
-            self.addAction(action)
+        self.addActions([*self.label_actions.values(), *actions.anywhere(self.named_actions)])  # whichever pane has the focus
 
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addAction(self.open_images_action)
-        file_menu.addAction(self.open_folder_action)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addSeparator()
-        file_menu.addAction(self.new_session_action)
-        file_menu.addAction(self.open_session_action)
-        file_menu.addAction(self.save_session_action)
-        file_menu.addAction(self.close_all_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.export_cells_action)
-        file_menu.addAction(self.export_differential_action)
-        file_menu.addAction(self.screenshot_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.preferences_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        review = bar.addMenu("&Review")
-        self._fill_review_menu(review)
-        analysis = bar.addMenu("&Analysis")
-        analysis.addAction(self.analyse_action)
-        analysis.addAction(self.reanalyse_action)
-        analysis.addAction(self.cancel_action)
-        analysis.addSeparator()
-        mode_menu = analysis.addMenu("Image &type")
-        for action in self.mode_actions.values():
-            mode_menu.addAction(action)
-        analysis.addAction(self.model_action)
-        view = bar.addMenu("&View")
-        for action in self._viewer_actions():
-            view.addAction(action)
-        view.addSeparator()
-        view.addAction(self.images_dock.toggleViewAction())
-        view.addAction(self.cells_dock.toggleViewAction())
-        view.addAction(self.differential_dock.toggleViewAction())
-        help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.about_action)
+        def recent(menu: QMenu) -> None:
+            self.recent_menu = menu.addMenu("Open &recent")
+            self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
 
-    def _fill_review_menu(self, menu: QMenu) -> None:
-        """The review actions: the Review menu and every cell view's context menu."""
-        classes = menu.addMenu("Set &class")
-        for action in self.label_actions.values():
-            classes.addAction(action)
-        menu.addAction(self.confirm_action)
-        menu.addSeparator()
-        menu.addAction(self.undo_action)
-        menu.addAction(self.redo_action)
-        menu.addSeparator()
-        menu.addAction(self.next_action)
-        menu.addAction(self.previous_action)
-        menu.addAction(self.select_all_action)
-        menu.addAction(self.to_review_action)
-        if menu.title():  # the menu bar's: the session-wide actions too
-            menu.addSeparator()
-            menu.addAction(self.sign_off_action)
-            menu.addAction(self.adapt_action)
-            menu.addAction(self.retrain_action)
+        docks = (self.images_dock, self.cells_dock, self.differential_dock)
+        actions.build_menus(self, self.named_actions, {
+            "recent": recent,
+            "labels": lambda menu: menu.addActions(list(self.label_actions.values())),
+            "modes": lambda menu: menu.addActions(list(self.mode_actions.values())),
+            "docks": lambda menu: menu.addActions([d.toggleViewAction() for d in docks]),
+        })  # fmt: skip
 
     def _cell_menu(self, pos: QPoint) -> None:
         menu = QMenu(self)
         n = len(self.selected_rows())
         menu.addSection(f"{n} cell{'s' if n != 1 else ''} selected")
-        for action in self.label_actions.values():
-            menu.addAction(action)
-        menu.addAction(self.confirm_action)
-        menu.addSeparator()
-        menu.addAction(self.undo_action)
+        actions.fill_menu(menu, actions.CELL_MENU, self.named_actions, self.label_actions)
         menu.exec(pos)
 
-    def _viewer_actions(self) -> tuple:
-        """Zoom and label actions, shown in the View menu and on the toolbar."""
-        return (self.zoom_in_action, self.zoom_out_action, self.fit_action, self.actual_action, self.labels_action)
-
     def _build_toolbar(self) -> None:
-        tools = self.addToolBar("Main")
-        tools.setObjectName("MainToolbar")
-        tools.setMovable(False)
-        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tools.addAction(self.open_images_action)
-        tools.addAction(self.open_folder_action)
-        tools.addSeparator()
-        tools.addAction(self.analyse_action)
-        tools.addAction(self.cancel_action)
-        tools.addSeparator()
-        tools.addWidget(QLabel(" Images: "))
-        self.mode_box = QComboBox()
-        self.mode_box.setToolTip("How new images are read: single-cell crops, whole smear fields, or decided per image")
-        for mode in MODES:
-            self.mode_box.addItem(MODE_NAMES[mode], mode)
-        self.mode_box.setCurrentIndex(MODES.index(self.controller.mode))
-        self.mode_box.currentIndexChanged.connect(lambda i: self.set_mode(MODES[i]))
-        tools.addWidget(self.mode_box)
-        tools.addAction(self.model_action)
-        tools.addSeparator()
-        for action in self._viewer_actions():
-            tools.addAction(action)
-            tools.widgetForAction(action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        tools.addSeparator()
-        tools.addAction(self.screenshot_action)
-        tools.widgetForAction(self.screenshot_action).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        def mode_box(tools) -> None:
+            tools.addWidget(QLabel(" Images: "))
+            self.mode_box = QComboBox()
+            self.mode_box.setToolTip("How new images are read: single-cell crops, whole smear fields, or decided per image")
+            for mode in MODES:
+                self.mode_box.addItem(MODE_NAMES[mode], mode)
+            self.mode_box.setCurrentIndex(MODES.index(self.controller.mode))
+            self.mode_box.currentIndexChanged.connect(lambda i: self.set_mode(MODES[i]))
+            tools.addWidget(self.mode_box)
+
+        actions.build_toolbar(self, self.named_actions, {"mode_box": mode_box})
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -429,7 +263,7 @@ class MainWindow(QMainWindow):
             else:
                 self.review.new_session(session)
         elif not paths and self.attended:
-            QTimer.singleShot(0, self._offer_last_session)
+            QTimer.singleShot(0, self.dialogs.offer_last_session)
         # While the worker imports TensorFlow: build the chart (pyqtgraph) before it is needed.
         QTimer.singleShot(300, lambda: self.detail.chart)
         remembered = self.settings.value("model", None) if model is None else None
@@ -543,37 +377,20 @@ class MainWindow(QMainWindow):
     def reanalyse_all(self) -> None:
         """Analyse every open image again, into a new session: the old one keeps its corrections."""
         self.selection.clear()
-        session = self.review.session
-        if session is None or not session.images():
-            self.controller.reanalyse_all()
-            return
-        paths = self.controller.store.paths()
-        old = session.path
-        if self.review.new_session():
-            self.controller.open_paths(paths)
+        old = self.review.reanalyse_all()
+        if old is not None:
             self.statusBar().showMessage(f"Re-analysing in a new session; {old.name} keeps the earlier results", 15000)
 
     def choose_model(self) -> None:
         chooser = ModelChooser(self.controller.model_folder, self)
         if chooser.exec() != ModelChooser.DialogCode.Accepted or not chooser.chosen:
             return
-        folder = chooser.chosen
-        done = self.controller.store.cell_count or self.controller.progress.active
+        folder, store = chooser.chosen, self.controller.store
         reanalyse = False
-        if done and self.controller.store.image_count:
-            n = self.controller.store.image_count
-            box = QMessageBox(QMessageBox.Icon.Question, "Re-analyse with the new model?", "", parent=self)
-            box.setText(f"Re-analyse the {n:,} open image{'s' if n != 1 else ''} with {os.path.basename(folder)}?")
-            box.setInformativeText(
-                "Keeping the results leaves the cells classified by the current model; new images use the new one."
-            )
-            again = box.addButton("Re-analyse", QMessageBox.ButtonRole.AcceptRole)
-            keep = box.addButton("Keep results", QMessageBox.ButtonRole.RejectRole)
-            box.addButton(QMessageBox.StandardButton.Cancel)
-            box.exec()
-            if box.clickedButton() not in (again, keep):
+        if (store.cell_count or self.controller.progress.active) and store.image_count:
+            reanalyse = self.dialogs.ask_reanalyse(store.image_count, os.path.basename(folder))
+            if reanalyse is None:
                 return
-            reanalyse = box.clickedButton() is again
         self.switch_model(folder, reanalyse)
 
     def switch_model(self, folder: str, reanalyse: bool) -> None:
@@ -630,10 +447,7 @@ class MainWindow(QMainWindow):
         self.reanalyse_action.setEnabled(has_images)
         has_session = self.review.session is not None
         self.close_all_action.setEnabled(has_images or has_session)
-        for action in (
-            self.save_session_action, self.export_cells_action, self.export_differential_action, self.retrain_action,
-            self.adapt_action,
-        ):  # fmt: skip
+        for action in actions.needing_session(self.named_actions):
             action.setEnabled(has_session)
         self.undo_action.setEnabled(self.review.can_undo)
         self.redo_action.setEnabled(self.review.can_redo)
@@ -684,20 +498,6 @@ class MainWindow(QMainWindow):
             rows = [self.selection.row]
         return rows
 
-    def _reviewer_known(self) -> bool:
-        """Corrections carry a name: ask for it once if the preferences have none."""
-        if self.review.reviewer:
-            return True
-        if not self.attended:
-            return False
-        name, ok = QInputDialog.getText(self, "Reviewer", "Your name or initials, recorded with each correction:")
-        if ok and name.strip():
-            prefs = self.review.prefs
-            prefs.reviewer = name.strip()
-            self.review.set_preferences(prefs)
-            return True
-        return False
-
     def set_label(self, label: str) -> int:
         """Give the selected cells ``label``."""
         return self._review_selected(lambda rows: self.review.set_label(rows, label), f"{display_name(label)}:")
@@ -710,7 +510,7 @@ class MainWindow(QMainWindow):
         # One cell at a time: move on to the next, as reviewers expect.  Found before the
         # change, which may move the cell out of the filtered view.
         rows = self.selected_rows()
-        if not rows or not self._reviewer_known():
+        if not rows or not self.dialogs.reviewer_known():
             return 0
         following = self._view().neighbour(rows[-1], 1) if len(rows) == 1 else -1
         n = act(rows)
@@ -769,80 +569,9 @@ class MainWindow(QMainWindow):
         if session is not None:
             self.statusBar().showMessage(f"Session {session.path}", 8000)
 
-    def _offer_last_session(self) -> None:
-        """At start: reopen the last session if the reviewer wants it (it is never opened unasked)."""
-        last = self.review.prefs.last_session
-        if not last or self.review.session is not None or not os.path.isfile(last):
-            return
-        try:
-            with ReviewSession.open(last, readonly=True) as peek:
-                s = peek.summary(self.review.prefs.review_threshold)
-        except SessionError as exc:
-            self.statusBar().showMessage(f"Last session not reopened: {exc}", 15000)
-            return
-        summary = f"{s.images:,} images, {s.cells:,} cells, {s.corrected:,} corrected, {s.to_review:,} still to review."
-        if self.ask_reopen(last, summary):
-            self.review.open_session(last)
-
-    def ask_reopen(self, path: str, summary: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, "Reopen the last session?", "", parent=self)
-        box.setText(f"Reopen your last session, {os.path.basename(path)}?")
-        box.setInformativeText(summary)
-        box.setDetailedText(path)
-        reopen = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("New session", QMessageBox.ButtonRole.RejectRole)
-        box.exec()
-        return box.clickedButton() is reopen
-
     def new_session(self) -> None:
         if self.review.new_session():
             self.statusBar().showMessage("New session: open images or folders to analyse them", 8000)
-
-    def open_session_dialog(self) -> None:
-        start = str(self.review.sessions_folder())
-        path, _ = QFileDialog.getOpenFileName(self, "Open a review session", start, SESSION_FILTER)
-        if path:
-            self.review.open_session(path)
-
-    def save_session_dialog(self) -> None:
-        session = self.review.session
-        start = str(Path(str(self.settings.value("last_folder", str(Path.home())))) / session.path.name)
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save the session as", start, SESSION_FILTER, options=QFileDialog.Option.DontConfirmOverwrite
-        )
-        if path:
-            if not path.endswith(SESSION_SUFFIX):
-                path += SESSION_SUFFIX
-            if self.review.save_session_as(path):
-                self.statusBar().showMessage(f"Session saved as {path}; corrections now go there", 10000)
-
-    def _export(self, title: str, suffix: str, write) -> None:
-        session = self.review.session
-        start = str(Path(str(self.settings.value("last_folder", str(Path.home())))) / f"{session.path.stem}_{suffix}.csv")
-        path, _ = QFileDialog.getSaveFileName(self, title, start, "CSV (*.csv)")
-        if not path:
-            return
-        try:
-            n = write(path)
-        except (OSError, SessionError) as exc:
-            self.notifier.error("Export failed", f"{path} could not be written: {exc}")
-            return
-        self.statusBar().showMessage(f"Exported {n:,} rows to {path}", 10000)
-
-    def export_cells_dialog(self) -> None:
-        from ..core.review_export import export_cells
-
-        self._export("Export cells", "cells", lambda path: export_cells(self.review.session, path))
-
-    def export_differential_dialog(self) -> None:
-        from ..core.review_export import export_differential
-
-        p = self.review.prefs
-        self._export(
-            "Export differential",
-            "differential",
-            lambda path: len(export_differential(self.review.session, path, p.review_threshold, p.reference_ranges, p.min_wbc)),
-        )
 
     def edit_preferences(self) -> None:
         from .widgets.preferences_dialog import PreferencesDialog
@@ -853,30 +582,15 @@ class MainWindow(QMainWindow):
             self._update_counts()
             self.differential.refresh()
 
+    def sign_off_shown(self) -> bool:
+        """Review › Sign off: the scope the differential panel shows."""
+        return self.sign_off(self.differential.scope.currentData())
+
     def sign_off(self, folder: str | None = None) -> bool:
         """Sign off the count of the session (or one folder) under the reviewer's name."""
-        if self.review.session is None or not self._reviewer_known():
-            return False
-        diff = self.review.differential(folder=folder)
-        if self.attended:
-            scope = f"folder {folder}" if folder else "the whole session"
-            answer = QMessageBox.question(
-                self,
-                "Sign off",
-                f"Sign off the differential of {scope} ({diff.wbc:,} white cells) as {self.review.reviewer}?",
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return False
-        try:
-            done = self.review.sign_off(folder)
-        except SignOffRefused as exc:
-            self.notifier.error("Not signed off", str(exc))
-            return False
-        except SessionError as exc:
-            self.notifier.error("Not signed off", str(exc))
+        if not self.dialogs.sign_off(folder):
             return False
         self.differential.refresh()
-        self.statusBar().showMessage(f"Signed off by {done.reviewer}", 10000)
         return True
 
     def retrain(self) -> None:

@@ -110,6 +110,37 @@ class ReviewController(QObject):
         self._switch(copy)
         return True
 
+    def offer_last_session(self, ask: Callable[[str, str], bool]) -> str:
+        """At start: reopen the last session if ``ask(path, summary)`` says so; it is never
+        opened unasked, nor offered over an open session.  Returns why the last session
+        could not be offered ('' when it was, or when there is none)."""
+        last = self.prefs.last_session
+        if not last or self.session is not None or not os.path.isfile(last):
+            return ""
+        try:
+            with ReviewSession.open(last, readonly=True) as peek:
+                s = peek.summary(self.prefs.review_threshold)
+        except SessionError as exc:
+            return f"Last session not reopened: {exc}"
+        summary = f"{s.images:,} images, {s.cells:,} cells, {s.corrected:,} corrected, {s.to_review:,} still to review."
+        if ask(last, summary):
+            self.open_session(last)
+        return ""
+
+    def reanalyse_all(self) -> Path | None:
+        """Analyse every open image again.  Results already in the session stay there: the
+        images go into a new session, and the old one keeps its results and corrections.
+        Returns the old session's path when that happened."""
+        session = self.session
+        if session is None or not session.images():
+            self.analysis.reanalyse_all()
+            return None
+        paths, old = self.store.paths(), session.path
+        if not self.new_session():
+            return None
+        self.analysis.open_paths(paths)
+        return old
+
     def _switch(self, session: ReviewSession | None) -> None:
         old = self.session
         self.analysis.use_session(session)  # the worker lets go of the old one first

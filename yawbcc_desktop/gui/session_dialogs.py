@@ -1,0 +1,157 @@
+"""The dialogs of a review session: open, save as, export, sign-off, the reviewer's name, and
+the questions asked about a session (reopen the last one, re-analyse with another model).
+
+Each asks, then hands over to the review controller (``review.py``), which decides and
+keeps the session; what went wrong is told through the window's notifier, what went well
+on its status bar.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMessageBox
+
+from ..core.store import SESSION_SUFFIX, SessionError, SignOffRefused
+from .messages import Notifier
+from .review import ReviewController
+from .settings import AppSettings
+
+SESSION_FILTER = f"Review sessions (*{SESSION_SUFFIX});;All files (*)"
+
+
+class SessionDialogs:
+    def __init__(self, window: QMainWindow, review: ReviewController, settings: AppSettings, notifier: Notifier):
+        self.window, self.review, self.settings, self.notifier = window, review, settings, notifier
+
+    @property
+    def attended(self) -> bool:
+        return self.notifier.attended
+
+    def _status(self, text: str, ms: int) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    def _start_in(self, name: str) -> str:
+        return str(Path(str(self.settings.value("last_folder", str(Path.home())))) / name)
+
+    # ------------------------------------------------------------------ files
+    def open_session(self) -> None:
+        start = str(self.review.sessions_folder())
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open a review session", start, SESSION_FILTER)
+        if path:
+            self.review.open_session(path)
+
+    def save_session_as(self) -> None:
+        session = self.review.session
+        path, _ = QFileDialog.getSaveFileName(
+            self.window,
+            "Save the session as",
+            self._start_in(session.path.name),
+            SESSION_FILTER,
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )
+        if path:
+            if not path.endswith(SESSION_SUFFIX):
+                path += SESSION_SUFFIX
+            if self.review.save_session_as(path):
+                self._status(f"Session saved as {path}; corrections now go there", 10000)
+
+    def _export(self, title: str, suffix: str, write: Callable[[str], int]) -> None:
+        start = self._start_in(f"{self.review.session.path.stem}_{suffix}.csv")
+        path, _ = QFileDialog.getSaveFileName(self.window, title, start, "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            n = write(path)
+        except (OSError, SessionError) as exc:
+            self.notifier.error("Export failed", f"{path} could not be written: {exc}")
+            return
+        self._status(f"Exported {n:,} rows to {path}", 10000)
+
+    def export_cells(self) -> None:
+        from ..core.review_export import export_cells
+
+        self._export("Export cells", "cells", lambda path: export_cells(self.review.session, path))
+
+    def export_differential(self) -> None:
+        from ..core.review_export import export_differential
+
+        p = self.review.prefs
+        self._export(
+            "Export differential",
+            "differential",
+            lambda path: len(export_differential(self.review.session, path, p.review_threshold, p.reference_ranges, p.min_wbc)),
+        )
+
+    # ----------------------------------------------------------------- review
+    def reviewer_known(self) -> bool:
+        """Corrections carry a name: ask for it once if the preferences have none."""
+        if self.review.reviewer:
+            return True
+        if not self.attended:
+            return False
+        name, ok = QInputDialog.getText(self.window, "Reviewer", "Your name or initials, recorded with each correction:")
+        if ok and name.strip():
+            prefs = self.review.prefs
+            prefs.reviewer = name.strip()
+            self.review.set_preferences(prefs)
+            return True
+        return False
+
+    def sign_off(self, folder: str | None = None) -> bool:
+        """Sign off the count of the session (or one folder) under the reviewer's name."""
+        if self.review.session is None or not self.reviewer_known():
+            return False
+        if self.attended:
+            diff = self.review.differential(folder=folder)
+            scope = f"folder {folder}" if folder else "the whole session"
+            answer = QMessageBox.question(
+                self.window,
+                "Sign off",
+                f"Sign off the differential of {scope} ({diff.wbc:,} white cells) as {self.review.reviewer}?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        try:
+            done = self.review.sign_off(folder)
+        except (SignOffRefused, SessionError) as exc:
+            self.notifier.error("Not signed off", str(exc))
+            return False
+        self._status(f"Signed off by {done.reviewer}", 10000)
+        return True
+
+    # -------------------------------------------------------------- questions
+    def offer_last_session(self) -> None:
+        """At start: reopen the last session if the reviewer wants it (it is never opened unasked)."""
+        problem = self.review.offer_last_session(self.ask_reopen)
+        if problem:
+            self._status(problem, 15000)
+
+    def ask_reopen(self, path: str, summary: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, "Reopen the last session?", "", parent=self.window)
+        box.setText(f"Reopen your last session, {os.path.basename(path)}?")
+        box.setInformativeText(summary)
+        box.setDetailedText(path)
+        reopen = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("New session", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        return box.clickedButton() is reopen
+
+    def ask_reanalyse(self, images: int, model: str) -> bool | None:
+        """Another model chosen with analysed images open: True to re-analyse them (into a new
+        session), False to keep their results, None to cancel the choice."""
+        n = images
+        box = QMessageBox(QMessageBox.Icon.Question, "Re-analyse with the new model?", "", parent=self.window)
+        box.setText(f"Re-analyse the {n:,} open image{'s' if n != 1 else ''} with {model}?")
+        box.setInformativeText(
+            "Keeping the results leaves the cells classified by the current model; new images use the new one."
+        )
+        again = box.addButton("Re-analyse", QMessageBox.ButtonRole.AcceptRole)
+        keep = box.addButton("Keep results", QMessageBox.ButtonRole.RejectRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() not in (again, keep):
+            return None
+        return box.clickedButton() is again
