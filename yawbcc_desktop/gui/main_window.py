@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QSplitter,
     QTabWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -40,7 +39,6 @@ from .selection import CellSelection
 from .session_dialogs import SessionDialogs
 from .settings import AppSettings
 from .throttle import Throttle
-from .widgets.analysis_progress import AnalysisProgress
 from .widgets.cell_detail import CellDetail
 from .widgets.cell_filter_bar import CellFilterBar
 from .widgets.cell_gallery import CellGallery
@@ -48,7 +46,8 @@ from .widgets.cell_table import CellTable
 from .widgets.differential_panel import DifferentialPanel
 from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
-from .widgets.model_chooser import ModelChooser, describe
+from .widgets.model_chooser import ModelChooser
+from .widgets.status_fields import StatusFields
 from .widgets.unfamiliar_banner import UnfamiliarBanner
 
 MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
@@ -77,7 +76,6 @@ class MainWindow(QMainWindow):
         self.filter_bar = CellFilterBar(controller.cell_filter)
         self.gallery = CellGallery(controller.cell_filter)
         self.table = CellTable(controller.cell_filter)
-        self.progress = AnalysisProgress()
 
         centre = QSplitter(Qt.Orientation.Vertical)
         centre.setObjectName("CentreSplitter")
@@ -118,7 +116,9 @@ class MainWindow(QMainWindow):
         central_layout.insertWidget(0, self.banner)
         self._build_menus()
         self._build_toolbar()
-        self._build_status_bar()
+        self.status_fields = fields = StatusFields(self, controller, self.notifier, self.choose_model, self.show_to_review)
+        fields.progress_shown.connect(self._update_actions)
+        self.progress, self.model_button, self.to_review_button = fields.progress, fields.model_button, fields.to_review_button
         self._connect()
         self._restore_layout()
         self._update_actions()
@@ -182,42 +182,11 @@ class MainWindow(QMainWindow):
 
         actions.build_toolbar(self, self.named_actions, {"mode_box": mode_box})
 
-    def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.cell_count = QLabel("")
-        self.cell_count.setObjectName("StatusField")
-        self.model_button = QToolButton()
-        self.model_button.setObjectName("ModelButton")
-        self.model_button.setAutoRaise(True)
-        self.model_button.setIcon(icon("model"))
-        self.model_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.model_button.setText("No model")
-        self.model_button.clicked.connect(self.choose_model)
-        self.progress.cancel_requested.connect(self.controller.cancel)
-        self._progress_timer = QTimer(self, singleShot=True, interval=250)
-        self._progress_timer.timeout.connect(self._show_progress)
-        self.to_review_button = QToolButton()
-        self.to_review_button.setObjectName("ToReviewButton")
-        self.to_review_button.setAutoRaise(True)
-        self.to_review_button.setToolTip(
-            "Unreviewed cells below the review threshold, of an image unfamiliar to the model, or whose size "
-            "contradicts their class; click to show only them (Ctrl+T)"
-        )
-        self.to_review_button.clicked.connect(self.show_to_review)
-        status.addPermanentWidget(self.progress)
-        status.addPermanentWidget(self.to_review_button)
-        status.addPermanentWidget(self.cell_count)
-        status.addPermanentWidget(self.model_button)
-
     def _connect(self) -> None:
         c, s = self.controller, self.selection
         c.images_opened.connect(self._images_opened)
         c.images_analysed.connect(self._images_analysed)
-        c.progress_changed.connect(self._progress_changed)
         c.run_finished.connect(lambda summary: self.statusBar().showMessage(summary, 15000))
-        c.model_loading.connect(self._model_loading)
-        c.model_ready.connect(self._model_ready)
-        c.model_failed.connect(self._model_failed)
         c.gradcam_ready.connect(self.detail.show_gradcam)
         c.gradcam_failed.connect(self.detail.gradcam_failed)
         c.problem.connect(self.notifier.error)
@@ -419,26 +388,6 @@ class MainWindow(QMainWindow):
             if first is not None:
                 selection.select_cell(first)
 
-    def _progress_changed(self) -> None:
-        # At most a few repaints a second: each result batch would otherwise repaint the bar.
-        if self.controller.progress.active and self._progress_timer.isActive():
-            return
-        self._show_progress()
-        if self.controller.progress.active:
-            self._progress_timer.start()
-
-    def _show_progress(self) -> None:
-        p = self.controller.progress
-        self.progress.setVisible(p.active)
-        if p.active:
-            waiting = ""
-            if self.controller.model_state == "loading":
-                waiting = "loading the model…"
-            elif self.controller.model_state == "failed":
-                waiting = "waiting for a usable model"
-            self.progress.show_progress(p.done, p.total, p.rate(), p.eta(), waiting)
-        self._update_actions()
-
     def _update_actions(self) -> None:
         active = self.controller.progress.active
         self.cancel_action.setEnabled(active)
@@ -454,35 +403,13 @@ class MainWindow(QMainWindow):
 
     def _update_counts(self, *args) -> None:
         store = self.controller.store
-        self.cell_count.setText(f"{store.image_count:,} images · {store.cell_count:,} cells")
-        waiting = store.to_review_count()
-        self.to_review_button.setText(f"To review: {waiting:,}" if store.cell_count else "")
-        self.to_review_button.setStyleSheet("color:#B26A00; font-weight:bold" if waiting else "color:#2E7D32")
+        self.status_fields.show_counts(store)
         self.banner.show_counts(*store.unfamiliar_images())
         session = self.review.session
         name = f" — {session.path.stem}" if session is not None else ""
         counts = f" — {store.image_count:,} images, {store.cell_count:,} cells" if store.image_count else ""
         self.setWindowTitle(f"YAWBCC Desktop{name}{counts}")
         self._update_actions()
-
-    # ------------------------------------------------------------------- models
-    def _model_loading(self, name: str) -> None:
-        self.model_button.setText(f"Loading {name}…")
-        self.statusBar().showMessage(f"Loading model {name}…")
-        self._progress_changed()
-
-    def _model_ready(self, card) -> None:
-        self.model_button.setText(f"{card.name} · ready")
-        self.model_button.setToolTip(describe(card))
-        self.statusBar().showMessage(f"Model {card.name} ready", 8000)
-        self._progress_changed()
-
-    def _model_failed(self, which: str, message: str) -> None:
-        self.model_button.setText("No usable model")
-        self.model_button.setToolTip(message)
-        self.statusBar().showMessage("Model not available: choose one with Analysis › Choose model…")
-        self.notifier.model_problem(message, self.choose_model)
-        self._progress_changed()
 
     def _explain(self, row: int, group) -> None:
         key, cached = self.controller.explain(row, group)
