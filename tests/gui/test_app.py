@@ -118,7 +118,7 @@ def test_recent_files_and_drag_and_drop(bare_window, cell_folder, pbc):
     assert bare_window.controller.store.image_count == 17
     recent = bare_window.settings.recent_files()
     assert recent[:2] == [str(image.resolve()), str(cell_folder.resolve())]
-    bare_window._fill_recent_menu()
+    bare_window.dialogs.fill_recent_menu(bare_window.recent_menu)
     texts = [a.text() for a in bare_window.recent_menu.actions()]
     assert image.name in texts and cell_folder.name in texts
     # Opening the same files again adds nothing twice.

@@ -66,9 +66,9 @@ FILE, REVIEW, ANALYSIS, VIEW, HELP = "&File", "&Review", "&Analysis", "&View", "
 
 ACTIONS: tuple[Action | Part | Separator, ...] = (
     # -- File
-    Action("open_images", "Open &images…", "open_images_dialog", (K.Open,), "open-images", "Open image files",
+    Action("open_images", "Open &images…", "dialogs.open_images", (K.Open,), "open-images", "Open image files",
            menu=FILE, toolbar=10),
-    Action("open_folder", "Open &folder…", "open_folder_dialog", ("Ctrl+Shift+O",), "open-folder",
+    Action("open_folder", "Open &folder…", "dialogs.open_folder", ("Ctrl+Shift+O",), "open-folder",
            "Open every image in a folder and its subfolders", menu=FILE, toolbar=11),
     Part("recent", menu=FILE),
     SEPARATOR(FILE),
@@ -84,7 +84,7 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
            tip="Every cell with its prediction and final label", menu=FILE, needs_session=True),
     Action("export_differential", "Export &differential CSV…", "dialogs.export_differential", ("Ctrl+Shift+E",),
            tip="Counts and flags", menu=FILE, needs_session=True),
-    Action("screenshot", "Save &screenshot…", "save_screenshot_dialog", ("F12",), "screenshot",
+    Action("screenshot", "Save &screenshot…", "dialogs.save_screenshot", ("F12",), "screenshot",
            "Save a picture of the window", menu=FILE, toolbar=50, icon_only=True),
     SEPARATOR(FILE),
     Action("preferences", "&Preferences…", "edit_preferences", (K.Preferences,), menu=FILE),
@@ -138,7 +138,7 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
     SEPARATOR(VIEW),
     Part("docks", menu=VIEW),
     # -- Help
-    Action("about", "&About YAWBCC Desktop", "about", menu=HELP),
+    Action("about", "&About YAWBCC Desktop", "dialogs.about", menu=HELP),
 )  # fmt: skip
 
 # The context menu of every cell view.

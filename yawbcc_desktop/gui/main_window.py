@@ -9,25 +9,21 @@ connects them.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QPoint, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from ..core.imageio import IMAGE_SUFFIXES
 from ..core.vocabulary import CANCELLED, MODES
 from . import actions
 from .analysis import AnalysisController
@@ -51,7 +47,6 @@ from .widgets.status_fields import StatusFields
 from .widgets.unfamiliar_banner import UnfamiliarBanner
 
 MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
-IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
 
 
 class MainWindow(QMainWindow):
@@ -152,7 +147,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         def recent(menu: QMenu) -> None:
             self.recent_menu = menu.addMenu("Open &recent")
-            self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+            self.recent_menu.aboutToShow.connect(lambda: self.dialogs.fill_recent_menu(self.recent_menu))
 
         docks = (self.images_dock, self.cells_dock, self.differential_dock)
         actions.build_menus(self, self.named_actions, {
@@ -280,37 +275,6 @@ class MainWindow(QMainWindow):
             return 0  # the reason is shown: nothing is analysed that could not be saved
         self.settings.add_recent(present)
         return self.controller.open_paths(present)
-
-    def open_images_dialog(self) -> None:
-        start = str(self.settings.value("last_folder", str(Path.home())))
-        files, _ = QFileDialog.getOpenFileNames(self, "Open images", start, f"{IMAGE_FILTER};;All files (*)")
-        if files:
-            self.settings.set_value("last_folder", os.path.dirname(files[0]))
-            self.open_paths(files)
-
-    def open_folder_dialog(self) -> None:
-        start = str(self.settings.value("last_folder", str(Path.home())))
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", start)
-        if folder:
-            self.settings.set_value("last_folder", folder)
-            self.open_paths([folder])
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.settings.recent_files()
-        for path in recent:
-            action = self.recent_menu.addAction(
-                icon("open-folder" if os.path.isdir(path) else "open-images"), os.path.basename(path) or path
-            )
-            action.setToolTip(path)
-            action.setStatusTip(path)
-            action.setEnabled(os.path.exists(path))
-            action.triggered.connect(lambda _checked, p=path: self.open_paths([p]))
-        if recent:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list", self.settings.clear_recent)
-        else:
-            self.recent_menu.addAction("No recent files").setEnabled(False)
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
@@ -561,26 +525,4 @@ class MainWindow(QMainWindow):
     def _bundle_added(self, folder: str) -> None:
         self.statusBar().showMessage(
             f"New model {os.path.basename(folder)} installed: choose it with Analysis › Choose model…", 15000
-        )
-
-    # ------------------------------------------------------------------- others
-    def save_screenshot_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "yawbcc-screenshot.png", "PNG image (*.png)")
-        if path:
-            if self.grab().save(path, "PNG"):
-                self.statusBar().showMessage(f"Screenshot saved to {path}", 8000)
-            else:
-                self.notifier.error(
-                    "Screenshot not saved", f"{path} could not be written: check the folder exists and is writable."
-                )
-
-    def about(self) -> None:
-        from .. import __version__
-
-        QMessageBox.about(
-            self,
-            "About YAWBCC Desktop",
-            f"<b>YAWBCC Desktop {__version__}</b><p>Review of white blood cell images: segmentation, "
-            "classification into 8 groups with calibrated probabilities, and Grad-CAM.</p>"
-            "<p>For research and review support; every result needs a qualified reviewer's confirmation.</p>",
         )

@@ -1,5 +1,6 @@
-"""The dialogs of a review session: open, save as, export, sign-off, the reviewer's name, and
-the questions asked about a session (reopen the last one, re-analyse with another model).
+"""The dialogs of a review session: open images into it, open, save as, export, sign-off, the
+reviewer's name, the questions asked about a session (reopen the last one, re-analyse with
+another model), and the File and Help menus' others (recent files, screenshot, about).
 
 Each asks, then hands over to the review controller (``review.py``), which decides and
 keeps the session; what went wrong is told through the window's notifier, what went well
@@ -12,14 +13,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox
 
+from ..core.imageio import IMAGE_SUFFIXES
 from ..core.store import SESSION_SUFFIX, SessionError, SignOffRefused
+from .icons import icon
 from .messages import Notifier
 from .review import ReviewController
 from .settings import AppSettings
 
 SESSION_FILTER = f"Review sessions (*{SESSION_SUFFIX});;All files (*)"
+IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
 
 
 class SessionDialogs:
@@ -37,6 +41,35 @@ class SessionDialogs:
         return str(Path(str(self.settings.value("last_folder", str(Path.home())))) / name)
 
     # ------------------------------------------------------------------ files
+    def open_images(self) -> None:
+        start = str(self.settings.value("last_folder", str(Path.home())))
+        files, _ = QFileDialog.getOpenFileNames(self.window, "Open images", start, f"{IMAGE_FILTER};;All files (*)")
+        if files:
+            self.settings.set_value("last_folder", os.path.dirname(files[0]))
+            self.window.open_paths(files)
+
+    def open_folder(self) -> None:
+        start = str(self.settings.value("last_folder", str(Path.home())))
+        folder = QFileDialog.getExistingDirectory(self.window, "Open a folder of images", start)
+        if folder:
+            self.settings.set_value("last_folder", folder)
+            self.window.open_paths([folder])
+
+    def fill_recent_menu(self, menu: QMenu) -> None:
+        menu.clear()
+        recent = self.settings.recent_files()
+        for path in recent:
+            action = menu.addAction(icon("open-folder" if os.path.isdir(path) else "open-images"), os.path.basename(path) or path)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.setEnabled(os.path.exists(path))
+            action.triggered.connect(lambda _checked, p=path: self.window.open_paths([p]))
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear list", self.settings.clear_recent)
+        else:
+            menu.addAction("No recent files").setEnabled(False)
+
     def open_session(self) -> None:
         start = str(self.review.sessions_folder())
         path, _ = QFileDialog.getOpenFileName(self.window, "Open a review session", start, SESSION_FILTER)
@@ -155,3 +188,25 @@ class SessionDialogs:
         if box.clickedButton() not in (again, keep):
             return None
         return box.clickedButton() is again
+
+    # ----------------------------------------------------------------- others
+    def save_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save screenshot", "yawbcc-screenshot.png", "PNG image (*.png)")
+        if path:
+            if self.window.grab().save(path, "PNG"):
+                self._status(f"Screenshot saved to {path}", 8000)
+            else:
+                self.notifier.error(
+                    "Screenshot not saved", f"{path} could not be written: check the folder exists and is writable."
+                )
+
+    def about(self) -> None:
+        from .. import __version__
+
+        QMessageBox.about(
+            self.window,
+            "About YAWBCC Desktop",
+            f"<b>YAWBCC Desktop {__version__}</b><p>Review of white blood cell images: segmentation, "
+            "classification into 8 groups with calibrated probabilities, and Grad-CAM.</p>"
+            "<p>For research and review support; every result needs a qualified reviewer's confirmation.</p>",
+        )
