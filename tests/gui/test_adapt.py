@@ -262,7 +262,7 @@ def test_review_menu_adapts_and_the_new_model_takes_new_images(qtbot, tmp_path, 
         assert win.adapt_action in review_menu.actions() and win.adapt_action.isEnabled()
         assert win.banner.adapt_button.defaultAction() is win.adapt_action
         win.adapt_action.trigger()
-        dialog = win._adapt_dialog
+        dialog = win.models.adapt_dialog
         assert dialog.isVisible() and dialog.base.currentData() == str(adaptable_bundle)
         assert dialog.cells.total == 0 and not dialog.start_button.isEnabled()
         # As if the run had ended: the new model is used for new analyses.

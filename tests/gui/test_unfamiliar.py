@@ -59,8 +59,8 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         win.retrain_action.triggered.connect(lambda *_: triggered.append(True))
         banner.retrain_button.click()
         assert triggered
-        if win._retrain_dialog is not None:
-            win._retrain_dialog.close()
+        if win.models.retrain_dialog is not None:
+            win.models.retrain_dialog.close()
         banner.close_button.click()
         win._update_counts()
         assert not banner.isVisible()

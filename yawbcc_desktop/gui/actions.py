@@ -107,10 +107,10 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
            tip="Only the unreviewed cells that wait for review", menu=REVIEW, anywhere=True),
     SEPARATOR(REVIEW),
     Action("sign_off", "Si&gn off…", "sign_off_shown", menu=REVIEW),
-    Action("adapt", "&Adapt model to this lab…", "adapt_model",
+    Action("adapt", "&Adapt model to this lab…", "models.adapt",
            tip="Refit the model's last layer on the reviewed cells of this session (a minute or two)",
            menu=REVIEW, needs_session=True),
-    Action("retrain", "Re&train with corrections…", "retrain",
+    Action("retrain", "Re&train with corrections…", "models.retrain",
            tip="Train a new model on the base data plus the reviewed cells", menu=REVIEW, needs_session=True),
     # -- Analysis
     Action("analyse", "&Analyse remaining", "controller.analyse_remaining", ("F5",), "analyse",
@@ -121,7 +121,7 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
     SEPARATOR(ANALYSIS),
     Part("modes", menu=f"{ANALYSIS}/Image &type"),
     Part("mode_box", toolbar=30),
-    Action("model", "Choose &model…", "choose_model", ("Ctrl+M",), "model",
+    Action("model", "Choose &model…", "models.choose", ("Ctrl+M",), "model",
            "Choose the model that classifies the cells", menu=ANALYSIS, toolbar=31),
     # -- View
     Action("zoom_in", "Zoom &in", "viewer.zoom_in", (K.ZoomIn,), "zoom-in", "Zoom in", menu=VIEW, toolbar=40,

@@ -29,6 +29,7 @@ from . import actions
 from .analysis import AnalysisController
 from .icons import icon
 from .messages import Notifier
+from .model_dialogs import ModelDialogs
 from .palette import display_name
 from .review import ReviewController
 from .selection import CellSelection
@@ -42,7 +43,6 @@ from .widgets.cell_table import CellTable
 from .widgets.differential_panel import DifferentialPanel
 from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
-from .widgets.model_chooser import ModelChooser
 from .widgets.status_fields import StatusFields
 from .widgets.unfamiliar_banner import UnfamiliarBanner
 
@@ -106,12 +106,13 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
+        self.models = ModelDialogs(self)
         self._build_actions()
         self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
         central_layout.insertWidget(0, self.banner)
         self._build_menus()
         self._build_toolbar()
-        self.status_fields = fields = StatusFields(self, controller, self.notifier, self.choose_model, self.show_to_review)
+        self.status_fields = fields = StatusFields(self, controller, self.notifier, self.models.choose, self.show_to_review)
         fields.progress_shown.connect(self._update_actions)
         self.progress, self.model_button, self.to_review_button = fields.progress, fields.model_button, fields.to_review_button
         self._connect()
@@ -140,8 +141,6 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _checked, m=mode: self.set_mode(m))
             self.mode_group.addAction(action)
             self.mode_actions[mode] = action
-        self._retrain_dialog = None
-        self._adapt_dialog = None
         self.addActions([*self.label_actions.values(), *actions.anywhere(self.named_actions)])  # whichever pane has the focus
 
     def _build_menus(self) -> None:
@@ -256,9 +255,7 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         # The worker finishes its step (a model load cannot be interrupted): out of sight.
         self.hide()
-        for dialog in (self._retrain_dialog, self._adapt_dialog):
-            if dialog is not None and dialog.job is not None and dialog.job.running:
-                dialog.job.shutdown()  # a training process never outlives the window
+        self.models.shutdown()  # a training process never outlives the window
         self.controller.shutdown()
         self.review.close()  # after the worker: it commits results to the session
         super().closeEvent(event)
@@ -313,18 +310,6 @@ class MainWindow(QMainWindow):
         old = self.review.reanalyse_all()
         if old is not None:
             self.statusBar().showMessage(f"Re-analysing in a new session; {old.name} keeps the earlier results", 15000)
-
-    def choose_model(self) -> None:
-        chooser = ModelChooser(self.controller.model_folder, self)
-        if chooser.exec() != ModelChooser.DialogCode.Accepted or not chooser.chosen:
-            return
-        folder, store = chooser.chosen, self.controller.store
-        reanalyse = False
-        if (store.cell_count or self.controller.progress.active) and store.image_count:
-            reanalyse = self.dialogs.ask_reanalyse(store.image_count, os.path.basename(folder))
-            if reanalyse is None:
-                return
-        self.switch_model(folder, reanalyse)
 
     def switch_model(self, folder: str, reanalyse: bool) -> None:
         if self.controller.use_model(folder):
@@ -483,46 +468,3 @@ class MainWindow(QMainWindow):
             return False
         self.differential.refresh()
         return True
-
-    def retrain(self) -> None:
-        """Train a model on the base data plus this session's reviewed cells (a separate process)."""
-        from .widgets.retrain_dialog import RetrainDialog
-
-        if self.review.session is None:
-            return
-        if self._retrain_dialog is None or not self._retrain_dialog.isVisible():
-            dialog = RetrainDialog(
-                self.review.session, self, settings=self.settings, current_model=self.controller.model_folder or None
-            )
-            dialog.bundle_added.connect(self._bundle_added)
-            self._retrain_dialog = dialog
-        self._retrain_dialog.show()
-        self._retrain_dialog.raise_()
-
-    def adapt_model(self) -> None:
-        """Adapt the current model to this lab from the session's reviewed cells (a separate process)."""
-        from .widgets.adapt_dialog import AdaptDialog
-
-        if self.review.session is None:
-            return
-        if self._adapt_dialog is None or not self._adapt_dialog.isVisible():
-            dialog = AdaptDialog(self.review.session, self, current_model=self.controller.model_folder or None)
-            dialog.model_adapted.connect(self._model_adapted)
-            self._adapt_dialog = dialog
-        elif self._adapt_dialog.job is None:
-            self._adapt_dialog.refresh()  # the reviewer may have reviewed more cells meanwhile
-        self._adapt_dialog.show()
-        self._adapt_dialog.raise_()
-
-    def _model_adapted(self, folder: str) -> None:
-        """The adapted model classifies new images; what is analysed keeps its results (as Choose model's Keep)."""
-        self.switch_model(folder, reanalyse=False)
-        self.statusBar().showMessage(
-            f"Adapted model {os.path.basename(folder)} is now used for new images; analysed cells keep their results",
-            15000,
-        )
-
-    def _bundle_added(self, folder: str) -> None:
-        self.statusBar().showMessage(
-            f"New model {os.path.basename(folder)} installed: choose it with Analysis › Choose model…", 15000
-        )

@@ -1,0 +1,81 @@
+"""The model's dialogs: choose another model (and whether the open images are re-analysed),
+retrain with the reviewed cells, adapt the model to this lab.  Training runs as a separate
+process, which never outlives the window (``shutdown``)."""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtWidgets import QMainWindow
+
+from .widgets.model_chooser import ModelChooser
+
+
+class ModelDialogs:
+    def __init__(self, window: QMainWindow):
+        self.window = window
+        self.retrain_dialog = None
+        self.adapt_dialog = None
+
+    def _status(self, text: str, ms: int) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    def choose(self) -> None:
+        w = self.window
+        chooser = ModelChooser(w.controller.model_folder, w)
+        if chooser.exec() != ModelChooser.DialogCode.Accepted or not chooser.chosen:
+            return
+        folder, store = chooser.chosen, w.controller.store
+        reanalyse = False
+        if (store.cell_count or w.controller.progress.active) and store.image_count:
+            reanalyse = w.dialogs.ask_reanalyse(store.image_count, os.path.basename(folder))
+            if reanalyse is None:
+                return
+        w.switch_model(folder, reanalyse)
+
+    def retrain(self) -> None:
+        """Train a model on the base data plus this session's reviewed cells (a separate process)."""
+        from .widgets.retrain_dialog import RetrainDialog
+
+        w = self.window
+        if w.review.session is None:
+            return
+        if self.retrain_dialog is None or not self.retrain_dialog.isVisible():
+            dialog = RetrainDialog(w.review.session, w, settings=w.settings, current_model=w.controller.model_folder or None)
+            dialog.bundle_added.connect(self._bundle_added)
+            self.retrain_dialog = dialog
+        self.retrain_dialog.show()
+        self.retrain_dialog.raise_()
+
+    def adapt(self) -> None:
+        """Adapt the current model to this lab from the session's reviewed cells (a separate process)."""
+        from .widgets.adapt_dialog import AdaptDialog
+
+        w = self.window
+        if w.review.session is None:
+            return
+        if self.adapt_dialog is None or not self.adapt_dialog.isVisible():
+            dialog = AdaptDialog(w.review.session, w, current_model=w.controller.model_folder or None)
+            dialog.model_adapted.connect(self._model_adapted)
+            self.adapt_dialog = dialog
+        elif self.adapt_dialog.job is None:
+            self.adapt_dialog.refresh()  # the reviewer may have reviewed more cells meanwhile
+        self.adapt_dialog.show()
+        self.adapt_dialog.raise_()
+
+    def _model_adapted(self, folder: str) -> None:
+        """The adapted model classifies new images; what is analysed keeps its results (as Choose model's Keep)."""
+        self.window.switch_model(folder, reanalyse=False)
+        self._status(
+            f"Adapted model {os.path.basename(folder)} is now used for new images; analysed cells keep their results",
+            15000,
+        )
+
+    def _bundle_added(self, folder: str) -> None:
+        self._status(f"New model {os.path.basename(folder)} installed: choose it with Analysis › Choose model…", 15000)
+
+    def shutdown(self) -> None:
+        """Stop a training process still running: it never outlives the window."""
+        for dialog in (self.retrain_dialog, self.adapt_dialog):
+            if dialog is not None and dialog.job is not None and dialog.job.running:
+                dialog.job.shutdown()
