@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QMenu, QToolBar
 
+from ..core.vocabulary import MODES
 from .icons import icon
 from .palette import class_icon, display_name
 from .widgets.label_bar import LABEL_KEYS
 
 K = QKeySequence.StandardKey
+MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
 
 
 @dataclass(frozen=True)
@@ -253,3 +255,34 @@ def fill_menu(menu: QMenu, names: Iterable[str], actions: dict[str, QAction], la
             menu.addActions(list(labels.values()))
         else:
             menu.addAction(actions[name])
+
+
+class ModeChoice:
+    """How new images are read: one checkable action a mode (Analysis › Image type) and the
+    toolbar's box, kept in step; ``chosen(mode)`` is called when the reviewer picks one."""
+
+    def __init__(self, owner, mode: str, chosen: Callable[[str], object]):
+        self.group = QActionGroup(owner)
+        self.actions: dict[str, QAction] = {}
+        for m in MODES:
+            action = QAction(MODE_NAMES[m], owner, checkable=True)
+            action.setChecked(m == mode)
+            action.triggered.connect(lambda _checked, m=m: chosen(m))
+            self.group.addAction(action)
+            self.actions[m] = action
+        self.box = QComboBox()
+        self.box.setToolTip("How new images are read: single-cell crops, whole smear fields, or decided per image")
+        for m in MODES:
+            self.box.addItem(MODE_NAMES[m], m)
+        self.box.setCurrentIndex(MODES.index(mode))
+        self.box.currentIndexChanged.connect(lambda i: chosen(MODES[i]))
+
+    def add_to_toolbar(self, tools: QToolBar) -> None:
+        tools.addWidget(QLabel(" Images: "))
+        tools.addWidget(self.box)
+
+    def show(self, mode: str) -> None:
+        self.actions[mode].setChecked(True)
+        self.box.blockSignals(True)
+        self.box.setCurrentIndex(MODES.index(mode))
+        self.box.blockSignals(False)

@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 
 from PySide6.QtCore import QByteArray, QPoint, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
-    QLabel,
     QMainWindow,
     QMenu,
     QSplitter,
@@ -45,8 +42,6 @@ from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
 from .widgets.status_fields import StatusFields
 from .widgets.unfamiliar_banner import UnfamiliarBanner
-
-MODE_NAMES = {"auto": "Auto (per image)", "cell": "Single-cell images", "smear": "Smear fields"}
 
 
 class MainWindow(QMainWindow):
@@ -133,14 +128,8 @@ class MainWindow(QMainWindow):
         """The actions of ``actions.ACTIONS`` (``self.{name}_action``), and one a class and image type."""
         self.named_actions = actions.build_actions(self)
         self.label_actions = actions.label_actions(self, self.set_label)
-        self.mode_group = QActionGroup(self)
-        self.mode_actions: dict[str, QAction] = {}
-        for mode in MODES:
-            action = QAction(MODE_NAMES[mode], self, checkable=True)
-            action.setChecked(mode == self.controller.mode)
-            action.triggered.connect(lambda _checked, m=mode: self.set_mode(m))
-            self.mode_group.addAction(action)
-            self.mode_actions[mode] = action
+        self.modes = actions.ModeChoice(self, self.controller.mode, self.set_mode)
+        self.mode_actions, self.mode_box = self.modes.actions, self.modes.box
         self.addActions([*self.label_actions.values(), *actions.anywhere(self.named_actions)])  # whichever pane has the focus
 
     def _build_menus(self) -> None:
@@ -164,17 +153,7 @@ class MainWindow(QMainWindow):
         menu.exec(pos)
 
     def _build_toolbar(self) -> None:
-        def mode_box(tools) -> None:
-            tools.addWidget(QLabel(" Images: "))
-            self.mode_box = QComboBox()
-            self.mode_box.setToolTip("How new images are read: single-cell crops, whole smear fields, or decided per image")
-            for mode in MODES:
-                self.mode_box.addItem(MODE_NAMES[mode], mode)
-            self.mode_box.setCurrentIndex(MODES.index(self.controller.mode))
-            self.mode_box.currentIndexChanged.connect(lambda i: self.set_mode(MODES[i]))
-            tools.addWidget(self.mode_box)
-
-        actions.build_toolbar(self, self.named_actions, {"mode_box": mode_box})
+        actions.build_toolbar(self, self.named_actions, {"mode_box": self.modes.add_to_toolbar})
 
     def _connect(self) -> None:
         c, s = self.controller, self.selection
@@ -294,13 +273,10 @@ class MainWindow(QMainWindow):
         if mode == self.controller.mode:
             return
         self.controller.mode = mode
-        self.mode_actions[mode].setChecked(True)
-        self.mode_box.blockSignals(True)
-        self.mode_box.setCurrentIndex(MODES.index(mode))
-        self.mode_box.blockSignals(False)
+        self.modes.show(mode)
         self.settings.set_value("mode", mode)
         self.statusBar().showMessage(
-            f"New images are read as: {MODE_NAMES[mode].lower()}. Analysis › Re-analyse applies it to open images.",
+            f"New images are read as: {actions.MODE_NAMES[mode].lower()}. Analysis › Re-analyse applies it to open images.",
             10000,
         )
 
