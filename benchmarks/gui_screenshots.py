@@ -7,6 +7,9 @@
   first cell is selected.
 - ``bionet-field.png``: five Bio-Net fields (a third lab: Olympus, other stain), also from
   the held-out test side, in auto mode.
+- ``unfamiliar-field.png``: two fields of Bio-Net's detection series, which no model was
+  trained on (``deepbionet/fields``): the second, a yellow-background field, is flagged
+  unfamiliar, so the banner and the image mark show.
 - ``single-cells.png``: a folder of 40 single-cell CellaVision images, five from each
   class folder of ../shared/data/pbc, linked into a temporary folder (the data is never
   copied into the repository).
@@ -71,6 +74,8 @@ def main() -> None:
     shoot(out / "smear-field.png", fields, args.model, "auto")
     bionet = held_out(list((DATA / "deepbionet" / "cells" / "neutrophil").glob("*.jpg")), 5, lambda p: p.stem + p.parent.name)
     shoot(out / "bionet-field.png", bionet, args.model, "auto")
+    detection = [str(DATA / "deepbionet" / "fields" / "JPEGImages" / n) for n in ("002.jpg", "1000.jpg")]
+    shoot(out / "unfamiliar-field.png", detection, args.model, "auto")
 
     with tempfile.TemporaryDirectory() as folder:
         for group in sorted(p for p in (DATA / "pbc").iterdir() if p.is_dir()):
