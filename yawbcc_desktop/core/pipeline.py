@@ -108,14 +108,13 @@ def model_input(
 def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A single-cell image as the bundle takes it (``model_input`` in cell mode) and, if
     given, a whole-image bool mask framed the same way (Grad-CAM checks, benchmarks)."""
-    if not card.um_per_px:
-        x = prepare_cell_image(rgb, card.input_size, card.balance, card.cell_field)
-        return x, None if mask is None else prepare_cell_mask(mask, card.input_size, card.cell_field)
-    centre = (rgb.shape[1] / 2.0, rgb.shape[0] / 2.0)
-    um = estimate_um_per_px(rgb).um_per_px
-    x = scaled_cell_input(rgb, centre, um, card.input_size, card.um_per_px, card.balance)
+    um = estimate_um_per_px(rgb).um_per_px if card.um_per_px else None
+    x = model_input(rgb, "cell", [], card, um)[0]
     if mask is None:
         return x, None
+    if not card.um_per_px:
+        return x, prepare_cell_mask(mask, card.input_size, card.cell_field)
+    centre = (rgb.shape[1] / 2.0, rgb.shape[0] / 2.0)
     as_image = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
     return x, scaled_cell_input(as_image, centre, um, card.input_size, card.um_per_px, False)[..., 0] > 127
 
