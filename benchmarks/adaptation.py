@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import Corrections, _softmax, adapt, correction_inputs, head_weights, pooled  # noqa: E402
+from training.adapt import Corrections, _softmax, adapt, correction_inputs, head_weights  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
@@ -68,10 +68,10 @@ def main() -> None:
         rows = cells_as_rows(dom)
         t0 = time.monotonic()
         inputs, _ = correction_inputs(bundle, rows)
-        feats = pooled(bundle, inputs)
+        feats = bundle.features(inputs)
         per_cell_s = (time.monotonic() - t0) / len(rows)
         pbc_inputs, _ = correction_inputs(bundle, cells_as_rows(pbc_test))
-        pbc_feats = pooled(bundle, pbc_inputs)
+        pbc_feats = bundle.features(pbc_inputs)
         w0, b0 = head_weights(bundle)
         to_groups = np.array([GROUPS.index(g) for g in order])
         labels = dom["group"].map(GROUPS.index).to_numpy()

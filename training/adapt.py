@@ -160,32 +160,16 @@ FEATURE_CHUNK = 32  # cells framed and passed through the backbone at a time (pr
 
 
 def correction_features(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _no_progress) -> tuple[np.ndarray, list]:
-    """``pooled(bundle, correction_inputs(bundle, rows))`` a chunk of cells at a time, saying how
-    far it is: the same features and signatures."""
-    import keras
-
-    from yawbcc_desktop.core.classifier import pooled_features
-
-    extractor = keras.Model(bundle.model.input, pooled_features(bundle.model))
+    """``bundle.features(correction_inputs(bundle, rows))`` a chunk of cells at a time, saying
+    how far it is: the same features and signatures."""
     feats, signatures = [], []
     progress("features", 0, len(rows))
     for start in range(0, len(rows), FEATURE_CHUNK):
         inputs, sigs = correction_inputs(bundle, rows.iloc[start : start + FEATURE_CHUNK])
-        feats.append(np.asarray(extractor.predict_on_batch(inputs.astype(np.float32))))
+        feats.append(bundle.features(inputs))
         signatures += sigs
         progress("features", min(start + FEATURE_CHUNK, len(rows)), len(rows))
     return np.concatenate(feats), signatures
-
-
-def pooled(bundle: ModelBundle, inputs: np.ndarray) -> np.ndarray:
-    import keras
-
-    from yawbcc_desktop.core.classifier import pooled_features
-
-    extractor = keras.Model(bundle.model.input, pooled_features(bundle.model))
-    return np.concatenate(
-        [np.asarray(extractor.predict_on_batch(inputs[i : i + 64].astype(np.float32))) for i in range(0, len(inputs), 64)]
-    )
 
 
 def head_weights(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:

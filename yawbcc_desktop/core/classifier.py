@@ -225,6 +225,7 @@ class ModelBundle:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
         self._with_features = None
+        self._features = None  # built on first use of features()
         fam_path = self.folder / FAMILIARITY_FILE
         if fam_path.is_file():
             try:
@@ -265,6 +266,19 @@ class ModelBundle:
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (temperature from the card), in GROUPS order."""
         return softmax_with_temperature(self.raw_probabilities(batch), self.card.temperature)
+
+    def features(self, batch: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """Pooled backbone features (N, D) of a uint8 batch, the image itself without its
+        test-time views: what the head and the familiarity model see."""
+        if self._features is None:
+            import keras
+
+            self._features = keras.Model(self.model.input, pooled_features(self.model))
+        out = [
+            np.asarray(self._features.predict_on_batch(batch[i : i + chunk].astype(np.float32)))
+            for i in range(0, len(batch), chunk)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self._features.output_shape[-1]), np.float32)
 
     def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated probabilities and, with a familiarity model, each cell's unfamiliarity
