@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.adapt import correction_inputs  # noqa: E402
-from training.domain_fit import balanced_accuracy_four  # noqa: E402
+from training.card import write_card as write_card_file  # noqa: E402
+from training.domain_fit import domain_metrics  # noqa: E402
 from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
-from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
+from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -53,7 +54,6 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
         fam.append(s if s is not None else np.full(len(p), np.nan))
     probs, fam = np.concatenate(probs), np.concatenate(fam)
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
-    pred, conf = probs.argmax(axis=1), probs.max(axis=1)
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
     if fam_model is not None:
@@ -61,36 +61,38 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
         unfamiliar = np.array([fam_model.is_unfamiliar(s) for s in image_scores])
     else:
         unfamiliar = np.zeros(len(x), bool)
-    wrong, low = pred != labels, conf < threshold
-    queue = low | unfamiliar
-    return {
-        "n": len(x),
-        "bal4": balanced_accuracy_four(labels, pred),
-        "acc": float(np.mean(~wrong)),
-        "flagged": float(np.mean(queue)),
-        "unfamiliar": float(np.mean(unfamiliar)),
-        "wrong": int(wrong.sum()),
-        "wrong_in_queue": float(np.mean(queue[wrong])) if wrong.any() else float("nan"),
-        "wrong_low_conf": float(np.mean(low[wrong])) if wrong.any() else float("nan"),
-    }
+    return domain_metrics(probs, labels, unfamiliar, threshold)
 
 
-def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS) -> None:
+def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS, write_card: bool = False) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     head = ["cells", "bal-4", "acc", "flag", "unfam", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
-        bundle = ModelBundle(resolve_bundle(name))
+        folder = resolve_bundle(name)
+        bundle = ModelBundle(folder)
         held = bundle.card.extra.get("held_out_domain")
+        per_lab = {}
         for d in domains:
             part = cells[cells.domain.eq(d) & (cells.split.eq("test") | (d == held))]
-            m = score(bundle, part, threshold)
+            m = per_lab[d] = score(bundle, part, threshold)
             tag = d + (" *" if d == held else "")
             print(
-                f"{bundle.name:24} {tag:8} {m['n']:6d} {m['bal4']:6.3f} {m['acc']:6.3f} {m['flagged']:6.3f} "
-                f"{m['unfamiliar']:6.3f} {m['wrong']:6d} {m['wrong_in_queue']:6.3f} {m['wrong_low_conf']:8.3f}",
+                f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} "
+                f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['wrong']:6d} {m['wrong_in_queue']:6.3f} "
+                f"{m['wrong_in_queue_confidence_only']:8.3f}",
                 flush=True,
             )
+        if write_card:
+            # The card carries its figures per lab and the command that measured them.
+            card = read_card(folder)
+            card.extra["per_lab"] = {
+                "command": f".venv/bin/python benchmarks/cross_lab.py --bundles {bundle.name} --domains {' '.join(domains)}",
+                "review_threshold": threshold,
+                "cells": "held-out test fields of BCCD and Bio-Net, the PBC test split (all cells of a held-out domain)",
+                **per_lab,
+            }
+            write_card_file(folder, card)
     print("* held-out domain (never trained on): all its cells. Other domains: their held-out test fields / split.")
     print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence or unfamiliar image);")
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--train-missing", nargs="*", default=[], metavar="DOMAIN", help="train LODO runs that do not exist yet")
     parser.add_argument("--steps", type=int, default=400, help="training steps of a LODO run (the cheaper recipe)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument("--write-card", action="store_true", help="store each bundle's figures per lab in its model card")
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="domains to score")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
     args = parser.parse_args()
@@ -153,7 +156,7 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         args.bundles.append(str(out))
     if args.bundles:
-        lodo_table(args.bundles, args.threshold, tuple(args.domains))
+        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card)
     if args.smear_bundle:
         smear_fields(args.smear_bundle, args.threshold)
 
