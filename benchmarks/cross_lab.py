@@ -100,13 +100,13 @@ def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = 
 
 def smear_fields(bundle_name: str, threshold: float) -> None:
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes."""
-    from training.domains import _field_split
+    from training.domains import field_split
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
     from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
 
     labels = pd.read_csv(DATA / "bccd" / "labels.csv", dtype=str).fillna("")
-    fields = [(img, cls) for img, cls in zip(labels.image, labels.wbc_classes) if cls and _field_split(img) == "test"]
+    fields = [(img, cls) for img, cls in zip(labels.image, labels.wbc_classes) if cls and field_split(img) == "test"]
     bundle = ModelBundle(resolve_bundle(bundle_name))
     paths = [DATA / "bccd" / "JPEGImages" / f"{img}.jpg" for img, _ in fields]
     truth_total = found = right = 0

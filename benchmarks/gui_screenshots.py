@@ -37,9 +37,9 @@ DATA = REPO.parent / "shared" / "data"
 def held_out(paths: list[Path], n: int, key=lambda p: p.stem) -> list[str]:
     """The first ``n`` of ``paths`` on the test side of the cross-lab field split (never trained on)."""
     sys.path.insert(0, str(REPO))
-    from training.domains import _field_split
+    from training.domains import field_split
 
-    return [str(p) for p in sorted(paths) if _field_split(key(p)) == "test"][:n]
+    return [str(p) for p in sorted(paths) if field_split(key(p)) == "test"][:n]
 
 
 def app_command() -> list[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from yawbcc_desktop.core.classifier import ModelCard
 
-from .card import card_metrics, write_card
+from .card import card_metrics, versions, write_card
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pbc")
 
@@ -186,7 +186,7 @@ def _fit(args) -> int:
             "trained": datetime.now(UTC).isoformat(timespec="seconds"),
             "training_minutes": round(minutes, 1),
             "training": {k: v for k, v in config.__dict__.items() if k != "extra"},
-            "versions": _versions(),
+            "versions": versions(),
         },
     )
     write_card(out, card)
@@ -222,21 +222,6 @@ def _report(frame, labels, raw, temperature, folder, history, frozen, log, what:
     for g, m in metrics["per_class"].items():
         log(f"  {g:<13} precision {m['precision']:.4f} recall {m['recall']:.4f} F1 {m['f1']:.4f} n={m['support']}")
     return metrics
-
-
-def _versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    import yawbcc_desktop
-
-    return {
-        "yawbcc": yawbcc_desktop.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-    }
 
 
 def _evaluate_cmd(args) -> int:

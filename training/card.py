@@ -28,3 +28,19 @@ def write_card(folder: str | os.PathLike, card: ModelCard) -> Path:
     with atomic_write(path) as fh:
         fh.write(json.dumps(card.to_dict(), indent=2))
     return path
+
+
+def versions() -> dict:
+    """The versions a card records beside its figures."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import yawbcc_desktop
+
+    return {
+        "yawbcc": yawbcc_desktop.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }

@@ -22,7 +22,7 @@ from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import MODEL_FILE, ModelCard, softmax_with_temperature
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
-from .card import write_card
+from .card import versions, write_card
 from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
 from .splits import split_checksum
 
@@ -317,7 +317,7 @@ def evaluate_run(
             "training": asdict(config),
             "split_sha1": split_checksum(pd.read_csv(split_csv)),
             "trained": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": _versions(),
+            "versions": versions(),
         },
     )
     write_card(out, card)
@@ -394,12 +394,6 @@ def lodo_summary(runs: list[Path]) -> dict:
             **{k: metrics[k] for k in (f"{held}_all", f"{held}_all_adabn", "pbc_test") if k in metrics},
         }
     return out
-
-
-def _versions() -> dict:
-    from .__main__ import _versions as versions
-
-    return versions()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split", "box_w", "box_h"
 FIELD_TEST, FIELD_VALID = 0.25, 0.15
 
 
-def _field_split(name: str, seed: int = 42) -> str:
+def field_split(name: str, seed: int = 42) -> str:
     u = int(hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "test" if u < FIELD_TEST else "valid" if u < FIELD_TEST + FIELD_VALID else "train"
 
@@ -66,7 +66,7 @@ def bccd_cells(root: str | Path) -> pd.DataFrame:
         group = names[0]
         for _name, x0, y0, x1, y1 in boxes:
             path = root / "JPEGImages" / f"{image}.jpg"
-            rows.append((str(path), "bccd", group, (x0 + x1) / 2, (y0 + y1) / 2, _field_split(image), x1 - x0, y1 - y0))
+            rows.append((str(path), "bccd", group, (x0 + x1) / 2, (y0 + y1) / 2, field_split(image), x1 - x0, y1 - y0))
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -77,7 +77,7 @@ def bionet_cells(root: str | Path) -> pd.DataFrame:
         if not group_dir.is_dir():
             continue
         for path in sorted(group_dir.glob("*.jpg")):
-            split = _field_split(path.stem + group_dir.name)
+            split = field_split(path.stem + group_dir.name)
             rows.append((str(path), "bionet", group_dir.name.upper(), np.nan, np.nan, split, np.nan, np.nan))
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.domains import _field_split
+from training.domains import field_split
 from yawbcc_desktop.core.classifier import ModelBundle, list_bundles, resolve_bundle
 from yawbcc_desktop.core.pipeline import analyse
 from yawbcc_desktop.core.review_rules import UNFAMILIAR, review_reasons
@@ -34,7 +34,7 @@ def test_held_out_bccd_fields_in_smear_mode(default_bundle, bccd):
     import pandas as pd
 
     labels = pd.read_csv(bccd / "labels.csv", dtype=str).fillna("")
-    fields = [(i, c) for i, c in zip(labels.image, labels.wbc_classes) if c and ";" not in c and _field_split(i) == "test"]
+    fields = [(i, c) for i, c in zip(labels.image, labels.wbc_classes) if c and ";" not in c and field_split(i) == "test"]
     fields = fields[::3][:20]
     paths = [bccd / "JPEGImages" / f"{img}.jpg" for img, _ in fields]
     right = total = 0
