@@ -1,6 +1,6 @@
 """The images and cells of the open review session, held in memory for the Qt models.
 
-Qt-free on purpose.  The SQLite session (``core/store.py``) is the record that survives a
+Qt-free on purpose.  The SQLite session (``core/store``) is the record that survives a
 crash; this is its mirror for the views, which ask for thousands of values a second and
 must not wait on disk.  Each cell carries its session id, so a correction made here is
 committed there first and mirrored after.

@@ -1,0 +1,54 @@
+"""The session's cell queries: which cells a filter picks, the to-review queue among them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from .. import review_rules
+from .records import abspath
+
+CELLS = "FROM cell c JOIN image i ON i.id = c.image_id"  # every cell query filters on both
+
+
+# The to-review rule of core/review_rules.py in SQL, one clause per reason it gives; a test
+# checks that it picks exactly the cells whose ``SessionCell.in_queue`` is true.
+QUEUE_REASONS = {
+    review_rules.NOT_CLASSIFIED: "c.confidence IS NULL",
+    review_rules.LOW_CONFIDENCE: "c.confidence < ?",  # the threshold
+    "flags fixed at analysis": "c.flags != ''",
+}
+QUEUE = "c.label IS NULL AND ({})".format(" OR ".join(QUEUE_REASONS.values()))
+
+
+def where_cells(
+    image_id: int | None = None,
+    folder: str | os.PathLike | None = None,
+    queue_threshold: float | None = None,
+    label: str | None = None,
+) -> tuple[str, list]:
+    """The WHERE clause (and its parameters) picking the cells that match every filter given."""
+    clauses, params = [], []
+    if image_id is not None:
+        clauses.append("c.image_id = ?")
+        params.append(int(image_id))
+    if folder is not None:
+        clauses.append("i.folder = ?")
+        params.append(abspath(folder))
+    if queue_threshold is not None:
+        clauses.append(QUEUE)
+        params.append(float(queue_threshold))
+    if label is not None:
+        clauses.append("COALESCE(c.label, c.predicted) = ?")
+        params.append(label)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def fetch_in(conn: sqlite3.Connection, sql: str, ids: list[int]) -> list[tuple]:
+    """Rows of ``sql`` whose ``IN ({})`` is ``ids``.  SQLite caps the number of bound
+    parameters, so they are asked in slices."""
+    rows: list[tuple] = []
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        rows.extend(conn.execute(sql.format(",".join("?" * len(part))), part).fetchall())
+    return rows
