@@ -381,11 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("adapt", help="adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)")
     adapt.add_arguments(p)
+    from . import unet
+
+    p = sub.add_parser("unet", help="train the U-Net segmenter across the three labs and evaluate it on held-out fields")
+    unet.add_arguments(p)
     return parser
 
 
 def _adapt(args) -> int:
     from .adapt import run
+
+    return run(args)
+
+
+def _unet(args) -> int:
+    from .unet import run
 
     return run(args)
 
@@ -406,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _export,
         "domains": _domains,
         "adapt": _adapt,
+        "unet": _unet,
     }
     return handlers[args.command](args)
 

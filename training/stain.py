@@ -50,6 +50,17 @@ def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0):
     x = tf.image.random_flip_left_right(x)
     x = tf.image.random_flip_up_down(x)
     x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
+    return tf.clip_by_value(stain_colour(x, stats_bank, strength) * 255.0, 0.0, 255.0)
+
+
+def stain_colour(x, stats_bank, strength: float = 1.0):
+    """The colour and focus half of ``stain_augment``: a float batch in 0..1, same shape out.
+
+    Geometry-free, so a segmentation target can be moved with its image beforehand.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
 
     def per_image(mask_p):
         return tf.cast(tf.random.uniform([b, 1, 1, 1]) < mask_p, tf.float32)
@@ -110,5 +121,4 @@ def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0):
             lambda: img,
         )
 
-    x = tf.map_fn(jpeg, x)
-    return tf.clip_by_value(x * 255.0, 0.0, 255.0)
+    return tf.map_fn(jpeg, x)

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .core.vocabulary import FAILED, MODES
+from .core.vocabulary import FAILED, MODES, SEGMENTERS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
@@ -127,10 +127,19 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         threshold = getattr(args, "threshold", None)
         threshold = DEFAULT_REVIEW_THRESHOLD if threshold is None else threshold
         writer = CellCsvWriter(args.out, CLASSIFY_COLUMNS if classify else SEGMENT_COLUMNS, threshold)
+    masks = None
+    if getattr(args, "masks", None):
+        from .core.cell_masks import MaskWriter
+
+        try:
+            masks = MaskWriter(args.masks)
+        except OSError as exc:
+            print(f"yawbcc: cannot write masks to {args.masks}: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
     # A familiarity model's threshold is kept with each image, to say why one is unfamiliar.
     threshold_of_unfamiliar = unfamiliar_threshold(bundle)
     try:
-        for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size):
+        for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size, segmenter=args.segmenter):
             if session is not None:
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
@@ -142,6 +151,11 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                 n_unfamiliar += result.unfamiliar
                 if writer is not None:
                     writer.write_image(result)
+                if masks is not None:
+                    try:
+                        masks.write_image(result)
+                    except OSError as exc:  # disk full or gone: say so, the CSV goes on
+                        print(f"yawbcc: {result.path}: masks not written ({exc})", file=sys.stderr, flush=True)
             progress.step()
     except KeyboardInterrupt:
         kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
@@ -158,6 +172,8 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     if writer is not None:
         writer.close()
     targets = " and ".join(str(t) for t in (args.out, getattr(args, "session", None)) if t)
+    if masks is not None:
+        targets = " and ".join(filter(None, [targets, f"{masks.written} masks in {args.masks}"]))
     print(
         f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
         file=sys.stderr,
@@ -305,18 +321,26 @@ def build_parser() -> argparse.ArgumentParser:
     def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-        p.add_argument("--out", required=name != "classify", help="CSV file to write")
+        p.add_argument("--out", help="CSV file to write")
         p.add_argument(
             "--mode",
             choices=MODES,
             default="auto",
             help="cell: single-cell crops (CellaVision); smear: whole fields; auto: decide per image",
         )
+        p.add_argument(
+            "--segmenter",
+            choices=SEGMENTERS,
+            default="auto",
+            help="classic: thresholds and watershed; unet: the network trained on three labs; "
+            "auto: the U-Net for smear fields, the classic method for single-cell crops",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress lines")
         p.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
         return p
 
-    add_analysis("segment", "find cells and write one row per cell (path, cell_id, kind, box)")
+    p = add_analysis("segment", "find cells and write one row per cell (path, cell_id, kind, box)")
+    p.add_argument("--masks", metavar="DIR", help="also write one image-sized PNG mask per cell: DIR/<image stem>_<cell_id>.png")
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
     p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
@@ -349,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "classify" and not (args.out or args.session):
         parser.error("classify needs --out, --session, or both")
+    if args.command == "segment" and not (args.out or args.masks):
+        parser.error("segment needs --out, --masks, or both")
     if args.command == "export":
         if not (args.cells or args.differential):
             parser.error("export needs --cells, --differential, or both")

@@ -170,3 +170,27 @@ def test_long_sessions_survive_pysides_none_reference_leak():
     assert bare.returncode != 0 and "alive" not in bare.stdout, "the simulated leak no longer aborts: the test proves nothing"
     guarded = run("import yawbcc_desktop.gui\n")
     assert guarded.returncode == 0 and guarded.stdout.strip() == "alive", guarded.stderr[-500:]
+
+
+def test_segmenter_from_preferences_and_command_line(bare_window, tmp_path):
+    from yawbcc_desktop.core.preferences import load_preferences
+    from yawbcc_desktop.gui.widgets.preferences_dialog import PreferencesDialog
+
+    w = bare_window
+    assert build_parser().parse_args(["--segmenter", "unet"]).segmenter == "unet"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--segmenter", "scissors"])
+    dialog = PreferencesDialog(w.review.prefs, w)
+    assert dialog.segmenter.currentData() == w.review.prefs.segmenter == w.controller.segmenter == "auto"
+    dialog.segmenter.setCurrentIndex(dialog.segmenter.findData("classic"))
+    w.review.set_preferences(dialog.preferences())
+    assert w.controller.segmenter == "classic"
+    assert load_preferences(w.review._prefs_path).segmenter == "classic"
+    # What the analysis is asked for next is what the worker hands the segmentation.
+    image = tmp_path / "cell.png"
+    QImage(40, 40, QImage.Format.Format_RGB888).save(str(image))
+    assert w.controller.worker.segmenter == "auto"
+    w.controller.open_paths([image])
+    assert w.controller.worker.segmenter == "classic"
+    dialog.restore_defaults()
+    assert dialog.preferences().segmenter == "auto"

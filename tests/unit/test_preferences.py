@@ -51,3 +51,13 @@ def test_damaged_or_odd_values_fall_back_to_defaults(tmp_path):
     assert prefs.reference_ranges["NEUTROPHIL"] == REFERENCE_RANGES["NEUTROPHIL"]  # low > high: ignored
     assert prefs.reference_ranges["LYMPHOCYTE"] == ReferenceRange("LYMPHOCYTE", 10.0, 50.0)
     assert "PLATELET" not in prefs.reference_ranges and not prefs.problem
+
+
+def test_segmenter_choice_round_trips_and_unknown_values_fall_back(tmp_path):
+    path = tmp_path / "preferences.json"
+    assert Preferences().segmenter == "auto"
+    save_preferences(Preferences(segmenter="classic"), path)
+    assert load_preferences(path).segmenter == "classic"
+    path.write_text(json.dumps({"segmenter": "watershed", "reviewer": "AB"}))
+    prefs = load_preferences(path)
+    assert (prefs.segmenter, prefs.reviewer) == ("auto", "AB")

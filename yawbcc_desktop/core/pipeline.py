@@ -119,13 +119,15 @@ def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None 
     return x, scaled_cell_input(as_image, centre, um, card.input_size, card.um_per_px, False)[..., 0] > 127
 
 
-def segment_image(path: str | os.PathLike, mode: str = "auto", card: ModelCard | None = None) -> ImageResult:
+def segment_image(
+    path: str | os.PathLike, mode: str = "auto", card: ModelCard | None = None, segmenter: str = "auto"
+) -> ImageResult:
     """Read and segment one file; errors become ``ImageResult.error``, never exceptions."""
     result = ImageResult(path=str(path))
     try:
         rgb = read_rgb(path)
         result.height, result.width = rgb.shape[:2]
-        result.mode, regions, rbc_radius = find_cells_measured(rgb, mode)
+        result.mode, regions, rbc_radius = find_cells_measured(rgb, mode, segmenter)
     except ImageReadError as exc:
         result.error = exc.reason
         return result
@@ -173,6 +175,7 @@ def segmented(
     should_stop: Callable[[], bool] = lambda: False,
     workers: int = 2,
     lookahead: int = 16,
+    segmenter: str = "auto",
 ) -> Iterator[ImageResult]:
     """``segment_image`` over ``paths`` in worker threads, results in input order.
 
@@ -184,7 +187,7 @@ def segmented(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment") as pool:
         try:
             for path in todo:
-                pending.append(pool.submit(segment_image, path, mode, card))
+                pending.append(pool.submit(segment_image, path, mode, card, segmenter))
                 if len(pending) >= lookahead:
                     break
             while pending:
@@ -193,7 +196,7 @@ def segmented(
                 result = pending.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(segment_image, nxt, mode, card))
+                    pending.append(pool.submit(segment_image, nxt, mode, card, segmenter))
                 yield result
         finally:
             for future in pending:
@@ -206,6 +209,7 @@ def analyse(
     bundle: ModelBundle | None = None,
     batch_size: int = 32,
     should_stop: Callable[[], bool] = lambda: False,
+    segmenter: str = "auto",
 ) -> Iterator[ImageResult]:
     """Segment (and with a bundle, classify) each path, yielding results in input order.
 
@@ -216,7 +220,7 @@ def analyse(
     card = bundle.card if bundle else None
     pending: list[ImageResult] = []
     n_cells = 0
-    for result in segmented(paths, mode, card, should_stop):
+    for result in segmented(paths, mode, card, should_stop, segmenter=segmenter):
         pending.append(result)
         n_cells += len(result.cells)
         if bundle is None or n_cells >= batch_size:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from .vocabulary import SEGMENTERS
 
 CONFIG_ENV = "YAWBCC_CONFIG_DIR"
 FILE_NAME = "preferences.json"
@@ -47,6 +48,7 @@ class Preferences:
     reference_ranges: dict[str, ReferenceRange] = field(default_factory=lambda: dict(REFERENCE_RANGES))
     min_wbc: int = DEFAULT_MIN_WBC
     last_session: str = ""
+    segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     problem: str = ""
 
     def to_json(self) -> dict:
@@ -56,6 +58,7 @@ class Preferences:
             "reference_ranges": {g: [r.low, r.high] for g, r in self.reference_ranges.items()},
             "min_wbc": self.min_wbc,
             "last_session": self.last_session,
+            "segmenter": self.segmenter,
         }
 
     @classmethod
@@ -72,6 +75,8 @@ class Preferences:
             prefs.min_wbc = n
         if isinstance(data.get("last_session"), str):
             prefs.last_session = data["last_session"]
+        if data.get("segmenter") in SEGMENTERS:
+            prefs.segmenter = data["segmenter"]
         ranges = data.get("reference_ranges")
         if isinstance(ranges, dict):
             for group, pair in ranges.items():

@@ -14,7 +14,7 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 from .cells import WBC, CellRegion
-from .vocabulary import MODES
+from .vocabulary import MODES, SEGMENTERS
 
 
 class SegmentationError(Exception):
@@ -84,32 +84,76 @@ def looks_like_smear(rgb: np.ndarray) -> bool:
     return _looks_like_smear(rgb)
 
 
-def find_cells(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegion]]:
+def find_cells(rgb: np.ndarray, mode: str = "auto", segmenter: str = "auto") -> tuple[str, list[CellRegion]]:
     """See ``find_cells_measured``, without the red-cell radius."""
-    return find_cells_measured(rgb, mode)[:2]
+    return find_cells_measured(rgb, mode, segmenter)[:2]
 
 
 # The red-cell radius was not measured by the segmentation (it did not need it).
 NOT_MEASURED = -1.0
 
+# What ``segmenter="auto"`` runs for each kind of image, from benchmarks/segmentation_domains.py
+# (figures in the README): on held-out fields of the three labs the U-Net finds white
+# cells the classic method merges or misses on Bio-Net's smears; on single-cell crops the
+# classic central cell is as reliable and costs no network.
+AUTO_SEGMENTER = {"smear": "unet", "cell": "classic"}
 
-def find_cells_measured(rgb: np.ndarray, mode: str = "auto") -> tuple[str, list[CellRegion], float | None]:
+
+def network_for(mode: str, segmenter: str):
+    """The U-Net to use for an image of ``mode`` ("cell" or "smear"), or None for the classic
+    method.  ``auto`` quietly keeps the classic method when no U-Net bundle is installed;
+    an explicit ``unet`` without one is an error."""
+    from .unet_segmentation import SegmenterError, load_segmenter
+
+    choice = AUTO_SEGMENTER[mode] if segmenter == "auto" else segmenter
+    if choice == "classic":
+        return None
+    try:
+        return load_segmenter()
+    except SegmenterError as exc:
+        if segmenter == "auto":
+            return None
+        raise SegmentationError(str(exc)) from exc
+
+
+def find_cells_measured(
+    rgb: np.ndarray, mode: str = "auto", segmenter: str = "auto"
+) -> tuple[str, list[CellRegion], float | None]:
     """Cells of one image and the mode actually used (``"cell"`` or ``"smear"``).
 
     In cell mode the result is the one central cell; in smear mode every WBC and platelet
-    cluster found (possibly none).  The third value is the red-cell radius in source pixels
-    that the segmentation measured on the way (None: it found no red cell; NOT_MEASURED:
-    it did not look), so the pixel size need not be measured twice.  Raises ``SegmentationError`` in cell mode when no cell
-    is found, ``ValueError`` for an unknown mode.
+    cluster found (possibly none).  ``segmenter`` is one of SEGMENTERS.  The third value is
+    the red-cell radius in source pixels that the segmentation measured on the way (None: it
+    found no red cell; NOT_MEASURED: it did not look), so the pixel size need not be
+    measured twice.  Raises ``SegmentationError`` in cell mode when no cell is found,
+    ``ValueError`` for an unknown mode or segmenter.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    from .smear import detect_field_measured, find_cells_in_smear_measured
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {', '.join(SEGMENTERS)}")
+    from .smear import detect_field_measured, find_cells_in_smear_measured, measure_rbc_radius
+    from .unet_segmentation import central_region
 
+    radius: float | None = NOT_MEASURED
+    classic: list[CellRegion] | None = None
     if mode == "auto":
-        is_smear, cells, radius = detect_field_measured(rgb)
-        return ("smear", cells, radius) if is_smear else ("cell", [segment_single_cell(rgb)], radius)
-    if mode == "cell":
-        return mode, [segment_single_cell(rgb)], NOT_MEASURED
-    cells, radius = find_cells_in_smear_measured(rgb)
-    return mode, cells, radius
+        # The classic detection tells a field from a crop (and measures the red cells) in
+        # about 20 ms; a network is run only on top of it where it does better.
+        is_smear, classic, radius = detect_field_measured(rgb)
+        mode = "smear" if is_smear else "cell"
+    net = network_for(mode, segmenter)
+    if net is None:
+        if mode == "cell":
+            return mode, [segment_single_cell(rgb)], radius
+        if classic is None:
+            classic, radius = find_cells_in_smear_measured(rgb)
+        return mode, classic, radius
+    if radius == NOT_MEASURED:
+        radius = measure_rbc_radius(rgb)
+    cells = net.find_cells(rgb, radius)
+    if mode == "smear":
+        return mode, cells, radius
+    # A crop the network finds nothing in still has its central cell by the classic method.
+    central = central_region(cells, rgb.shape)
+    return mode, [central if central is not None else segment_single_cell(rgb)], radius

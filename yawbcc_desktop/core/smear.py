@@ -381,11 +381,11 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
     for m, kind, ox, oy in regions:
         if m.any():
             pad = 0.05 * R if kind == WBC else 0.1 * R
-            out.append(_to_region(m, ox, oy, pad, sx, sy, W, H, kind))
+            out.append(to_region(m, ox, oy, pad, sx, sy, W, H, kind))
     return r_src, out, measured
 
 
-def _to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float, W: int, H: int, kind: str) -> CellRegion:
+def to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float, W: int, H: int, kind: str) -> CellRegion:
     """Map a working-scale object mask (window at ``ox, oy``) to a source-pixel CellRegion.
 
     The cell mask is the object's convex hull grown by ``pad`` working pixels; the box is

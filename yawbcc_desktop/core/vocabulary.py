@@ -10,6 +10,11 @@ from __future__ import annotations
 # field of view (every cell), ``auto`` decided per image (core/segmentation.py).
 MODES = ("auto", "cell", "smear")
 
+# Which method finds the cells: ``classic`` thresholds and watershed (core/smear.py,
+# core/segmentation.py), ``unet`` the network trained across labs (core/unet_segmentation.py),
+# ``auto`` the one the segmentation benchmark favours for each kind of image.
+SEGMENTERS = ("auto", "classic", "unet")
+
 # What became of an image, in the words the image list shows.  The analysis ends an image
 # with one of FINAL_STATUSES (stored in the session's ``image.status``); ``queued`` and
 # ``cancelled`` exist only in the window, before or instead of an analysis.

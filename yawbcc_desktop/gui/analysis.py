@@ -89,6 +89,7 @@ class AnalysisController(QObject):
         self.images = ImageListModel(self.store, self.loader, self)
         self.progress = RunProgress()
         self.mode = mode
+        self.segmenter = "auto"  # vocabulary.SEGMENTERS; the preferences' choice
         self.session = None  # the ReviewSession results are committed to (the review controller's)
         self._session_warned = False
         self.model_card: ModelCard | None = None
@@ -221,6 +222,7 @@ class AnalysisController(QObject):
             self._problems_this_run = 0
         self.progress.add(len(paths))
         self._submitted += len(paths)
+        self._worker.segmenter = self.segmenter
         self._worker.analyse(paths, self.mode)
         self.progress_changed.emit()
 

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
 from ..core.classifier import resource_root
-from ..core.vocabulary import MODES
+from ..core.vocabulary import MODES, SEGMENTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         help="cell: single-cell crops (CellaVision); smear: whole fields; auto: decide per image (default: last used)",
+    )
+    parser.add_argument(
+        "--segmenter",
+        choices=SEGMENTERS,
+        help="how cells are found: classic, unet, or auto (the U-Net for smear fields); default: the preferences'",
     )
     parser.add_argument(
         "--screenshot",
@@ -102,6 +107,8 @@ def main(argv: Sequence[str]) -> int:
     app.setWindowIcon(icon("yawbcc"))
     unattended = bool(args.screenshot or args.startup_probe)
     window = MainWindow(AppSettings(remember=not unattended), attended=not unattended, mode=args.mode)
+    if args.segmenter:
+        window.controller.segmenter = args.segmenter  # this run only; the preferences keep theirs
     if args.screenshot:
         width, height = (int(v) for v in args.screenshot_size.lower().split("x"))
         window.resize(width, height)

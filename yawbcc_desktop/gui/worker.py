@@ -38,7 +38,7 @@ LOOKAHEAD = 8
 SEGMENT_IN_PROCESS = os.environ.get("YAWBCC_SEGMENT_IN_PROCESS", "1") != "0"
 
 
-def segment_safely(path: str, mode: str, card):
+def segment_safely(path: str, mode: str, card, segmenter: str = "auto"):
     """``pipeline.segment_image`` that never raises: (result, traceback of a library bug or '').
 
     Module-level, so that a process pool can run it.
@@ -46,7 +46,7 @@ def segment_safely(path: str, mode: str, card):
     from ..core import pipeline
 
     try:
-        return pipeline.segment_image(path, mode, card), ""
+        return pipeline.segment_image(path, mode, card, segmenter), ""
     except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
         result = pipeline.ImageResult(path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})")
         return result, traceback.format_exc()
@@ -129,6 +129,8 @@ class AnalysisWorker(QThread):
         # Worker-thread state:
         self._bundle = None
         self._cam = None
+        # How cells are found (vocabulary.SEGMENTERS), for images submitted from now on.
+        self.segmenter = "auto"
 
     # ------------------------------------------------------------ called from the GUI thread
     def load_model(self, folder: str) -> None:
@@ -257,7 +259,7 @@ class AnalysisWorker(QThread):
         if getattr(self._helpers, "_broken", False):  # its child died: start another
             self._helpers.shutdown(wait=False, cancel_futures=True)
             self._helpers = segmenting_pool()
-        return self._helpers.submit(segment_safely, path, mode, card)
+        return self._helpers.submit(segment_safely, path, mode, card, self.segmenter)
 
     def _segmented(self, pipeline, future: Future, path: str, mode: str):
         """The segmentation of ``path``; a failure is that image's, and the run goes on."""

@@ -1,10 +1,11 @@
-"""Preferences: who reviews, the review threshold, the lab's reference ranges."""
+"""Preferences: who reviews, the review threshold, how cells are found, the lab's reference ranges."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -20,7 +21,15 @@ from PySide6.QtWidgets import (
 
 from ...core.classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
 from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences
+from ...core.vocabulary import SEGMENTERS
 from ..palette import display_name
+
+# How each segmenter reads to a reviewer (vocabulary.SEGMENTERS).
+SEGMENTER_NAMES = {
+    "auto": "Automatic (network for smear fields, classic for single cells)",
+    "classic": "Classic (thresholds and watershed)",
+    "unet": "Network (U-Net trained on three labs)",
+}
 
 
 def _spin(low: float, high: float, value: float, decimals: int = 1, suffix: str = " %") -> QDoubleSpinBox:
@@ -52,6 +61,15 @@ class PreferencesDialog(QDialog):
         form.addRow("Reviewer", self.reviewer)
         form.addRow("Review cells below", self.threshold)
         form.addRow("White cells for a full count", self.min_wbc)
+        self.segmenter = QComboBox()
+        for key in SEGMENTERS:
+            self.segmenter.addItem(SEGMENTER_NAMES[key], key)
+        self.segmenter.setCurrentIndex(SEGMENTERS.index(prefs.segmenter))
+        self.segmenter.setToolTip(
+            "How cells are found in newly analysed images. The network holds on other labs' smears, "
+            "where the classic method merges neighbouring cells; Analysis › Re-analyse applies a change to open images."
+        )
+        form.addRow("Find cells with", self.segmenter)
 
         ranges = QGroupBox("Reference ranges (% of white cells)")
         grid = QGridLayout(ranges)
@@ -86,6 +104,7 @@ class PreferencesDialog(QDialog):
     def restore_defaults(self) -> None:
         self.threshold.setValue(100 * DEFAULT_REVIEW_THRESHOLD)
         self.min_wbc.setValue(DEFAULT_MIN_WBC)
+        self.segmenter.setCurrentIndex(SEGMENTERS.index("auto"))
         for group, (low, high) in self.ranges.items():
             low.setValue(REFERENCE_RANGES[group].low)
             high.setValue(REFERENCE_RANGES[group].high)
@@ -98,6 +117,7 @@ class PreferencesDialog(QDialog):
             reviewer=self.reviewer.text().strip(),
             review_threshold=self.threshold.value() / 100,
             min_wbc=self.min_wbc.value(),
+            segmenter=self.segmenter.currentData(),
             reference_ranges=ranges,
             problem="",
         )

@@ -1,0 +1,86 @@
+"""Both segmenters on each lab's held-out images: what ``--segmenter auto`` is chosen from.
+
+    .venv/bin/python benchmarks/segmentation_domains.py [--data ../shared/data] [--split runs/split.csv]
+        [--segmenters classic unet] [--n-pbc 1000]
+
+Per segmenter (through ``core.segmentation.find_cells_measured``, as the app runs it):
+
+* held-out BCCD and Bio-Net detection fields (``field_split == "test"``, never trained on):
+  white-cell recall and precision at IoU 0.5, platelet recall at IoU 0.3 (platelet boxes
+  are small and hand-drawn), ms per field (640x480);
+* held-out Bio-Net labelled fields (cyan, one white cell each, no boxes): share whose
+  white cell is found at its nucleus, extra white cells per field;
+* PBC test crops (cell mode): share whose found central cell holds the image centre, ms
+  per crop.
+
+The PBC split is ``python -m training split --out runs/split.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.unet import bionet_cells_figures, object_figures, pbc_central_figures  # noqa: E402
+from yawbcc_desktop.core.segmentation import find_cells_measured  # noqa: E402
+
+
+class Timed:
+    """``find_cells_measured`` in one mode with one segmenter, timing every call."""
+
+    def __init__(self, mode: str, segmenter: str):
+        self.mode, self.segmenter, self.ms = mode, segmenter, []
+
+    def __call__(self, rgb):
+        t = time.perf_counter()
+        cells = find_cells_measured(rgb, self.mode, self.segmenter)[1]
+        self.ms.append(1000 * (time.perf_counter() - t))
+        return cells[0] if self.mode == "cell" else cells
+
+    def mean_ms(self) -> float:
+        # The first call loads the network (seconds): not a field's cost.
+        rest = self.ms[1:] or self.ms
+        return sum(rest) / len(rest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--split", default=str(REPO / "runs" / "split.csv"))
+    parser.add_argument("--segmenters", nargs="+", default=["classic", "unet"])
+    parser.add_argument("--n-pbc", type=int, default=1000)
+    args = parser.parse_args()
+    data = Path(args.data)
+    for segmenter in args.segmenters:
+        for name, root in (("BCCD", data / "bccd"), ("Bio-Net", data / "deepbionet" / "fields")):
+            find = Timed("smear", segmenter)
+            f = object_figures(None, root, find)
+            print(
+                f"{segmenter:8s} {name} held-out fields ({f['fields']}): WBC recall {f['wbc_recall']:.3f}, "
+                f"precision {f['wbc_precision']:.3f}, platelet recall {f['platelet_recall_iou0.3']:.3f}; "
+                f"{find.mean_ms():.1f} ms per field",
+                flush=True,
+            )
+        find = Timed("smear", segmenter)
+        f = bionet_cells_figures(None, data / "deepbionet" / "cells", find)
+        print(
+            f"{segmenter:8s} Bio-Net labelled held-out fields ({f['fields']}): white cell found {f['wbc_found']:.3f}, "
+            f"{f['extra_wbc_per_field']:.2f} extra white cells per field; {find.mean_ms():.1f} ms per field",
+            flush=True,
+        )
+        find = Timed("cell", segmenter)
+        f = pbc_central_figures(None, args.split, args.n_pbc, find)
+        print(
+            f"{segmenter:8s} PBC test crops ({f['crops']}): central cell found {100 * f['central_found']:.2f} %; "
+            f"{find.mean_ms():.1f} ms per crop",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
