@@ -257,6 +257,7 @@ def test_differential_panel_updates_by_itself_and_exports_from_the_menu(reviewed
     for action, name in ((w.export_cells_action, "cells.csv"), (w.export_differential_action, "diff.csv")):
         monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, n=name, **k: (str(tmp_path / n), ""))
         action.trigger()
+        qtbot.waitUntil((tmp_path / name).exists, timeout=10000)  # written off the GUI thread
     import pandas as pd
 
     cells = pd.read_csv(tmp_path / "cells.csv", encoding="utf-8-sig")

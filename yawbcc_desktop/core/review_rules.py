@@ -58,6 +58,13 @@ def review_reasons(confidence: float, threshold: float, flags: str | list[str]) 
     return reasons + list(flags)
 
 
+def waits_for_review(confidence, threshold: float, flagged):
+    """``review_reasons`` of many unreviewed cells at once (numpy arrays of confidences and of
+    "has analysis flags"): True where it gives a reason.  ``not confidence >= threshold``
+    holds for nan too, a cell never classified."""
+    return ~(confidence >= threshold) | flagged
+
+
 def join_flags(flags: list[str]) -> str:
     return FLAG_SEPARATOR.join(flags)
 

@@ -13,12 +13,13 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from ..core import review_rules
 from ..core.cells import CellRegion
-from ..core.classes import ARTEFACT, GROUPS
+from ..core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from ..core.preferences import DEFAULT_REVIEW_THRESHOLD
 from ..core.vocabulary import ANALYSED, QUEUED
 
@@ -58,7 +59,7 @@ class Cell:
     flags: tuple[str, ...] = ()  # reasons for review fixed at analysis (core.review_rules.analysis_flags)
 
     def __post_init__(self) -> None:
-        if len(self.probs):
+        if len(self.probs) and not self.predicted:  # a session cell comes with its prediction
             best = int(np.argmax(self.probs))
             self.predicted, self.confidence = GROUPS[best], float(self.probs[best])
 
@@ -77,7 +78,7 @@ class Cell:
         """A cell as a ``core.store.SessionCell`` holds it, the reviewer's label included."""
         probs = c.probs if c.probs is not None else np.zeros(0, np.float32)
         return cls(
-            c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model,
+            c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model, c.predicted, c.confidence,
             session_id=c.id, label=c.label, reviewer=c.reviewer, reviewed_at=c.reviewed_at,
             flags=tuple(review_rules.split_flags(c.flags)),
         )  # fmt: skip
@@ -206,6 +207,47 @@ class ImageEntry:
         return f"unfamiliar to model {f.model}: score {f.score:.2f}{threshold}"
 
 
+_LABEL_CODES = {label: i for i, label in enumerate(REVIEW_LABELS)}
+_NO_LABEL = -1  # not reviewed
+_UNKNOWN = len(REVIEW_LABELS)  # a prediction outside REVIEW_LABELS ('' never classified)
+
+
+class CellColumns(NamedTuple):
+    """The cells as numpy columns (row id order), so that filtering and sorting 100,000
+    cells is a handful of array operations rather than a Python call per cell."""
+
+    predicted: np.ndarray  # int16, index in REVIEW_LABELS
+    label: np.ndarray  # int16, index in REVIEW_LABELS; -1 not reviewed
+    confidence: np.ndarray  # float64, nan not classified
+    flagged: np.ndarray  # bool: flags fixed at analysis
+    cell_id: np.ndarray  # int32, the cell's number within its image
+    image_row: np.ndarray  # int32, its image's row in opening order
+
+    @property
+    def final(self) -> np.ndarray:
+        """Index in REVIEW_LABELS of what each cell counts as (``Cell.final_label``)."""
+        return np.where(self.label >= 0, self.label, self.predicted)
+
+    def status_codes(self, threshold: float) -> np.ndarray:
+        """Index in CELL_STATUSES of each cell's ``Cell.status``."""
+        reviewed = self.label >= 0
+        waits = review_rules.waits_for_review(self.confidence, threshold, self.flagged)
+        codes = np.where(waits, CELL_STATUSES.index(TO_REVIEW), CELL_STATUSES.index(CONFIDENT))
+        codes = np.where(reviewed, CELL_STATUSES.index(CONFIRMED), codes)
+        return np.where(reviewed & (self.label != self.predicted), CELL_STATUSES.index(CORRECTED), codes).astype(np.int8)
+
+
+def _columns_of(cells: list[Cell], rows: dict[str, int]) -> CellColumns:
+    return CellColumns(
+        np.fromiter((_LABEL_CODES.get(c.predicted, _UNKNOWN) for c in cells), np.int16, len(cells)),
+        np.fromiter((_NO_LABEL if c.label is None else _LABEL_CODES[c.label] for c in cells), np.int16, len(cells)),
+        np.fromiter((c.confidence for c in cells), np.float64, len(cells)),
+        np.fromiter((bool(c.flags) for c in cells), bool, len(cells)),
+        np.fromiter((c.cell_id for c in cells), np.int32, len(cells)),
+        np.fromiter((rows[c.path] for c in cells), np.int32, len(cells)),
+    )
+
+
 class CellStore:
     """Images in the order they were opened, and cells in the order they were analysed.
 
@@ -218,6 +260,7 @@ class CellStore:
         self._rows: dict[str, int] = {}
         self._cells: list[Cell] = []
         self._by_session_id: dict[int, int] = {}
+        self._columns: CellColumns | None = None  # built when first asked, extended as cells arrive
         # Below this calibrated confidence an unreviewed cell waits in the to-review queue.
         self.review_threshold = DEFAULT_REVIEW_THRESHOLD
 
@@ -250,8 +293,18 @@ class CellStore:
         return self._cells[row].status(self.review_threshold)
 
     def to_review_count(self) -> int:
-        t = self.review_threshold
-        return sum(1 for c in self._cells if c.status(t) == TO_REVIEW)
+        codes = self.columns().status_codes(self.review_threshold)
+        return int(np.count_nonzero(codes == CELL_STATUSES.index(TO_REVIEW)))
+
+    def columns(self) -> CellColumns:
+        """Every cell as numpy columns; kept in step with ``record`` and ``apply_label``."""
+        have = 0 if self._columns is None else len(self._columns.predicted)
+        if have < len(self._cells):
+            tail = _columns_of(self._cells[have:], self._rows)
+            self._columns = tail if self._columns is None else CellColumns(*map(np.concatenate, zip(self._columns, tail)))
+        elif self._columns is None:
+            self._columns = _columns_of([], self._rows)
+        return self._columns
 
     def unfamiliar_images(self) -> tuple[int, int, str]:
         """(images unfamiliar to their model, images analysed, the model most of them are unfamiliar to)."""
@@ -317,7 +370,18 @@ class CellStore:
             cell = self._cells[row]
             cell.label = label
             cell.reviewer, cell.reviewed_at = (reviewer, at) if label is not None else ("", "")
+            self.labels_changed([row])
         return row
+
+    def labels_changed(self, rows: Iterable[int]) -> None:
+        """Bring the label column of these cells (row ids) in step with the cells themselves."""
+        if self._columns is None:
+            return
+        column = self._columns.label
+        for row in rows:
+            if row < len(column):
+                label = self._cells[row].label
+                column[row] = _NO_LABEL if label is None else _LABEL_CODES[label]
 
     def set_status(self, paths: Iterable[str], status: str, reason: str = "") -> None:
         for path in paths:
@@ -327,7 +391,7 @@ class CellStore:
 
     def clear_cells(self) -> None:
         """Forget every result (before a re-analysis); images stay open, queued."""
-        self._cells, self._by_session_id = [], {}
+        self._cells, self._by_session_id, self._columns = [], {}, None
         for entry in self._images.values():
             entry.cell_rows = []
             entry.status, entry.reason = QUEUED, ""
@@ -335,3 +399,4 @@ class CellStore:
 
     def clear(self) -> None:
         self._images, self._order, self._rows, self._cells, self._by_session_id = {}, [], {}, [], {}
+        self._columns = None

@@ -10,15 +10,15 @@ else the model's), so a corrected cell moves to its new class everywhere at once
 
 from __future__ import annotations
 
-import bisect
 import math
 from typing import NamedTuple
 
+import numpy as np
 from PySide6.QtCore import (
+    QAbstractProxyModel,
     QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
-    QSortFilterProxyModel,
     Qt,
 )
 from PySide6.QtGui import QColor, QFont
@@ -62,6 +62,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("model", "Model", "Model bundle that classified the cell"),
 )
 COLUMN = {c.key: i for i, c in enumerate(COLUMNS)}
+_COLUMN_COUNT = len(COLUMNS)
+_ROOT = QModelIndex()
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -73,16 +75,20 @@ class CellTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._store = store
         self._loader = loader
-        self._order: list[int] = list(range(store.cell_count))  # model row -> row id
-        self._positions: list[int] | None = None  # row id -> model row, rebuilt when needed
+        self._order = np.arange(store.cell_count)  # model row -> row id
+        self._positions: np.ndarray | None = None  # row id -> model row, rebuilt when needed
         self._sort_column, self._sort_order = -1, Qt.SortOrder.AscendingOrder
-        self._entries: list[tuple] = []  # sorted: (key, tie-break, row id), ascending
         if loader is not None:
             loader.thumbnails_ready.connect(self._thumbnails_ready)
 
     @property
     def store(self) -> CellStore:
         return self._store
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row id of each model row (for the filter, which works on whole columns)."""
+        return self._order
 
     # -- told by the controller
     def cells_added(self, rows: range) -> None:
@@ -93,20 +99,14 @@ class CellTableModel(QAbstractTableModel):
         if self._sort_column < 0:
             start = len(self._order)
             self.beginInsertRows(QModelIndex(), start, start + len(rows) - 1)
-            self._order.extend(rows)
+            self._order = np.concatenate([self._order, np.arange(rows.start, rows.stop)])
             self.endInsertRows()
             return
-        for row_id in rows:
-            entry = self._entry(row_id)
-            i = bisect.bisect_left(self._entries, entry)
-            at = i if self._sort_order == Qt.SortOrder.AscendingOrder else len(self._entries) - i
-            self.beginInsertRows(QModelIndex(), at, at)
-            self._entries.insert(i, entry)
-            self._order.insert(at, row_id)
-            self.endInsertRows()
+        self.sort(self._sort_column, self._sort_order)  # whole columns: cheaper than a bisect per cell
 
     def labels_changed(self, rows) -> None:
         """Reviewers changed these cells' labels (row ids): repaint them, filter them again."""
+        self._store.labels_changed(rows)
         positions = sorted(p for p in (self.index_of_id(r).row() for r in rows) if p >= 0)
         if not positions:
             return
@@ -120,41 +120,37 @@ class CellTableModel(QAbstractTableModel):
     def reset(self) -> None:
         """The store was cleared or refilled."""
         self.beginResetModel()
-        self._order = list(range(self._store.cell_count))
+        self._order = self._sorted_rows()
         self._positions = None
-        if self._sort_column >= 0:
-            self._sort_rows()
         self.endResetModel()
 
     def row_id_at(self, row: int) -> int:
         """The store row id of the cell shown at model row ``row``."""
-        return self._order[row]
+        return int(self._order[row])
 
     def cell_at(self, row: int) -> Cell:
         """The cell shown at model row ``row`` (not a row id)."""
-        return self._store.cell(self._order[row])
+        return self._store.cell(int(self._order[row]))
 
     def index_of_id(self, row_id: int, column: int = 0) -> QModelIndex:
         """The model index of the cell with store row id ``row_id``."""
         if self._positions is None:
-            positions = [0] * self._store.cell_count
-            for at, rid in enumerate(self._order):
-                positions[rid] = at
+            positions = np.empty(len(self._order), np.int64)
+            positions[self._order] = np.arange(len(self._order))
             self._positions = positions
-        if not 0 <= row_id < len(self._positions) or row_id >= self._store.cell_count:
+        if not 0 <= row_id < len(self._positions):
             return QModelIndex()
-        return self.index(self._positions[row_id], column)
+        return self.index(int(self._positions[row_id]), column)
 
     # -- sorting
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort by ``column`` (-1: analysis order); persistent indexes follow their cells."""
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
-        ids = [self._order[i.row()] for i in persistent]
+        ids = [int(self._order[i.row()]) for i in persistent]
         self._sort_column = column if 0 <= column < len(COLUMNS) else -1
         self._sort_order = order
-        self._order = list(range(self._store.cell_count))
-        self._sort_rows()
+        self._order = self._sorted_rows()
         self._positions = None
         moved = [self.index_of_id(rid, i.column()) for rid, i in zip(ids, persistent)]
         self.changePersistentIndexList(persistent, moved)
@@ -163,18 +159,15 @@ class CellTableModel(QAbstractTableModel):
     def sort_column(self) -> int:
         return self._sort_column
 
-    def _entry(self, row_id: int) -> tuple:
-        key = _sort_value(self._store.cell(row_id), COLUMNS[self._sort_column].key, self._store.review_threshold)
-        # Ties keep analysis order in both directions.
-        return key, row_id if self._sort_order == Qt.SortOrder.AscendingOrder else -row_id, row_id
-
-    def _sort_rows(self) -> None:
+    def _sorted_rows(self) -> np.ndarray:
+        ids = np.arange(self._store.cell_count)
         if self._sort_column < 0:
-            self._entries = []
-            return
-        self._entries = sorted(self._entry(r) for r in self._order)
-        ids = [e[2] for e in self._entries]
-        self._order = ids if self._sort_order == Qt.SortOrder.AscendingOrder else ids[::-1]
+            return ids
+        key = _sort_keys(self._store, COLUMNS[self._sort_column].key)
+        # Ties keep analysis order in both directions.
+        if self._sort_order == Qt.SortOrder.AscendingOrder:
+            return np.lexsort((ids, key))
+        return np.lexsort((-ids, key))[::-1]
 
     # -- QAbstractTableModel
     def rowCount(self, parent: Index = QModelIndex()) -> int:
@@ -201,7 +194,7 @@ class CellTableModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or not 0 <= index.row() < len(self._order):
             return None
-        row_id = self._order[index.row()]
+        row_id = int(self._order[index.row()])
         cell = self._store.cell(row_id)
         key = COLUMNS[index.column()].key
         if role == Qt.ItemDataRole.DisplayRole:
@@ -300,12 +293,51 @@ def _sort_value(cell: Cell, key: str, threshold: float):
     return _display(cell, key, threshold)
 
 
-class CellFilter(QSortFilterProxyModel):
+def _sort_keys(store: CellStore, key: str) -> np.ndarray:
+    """``_sort_value`` of every cell (row id order) as one array, for ``np.lexsort``."""
+    columns, cells, threshold = store.columns(), store.cells(), store.review_threshold
+    if key == "image":
+        paths = store.paths()
+        path_rank = _text_ranks(paths, paths.__getitem__)[columns.image_row]
+        return path_rank * (int(columns.cell_id.max(initial=0)) + 1) + columns.cell_id
+    if key == "cell":
+        return columns.cell_id
+    if key in ("predicted", "final"):
+        return columns.predicted if key == "predicted" else columns.final
+    if key == "confidence":
+        return np.nan_to_num(columns.confidence, nan=-1.0)
+    if key == "status":
+        return columns.status_codes(threshold)
+    # Text columns: cells alike in what the text says show the same text, made once per kind.
+    if key == "why":
+        low = np.where(columns.confidence >= threshold, 2, np.where(np.isnan(columns.confidence), 0, 1))
+        alike = list(zip((columns.label >= 0).tolist(), low.tolist(), (c.flags for c in cells)))
+    elif key == "reviewer":
+        alike = [(c.label is not None, c.reviewer, c.reviewed_at) for c in cells]
+    else:
+        alike = [getattr(c, key) for c in cells]
+    return _text_ranks(alike, lambda row: _display(cells[row], key, threshold))
+
+
+def _text_ranks(alike: list, text_at) -> np.ndarray:
+    """Rank of each row's text in sorted order, ``text_at(row)`` asked once per distinct ``alike``."""
+    first: dict = {}
+    for row, a in enumerate(alike):
+        first.setdefault(a, row)
+    texts = {a: text_at(row) for a, row in first.items()}
+    rank = {text: i for i, text in enumerate(sorted(set(texts.values())))}
+    by_alike = {a: rank[text] for a, text in texts.items()}
+    return np.fromiter((by_alike[a] for a in alike), np.int64, len(alike))
+
+
+class CellFilter(QAbstractProxyModel):
     """Cells shown to the reviewer: by final label, confidence range and review status.
 
     The table shows this proxy; each gallery section shows a ``for_group`` proxy that shares
-    its criteria.  Sections sit on the cell model itself, not on this proxy: a chain of
-    proxies would filter every row again through Python calls on each change.
+    its criteria.  Sections sit on the cell model itself, not on this proxy.  Which rows pass
+    is worked out on whole columns of the store (``CellStore.columns``), never a Python
+    call per row: a ``QSortFilterProxyModel`` would call ``filterAcceptsRow`` 100,000 times
+    per section on each change of a big session.  Rows keep the cell model's order.
     """
 
     def __init__(self, parent=None, *, group: str | None = None):
@@ -315,15 +347,33 @@ class CellFilter(QSortFilterProxyModel):
         self.min_confidence, self.max_confidence = 0.0, 1.0
         self.statuses: frozenset[str] = frozenset(CELL_STATUSES)
         self.sections: list[CellFilter] = []
-        self.setDynamicSortFilter(True)
+        self._rows = np.zeros(0, np.int64)  # proxy row -> source row
+        self._position = np.zeros(0, np.int64)  # source row -> proxy row; -1 filtered out
+        self._held: list[tuple[QPersistentModelIndex, int]] = []  # persistent indexes and their row ids
 
     def for_group(self, group: str) -> CellFilter:
         """A proxy of this filter's cells of one class (a gallery section), kept in step."""
         section = CellFilter(self, group=group)
-        section.setSourceModel(self.sourceModel())
         section._copy_criteria(self)
+        section.setSourceModel(self.sourceModel())
         self.sections.append(section)
         return section
+
+    def setSourceModel(self, model: CellTableModel) -> None:
+        self.beginResetModel()
+        super().setSourceModel(model)
+        model.modelAboutToBeReset.connect(self.beginResetModel)
+        model.modelReset.connect(self._source_reset)
+        for about, done in (
+            (model.layoutAboutToBeChanged, model.layoutChanged),
+            (model.rowsAboutToBeInserted, model.rowsInserted),
+            (model.rowsAboutToBeRemoved, model.rowsRemoved),
+        ):
+            about.connect(self._hold)
+            done.connect(self._refilter)
+        model.dataChanged.connect(self._source_data_changed)
+        self._filter()
+        self.endResetModel()
 
     def set_criteria(
         self,
@@ -338,11 +388,12 @@ class CellFilter(QSortFilterProxyModel):
             self.min_confidence, self.max_confidence = confidence
         if statuses is not None:
             self.statuses = frozenset(statuses)
-        # One layout change, not an insert signal per newly shown row.
-        self.invalidate()
+        self._hold()
+        self._refilter()
         for section in self.sections:
             section._copy_criteria(self)
-            section.invalidate()
+            section._hold()
+            section._refilter()
 
     def _copy_criteria(self, other: CellFilter) -> None:
         self.groups, self.statuses = other.groups, other.statuses
@@ -356,17 +407,89 @@ class CellFilter(QSortFilterProxyModel):
             or self.statuses != frozenset(CELL_STATUSES)
         )
 
-    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
-        # Straight to the store: going through index().data() would cost a Python call per field.
+    # -- which rows pass
+    def _accepted(self) -> np.ndarray:
+        """Source rows that pass, in the source's order."""
         model = self.sourceModel()
-        cell = model.cell_at(source_row)
-        label = cell.final_label
-        return (
-            (self.group is None or label == self.group)
-            and label in self.groups
-            and self.min_confidence <= cell.confidence <= self.max_confidence
-            and cell.status(model.store.review_threshold) in self.statuses
-        )
+        if model is None or not len(model.order):
+            return np.zeros(0, np.int64)
+        store = model.store
+        columns = store.columns()
+        final = columns.final
+        codes = [i for i, label in enumerate(REVIEW_LABELS) if label in self.groups and self.group in (None, label)]
+        ok = np.isin(final, codes)
+        ok &= (self.min_confidence <= columns.confidence) & (columns.confidence <= self.max_confidence)
+        ok &= np.isin(columns.status_codes(store.review_threshold), [CELL_STATUSES.index(s) for s in self.statuses])
+        return np.flatnonzero(ok[model.order])
+
+    def _filter(self) -> None:
+        self._rows = self._accepted()
+        n = self.sourceModel().rowCount() if self.sourceModel() is not None else 0
+        self._position = np.full(n, -1, np.int64)
+        self._position[self._rows] = np.arange(len(self._rows))
+
+    def _hold(self, *args) -> None:
+        """Before the rows move: remember which cell each persistent index (selection) is on."""
+        self.layoutAboutToBeChanged.emit()
+        model = self.sourceModel()
+        self._held = [(p, model.row_id_at(int(self._rows[p.row()]))) for p in self.persistentIndexList() if p.isValid()]
+
+    def _refilter(self, *args) -> None:
+        """After: filter again and put each persistent index back on its cell (or nowhere)."""
+        self._filter()
+        model = self.sourceModel()
+        held, self._held = self._held, []
+        moved = [self.mapFromSource(model.index_of_id(row_id, p.column())) for p, row_id in held]
+        self.changePersistentIndexList([QModelIndex(p) for p, _ in held], moved)
+        self.layoutChanged.emit()
+
+    def _source_reset(self) -> None:
+        self._filter()
+        self.endResetModel()
+
+    def _source_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
+        if ThumbnailRole not in roles:  # a label changed: the cell may now pass or fail
+            if not np.array_equal(self._accepted(), self._rows):
+                self._hold()
+                self._refilter()
+        shown = self._position[top.row() : bottom.row() + 1]
+        shown = shown[shown >= 0]
+        if len(shown):
+            last = self.columnCount() - 1
+            self.dataChanged.emit(self.index(int(shown.min()), 0), self.index(int(shown.max()), last), roles)
+
+    # -- QAbstractProxyModel
+    def mapToSource(self, index: Index) -> QModelIndex:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return QModelIndex()
+        return self.sourceModel().index(int(self._rows[index.row()]), index.column())
+
+    def mapFromSource(self, index: Index) -> QModelIndex:
+        if not index.isValid() or not 0 <= index.row() < len(self._position) or self._position[index.row()] < 0:
+            return QModelIndex()
+        return self.index(int(self._position[index.row()]), index.column())
+
+    def index(self, row: int, column: int, parent: Index = _ROOT) -> QModelIndex:
+        # Called for every row each time a gallery section lays out its tiles: kept lean.
+        if 0 <= row < len(self._rows) and 0 <= column < _COLUMN_COUNT and not parent.isValid():
+            return self.createIndex(row, column)
+        return _ROOT
+
+    def parent(self, index: Index | None = None):
+        # Without an argument, QObject's parent; with one, the (flat) model's.
+        return super().parent() if index is None else QModelIndex()
+
+    def sibling(self, row: int, column: int, index: Index) -> QModelIndex:
+        return self.index(row, column)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = _ROOT) -> int:
+        return 0 if parent.isValid() else _COLUMN_COUNT
+
+    def hasChildren(self, parent: Index = QModelIndex()) -> bool:
+        return not parent.isValid() and len(self._rows) > 0
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sorting is the cell model's (see the module docstring); sections follow it."""

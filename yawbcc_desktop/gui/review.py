@@ -20,6 +20,7 @@ from ..core.differential import Differential, session_differential
 from ..core.preferences import Preferences, load_preferences, save_preferences, sessions_dir
 from ..core.store import SESSION_SUFFIX, Correction, ReviewSession, SessionError, SessionExists, SignOff
 from .analysis import AnalysisController
+from .background import wait_for_background
 
 
 class ReviewController(QObject):
@@ -146,6 +147,7 @@ class ReviewController(QObject):
         old = self.session
         self.analysis.use_session(session)  # the worker lets go of the old one first
         if old is not None and old is not session:
+            wait_for_background()  # an export may still be reading it
             old.close()
         if session is not None and self.remember:
             self.prefs.last_session = str(session.path)
@@ -161,6 +163,7 @@ class ReviewController(QObject):
         """Close the session file (after the worker has stopped)."""
         session = self.session
         if session is not None:
+            wait_for_background()  # an export may still be reading it
             session.close()
         if self._scratch is not None:
             self._scratch.cleanup()

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMenu, QMe
 
 from ..core.imageio import IMAGE_SUFFIXES
 from ..core.store import SESSION_SUFFIX, SessionError, SignOffRefused
+from .background import in_background
 from .icons import icon
 from .messages import Notifier
 from .review import ReviewController
@@ -96,12 +97,15 @@ class SessionDialogs:
         path, _ = QFileDialog.getSaveFileName(self.window, title, start, "CSV (*.csv)")
         if not path:
             return
-        try:
-            n = write(path)
-        except (OSError, SessionError) as exc:
+
+        def failed(exc: Exception) -> None:
+            if not isinstance(exc, OSError | SessionError):
+                raise exc
             self.notifier.error("Export failed", f"{path} could not be written: {exc}")
-            return
-        self._status(f"Exported {n:,} rows to {path}", 10000)
+
+        # A big session takes seconds to write: off the GUI thread, told when done.
+        self._status(f"Exporting to {path}…", 0)
+        in_background(self.window, lambda: write(path), lambda n: self._status(f"Exported {n:,} rows to {path}", 10000), failed)
 
     def export_cells(self) -> None:
         from ..core.review_export import export_cells

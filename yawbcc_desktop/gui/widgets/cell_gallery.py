@@ -134,6 +134,10 @@ class GalleryGrid(QListView):
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setWrapping(True)
         self.setUniformItemSizes(True)
+        # A section of a big session holds tens of thousands of tiles: lay them out a batch
+        # per turn of the event loop, so that the window keeps answering meanwhile.
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(2000)
         self.setGridSize(TILE + QSize(4, 4))
         self.setSpacing(0)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
