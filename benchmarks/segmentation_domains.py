@@ -13,6 +13,9 @@ Per segmenter (through ``core.segmentation.find_cells_measured``, as the app run
 * PBC test crops (cell mode): share whose found central cell holds the image centre, ms
   per crop.
 
+First, how ``--mode auto`` reads each source (the share taken for smear fields), since
+``--segmenter auto`` chooses by that.
+
 The PBC split is ``python -m training split --out runs/split.csv``.
 """
 
@@ -26,7 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.unet import bionet_cells_figures, object_figures, pbc_central_figures  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from training.unet import bionet_cells_figures, held_out_fields, object_figures, pbc_central_figures  # noqa: E402
+from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.segmentation import find_cells_measured  # noqa: E402
 
 
@@ -56,6 +62,15 @@ def main() -> None:
     parser.add_argument("--n-pbc", type=int, default=1000)
     args = parser.parse_args()
     data = Path(args.data)
+    sources = {
+        "BCCD fields": held_out_fields(data / "bccd"),
+        "Bio-Net detection fields": held_out_fields(data / "deepbionet" / "fields"),
+        "Bio-Net labelled fields": sorted((data / "deepbionet" / "cells").glob("*/*.jpg")),
+        "PBC crops": [Path(p) for p in pd.read_csv(args.split).query("split == 'test'")["path"].sample(300, random_state=0)],
+    }
+    for name, paths in sources.items():
+        smear = sum(find_cells_measured(read_rgb(p), "auto", "classic")[0] == "smear" for p in paths)
+        print(f"mode auto: {smear}/{len(paths)} {name} read as smear fields", flush=True)
     for segmenter in args.segmenters:
         for name, root in (("BCCD", data / "bccd"), ("Bio-Net", data / "deepbionet" / "fields")):
             find = Timed("smear", segmenter)

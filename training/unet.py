@@ -353,8 +353,15 @@ def train(cfg: UnetConfig, samples: list[Sample], out: Path, log=print):
             model.save(out / WEIGHTS_FILE)
 
     model.fit(ds, steps_per_epoch=epoch, epochs=max(1, cfg.steps // epoch), verbose=0, callbacks=[Progress()])
-    model.save(out / WEIGHTS_FILE)
+    save_for_app(model, cfg, out / WEIGHTS_FILE)
     return model
+
+
+def save_for_app(model, cfg: UnetConfig, path: Path) -> None:
+    """The weights in an uncompiled copy: the app needs no optimizer state (a third of the size)."""
+    bare = build_unet(cfg)
+    bare.set_weights(model.get_weights())
+    bare.save(path)
 
 
 def run(args, log=print) -> int:

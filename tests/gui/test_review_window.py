@@ -174,14 +174,14 @@ def _raise(*args, **kwargs):
     raise RuntimeError("simulated library bug")
 
 
-def segment_with_a_bug(path, mode, card, buggy_name):
+def segment_with_a_bug(path, mode, card, segmenter="auto", *, buggy_name):
     """The worker's real guard around a segmentation that raises on one file.  It runs where
     the worker segments (a child process), so the bug is planted there, for that call only."""
     real = pipeline.segment_image
     if path.endswith(buggy_name):
         pipeline.segment_image = _raise
     try:
-        return REAL_GUARD(path, mode, card)
+        return REAL_GUARD(path, mode, card, segmenter)
     finally:
         pipeline.segment_image = real
 
