@@ -20,6 +20,10 @@ from yawbcc_desktop.core.smear import match_boxes, read_voc_boxes
 from yawbcc_desktop.core.unet_segmentation import SegmenterError, load_segmenter, segmenter_folder
 
 
+def _crops(folder):
+    return [p for p in sorted(folder.glob("*.jpg")) if not p.name.startswith(".")]  # PBC ships a .DS_ file
+
+
 @pytest.fixture(scope="module")
 def bionet_fields(data_dir):
     root = data_dir / "deepbionet" / "fields"
@@ -48,7 +52,7 @@ def test_unet_finds_bionet_white_cells_the_classic_method_merges(bionet_fields):
 
 
 def test_auto_segmenter_reads_crops_as_before_and_fields_with_the_network(pbc, bionet_fields):
-    crop = read_rgb(sorted((pbc / "neutrophil").glob("*.jpg"))[0])
+    crop = read_rgb(_crops(pbc / "neutrophil")[0])
     auto = find_cells_measured(crop, "auto", "auto")
     classic = find_cells_measured(crop, "auto", "classic")
     assert auto[0] == classic[0] == "cell"
@@ -63,7 +67,7 @@ def test_auto_segmenter_reads_crops_as_before_and_fields_with_the_network(pbc, b
 
 def test_unet_central_cell_of_a_crop(pbc):
     for group in ("lymphocyte", "platelet", "eosinophil"):
-        rgb = read_rgb(sorted((pbc / group).glob("*.jpg"))[1])
+        rgb = read_rgb(_crops(pbc / group)[1])
         mode, (cell,), _ = find_cells_measured(rgb, "cell", "unet")
         h, w = rgb.shape[:2]
         assert mode == "cell"
@@ -71,7 +75,7 @@ def test_unet_central_cell_of_a_crop(pbc):
 
 
 def test_unknown_segmenter_and_missing_bundle_are_clear(monkeypatch, tmp_path, pbc):
-    rgb = read_rgb(sorted((pbc / "neutrophil").glob("*.jpg"))[0])
+    rgb = read_rgb(_crops(pbc / "neutrophil")[0])
     with pytest.raises(ValueError, match="unknown segmenter"):
         find_cells_measured(rgb, "cell", "watershed")
     with pytest.raises(SegmenterError, match="no-such-unet"):
