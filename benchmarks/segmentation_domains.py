@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--split", default=str(REPO / "runs" / "split.csv"))
-    parser.add_argument("--segmenters", nargs="+", default=["classic", "unet"])
+    parser.add_argument("--segmenters", nargs="+", default=["classic", "unet", "auto"])
     parser.add_argument("--n-pbc", type=int, default=1000)
     args = parser.parse_args()
     data = Path(args.data)
@@ -68,9 +68,10 @@ def main() -> None:
         "Bio-Net labelled fields": sorted((data / "deepbionet" / "cells").glob("*/*.jpg")),
         "PBC crops": [Path(p) for p in pd.read_csv(args.split).query("split == 'test'")["path"].sample(300, random_state=0)],
     }
-    for name, paths in sources.items():
-        smear = sum(find_cells_measured(read_rgb(p), "auto", "classic")[0] == "smear" for p in paths)
-        print(f"mode auto: {smear}/{len(paths)} {name} read as smear fields", flush=True)
+    for segmenter in args.segmenters:
+        for name, paths in sources.items():
+            smear = sum(find_cells_measured(read_rgb(p), "auto", segmenter)[0] == "smear" for p in paths)
+            print(f"{segmenter:8s} mode auto: {smear}/{len(paths)} {name} read as smear fields", flush=True)
     for segmenter in args.segmenters:
         for name, root in (("BCCD", data / "bccd"), ("Bio-Net", data / "deepbionet" / "fields")):
             find = Timed("smear", segmenter)

@@ -65,6 +65,15 @@ def test_auto_segmenter_reads_crops_as_before_and_fields_with_the_network(pbc, b
     assert [c.box for c in cells] == [c.box for c in unet]
 
 
+def test_auto_mode_reads_bionet_smears_as_fields(data_dir):
+    """The classic cells merge Bio-Net's red cells into one frame-filling blob and the field
+    was taken for a single-cell crop; with the network's cells it is a field."""
+    rgb = read_rgb(data_dir / "deepbionet" / "cells" / "eosinophil" / "158.jpg")
+    assert find_cells_measured(rgb, "auto", "classic")[0] == "cell"
+    mode, cells, _ = find_cells_measured(rgb, "auto", "auto")
+    assert mode == "smear" and 1 <= sum(c.kind == WBC for c in cells) <= 3
+
+
 def test_unet_central_cell_of_a_crop(pbc):
     for group in ("lymphocyte", "platelet", "eosinophil"):
         rgb = read_rgb(_crops(pbc / group)[1])

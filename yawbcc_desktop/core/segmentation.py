@@ -132,7 +132,7 @@ def find_cells_measured(
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if segmenter not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {', '.join(SEGMENTERS)}")
-    from .smear import detect_field_measured, find_cells_in_smear_measured, measure_rbc_radius
+    from .smear import detect_field_measured, field_shaped, find_cells_in_smear_measured, measure_rbc_radius, smear_score_of
     from .unet_segmentation import central_region
 
     radius: float | None = NOT_MEASURED
@@ -142,6 +142,14 @@ def find_cells_measured(
         # about 20 ms; a network is run only on top of it where it does better.
         is_smear, classic, radius = detect_field_measured(rgb)
         mode = "smear" if is_smear else "cell"
+        net = network_for("smear", segmenter)
+        if not is_smear and net is not None and field_shaped(rgb):
+            # A camera frame the classic cells call a crop: on Bio-Net's smears they merge
+            # red cells into one frame-filling "white cell" (26 of 140 held-out fields
+            # misread).  The network's cells decide instead.
+            cells = net.find_cells(rgb, radius)
+            if smear_score_of(rgb, cells, radius) > 0:
+                return "smear", cells, radius
     net = network_for(mode, segmenter)
     if net is None:
         if mode == "cell":

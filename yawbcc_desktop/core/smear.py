@@ -62,6 +62,7 @@ __all__ = [
 _WORK_RBC_RADIUS = 20.0
 _MIN_WORK_RBC_RADIUS = 12.0
 _PLATELET_LEVEL = 0.5  # platelet threshold: this far from the background up to the nuclei
+FIELD_ASPECT = 1.2  # camera frames are 4:3 or wider, single-cell crops about square
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -294,13 +295,19 @@ def find_cells_in_smear_measured(rgb: np.ndarray) -> tuple[list[CellRegion], flo
     return cells, measured
 
 
+def _source_radius(rgb: np.ndarray, measured: float | None) -> float:
+    """The red-cell radius to size everything by: as measured, else guessed from the frame."""
+    H, W = rgb.shape[:2]
+    r_src = measured if measured is not None else 0.08 * min(H, W)
+    return float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
+
+
 def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
     """(red-cell radius in source pixels, cells found, the radius as measured or None when
     no red cell was found) for an RGB uint8 image."""
     H, W = rgb.shape[:2]
     measured = measure_rbc_radius(rgb)
-    r_src = measured if measured is not None else 0.08 * min(H, W)
-    r_src = float(np.clip(r_src, 0.01 * min(H, W), 0.3 * min(H, W)))
+    r_src = _source_radius(rgb, measured)
     # Shrink fields with big red cells to R = 20 px; leave R in 12..20 px as it is (no
     # point upsampling); upsample only small ones, to R = 12 px at most 2x.
     if r_src > _WORK_RBC_RADIUS:
@@ -463,6 +470,18 @@ def detect_field_measured(rgb: np.ndarray) -> tuple[bool, list[CellRegion], floa
     return _score(rgb, r_src, cells) > 0, cells, measured
 
 
+def smear_score_of(rgb: np.ndarray, cells: list[CellRegion], measured: float | None) -> float:
+    """``smear_score`` from cells another segmenter found (``measured``: the red-cell radius,
+    None if no red cell was found)."""
+    return _score(rgb, _source_radius(rgb, measured), cells)
+
+
+def field_shaped(rgb: np.ndarray) -> bool:
+    """A camera frame's proportions (4:3 or wider); crops are square."""
+    H, W = rgb.shape[:2]
+    return max(H, W) / max(1, min(H, W)) >= FIELD_ASPECT
+
+
 def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:
     H, W = rgb.shape[:2]
     cx, cy = W / 2.0, H / 2.0
@@ -490,7 +509,7 @@ def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:
     elif short < 5:
         score -= 4.0
     aspect = max(H, W) / max(1, min(H, W))
-    if aspect >= 1.2:
+    if aspect >= FIELD_ASPECT:
         score += 2.0
     elif aspect <= 1.1:
         score -= 2.0
