@@ -6,7 +6,8 @@
   (test side of ``training.domains``' field split), read in auto mode; the first field's
   first cell is selected.
 - ``bionet-field.png``: five Bio-Net fields (a third lab: Olympus, other stain), also from
-  the held-out test side, in auto mode.
+  the held-out test side, in auto mode with the default segmenter (the U-Net for fields);
+  ``bionet-field-classic.png`` the same with ``--segmenter classic``, for comparison.
 - ``unfamiliar-field.png``: two fields of Bio-Net's detection series, which no model was
   trained on (``deepbionet/fields``): the second, a yellow-background field, is flagged
   unfamiliar, so the banner and the image mark show.
@@ -66,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     parser.add_argument("--model", default=None)
+    parser.add_argument("--only-fields", action="store_true", help="the BCCD and Bio-Net field screenshots only")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,9 @@ def main() -> None:
     shoot(out / "smear-field.png", fields, args.model, "auto")
     bionet = held_out(list((DATA / "deepbionet" / "cells" / "neutrophil").glob("*.jpg")), 5, lambda p: p.stem + p.parent.name)
     shoot(out / "bionet-field.png", bionet, args.model, "auto")
+    shoot(out / "bionet-field-classic.png", bionet, args.model, "auto", ("--segmenter", "classic"))
+    if args.only_fields:
+        return
     detection = [str(DATA / "deepbionet" / "fields" / "JPEGImages" / n) for n in ("002.jpg", "1000.jpg")]
     shoot(out / "unfamiliar-field.png", detection, args.model, "auto")
 
