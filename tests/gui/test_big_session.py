@@ -13,7 +13,7 @@ from benchmarks.big_session import build_session
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.classes import REVIEW_LABELS
 from yawbcc_desktop.core.store import ReviewSession
-from yawbcc_desktop.gui.cell_store import CELL_STATUSES, CORRECTED, TO_REVIEW, AnalysedImage, CellStore
+from yawbcc_desktop.gui.cell_store import CELL_STATUSES, CORRECTED, TO_REVIEW, CellStore, read_session
 from yawbcc_desktop.gui.cell_table_model import COLUMN, COLUMNS, CellFilter, CellTableModel, RowIdRole, SortRole
 
 
@@ -28,10 +28,7 @@ def loaded(big_session):
     owner = QObject()
     store = CellStore()
     with ReviewSession.open(big_session, readonly=True) as session:
-        cells = session.cells()
-        store.add_images(im.path for im in session.images())
-        for im in session.images():
-            store.record(AnalysedImage.from_session(im, [c for c in cells if c.image_id == im.id]))
+        store.take(read_session(session))
     model = CellTableModel(store, parent=owner)
     shown = CellFilter(parent=owner)
     shown.setSourceModel(model)
@@ -107,3 +104,20 @@ def test_a_selected_cell_stays_selected_through_filters_sorts_and_corrections(lo
     shown.set_criteria(groups=frozenset(REVIEW_LABELS))
     assert shown.mapFromSource(model.index_of_id(row_id)).data(RowIdRole) == row_id
     assert sections["BASOPHIL"].mapFromSource(model.index_of_id(row_id)) != QModelIndex()
+
+
+def test_sorting_again_as_it_is_sorted_does_nothing_until_labels_change(loaded):
+    """QTableView.sortByColumn asks the model twice; on a big session each sort costs."""
+    store, model, shown, _ = loaded
+    layouts = []
+    model.layoutChanged.connect(lambda *a: layouts.append(1))
+    column = COLUMN["final"]
+    model.sort(column, Qt.SortOrder.AscendingOrder)
+    model.sort(column, Qt.SortOrder.AscendingOrder)
+    assert len(layouts) == 1
+    row_id = model.row_id_at(0)  # the first cell in final-label order, relabelled to the last class
+    store.apply_label(store.cell(row_id).session_id, REVIEW_LABELS[-1], "anna", "2026-11-30T10:00:00")
+    model.labels_changed([row_id])
+    assert model.row_id_at(0) == row_id  # rows stay put under the reviewer's eyes
+    model.sort(column, Qt.SortOrder.AscendingOrder)
+    assert len(layouts) == 2 and model.row_id_at(0) != row_id

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -46,6 +47,12 @@ def reviewed(window, qtbot, cell_folder):
     window.filter_bar.reset()
     window._update_counts()
     return window
+
+
+def recount(window, qtbot) -> None:
+    """Refresh the differential panel and wait for the count (made off the GUI thread)."""
+    with qtbot.waitSignal(window.differential.refreshed, timeout=10000):
+        window.differential.refresh()
 
 
 def press(window, key) -> None:
@@ -135,7 +142,7 @@ def test_queue_filter_and_sign_off_only_when_it_is_empty(reviewed, qtbot):
     shown = w.controller.cell_filter
     assert shown.rowCount() == store.to_review_count() == 16
     assert all(store.status(shown.index(i, 0).data(RowIdRole)) == TO_REVIEW for i in range(16))
-    w.differential.refresh()
+    recount(w, qtbot)
     assert not w.differential.sign_button.isEnabled()
     assert not w.sign_off() and "still wait in the to-review queue" in w.notifier.history[-1][1]
     # Select every cell of the queue and confirm them (Enter).
@@ -146,25 +153,25 @@ def test_queue_filter_and_sign_off_only_when_it_is_empty(reviewed, qtbot):
     assert shown.rowCount() == 0
     qtbot.waitUntil(lambda: w.to_review_button.text() == "To review: 0", timeout=2000)  # updated within 250 ms
     assert all(store.status(r) == CONFIRMED for r in range(store.cell_count) if store.cell(r).reviewed)
-    w.differential.refresh()
+    recount(w, qtbot)
     assert w.differential.sign_button.isEnabled()
     assert w.sign_off()
     done = session.current_sign_off()
     assert done is not None and done.reviewer == "tester"
-    w.differential.refresh()
+    recount(w, qtbot)
     assert "Signed off" in w.differential.signed.text() and not w.differential.sign_button.isEnabled()
     w.filter_bar.reset()
 
 
-def test_differential_panel_follows_corrections(reviewed):
+def test_differential_panel_follows_corrections(reviewed, qtbot):
     w, store = reviewed, reviewed.controller.store
-    w.differential.refresh()
+    recount(w, qtbot)
     before = dict(w.differential.diff.counts)
     row = next(r for r in range(store.cell_count) if store.cell(r).final_label != "IG")
     old = store.cell(row).final_label
     w.selection.select_cell(row)
     w.set_label("IG")
-    w.differential.refresh()
+    recount(w, qtbot)
     counts = w.differential.diff.counts
     assert counts["IG"] == before["IG"] + 1 and counts[old] == before[old] - 1
     assert "IG_PRESENT" in w.differential.diff.flag_codes()
@@ -180,10 +187,53 @@ def test_reopening_a_session_restores_every_correction(reviewed, qtbot):
     labels = {c.session_id: c.label for c in store.cells()}
     w.close_all()
     assert w.review.session is None and store.cell_count == 0
-    assert w.review.open_session(path)
+    with qtbot.waitSignal(w.controller.session_loaded, timeout=10000):  # read off the GUI thread
+        assert w.review.open_session(path)
     assert {c.session_id: c.label for c in store.cells()} == labels
     assert store.image_count == 16 and w.controller.cells.rowCount() == 16
     assert w.review.prefs.last_session == str(path)
+
+
+def test_a_session_is_read_off_the_gui_thread_and_images_opened_meanwhile_join_it(
+    reviewed, qtbot, monkeypatch, many_cells, tmp_path
+):
+    from yawbcc_desktop.gui import analysis
+
+    w, store, c = reviewed, reviewed.controller.store, reviewed.controller
+    path = w.review.session.path
+    w.close_all()
+    gate, real = threading.Event(), analysis.read_session
+
+    def held(session, abandoned):  # a read that takes as long as the test wants (and can be dropped)
+        while not gate.is_set() and not abandoned():
+            time.sleep(0.01)
+        return real(session, abandoned)
+
+    monkeypatch.setattr(analysis, "read_session", held)
+    assert w.review.open_session(path)
+    # The window answers meanwhile, and says what it waits for.
+    assert c.loading and store.cell_count == 0 and w.review.session.path == path
+    assert w.status_fields.cell_count.text() == "Loading session…"
+    assert not w.gallery.empty.isHidden() and w.gallery.empty.text() == "Loading session…"
+    extra = os.path.abspath(many_cells[0])
+    assert w.open_paths([extra]) == 0  # waits for the session: its images come first
+    with qtbot.waitSignal(c.run_finished, timeout=RUN_TIMEOUT_MS):
+        gate.set()
+    assert not c.loading and store.image_count == 17 and store.paths()[-1] == extra
+    assert "17 images" in w.status_fields.cell_count.text()
+    assert len(w.review.session.images()) == 17
+
+    # Another session opened while one loads: the first one's cells never show.
+    empty = tmp_path / "empty.yawbcc"
+    ReviewSession.create(empty).close()
+    gate.clear()
+    w.close_all()
+    assert w.review.open_session(path) and c.loading
+    with qtbot.waitSignal(c.session_loaded, timeout=10000):
+        assert w.review.open_session(empty)
+        gate.set()
+    qtbot.wait(200)  # a late result of the first load would arrive by now
+    assert w.review.session.path == empty and store.cell_count == 0 and store.image_count == 0
 
 
 def test_bad_session_files_get_a_message_and_are_left_as_they_were(window, tmp_path):
@@ -244,7 +294,7 @@ def test_killed_app_during_analysis_keeps_every_analysed_image(tiny_bundle, many
 
 def test_differential_panel_updates_by_itself_and_exports_from_the_menu(reviewed, qtbot, monkeypatch, tmp_path):
     w, store = reviewed, reviewed.controller.store
-    w.differential.refresh()
+    recount(w, qtbot)
     row = 0
     target = next(g for g in GROUPS if g != store.cell(row).final_label)
     before = w.differential.diff.counts[target]
@@ -291,19 +341,20 @@ def test_preferences_threshold_and_reviewer_apply_at_once(reviewed, monkeypatch)
     assert store.to_review_count() == 16 and w.review.reviewer == "dr who"
 
 
-def test_last_session_is_offered_at_start(window, monkeypatch):
+def test_last_session_is_offered_at_start(window, qtbot, monkeypatch):
     w = window
     w.new_session()
     last = str(w.review.session.path)
     w.close_all()
     asked = []
     monkeypatch.setattr(type(w.dialogs), "ask_reopen", lambda self, path, summary: asked.append((path, summary)) or True)
-    w.dialogs.offer_last_session()
+    with qtbot.waitSignal(w.controller.session_loaded, timeout=10000):
+        w.dialogs.offer_last_session()
     assert asked and asked[0][0] == last and "images" in asked[0][1]
     assert str(w.review.session.path) == last
 
 
-def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, tmp_path):
+def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, qtbot, tmp_path):
     w, store = reviewed, reviewed.controller.store
     original = w.review.session.path
     row = store.image(store.paths()[0]).cell_rows[0]
@@ -315,7 +366,8 @@ def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, tmp
     assert w.notifier.history[-1][0] == "Session not saved" and "already exists" in w.notifier.history[-1][1]
     assert taken.read_bytes() == b"another reviewer's work" and w.review.session.path == original
 
-    assert w.review.save_session_as(tmp_path / "copy.yawbcc")
+    with qtbot.waitSignal(w.controller.session_loaded, timeout=10000):
+        assert w.review.save_session_as(tmp_path / "copy.yawbcc")
     copy = w.review.session
     assert copy.path == tmp_path / "copy.yawbcc" and len(copy.images()) == 16
     assert copy.cell(session_id).final_label == "EOSINOPHIL" and copy.cell_ids() == sorted(c.session_id for c in store.cells())

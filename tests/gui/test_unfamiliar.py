@@ -69,7 +69,8 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         path = str(session.path)
         win.close_all()
         assert not banner.isVisible() and store.cell_count == 0
-        assert win.review.open_session(path)
+        with qtbot.waitSignal(win.controller.session_loaded, timeout=10000):
+            assert win.review.open_session(path)
         qtbot.waitUntil(banner.isVisible, timeout=2000)
         assert store.cell_count == n and store.to_review_count() == n
         assert store.unfamiliar_images() == (2, 2, "tiny-unfamiliar")

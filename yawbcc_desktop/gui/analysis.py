@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, Signal
 
 from ..core.classifier import ModelBundleError, ModelCard, read_card, resolve_bundle
 from ..core.imageio import iter_image_paths
+from ..core.store import SessionError
 from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
-from .cell_store import AnalysedImage, CellStore
+from .background import in_background
+from .cell_store import AnalysedImage, CellStore, read_session
 from .cell_table_model import CellFilter, CellTableModel
 from .image_list_model import ImageListModel
 from .image_loader import ImageLoader
@@ -77,6 +79,7 @@ class AnalysisController(QObject):
     gradcam_ready = Signal(object)  # GradCamResult
     gradcam_failed = Signal(object, str)  # GradCamRequest, message
     problem = Signal(str, str, str)  # title, message, details
+    session_loading = Signal(str)  # path of the session whose cells are read off the GUI thread
     session_loaded = Signal()  # the store now mirrors .session (or is empty: no session)
 
     def __init__(self, mode: str = "auto", parent=None):
@@ -92,6 +95,9 @@ class AnalysisController(QObject):
         self.segmenter = "auto"  # vocabulary.SEGMENTERS; the preferences' choice
         self.session = None  # the ReviewSession results are committed to (the review controller's)
         self._session_warned = False
+        self._loads = 0  # session loads asked for: a load that is not the last one is dropped
+        self.loading = False  # the session's cells are being read: the views are still empty
+        self._opened_while_loading: list[str | os.PathLike] = []
         self.model_card: ModelCard | None = None
         self.model_folder = ""
         self.model_state = "none"  # none, loading, ready, failed
@@ -135,6 +141,7 @@ class AnalysisController(QObject):
 
     def shutdown(self, msecs: int = 60_000) -> bool:
         """Stop the worker and the image loader; True if every thread has ended."""
+        self._loads += 1  # a session still loading is not wanted any more
         self.loader.shutdown()
         worker = self._worker
         if worker is None:
@@ -171,26 +178,55 @@ class AnalysisController(QObject):
         self.model_failed.emit(folder, message)
 
     # ------------------------------------------------------------------- sessions
-    def use_session(self, session) -> None:
+    def use_session(self, session, new: bool = False) -> None:
         """Show ``session`` (a ``ReviewSession``, or None) and commit new results to it.
 
         Whatever was open is closed first; the previous session object is no longer
-        written to when this returns, so the caller may close it.
+        written to when this returns, so the caller may close it.  Its cells are read off
+        the GUI thread (a month of a busy lab takes a second): ``session_loading`` now,
+        ``session_loaded`` once the views show them.  ``new``: just created, nothing to read.
         """
         self.close_all()
         self._worker.set_session(session)
         self.session, self._session_warned = session, False
-        if session is not None:
-            images = session.images()
-            by_image = defaultdict(list)
-            for cell in session.cells():
-                by_image[cell.image_id].append(cell)
-            self.store.add_images(im.path for im in images)
-            for im in images:
-                self.store.record(AnalysedImage.from_session(im, by_image[im.id]))
-            self.cells.reset()
-            self.images.reset()
+        self._loads += 1
+        if session is None or new:
+            self._loaded()
+            return
+        load = self._loads
+        self.loading = True
+        self.session_loading.emit(str(session.path))
+        in_background(
+            self,
+            lambda: read_session(session, abandoned=lambda: load != self._loads),
+            lambda store: self._session_read(load, store),
+            lambda exc: self._session_unreadable(load, exc),
+            reading=session,
+        )
+
+    def _session_read(self, load: int, store: CellStore | None) -> None:
+        if load != self._loads or store is None:
+            return  # another session was opened meanwhile
+        self.store.take(store)
+        self.cells.reset()
+        self.images.reset()
+        self._loaded()
+
+    def _session_unreadable(self, load: int, exc: Exception) -> None:
+        if load != self._loads:
+            return
+        self._loaded()
+        if not isinstance(exc, SessionError | OSError):
+            raise exc
+        self.problem.emit("Cannot read the session", f"{exc}\n\nNo cell of it is shown.", "")
+
+    def _loaded(self) -> None:
+        self.loading = False
         self.session_loaded.emit()
+        # Images opened while the session loaded join it now, after its own.
+        waiting, self._opened_while_loading = self._opened_while_loading, []
+        if waiting:
+            self.open_paths(waiting)
 
     def _session_path(self) -> str:
         return str(self.session.path) if self.session is not None else ""
@@ -207,7 +243,11 @@ class AnalysisController(QObject):
 
     # ------------------------------------------------------------------- analysis
     def open_paths(self, paths: Iterable[str | os.PathLike]) -> int:
-        """Open files and folders (searched recursively); new images are queued for analysis."""
+        """Open files and folders (searched recursively); new images are queued for analysis.
+        While a session loads they wait for it (and 0 is returned): its images come first."""
+        if self.loading:
+            self._opened_while_loading.extend(paths)
+            return 0
         # Absolute: the session stores absolute paths, and an image is one row whatever its spelling.
         found = [os.path.abspath(p) for p in iter_image_paths(paths)]
         added = self.store.add_images(found)

@@ -8,10 +8,11 @@ committed there first and mirrored after.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -400,3 +401,41 @@ class CellStore:
     def clear(self) -> None:
         self._images, self._order, self._rows, self._cells, self._by_session_id = {}, [], {}, [], {}
         self._columns = None
+
+    def take(self, other: CellStore) -> None:
+        """Hold ``other``'s images and cells instead of this store's (``other`` is left
+        empty); the review threshold stays this store's.  Constant time: how a session read
+        off the GUI thread (``read_session``) reaches the views in one step."""
+        self._images, self._order, self._rows = other._images, other._order, other._rows
+        self._cells, self._by_session_id, self._columns = other._cells, other._by_session_id, other._columns
+        other.__init__()
+
+
+def read_session(session, abandoned: Callable[[], bool] = lambda: False) -> CellStore | None:
+    """A new store holding ``session``'s images and cells (a ``core.store.ReviewSession``),
+    its columns built: work for a pool thread, since a month of a busy lab takes a second.
+    None as soon as ``abandoned()`` says the result is no longer wanted (another session
+    was opened meanwhile, or the window closed)."""
+    # Hundreds of thousands of objects at once: the cyclic collector would walk the whole heap
+    # several times meanwhile, holding the GIL for a tenth of a second each time, and the GUI
+    # thread waits on that.  It waits until the end; then what was built is frozen (never walked
+    # again: cells hold no cycles, and reference counting frees them when the session closes).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        images = session.images()
+        by_image = defaultdict(list)
+        for cell in session.cells():
+            by_image[cell.image_id].append(cell)
+        store = CellStore()
+        store.add_images(im.path for im in images)
+        for i, image in enumerate(images):
+            if i % 100 == 0 and abandoned():
+                return None
+            store.record(AnalysedImage.from_session(image, by_image[image.id]))
+        store.columns()  # here rather than at the views' first filter, on the GUI thread
+        gc.freeze()
+    finally:
+        if collecting:
+            gc.enable()
+    return store

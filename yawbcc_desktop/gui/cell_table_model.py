@@ -78,6 +78,7 @@ class CellTableModel(QAbstractTableModel):
         self._order = np.arange(store.cell_count)  # model row -> row id
         self._positions: np.ndarray | None = None  # row id -> model row, rebuilt when needed
         self._sort_column, self._sort_order = -1, Qt.SortOrder.AscendingOrder
+        self._sorted_as: tuple | None = None  # (column, order, cells) of ``_order``; None once labels changed
         if loader is not None:
             loader.thumbnails_ready.connect(self._thumbnails_ready)
 
@@ -107,6 +108,7 @@ class CellTableModel(QAbstractTableModel):
     def labels_changed(self, rows) -> None:
         """Reviewers changed these cells' labels (row ids): repaint them, filter them again."""
         self._store.labels_changed(rows)
+        self._sorted_as = None  # the rows stay where they are, but sorting again must sort
         positions = sorted(p for p in (self.index_of_id(r).row() for r in rows) if p >= 0)
         if not positions:
             return
@@ -145,11 +147,13 @@ class CellTableModel(QAbstractTableModel):
     # -- sorting
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort by ``column`` (-1: analysis order); persistent indexes follow their cells."""
+        column = column if 0 <= column < len(COLUMNS) else -1
+        if self._sorted_as == (column, order, self._store.cell_count):
+            return  # already: QTableView.sortByColumn asks twice (itself, then its header's signal)
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         ids = [int(self._order[i.row()]) for i in persistent]
-        self._sort_column = column if 0 <= column < len(COLUMNS) else -1
-        self._sort_order = order
+        self._sort_column, self._sort_order = column, order
         self._order = self._sorted_rows()
         self._positions = None
         moved = [self.index_of_id(rid, i.column()) for rid, i in zip(ids, persistent)]
@@ -160,6 +164,7 @@ class CellTableModel(QAbstractTableModel):
         return self._sort_column
 
     def _sorted_rows(self) -> np.ndarray:
+        self._sorted_as = (self._sort_column, self._sort_order, self._store.cell_count)
         ids = np.arange(self._store.cell_count)
         if self._sort_column < 0:
             return ids

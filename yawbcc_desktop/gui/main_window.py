@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
         c.gradcam_ready.connect(self.detail.show_gradcam)
         c.gradcam_failed.connect(self.detail.gradcam_failed)
         c.problem.connect(self.notifier.error)
+        c.session_loading.connect(self.gallery.show_loading)
         self._counts_later = Throttle(self._update_counts, 250, self)
         c.cells.rowsInserted.connect(self._counts_later)
         c.cells.modelReset.connect(self._counts_later)
@@ -415,8 +416,7 @@ class MainWindow(QMainWindow):
     def _session_changed(self) -> None:
         self.selection.clear()
         self.banner.reset()
-        self.differential.fill_scopes()
-        self._update_counts()
+        self._update_counts()  # (the differential panel follows the session by itself)
         session = self.review.session
         if session is not None:
             self.statusBar().showMessage(f"Session {session.path}", 8000)

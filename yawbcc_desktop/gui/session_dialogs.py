@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox
 
 from ..core.imageio import IMAGE_SUFFIXES
-from ..core.store import SESSION_SUFFIX, SessionError, SignOffRefused
+from ..core.store import SESSION_SUFFIX, ReviewSession, SessionError, SignOffRefused
 from .background import in_background
 from .icons import icon
 from .messages import Notifier
@@ -92,11 +92,15 @@ class SessionDialogs:
             if self.review.save_session_as(path):
                 self._status(f"Session saved as {path}; corrections now go there", 10000)
 
-    def _export(self, title: str, suffix: str, write: Callable[[str], int]) -> None:
-        start = self._start_in(f"{self.review.session.path.stem}_{suffix}.csv")
+    def _export(self, title: str, suffix: str, write: Callable[[ReviewSession, str], int]) -> None:
+        session = self.review.session  # the one open now, whatever is opened while it writes
+        start = self._start_in(f"{session.path.stem}_{suffix}.csv")
         path, _ = QFileDialog.getSaveFileName(self.window, title, start, "CSV (*.csv)")
         if not path:
             return
+
+        def done(n: int) -> None:
+            self._status(f"Exported {n:,} rows to {path}", 10000)
 
         def failed(exc: Exception) -> None:
             if not isinstance(exc, OSError | SessionError):
@@ -105,12 +109,12 @@ class SessionDialogs:
 
         # A big session takes seconds to write: off the GUI thread, told when done.
         self._status(f"Exporting to {path}…", 0)
-        in_background(self.window, lambda: write(path), lambda n: self._status(f"Exported {n:,} rows to {path}", 10000), failed)
+        in_background(self.window, lambda: write(session, path), done, failed, reading=session)
 
     def export_cells(self) -> None:
         from ..core.review_export import export_cells
 
-        self._export("Export cells", "cells", lambda path: export_cells(self.review.session, path))
+        self._export("Export cells", "cells", export_cells)
 
     def export_differential(self) -> None:
         from ..core.review_export import export_differential
@@ -119,7 +123,7 @@ class SessionDialogs:
         self._export(
             "Export differential",
             "differential",
-            lambda path: len(export_differential(self.review.session, path, p.review_threshold, p.reference_ranges, p.min_wbc)),
+            lambda session, path: len(export_differential(session, path, p.review_threshold, p.reference_ranges, p.min_wbc)),
         )
 
     # ----------------------------------------------------------------- review

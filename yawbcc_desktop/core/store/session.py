@@ -471,7 +471,9 @@ class ReviewSession:
     def cells(self, ids: Sequence[int] | None = None, **filters) -> list[SessionCell]:
         """Cells by id (in the order asked), or every cell matching ``cell_ids``' filters."""
         if ids is None:
-            ids = self.cell_ids(**filters)
+            # One query, not the ids then the cells 500 at a time: half the time on a big session.
+            where, params = where_cells(**filters)
+            return [cell_from_row(r) for r in self._read(f"{CELL_SELECT} {where} ORDER BY c.id", params)]
         ids = [int(i) for i in ids]
         try:
             rows = fetch_in(self._conn(), CELL_SELECT + " WHERE c.id IN ({})", ids)

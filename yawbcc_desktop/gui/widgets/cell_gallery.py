@@ -129,7 +129,12 @@ class GalleryGrid(QListView):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
+        # List mode flowing left to right and wrapping, not icon mode: with tiles of one size
+        # its layout is arithmetic on the row count, where icon mode asks the (Python) model
+        # for every index and files each tile in a tree — a fifth of a second per relayout
+        # of a section of a big session, and sections relayout on every filter change.
+        self.setViewMode(QListView.ViewMode.ListMode)
+        self.setFlow(QListView.Flow.LeftToRight)
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setWrapping(True)
@@ -354,6 +359,11 @@ class CellGallery(QScrollArea):
         if row is not None and row != self._row:
             self._row = row  # the grid has selected it already: keep a Ctrl/Shift selection as it is
             self.cell_selected.emit(row)
+
+    def show_loading(self, *args) -> None:
+        """A session's cells are on their way (the next reset of the sections replaces this)."""
+        self.empty.setText("Loading session…")
+        self.empty.setVisible(True)
 
     def _update_placeholder(self, *args) -> None:
         empty = all(s.count() == 0 for s in self.sections.values())

@@ -49,8 +49,18 @@ class StatusFields(QObject):
         controller.model_loading.connect(self.model_loading)
         controller.model_ready.connect(self.model_ready)
         controller.model_failed.connect(self.model_failed)
+        controller.session_loading.connect(self.session_loading)
+
+    def session_loading(self, path: str) -> None:
+        """Until the window's counts follow the loaded cells (``show_counts``)."""
+        self.cell_count.setText("Loading session…")
+        self.cell_count.setToolTip(path)
+        self.to_review_button.setText("")
 
     def show_counts(self, store) -> None:
+        if self.controller.loading:
+            return  # "Loading session…" stays
+        self.cell_count.setToolTip("")
         self.cell_count.setText(f"{store.image_count:,} images · {store.cell_count:,} cells")
         waiting = store.to_review_count()
         self.to_review_button.setText(f"To review: {waiting:,}" if store.cell_count else "")
