@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.classifier import ModelCard
+from yawbcc_desktop.core.retraining import FILE_MISSING, SMEAR_CELL, left_out, progress_event
 
 from .card import card_metrics, versions, write_card
 
@@ -67,7 +68,6 @@ def _split(args) -> int:
 
 def merge_extra(split: pd.DataFrame, folders: list[str], corrections: list[str], log) -> pd.DataFrame:
     """Add reviewers' folders and corrections to the training side; skip files already known."""
-    from yawbcc_desktop.core.classes import GROUPS
     from yawbcc_desktop.core.dataset import file_sha1, index_folder
 
     extra = [index_folder(f).images for f in folders]
@@ -79,17 +79,14 @@ def merge_extra(split: pd.DataFrame, folders: list[str], corrections: list[str],
         if "reviewed" in rows.columns:
             # A session export lists every cell: learn only from what a reviewer looked at.
             rows = rows[rows["reviewed"].astype(str).str.lower().isin(["yes", "true", "1"])]
-        if "mode" in rows.columns:
-            # A smear cell's path is the whole field; training reads single-cell images.
-            smear = rows["mode"].eq("smear")
-            if smear.any():
-                log(f"{csv_path}: {int(smear.sum())} smear-field cells skipped (training reads single-cell images)")
-            rows = rows[~smear]
-        rows = rows[rows[label_col].isin(GROUPS)]
-        ok = rows["path"].map(lambda p: Path(p).is_file())
-        for p in rows.loc[~ok, "path"]:
+        # Which cells train is the window's count too: core.retraining.left_out.
+        modes = rows["mode"].fillna("") if "mode" in rows.columns else [""] * len(rows)
+        why = pd.Series([left_out(*r) for r in zip(modes, rows[label_col], rows["path"])], index=rows.index, dtype=str)
+        if why.eq(SMEAR_CELL).any():
+            log(f"{csv_path}: {int(why.eq(SMEAR_CELL).sum())} smear-field cells skipped (training reads single-cell images)")
+        for p in rows.loc[why.eq(FILE_MISSING), "path"]:
             log(f"correction skipped, file not found: {p}")
-        rows = rows[ok]
+        rows = rows[why.eq("")]
         extra.append(
             pd.DataFrame(
                 {
@@ -152,6 +149,7 @@ def _fit(args) -> int:
     for name in ("train", "valid", "test"):
         frame = split[split["split"] == name].reset_index(drop=True)
         log(f"preprocessing {name}: {len(frame)} images at {config.input_size} px")
+        progress_event("preparing", split=name, images=len(frame))
         parts[name] = (
             frame,
             cached_arrays(list(frame["path"]), config.input_size, config.balance, config.cell_field, args.cache, log),
@@ -166,6 +164,7 @@ def _fit(args) -> int:
         return 2
     minutes = (time.monotonic() - t0) / 60
     log(f"training took {minutes:.1f} min")
+    progress_event("testing")
     valid_probs = _predict(model, parts["valid"][1])
     temperature = fit_temperature(valid_probs, parts["valid"][2])
     log(f"temperature fitted on validation: {temperature:.3f}")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.classes import GROUPS
-from yawbcc_desktop.core.retraining import PROGRESS_ENV
+from yawbcc_desktop.core.retraining import PROGRESS_ENV, progress_event
 
 from .factory import BACKBONES, build_model, set_trainable
 
@@ -85,7 +85,7 @@ def _callbacks(out: Path, phase: str, log, total_epochs: int, steps: int = 0):
 
         def on_train_batch_end(self, batch, logs=None):
             if (batch + 1) % max(1, steps // 20) == 0 or batch + 1 == steps:
-                print(f"@progress {phase} epoch {self.epoch + 1}/{total_epochs} batch {batch + 1}/{steps}", flush=True)
+                progress_event("batch", phase=phase, epoch=self.epoch + 1, epochs=total_epochs, batch=batch + 1, batches=steps)
 
     progress = [BatchProgress()] if steps and os.environ.get(PROGRESS_ENV) == "1" else []
     return [
@@ -152,6 +152,7 @@ def fit(
         if phase == "fine":
             cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True))
         log(f"phase {phase}: {n_layers if n_layers >= 0 else 'all'} backbone layers trainable, lr {lr}, epochs {epochs}")
+        progress_event("phase", phase=phase, epochs=epochs)
         model.fit(
             train_ds,
             validation_data=valid_ds,

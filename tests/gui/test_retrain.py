@@ -145,7 +145,7 @@ def test_retraining_adds_a_bundle_the_model_chooser_lists(qtbot, session, base_d
     fractions = [(d, t) for d, t, _text in progress if t == 100]
     assert fractions and fractions[-1] == (100, 100) and any(0 < d < 100 for d, _t in fractions)
     assert progress[-1][0] == progress[-1][1] == 1
-    assert not any(line.startswith("@progress") for line in lines)  # machine lines stay out of the log
+    assert not any(line.startswith("{") for line in lines)  # progress events stay out of the log
     assert not processes_in_group(pgid) and job.stage == "finished"
 
 

@@ -16,7 +16,6 @@ No widgets here: the dialog (``widgets/adapt_dialog.py``) and tests drive the sa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from ..core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from ..core.classes import ARTEFACT, GROUPS
 from ..core.store import ReviewSession
 from .retrain import reviewed_cells
-from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name
+from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name, json_event
 
 STAGES = ("reading", "loading", "features", "fitting", "writing")
 STAGE_TEXT = {
@@ -161,11 +160,8 @@ class AdaptJob(TrainingJob):
     # -- output
 
     def stdout_line(self, line: str) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict) or "event" not in event:
+        event = json_event(line)
+        if event is None:
             self._log(line)  # not an event: a library's print
             return
         kind = event["event"]

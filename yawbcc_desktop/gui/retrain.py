@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,13 +29,14 @@ from PySide6.QtCore import QObject
 
 from ..core.classes import GROUPS
 from ..core.classifier import CARD_FILE, FALLBACK_MODEL, MODEL_FILE, resource_root
-from ..core.retraining import PROGRESS_ENV
+from ..core.retraining import FILE_MISSING, NOT_A_CLASS, PROGRESS_ENV, SMEAR_CELL, left_out
 from ..core.store import ReviewSession, SessionCell
 from .training_job import (  # noqa: F401  re-exported: the dialog and tests import them from here
     CORRECTIONS_CSV,
     TRAINING_PYTHON_ENV,
     TrainingJob,
     check_model_name,
+    json_event,
     retraining_dir,
     training_command,
 )
@@ -126,26 +127,17 @@ def reviewed_cells(session: ReviewSession) -> Iterator[tuple[SessionCell, str]]:
 
 def count_retraining_cells(session: ReviewSession) -> RetrainCells:
     """What ``fit --corrections`` will take from this session's cells CSV."""
-    usable = corrected = smear = artefacts = missing = 0
+    left = Counter()
+    corrected = 0
     for c, mode in reviewed_cells(session):
-        if mode == "smear":
-            smear += 1
-        elif c.label not in GROUPS:
-            artefacts += 1
-        elif not Path(c.path).is_file():
-            missing += 1
-        else:
-            usable += 1
-            corrected += c.corrected
-    return RetrainCells(usable, corrected, smear, artefacts, missing)
+        why = left_out(mode, c.label, c.path)
+        left[why] += 1
+        corrected += not why and c.corrected
+    return RetrainCells(left[""], corrected, left[SMEAR_CELL], left[NOT_A_CLASS], left[FILE_MISSING])
 
 
 # -- the job -------------------------------------------------------------------------------
 
-_PREPROCESS = re.compile(r"preprocessing (\w+): (\d+) images")
-_PHASE = re.compile(r"\bphase (frozen|fine):")
-_EPOCH = re.compile(r"\[(frozen|fine)\] epoch (\d+)/(\d+)")
-_BATCH = re.compile(r"^@progress (frozen|fine) epoch (\d+)/(\d+) batch (\d+)/(\d+)")
 _STAGE_TEXT = {"frozen": "Training the new classifier head", "fine": "Fine-tuning the network"}
 
 
@@ -214,25 +206,25 @@ class RetrainJob(TrainingJob):
     # -- output
 
     def stdout_line(self, line: str) -> None:
-        batch = _BATCH.match(line)
-        if batch:
-            phase, epoch, _epochs, step, steps = batch.groups()
-            self._report(phase, int(epoch) - 1 + int(step) / max(1, int(steps)))
+        event = json_event(line)
+        if event is None:
+            if line.strip():
+                self._log(line)
             return
-        if not line.strip():
-            return
-        self._log(line)
+        kind = event["event"]
         if self._cancelling:
             return
-        if m := _PREPROCESS.search(line):
-            self.progress.emit(0, 0, f"Preparing {m.group(2)} {m.group(1)} images…")
-        elif m := _PHASE.search(line):
+        # fit's progress events (core.retraining.progress_event); its log lines go to the log.
+        if kind == "preparing":
+            self.progress.emit(0, 0, f"Preparing {event.get('images', 0)} {event.get('split', '')} images…")
+        elif kind == "phase":
             if self._train_started is None:
                 self._train_started = time.monotonic()
-            self._report(m.group(1), 0.0)
-        elif m := _EPOCH.search(line):
-            self._report(m.group(1), float(m.group(2)))
-        elif "training took" in line:
+            self._report(str(event.get("phase")), 0.0)
+        elif kind == "batch":
+            epoch, batch, batches = int(event.get("epoch", 1)), int(event.get("batch", 0)), int(event.get("batches", 1))
+            self._report(str(event.get("phase")), epoch - 1 + batch / max(1, batches))
+        elif kind == "testing":
             self.progress.emit(0, 0, "Calibrating and testing the new model…")
 
     def _report(self, phase: str, epochs_done: float) -> None:

@@ -13,6 +13,7 @@ drive the same objects.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,18 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # TensorFlow's start-up chatter (absl), which TF_CPP_MIN_LOG_LEVEL does not silence: kept out
 # of the log pane and of failure messages.
 LOG_NOISE = re.compile(r"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+\s|WARNING: All log messages before absl::InitializeLog)")
+
+
+def json_event(line: str) -> dict | None:
+    """A line of ``python -m training`` that is an event for the window (a JSON object with
+    ``event``: adapt's, and fit's ``core.retraining.progress_event``); None for a log line."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
 
 
 def training_command(what: str = "Retraining") -> tuple[list[str] | None, str]:
