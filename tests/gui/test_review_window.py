@@ -91,6 +91,13 @@ def test_selecting_a_cell_shows_it_everywhere_with_probabilities_and_gradcam(win
     qtbot.mouseClick(window.viewer.viewport(), Qt.MouseButton.LeftButton, pos=window.viewer.centre_of(row))
     assert selection.row == row and window.detail.row == row
     assert window.table.currentIndex().data(RowIdRole) == row
+    # The selected box carries the outline of the cell's segmentation mask, from the session.
+    mask = window.controller.cell_mask(row)
+    assert mask is not None and mask.shape == (cell.height, cell.width) and mask.any()
+    outline = window.viewer.outline().sceneBoundingRect()
+    ys, xs = np.nonzero(mask)
+    assert abs(outline.width() - np.ptp(xs) - 1) <= 2 and abs(outline.height() - np.ptp(ys) - 1) <= 2
+    assert cell.x - 2 <= outline.left() and outline.right() <= cell.x + cell.width + 2
     section = window.gallery.sections[cell.predicted]
     assert section.grid.currentIndex().data(RowIdRole) == row
     assert window.image_list.view.currentIndex().data(Qt.ItemDataRole.DisplayRole) == cell.file_name

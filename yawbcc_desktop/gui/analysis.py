@@ -231,6 +231,14 @@ class AnalysisController(QObject):
     def _session_path(self) -> str:
         return str(self.session.path) if self.session is not None else ""
 
+    def cell_mask(self, row: int):
+        """The segmentation mask of the cell in store row ``row`` over its box, as the session
+        keeps it (None: no session, not yet saved, or no mask stored)."""
+        session, cell = self.session, self.store.cell(row)
+        if session is None or session.closed or cell.session_id < 0:
+            return None
+        return session.cell_mask(cell.session_id)
+
     def _on_session_failed(self, message: str) -> None:
         if not self._session_warned:  # once per session: every later batch fails the same way
             self._session_warned = True

@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewController(controller, settings.remember, settings.folder, self)
 
         # -- widgets
-        self.viewer = ImageViewer(controller.store, controller.loader)
+        self.viewer = ImageViewer(controller.store, controller.loader, mask_of=controller.cell_mask)
         self.detail = CellDetail(controller.store, controller.loader)
         self.image_list = ImageList(controller.store, controller.images)
         self.filter_bar = CellFilterBar(controller.cell_filter)

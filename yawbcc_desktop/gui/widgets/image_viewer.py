@@ -1,14 +1,25 @@
 """The whole image with zoom and pan, and every cell's box in its class colour.
 
 Clicking a box selects that cell everywhere (``cell_clicked``); the selected cell's box is
-drawn thicker and kept in view.
+drawn thicker and kept in view, with the outline of its segmentation mask when the review
+session holds one (the reviewer sees what the segmenter took for the cell).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsRectItem, QGraphicsScene, QGraphicsView
+from PySide6.QtGui import QBitmap, QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen, QPixmap, QRegion
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsRectItem,
+    QGraphicsScene,
+    QGraphicsView,
+)
 
 from ...core.vocabulary import FAILED, NO_CELL, QUEUED
 from ..cell_store import Cell, CellStore
@@ -82,13 +93,32 @@ class CellBox(QGraphicsRectItem):
         self.setZValue(2 if selected else 1)
 
 
+def mask_outline(mask: np.ndarray) -> QPainterPath:
+    """The outline of a bool mask as a path in the mask's pixel coordinates."""
+    h, w = mask.shape
+    bits = np.packbits(mask.astype(bool), axis=1, bitorder="little")
+    stride = (w + 31) // 32 * 4  # QImage rows are 32-bit aligned
+    rows = np.zeros((h, stride), np.uint8)
+    rows[:, : bits.shape[1]] = bits
+    image = QImage(rows.tobytes(), w, h, stride, QImage.Format.Format_MonoLSB)
+    image.setColorTable([0xFF000000, 0xFFFFFFFF])
+    path = QPainterPath()
+    path.addRegion(QRegion(QBitmap.fromImage(image)))
+    return path.simplified()
+
+
 class ImageViewer(QGraphicsView):
     cell_clicked = Signal(int)  # row id
     menu_requested = Signal(QPoint)  # global position of a right-click on a box (after cell_clicked)
     zoom_changed = Signal(float)
 
-    def __init__(self, store: CellStore, loader: ImageLoader, parent=None):
+    def __init__(
+        self, store: CellStore, loader: ImageLoader, mask_of: Callable[[int], np.ndarray | None] | None = None, parent=None
+    ):
+        """``mask_of(row)``: the cell's mask over its box, or None (not stored, no session)."""
         super().__init__(parent)
+        self._mask_of = mask_of
+        self._outline: QGraphicsPathItem | None = None
         self.setObjectName("ImageViewer")
         self._store, self._loader = store, loader
         self._scene = QGraphicsScene(self)
@@ -136,6 +166,25 @@ class ImageViewer(QGraphicsView):
         if box is not None:
             box.set_selected(True)
             self.ensureVisible(box, 40, 40)
+        self._show_outline()
+
+    def outline(self) -> QGraphicsPathItem | None:
+        """The selected cell's mask outline on screen, if any."""
+        return self._outline
+
+    def _show_outline(self) -> None:
+        if self._outline is not None:
+            self._scene.removeItem(self._outline)
+            self._outline = None
+        box = self._boxes.get(self._row)
+        mask = self._mask_of(self._row) if box is not None and self._mask_of is not None else None
+        if mask is None or not mask.any():
+            return
+        self._outline = QGraphicsPathItem(mask_outline(mask), box)
+        self._outline.setPos(box.rect().topLeft())
+        pen = QPen(QColor("white"), 1.5, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self._outline.setPen(pen)
 
     def relabel(self, rows) -> None:
         """Reviewers changed these cells' labels: redraw the boxes if one is shown here."""
@@ -228,7 +277,7 @@ class ImageViewer(QGraphicsView):
     # ------------------------------------------------------------------ internals
     def _clear_scene(self) -> None:
         self._scene.clear()
-        self._pixmap, self._boxes, self._row = None, {}, -1
+        self._pixmap, self._boxes, self._row, self._outline = None, {}, -1, None
 
     def _image_ready(self, path: str) -> None:
         if path == self.path and self._pixmap is None:
@@ -252,7 +301,7 @@ class ImageViewer(QGraphicsView):
     def _build_boxes(self) -> None:
         for box in self._boxes.values():
             self._scene.removeItem(box)
-        self._boxes = {}
+        self._boxes, self._outline = {}, None  # the outline went with its box
         entry = self._store.image(self.path)
         rows = entry.cell_rows if entry is not None else []
         for row in rows:
@@ -263,6 +312,7 @@ class ImageViewer(QGraphicsView):
         selected = self._boxes.get(self._row)
         if selected is not None:
             selected.set_selected(True)
+            self._show_outline()
         self._message = _status_message(entry)
 
     def centre_of(self, row: int) -> QPointF | None:
