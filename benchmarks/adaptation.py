@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=[str(ROOT / "runs" / "lodo-bccd"), str(ROOT / "runs" / "lodo-bionet")])
     parser.add_argument("--k", nargs="+", type=int, default=[10, 25, 50, 100])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--labs", nargs="+", help="labs to adapt to (default: each run's held-out lab); for bundles trained on PBC alone"
+    )
     args = parser.parse_args()
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     pbc_test = cells[cells.domain.eq("pbc") & cells.split.eq("test")]
@@ -60,9 +63,8 @@ def main() -> None:
         f"{'bundle':16} {'lab':7} {'k':>4} {'rest':>5} {'bal-4 before':>12} {'bal-4 after':>18} "
         f"{'PBC acc after':>20} {'minutes':>8}"
     )
-    for run in args.runs:
+    for run, lab in [(r, lab) for r in args.runs for lab in args.labs or [ModelBundle(r).card.extra.get("held_out_domain")]]:
         bundle = ModelBundle(run)
-        lab = bundle.card.extra.get("held_out_domain")
         order = bundle.card.class_order
         dom = cells[cells.domain.eq(lab)].reset_index(drop=True)
         rows = cells_as_rows(dom)

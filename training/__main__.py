@@ -380,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("adapt", help="adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)")
     adapt.add_arguments(p)
+    from . import replay
+
+    p = sub.add_parser("replay", help="write a PBC-only bundle's replay sample, so that it can be adapted to a lab")
+    replay.add_arguments(p)
     from . import unet
 
     p = sub.add_parser("unet", help="train the U-Net segmenter across the three labs and evaluate it on held-out fields")
@@ -389,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _adapt(args) -> int:
     from .adapt import run
+
+    return run(args)
+
+
+def _replay(args) -> int:
+    from .replay import run
 
     return run(args)
 
@@ -416,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "domains": _domains,
         "adapt": _adapt,
         "unet": _unet,
+        "replay": _replay,
     }
     return handlers[args.command](args)
 

@@ -55,7 +55,6 @@ XYZ_FROM_RGB = np.array(
 WBC_NAMES = {"WBC", "W"}
 PLATELET_NAMES = {"Platelets", "Platlets", "Platelet"}
 DOMAINS = ("pbc", "bccd", "bionet", "bionet_cells")
-PLATELET_POSITIVE_WEIGHT = 4.0
 
 
 @dataclass
@@ -69,6 +68,8 @@ class UnetConfig:
     learning_rate: float = 2e-3
     strength: float = 1.0  # colour augmentation (training/stain.py)
     pbc_per_class: int = 250
+    # A platelet is a few dozen pixels among thousands of background: its pixels count more.
+    platelet_weight: float = 4.0
     seed: int = 0
 
 
@@ -263,14 +264,14 @@ def build_unet(cfg: UnetConfig):
     return keras.Model(inp, out, name="unet")
 
 
-def weighted_loss(y_true, y_pred):
+def weighted_loss(y_true, y_pred, platelet_weight: float = 1.0):
     """Weighted binary cross-entropy on both maps plus soft Dice on the white-cell map;
-    ``y_true`` packs the targets (channels 0-1) and their weights (2-3)."""
+    ``y_true`` packs the targets (channels 0-1) and their weights (2-3); platelet pixels
+    count ``platelet_weight`` times."""
     from keras import ops
 
     t, w = y_true[..., :2], y_true[..., 2:]
-    # A platelet is a few dozen pixels among thousands of background: its pixels count more.
-    w = w * (1.0 + (PLATELET_POSITIVE_WEIGHT - 1.0) * t * ops.convert_to_tensor([0.0, 1.0]))
+    w = w * (1.0 + (platelet_weight - 1.0) * t * ops.convert_to_tensor([0.0, 1.0]))
     p = ops.clip(y_pred, 1e-6, 1 - 1e-6)
     bce = -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
     loss = ops.sum(bce * w) / (ops.sum(w) + 1.0)
@@ -337,7 +338,10 @@ def train(cfg: UnetConfig, samples: list[Sample], out: Path, log=print):
     model = build_unet(cfg)
     log(f"U-Net: {model.count_params():,} parameters, levels {cfg.levels}, {cfg.colour.upper()} input")
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.steps, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=weighted_loss)
+    def loss(y_true, y_pred):  # named, not a lambda: Keras saves a loss by its name
+        return weighted_loss(y_true, y_pred, cfg.platelet_weight)
+
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     epoch = 100
     t0 = time.time()
 
@@ -370,7 +374,14 @@ def save_for_app(model, cfg: UnetConfig, path: Path) -> None:
 
 def run(args, log=print) -> int:
     """``python -m training unet``: build the targets, train, write the bundle, evaluate."""
-    cfg = UnetConfig(steps=args.steps, colour=args.colour, batch=args.batch, seed=args.seed, strength=args.strength)
+    cfg = UnetConfig(
+        steps=args.steps,
+        colour=args.colour,
+        batch=args.batch,
+        seed=args.seed,
+        strength=args.strength,
+        platelet_weight=args.platelet_weight,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -382,7 +393,7 @@ def run(args, log=print) -> int:
     card.extra = {
         "recipe": asdict(cfg),
         "trained_on": {d: sum(s.domain == d and s.split == "train" for s in samples) for d in DOMAINS},
-        "command": "python -m training unet " + " ".join(f"--{k} {v}" for k, v in (("steps", cfg.steps), ("colour", cfg.colour))),
+        "command": f"python -m training unet --steps {cfg.steps} --colour {cfg.colour} --platelet-weight {cfg.platelet_weight}",
     }
     card.write(out)
     figures = evaluate(out, args.data, args.split, samples, out, log, n_pbc=args.n_pbc)
@@ -401,6 +412,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=UnetConfig.batch)
     p.add_argument("--colour", choices=("xyz", "rgb"), default=UnetConfig.colour)
     p.add_argument("--strength", type=float, default=UnetConfig.strength, help="colour augmentation strength")
+    p.add_argument("--platelet-weight", type=float, default=UnetConfig.platelet_weight, help="weight of platelet pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-pbc", type=int, default=1000, help="PBC test crops for the central-cell figure")
     p.add_argument("--evaluate-only", action="store_true", help="evaluate the run's unet.keras again")

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -189,3 +190,24 @@ def test_the_installed_build_says_adapting_needs_the_source_install(monkeypatch,
     args = ["adapt", "--model", "x", "--corrections", str(tmp_path / "c.csv"), "--name", "y"]
     assert main(args) == EXIT_UNUSABLE
     assert "adapting a model is not part of this installation; use a source install" in capsys.readouterr().err
+
+
+def test_replay_sample_makes_a_pbc_only_bundle_adaptable(pbc, tiny_bundle, tmp_path):
+    """``python -m training replay``: a PBC-only bundle gets its replay sample (what adapt
+    needs) from the train side of its split, by class."""
+    from training.__main__ import main as training
+    from yawbcc_desktop.core.adaptation import REPLAY_FILE
+
+    folder = tmp_path / "pbc-only"
+    shutil.copytree(tiny_bundle, folder)
+    (folder / REPLAY_FILE).unlink(missing_ok=True)
+    rows = [(str(p), p.name, g, "train") for g in CLASSES for p in pbc_images(pbc, g, 4)]
+    rows += [(str(p), p.name, g, "test") for g in CLASSES for p in pbc_images(pbc, g, 2, start=80)]
+    split = tmp_path / "split.csv"
+    table = pd.DataFrame(rows, columns=["path", "image", "group", "split"])
+    table.assign(label="", sha1=range(len(rows))).to_csv(split, index=False)
+    assert training(["replay", "--model", str(folder), "--split", str(split), "--per-class", "3"]) == 0
+    with np.load(folder / REPLAY_FILE) as replay:
+        width = ModelBundle(folder).features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
+        assert replay["features"].shape == (3 * len(CLASSES), width)
+        assert set(replay["domains"]) == {"pbc"} and np.bincount(replay["labels"]).max() == 3
