@@ -57,6 +57,7 @@ from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
 
 from .card import write_card
 
+MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
 LAB_SHARE = 0.5  # weight of the lab's cells against the replay sample in the head's loss
 L2_TO_BASE = 1e-3  # pull towards the base head: few cells must not swing it far
 
@@ -306,12 +307,17 @@ def adapt(
     w, b = fit_head(
         np.concatenate([feats, r_feats]), np.concatenate([labels, r_labels]), _sample_weights(len(feats), len(r_feats)), w0, b0
     )
-    if len(rows) >= 40:
+    oof_errors = int(np.sum(oof.argmax(axis=1) != labels))
+    if len(rows) >= 40 and oof_errors >= MIN_ERRORS_FOR_TEMPERATURE:
         from .calibration import fit_temperature
 
         temperature, how = fit_temperature(oof, labels), "refitted on out-of-fold predictions"
-    else:
+    elif len(rows) < 40:
         temperature, how = bundle.card.temperature, "kept from the base bundle (under 40 cells)"
+    else:
+        # Without mistakes to learn from, the likelihood is best at the sharpest temperature
+        # allowed: every later cell would look certain.  The base bundle's is kept.
+        temperature, how = bundle.card.temperature, f"kept from the base bundle ({oof_errors} out-of-fold errors)"
     replay_acc_before = float(np.mean((r_feats @ w0 + b0).argmax(axis=1) == r_labels))
     replay_acc_after = float(np.mean((r_feats @ w + b).argmax(axis=1) == r_labels))
     before, after = base_probs.argmax(axis=1), oof.argmax(axis=1)

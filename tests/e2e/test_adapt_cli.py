@@ -211,3 +211,23 @@ def test_replay_sample_makes_a_pbc_only_bundle_adaptable(pbc, tiny_bundle, tmp_p
         width = ModelBundle(folder).features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
         assert replay["features"].shape == (3 * len(CLASSES), width)
         assert set(replay["domains"]) == {"pbc"} and np.bincount(replay["labels"]).max() == 3
+
+
+def test_temperature_is_kept_when_the_lab_cells_show_no_mistakes(adaptable_bundle):
+    """Out-of-fold predictions without errors put the likelihood's best at the sharpest
+    temperature allowed (every later cell would look certain): the base one is kept."""
+    from training.adapt import Corrections, adapt
+
+    bundle = ModelBundle(adaptable_bundle)
+    order = bundle.card.class_order
+    width = bundle.features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
+    labels = [g for g in order[:4] for _ in range(12)]
+    rows = pd.DataFrame({"path": [f"cell{i}.jpg" for i in range(len(labels))], "label": labels, "mode": "cell"})
+    rng = np.random.default_rng(0)
+    feats = rng.normal(0, 0.01, (len(labels), width))
+    for i, g in enumerate(labels):
+        feats[i, order.index(g)] += 50.0  # one feature per class: no fold can get a cell wrong
+    result = adapt(bundle, Corrections(rows, [], "", []), log=lambda _m: None, features=feats)
+    assert result.report["accuracy_after_cross_validated"] == 1.0
+    assert result.temperature == bundle.card.temperature
+    assert "0 out-of-fold errors" in result.report["temperature_how"]
