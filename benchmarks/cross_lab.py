@@ -40,6 +40,7 @@ from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
+from yawbcc_desktop.core.vocabulary import SEGMENTERS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -98,7 +99,7 @@ def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = 
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 
-def smear_fields(bundle_name: str, threshold: float) -> None:
+def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto") -> None:
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes."""
     from training.domains import field_split
     from yawbcc_desktop.core.pipeline import analyse
@@ -112,7 +113,7 @@ def smear_fields(bundle_name: str, threshold: float) -> None:
     truth_total = found = right = 0
     wrong_total = wrong_queued = 0
     conflicts = 0
-    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle)):
+    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter)):
         names = [c for c in cls.split(";") if c]
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
         if len(set(names)) != 1:
@@ -132,7 +133,8 @@ def smear_fields(bundle_name: str, threshold: float) -> None:
                 wrong_total += 1
                 wrong_queued += bool(reasons)
     print(
-        f"BCCD held-out test fields, smear mode, {bundle.name}: {truth_total} annotated white cells, found {found} "
+        f"BCCD held-out test fields, smear mode, {segmenter} segmenter, {bundle.name}: {truth_total} annotated white cells, "
+        f"found {found} "
         f"({found / max(truth_total, 1):.3f}), right class {right} ({right / max(truth_total, 1):.3f} of annotated, "
         f"{right / max(found, 1):.3f} of found); wrong {wrong_total}, of them in the queue {wrong_queued}; "
         f"size/class conflicts {conflicts}"
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--write-card", action="store_true", help="store each bundle's figures per lab in its model card")
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="domains to score")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
+    parser.add_argument("--segmenters", nargs="+", default=["auto"], choices=SEGMENTERS, help="segmenters for --smear-bundle")
     args = parser.parse_args()
     for d in args.train_missing:
         out = ROOT / "runs" / f"lodo-{d}"
@@ -157,8 +160,8 @@ def main() -> None:
         args.bundles.append(str(out))
     if args.bundles:
         lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card)
-    if args.smear_bundle:
-        smear_fields(args.smear_bundle, args.threshold)
+    for segmenter in args.segmenters if args.smear_bundle else []:
+        smear_fields(args.smear_bundle, args.threshold, segmenter)
 
 
 if __name__ == "__main__":
