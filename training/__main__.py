@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.classifier import ModelCard
-from yawbcc_desktop.core.retraining import FILE_MISSING, SMEAR_CELL, left_out, progress_event
+from yawbcc_desktop.core.retraining import FILE_MISSING, FIT_DEFAULTS, SMEAR_CELL, left_out, progress_event
 
 from .card import card_metrics, versions, write_card
 
@@ -113,7 +113,7 @@ def _fit(args) -> int:
 
     from .calibration import fit_temperature
     from .data import cached_arrays, labels_of
-    from .fit import FitConfig, fit, read_history
+    from .fit import fit, read_history
     from .splits import drop_conflicts, load_split, make_split, save_split, split_checksum
 
     out = Path(args.out)
@@ -127,23 +127,7 @@ def _fit(args) -> int:
     checksum = split_checksum(split)
     split = drop_conflicts(merge_extra(split, args.extra, args.corrections, log))
     save_split(split, out / "split_used.csv")
-    config = FitConfig(
-        backbone=args.backbone,
-        input_size=args.size,
-        cell_field=args.field,
-        balance=not args.no_balance,
-        weights=args.weights,
-        batch_size=args.batch_size,
-        epochs_frozen=args.epochs_frozen,
-        epochs_fine=args.epochs,
-        lr_fine=args.lr,
-        fine_tune_layers=args.fine_tune_layers,
-        class_weighting=args.class_weighting,
-        augment=args.augment,
-        train_bn=args.train_bn,
-        seed=args.seed,
-        extra={"split_sha1": checksum, "data": args.data},
-    )
+    config = fit_config(args, split_sha1=checksum, data=args.data)
     t0 = time.monotonic()
     parts = {}
     for name in ("train", "valid", "test"):
@@ -191,6 +175,29 @@ def _fit(args) -> int:
     write_card(out, card)
     log(f"run complete: {out} (export with: python -m training export {out} --name NAME)")
     return 0
+
+
+def fit_config(args, **extra):
+    """The ``FitConfig`` of ``fit``'s parsed options (``FitRecipe.fit_args`` writes them)."""
+    from .fit import FitConfig
+
+    return FitConfig(
+        backbone=args.backbone,
+        input_size=args.size,
+        cell_field=args.field,
+        balance=args.balance,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        epochs_frozen=args.epochs_frozen,
+        epochs_fine=args.epochs,
+        lr_fine=args.lr,
+        fine_tune_layers=args.fine_tune_layers,
+        class_weighting=args.class_weighting,
+        augment=args.augment,
+        train_bn=args.train_bn,
+        seed=args.seed,
+        extra=extra,
+    )
 
 
 def _predict(model, images: np.ndarray) -> np.ndarray:
@@ -330,25 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default="runs/split.csv")
     p = sub.add_parser("fit", help="two-phase training, calibration and evaluation report")
+    d = FIT_DEFAULTS  # the recipe's defaults live in core.retraining, shared with the window
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--split", help="split CSV to reuse (made and saved in the run folder if absent)")
-    p.add_argument("--backbone", choices=list(BACKBONES), default="efficientnet-lite0")
-    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a .weights.h5 path")
-    p.add_argument("--size", type=int, default=160, help="model input size in pixels")
-    p.add_argument("--field", type=int, default=288, help="central square of a single-cell image fed to the model")
+    p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone)
+    p.add_argument("--weights", default=d.weights, help="imagenet, none, or a .weights.h5 path")
+    p.add_argument("--size", type=int, default=d.input_size, help="model input size in pixels")
+    p.add_argument("--field", type=int, default=d.cell_field, help="central square of a single-cell image fed to the model")
     p.add_argument("--cell-context", type=float, default=2.0, help="smear crops: crop side / cell side")
-    p.add_argument("--no-balance", action="store_true", help="skip the report's colour balance")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs-frozen", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
-    p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
-    p.add_argument("--fine-tune-layers", type=int, help="last N backbone layers to unfreeze (-1 all)")
-    p.add_argument("--class-weighting", choices=["balanced", "sqrt", "none"], default="balanced")
-    p.add_argument("--augment", choices=["full", "light"], default="full", help="light: flips and 90-degree turns only")
-    p.add_argument("--train-bn", action="store_true", help="fine-tune batch-norm layers too")
+    p.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=d.balance,
+        help="the report's colour balance (--no-balance skips it)",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--epochs-frozen", type=int, default=d.epochs_frozen)
+    p.add_argument("--epochs", type=int, default=d.epochs_fine, help="fine-tuning epochs")
+    p.add_argument("--lr", type=float, default=d.lr_fine, help="fine-tuning learning rate")
+    p.add_argument("--fine-tune-layers", type=int, default=d.fine_tune_layers, help="last N backbone layers to unfreeze (-1 all)")
+    p.add_argument("--class-weighting", choices=["balanced", "sqrt", "none"], default=d.class_weighting)
+    p.add_argument("--augment", choices=["full", "light"], default=d.augment, help="light: flips and 90-degree turns only")
+    p.add_argument(
+        "--train-bn", action=argparse.BooleanOptionalAction, default=d.train_bn, help="fine-tune batch-norm layers too"
+    )
     p.add_argument("--extra", action="append", default=[], help="extra folder of class folders (repeatable)")
     p.add_argument("--corrections", action="append", default=[], help="reviewers' corrections CSV (repeatable)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--cache", default="cache", help="folder for preprocessed image caches")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--name", help="model name written in the card (default: the run folder's name)")

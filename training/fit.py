@@ -17,29 +17,18 @@ import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.classes import GROUPS
-from yawbcc_desktop.core.retraining import PROGRESS_ENV, progress_event
+from yawbcc_desktop.core.retraining import PROGRESS_ENV, FitRecipe, progress_event
 
 from .factory import BACKBONES, build_model, set_trainable
 
 
-@dataclass
-class FitConfig:
-    backbone: str = "efficientnet-lite0"
-    input_size: int = 160
-    cell_field: int = 288
-    balance: bool = True
-    weights: str = "imagenet"
-    batch_size: int = 32
-    epochs_frozen: int = 1
-    epochs_fine: int = 8
+@dataclass(frozen=True)
+class FitConfig(FitRecipe):
+    """A fit's recipe (``core.retraining.FitRecipe``, the defaults of ``python -m training fit``)
+    and what only training sets."""
+
     lr_frozen: float = 1e-3
-    lr_fine: float = 3e-4
-    fine_tune_layers: int | None = None  # None: the report's N for this backbone
-    patience: int = 3
-    class_weighting: str = "balanced"  # balanced | sqrt | none
-    augment: str = "full"  # full: flips, 90-degree turns, small rotations, colour jitter; light: flips and turns
-    train_bn: bool = False  # fine-tune batch-norm statistics too (helps when the domain is far from ImageNet)
-    seed: int = 42
+    patience: int = 3  # fine-tuning epochs without a better validation accuracy before it stops
     extra: dict = field(default_factory=dict)
 
     def tuned_layers(self) -> int:

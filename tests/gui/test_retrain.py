@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,19 @@ from yawbcc_desktop.core.cells import CellRegion
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.classifier import list_bundles, read_card, user_models_dir
 from yawbcc_desktop.core.pipeline import CellRecord, ImageResult
+from yawbcc_desktop.core.retraining import FIT_DEFAULTS, LITE0_FAST, FitRecipe
 from yawbcc_desktop.core.store import ReviewSession
 from yawbcc_desktop.gui.retrain import (
     CORRECTIONS_CSV,
     TRAINING_PYTHON_ENV,
-    Recipe,
     RetrainJob,
     count_retraining_cells,
-    fast_recipe,
     retraining_dir,
 )
 from yawbcc_desktop.gui.settings import AppSettings
 from yawbcc_desktop.gui.widgets.retrain_dialog import BASE_DATA_KEY, RetrainDialog
 
-TINY = Recipe(weights="none", input_size=32, batch_size=8, epochs_frozen=0, epochs_fine=1, augment="light")
+TINY = FitRecipe(weights="none", input_size=32, batch_size=8, epochs_frozen=0, epochs_fine=1, augment="light")
 RUN_TIMEOUT_MS = 180_000  # a 2-core machine shared with other work; typical is well under a minute
 
 
@@ -111,12 +111,39 @@ def test_reviewed_cells_are_counted_as_training_reads_them(session):
     assert (cells.usable, cells.corrected, cells.smear, cells.artefacts, cells.missing) == (3, 2, 1, 1, 0)
 
 
-def test_fast_recipe_is_the_bundled_lite0_fast_recipe():
-    recipe = fast_recipe()
-    assert (recipe.backbone, recipe.input_size, recipe.epochs_frozen, recipe.epochs_fine) == ("efficientnet-lite0", 128, 1, 7)
-    assert recipe.class_weighting == "balanced" and recipe.weights == "imagenet"
-    args = recipe.fit_args()
-    assert args[args.index("--size") + 1] == "128" and args[args.index("--epochs") + 1] == "7"
+def test_the_window_retrains_with_the_bundled_lite0_fast_recipe(qtbot, tmp_path, session, user_data):
+    assert RetrainJob(session, tmp_path, "x").recipe is LITE0_FAST
+    dialog = RetrainDialog(session, settings=AppSettings(tmp_path / "config"))
+    qtbot.addWidget(dialog)
+    assert dialog.recipe is LITE0_FAST != FIT_DEFAULTS
+    assert (dialog.recipe.backbone, dialog.recipe.input_size, dialog.epochs.value()) == ("efficientnet-lite0", 128, 7)
+    assert any("efficientnet-lite0, 128 px" in label.text() for label in dialog.findChildren(type(dialog.summary)))
+
+
+def test_the_dialog_runs_fit_with_the_recipe_and_the_chosen_epochs(qtbot, tmp_path, session, base_data, user_data, monkeypatch):
+    """The command line the window starts is the shared recipe's, the epochs the reviewer chose,
+    and ``python -m training fit`` reads it back as that recipe."""
+    launched = []
+
+    def launch(job, args, env=None):  # record the command instead of starting a process
+        launched.append((list(args), env))
+        job._fail("not started by the test")
+
+    monkeypatch.setattr(RetrainJob, "_launch", launch)
+    dialog = RetrainDialog(session, settings=AppSettings(tmp_path / "config"), work_dir=tmp_path / "runs")
+    qtbot.addWidget(dialog)
+    dialog.base_data.setText(str(base_data))
+    dialog.epochs.setValue(3)
+    dialog.start()
+    ((args, _env),) = launched
+    assert args[0] == "fit" and args[args.index("--data") + 1] == str(base_data)
+    chosen = replace(LITE0_FAST, epochs_fine=3)
+    assert dialog.job.recipe == chosen
+    start = args.index("--backbone")
+    assert args[start : start + len(chosen.fit_args())] == chosen.fit_args()
+    from training.__main__ import build_parser, fit_config  # the test may import training; the GUI does not
+
+    assert fit_config(build_parser().parse_args(args)).recipe() == chosen
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")

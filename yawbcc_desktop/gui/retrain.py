@@ -1,7 +1,9 @@
 """Retraining with the reviewers' corrections, started from the application.
 
 ``RetrainJob`` writes the session's cells CSV into a new run folder, runs
-``python -m training fit --corrections`` on the base data set in a ``QProcess``, then
+``python -m training fit --corrections`` on the base data set in a ``QProcess`` (with the
+recipe's options, ``core.retraining.FitRecipe.fit_args``; by default ``LITE0_FAST``, the
+bundled lite0-fast model's recipe), then
 ``python -m training export``, and moves the finished bundle into the user's models folder
 (``classifier.user_models_dir()``), where the model chooser lists it.  The bundle appears
 there by one rename, so a cancelled or failed run never leaves a half-written model.
@@ -15,21 +17,20 @@ install's Python (``YAWBCC_TRAINING_PYTHON``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject
 
 from ..core.classes import GROUPS
-from ..core.classifier import CARD_FILE, FALLBACK_MODEL, MODEL_FILE, resource_root
-from ..core.retraining import FILE_MISSING, NOT_A_CLASS, PROGRESS_ENV, SMEAR_CELL, left_out
+from ..core.classifier import CARD_FILE, MODEL_FILE
+from ..core.retraining import FILE_MISSING, LITE0_FAST, NOT_A_CLASS, PROGRESS_ENV, SMEAR_CELL, FitRecipe, left_out
 from ..core.store import ReviewSession, SessionCell
 from .training_job import (  # noqa: F401  re-exported: the dialog and tests import them from here
     CORRECTIONS_CSV,
@@ -40,66 +41,6 @@ from .training_job import (  # noqa: F401  re-exported: the dialog and tests imp
     retraining_dir,
     training_command,
 )
-
-# -- the recipe ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The ``fit`` options of a retraining; ``fast_recipe()`` is the bundled lite0-fast's."""
-
-    backbone: str = "efficientnet-lite0"
-    weights: str = "imagenet"
-    input_size: int = 128
-    cell_field: int = 288
-    balance: bool = True
-    batch_size: int = 32
-    epochs_frozen: int = 1
-    epochs_fine: int = 7
-    lr_fine: float = 4e-4
-    fine_tune_layers: int | None = None
-    class_weighting: str = "balanced"
-    augment: str = "full"
-    train_bn: bool = False
-    seed: int = 42
-
-    @property
-    def epochs(self) -> int:
-        return self.epochs_frozen + self.epochs_fine
-
-    def fit_args(self) -> list[str]:
-        args = ["--backbone", self.backbone, "--weights", self.weights, "--size", str(self.input_size)]
-        args += ["--field", str(self.cell_field), "--batch-size", str(self.batch_size)]
-        args += ["--epochs-frozen", str(self.epochs_frozen), "--epochs", str(self.epochs_fine), "--lr", f"{self.lr_fine:g}"]
-        args += ["--class-weighting", self.class_weighting, "--augment", self.augment, "--seed", str(self.seed)]
-        if self.fine_tune_layers is not None:
-            args += ["--fine-tune-layers", str(self.fine_tune_layers)]
-        if not self.balance:
-            args.append("--no-balance")
-        if self.train_bn:
-            args.append("--train-bn")
-        return args
-
-    @classmethod
-    def from_card_training(cls, training: dict) -> Recipe:
-        """The recipe a bundle was trained with (its card's ``training`` block)."""
-        known = {k: training[k] for k in asdict(cls()) if k in training}
-        if "epochs_fine" not in known and "epochs" in training:
-            known["epochs_fine"] = training["epochs"]
-        weighting = known.get("class_weighting")
-        if isinstance(weighting, bool):  # older cards stored on/off
-            known["class_weighting"] = "balanced" if weighting else "none"
-        return cls(**known)
-
-
-def fast_recipe() -> Recipe:
-    """The recipe of the bundled lite0-fast model (42 min on 2 CPU cores for the PBC set)."""
-    card = resource_root() / "models" / FALLBACK_MODEL / CARD_FILE
-    try:
-        return Recipe.from_card_training(json.loads(card.read_text(encoding="utf-8"))["training"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Recipe()  # the same figures, written down
-
 
 # -- what goes in --------------------------------------------------------------------------
 
@@ -156,7 +97,7 @@ class RetrainJob(TrainingJob):
         session: ReviewSession,
         base_data: str | os.PathLike,
         name: str,
-        recipe: Recipe | None = None,
+        recipe: FitRecipe | None = None,
         *,
         models_dir: str | os.PathLike | None = None,
         work_dir: str | os.PathLike | None = None,
@@ -165,7 +106,7 @@ class RetrainJob(TrainingJob):
     ):
         super().__init__(session, name, models_dir=models_dir, work_dir=work_dir, kill_after_ms=kill_after_ms, parent=parent)
         self.base_data = Path(base_data)
-        self.recipe = recipe or fast_recipe()
+        self.recipe = recipe or LITE0_FAST
         self._train_started: float | None = None
 
     # -- starting

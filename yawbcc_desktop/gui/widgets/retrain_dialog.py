@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.classifier import CARD_FILE, ModelBundleError, resolve_bundle
+from ...core.retraining import LITE0_FAST, FitRecipe
 from ...core.store import ReviewSession
-from ..retrain import Recipe, RetrainJob, check_model_name, count_retraining_cells, fast_recipe, training_command
+from ..retrain import RetrainJob, check_model_name, count_retraining_cells, training_command
 from ..settings import AppSettings
 from .job_dialog import JobDialog, left_out_text
 
@@ -69,7 +70,7 @@ class RetrainDialog(JobDialog):
         parent: QWidget | None = None,
         *,
         settings: AppSettings | None = None,
-        recipe: Recipe | None = None,
+        recipe: FitRecipe | None = None,
         current_model: str | Path | None = None,
         models_dir: str | Path | None = None,
         work_dir: str | Path | None = None,
@@ -78,7 +79,7 @@ class RetrainDialog(JobDialog):
         self.resize(720, 560)
         self.session = session
         self.settings = settings if settings is not None else AppSettings()
-        self.recipe = recipe or fast_recipe()
+        self.recipe = recipe or LITE0_FAST
         self._models_dir = Path(models_dir) if models_dir is not None else None
         self._work_dir = work_dir
         self.cells = count_retraining_cells(session)
