@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     parser.add_argument("--model", default=None)
-    parser.add_argument("--only-fields", action="store_true", help="the BCCD and Bio-Net field screenshots only")
+    parser.add_argument("--only-fields", action="store_true", help="the BCCD and Bio-Net field screenshots only (the first four)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,10 +77,10 @@ def main() -> None:
     bionet = held_out(list((DATA / "deepbionet" / "cells" / "neutrophil").glob("*.jpg")), 5, lambda p: p.stem + p.parent.name)
     shoot(out / "bionet-field.png", bionet, args.model, "auto")
     shoot(out / "bionet-field-classic.png", bionet, args.model, "auto", ("--segmenter", "classic"))
-    if args.only_fields:
-        return
     detection = [str(DATA / "deepbionet" / "fields" / "JPEGImages" / n) for n in ("002.jpg", "1000.jpg")]
     shoot(out / "unfamiliar-field.png", detection, args.model, "auto")
+    if args.only_fields:
+        return
 
     with tempfile.TemporaryDirectory() as folder:
         for group in sorted(p for p in (DATA / "pbc").iterdir() if p.is_dir()):
