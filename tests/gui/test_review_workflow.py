@@ -25,7 +25,7 @@ from yawbcc_desktop.gui.cell_store import CONFIRMED, CORRECTED, TO_REVIEW
 from yawbcc_desktop.gui.cell_table_model import COLUMN, RowIdRole
 from yawbcc_desktop.gui.widgets.label_bar import LABEL_KEYS
 
-from .conftest import started_window
+from .conftest import started_window, wait_until
 from .test_review_window import RUN_TIMEOUT_MS
 
 
@@ -318,7 +318,7 @@ def test_differential_panel_updates_by_itself_and_exports_from_the_menu(reviewed
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_preferences_threshold_and_reviewer_apply_at_once(reviewed, monkeypatch):
+def test_preferences_threshold_and_reviewer_apply_at_once(reviewed, monkeypatch, tmp_path):
     from yawbcc_desktop.core.preferences import load_preferences
     from yawbcc_desktop.gui.widgets.preferences_dialog import PreferencesDialog
 
@@ -334,6 +334,16 @@ def test_preferences_threshold_and_reviewer_apply_at_once(reviewed, monkeypatch)
     high.setValue(70.0)
     w.review.set_preferences(dialog.preferences())
     assert store.to_review_count() == 0 and w.review.reviewer == "dr who"
+    # The cells CSV's to_review column follows the reviewer's threshold, as the queue does.
+    from PySide6.QtWidgets import QFileDialog
+
+    out = tmp_path / "cells.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    w.export_cells_action.trigger()
+    wait_until(out.exists, timeout=10)
+    import pandas as pd
+
+    assert pd.read_csv(out, encoding="utf-8-sig")["to_review"].eq("no").all()
     saved = load_preferences(w.review._prefs_path)
     assert saved.review_threshold == 0.0 and saved.reference_ranges["NEUTROPHIL"].low == 50.0
     dialog.restore_defaults()

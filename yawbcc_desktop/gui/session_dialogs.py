@@ -114,7 +114,9 @@ class SessionDialogs:
     def export_cells(self) -> None:
         from ..core.review_export import export_cells
 
-        self._export("Export cells", "cells", export_cells)
+        # The CSV's to_review column says what the window's queue says: the reviewer's threshold.
+        threshold = self.review.prefs.review_threshold
+        self._export("Export cells", "cells", lambda session, path: export_cells(session, path, threshold))
 
     def export_differential(self) -> None:
         from ..core.review_export import export_differential
