@@ -38,8 +38,7 @@ def main() -> None:
         t = time.perf_counter()
         cell = segment_single_cell(rgb)
         times.append((time.perf_counter() - t) * 1000)
-        h, w = rgb.shape[:2]
-        inside = cell.x <= w / 2 <= cell.x + cell.width and cell.y <= h / 2 <= cell.y + cell.height
+        inside = cell.box_holds(rgb.shape[1] / 2, rgb.shape[0] / 2)
         hits += inside
         if not inside:
             misses.append(path.name)

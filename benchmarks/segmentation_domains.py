@@ -13,6 +13,9 @@ Per segmenter (through ``core.segmentation.find_cells_measured``, as the app run
 * PBC test crops (cell mode): share whose found central cell holds the image centre, ms
   per crop.
 
+``--write-card`` stores the U-Net's figures, with this command, under ``per_lab`` in the
+bundled segmenter's ``segmenter.json``.
+
 First, how ``--mode auto`` reads each source (the share taken for smear fields), since
 ``--segmenter auto`` chooses by that.
 
@@ -34,6 +37,7 @@ import pandas as pd  # noqa: E402
 from training.unet import bionet_cells_figures, held_out_fields, object_figures, pbc_central_figures  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.segmentation import find_cells_measured  # noqa: E402
+from yawbcc_desktop.core.unet_segmentation import SegmenterCard, segmenter_folder  # noqa: E402
 
 
 class Timed:
@@ -60,6 +64,7 @@ def main() -> None:
     parser.add_argument("--split", default=str(REPO / "runs" / "split.csv"))
     parser.add_argument("--segmenters", nargs="+", default=["classic", "unet", "auto"])
     parser.add_argument("--n-pbc", type=int, default=1000)
+    parser.add_argument("--write-card", action="store_true", help="store the U-Net's figures per lab in its segmenter.json")
     args = parser.parse_args()
     data = Path(args.data)
     sources = {
@@ -73,9 +78,10 @@ def main() -> None:
             smear = sum(find_cells_measured(read_rgb(p), "auto", segmenter)[0] == "smear" for p in paths)
             print(f"{segmenter:8s} mode auto: {smear}/{len(paths)} {name} read as smear fields", flush=True)
     for segmenter in args.segmenters:
-        for name, root in (("BCCD", data / "bccd"), ("Bio-Net", data / "deepbionet" / "fields")):
+        per_lab = {}
+        for lab, name, root in (("bccd", "BCCD", data / "bccd"), ("bionet", "Bio-Net", data / "deepbionet" / "fields")):
             find = Timed("smear", segmenter)
-            f = object_figures(None, root, find)
+            f = per_lab[lab] = object_figures(root, find) | {"ms_per_field": round(find.mean_ms(), 1)}
             print(
                 f"{segmenter:8s} {name} held-out fields ({f['fields']}): WBC recall {f['wbc_recall']:.3f}, "
                 f"precision {f['wbc_precision']:.3f}, platelet recall {f['platelet_recall_iou0.3']:.3f}; "
@@ -83,20 +89,34 @@ def main() -> None:
                 flush=True,
             )
         find = Timed("smear", segmenter)
-        f = bionet_cells_figures(None, data / "deepbionet" / "cells", find)
+        f = per_lab["bionet_labelled"] = bionet_cells_figures(data / "deepbionet" / "cells", find)
         print(
             f"{segmenter:8s} Bio-Net labelled held-out fields ({f['fields']}): white cell found {f['wbc_found']:.3f}, "
             f"{f['extra_wbc_per_field']:.2f} extra white cells per field; {find.mean_ms():.1f} ms per field",
             flush=True,
         )
         find = Timed("cell", segmenter)
-        f = pbc_central_figures(None, args.split, args.n_pbc, find)
+        f = per_lab["pbc"] = pbc_central_figures(args.split, args.n_pbc, find) | {"ms_per_crop": round(find.mean_ms(), 1)}
         print(
             f"{segmenter:8s} PBC test crops ({f['crops']}): central cell found {100 * f['central_found']:.2f} %; "
             f"{find.mean_ms():.1f} ms per crop",
             flush=True,
         )
+        if args.write_card and segmenter == "unet":
+            write_card(per_lab, args)
 
+
+def write_card(per_lab: dict, args) -> None:
+    """The bundled U-Net's figures per lab, with the command behind them, in its card."""
+    folder = segmenter_folder()
+    card = SegmenterCard.read(folder)
+    command = f".venv/bin/python benchmarks/segmentation_domains.py --segmenters unet --n-pbc {args.n_pbc}"
+    card.extra["per_lab"] = {
+        "command": command,
+        "images": "held-out test fields of BCCD and Bio-Net (field_split), PBC's test split; never trained on",
+    } | per_lab
+    card.write(folder)
+    print(f"figures per lab written to {folder / 'segmenter.json'}")
 
 if __name__ == "__main__":
     main()

@@ -42,8 +42,7 @@ from yawbcc_desktop.core.unet_segmentation import (
     SegmenterCard,
     UnetSegmenter,
     central_region,
-    rbc_radius_or_guess,
-    to_working,
+    working_image,
 )
 
 from .domains import field_split, locate_nucleus
@@ -116,8 +115,7 @@ def _finish(img, wbc, plt, w_wbc, w_plt, band: int, domain, split, name) -> Samp
 
 
 def _scaled(rgb: np.ndarray, cfg: UnetConfig) -> tuple[np.ndarray, float]:
-    scale = cfg.work_rbc_radius / rbc_radius_or_guess(rgb, measure_rbc_radius(rgb))
-    return to_working(rgb, scale), scale
+    return working_image(rgb, measure_rbc_radius(rgb), cfg.work_rbc_radius)
 
 
 def field_sample(image_path: Path, xml_path: Path, domain: str, cfg: UnetConfig) -> Sample:
@@ -455,18 +453,22 @@ def evaluate(
         held = [s for s in samples if s.domain == domain and s.split == "test"]
         counts = np.zeros(3, np.int64)
         for i, s in enumerate(held):
-            pred = seg.maps(s.image, seg.card.work_rbc_radius)[0][..., 0] > seg.card.wbc_threshold
+            pred = seg.maps_of_working_image(s.image)[..., 0] > seg.card.wbc_threshold
             counts += _pixel_counts(pred, s)
             if i < 4:
                 cv2.imwrite(str(pictures / f"{domain}_{i}.png"), type_picture(s, pred)[..., ::-1])
         if held:
             figures[f"{domain}_pixels"] = _prf(*counts) | {"images": len(held)}
+
+    def field(rgb):  # as the app runs it: the red cells measured, then the network
+        return seg.find_cells(rgb, measure_rbc_radius(rgb))
+
     for domain, root in (("bccd", data_root / "bccd"), ("bionet", data_root / "deepbionet" / "fields")):
-        figures[f"{domain}_objects"] = object_figures(seg, root)
+        figures[f"{domain}_objects"] = object_figures(root, field)
         log(f"{domain} held-out fields: {figures[f'{domain}_objects']}")
-    figures["bionet_cells_objects"] = bionet_cells_figures(seg, data_root / "deepbionet" / "cells")
+    figures["bionet_cells_objects"] = bionet_cells_figures(data_root / "deepbionet" / "cells", field)
     log(f"bionet labelled held-out fields: {figures['bionet_cells_objects']}")
-    figures["pbc_central"] = pbc_central_figures(seg, split_csv, n_pbc)
+    figures["pbc_central"] = pbc_central_figures(split_csv, n_pbc, lambda rgb: central_region(field(rgb), rgb.shape))
     log(f"pbc test crops: {figures['pbc_central']}")
     return figures
 
@@ -479,12 +481,9 @@ def held_out_fields(root: Path) -> list[Path]:
     ]
 
 
-def object_figures(seg, root: Path, find=None) -> dict:
-    """White-cell recall / precision at IoU 0.5 and platelet recall on held-out fields;
-    ``find(rgb) -> regions`` defaults to the U-Net through the app's code."""
-    from yawbcc_desktop.core.unet_segmentation import unet_find_cells_measured
-
-    find = find or (lambda rgb: unet_find_cells_measured(rgb, seg)[0])
+def object_figures(root: Path, find) -> dict:
+    """White-cell recall / precision at IoU 0.5 and platelet recall of ``find(rgb) -> regions``
+    on the held-out fields under ``root``."""
     wbc = np.zeros(3, np.int64)
     plt = np.zeros(3, np.int64)
     fields = held_out_fields(root)
@@ -502,19 +501,16 @@ def object_figures(seg, root: Path, find=None) -> dict:
     }
 
 
-def bionet_cells_figures(seg, root: Path, find=None) -> dict:
+def bionet_cells_figures(root: Path, find) -> dict:
     """Labelled Bio-Net fields (one white cell each, no boxes): share of held-out fields
-    whose white cell is found at its nucleus, and extra white cells per field."""
-    from yawbcc_desktop.core.unet_segmentation import unet_find_cells_measured
-
-    find = find or (lambda rgb: unet_find_cells_measured(rgb, seg)[0])
+    whose white cell ``find(rgb) -> regions`` finds at its nucleus, and extra white cells per field."""
     paths = [p for p in sorted(root.glob("*/*.jpg")) if field_split(p.stem + p.parent.name) == "test"]
     found = extra = 0
     for path in paths:
         rgb = read_rgb(path)
         cx, cy = locate_nucleus(rgb)
         wbcs = [r for r in find(rgb) if r.kind == WBC]
-        hit = any(r.x <= cx < r.x + r.width and r.y <= cy < r.y + r.height for r in wbcs)
+        hit = any(r.box_holds(cx, cy) for r in wbcs)
         found += hit
         extra += len(wbcs) - hit
     return {
@@ -524,18 +520,14 @@ def bionet_cells_figures(seg, root: Path, find=None) -> dict:
     }
 
 
-def pbc_central_figures(seg, split_csv: str | Path, n: int, find=None, seed: int = 0) -> dict:
-    """Share of ``n`` PBC test crops whose central cell is found (its box holds the image
-    centre), as ``benchmarks/segmentation.py`` scores the classic method."""
-    from yawbcc_desktop.core.unet_segmentation import unet_find_cells_measured
-
-    find = find or (lambda rgb: central_region(unet_find_cells_measured(rgb, seg)[0], rgb.shape))
+def pbc_central_figures(split_csv: str | Path, n: int, find, seed: int = 0) -> dict:
+    """Share of ``n`` PBC test crops whose central cell ``find(rgb) -> region or None`` finds
+    (its box holds the image centre), as ``benchmarks/segmentation.py`` scores the classic method."""
     test = pd.read_csv(split_csv).query("split == 'test'")
     paths = test["path"].sample(min(n, len(test)), random_state=seed)
     hits = 0
     for path in paths:
         rgb = read_rgb(path)
         cell = find(rgb)
-        h, w = rgb.shape[:2]
-        hits += cell is not None and cell.x <= w / 2 <= cell.x + cell.width and cell.y <= h / 2 <= cell.y + cell.height
+        hits += cell is not None and cell.box_holds(rgb.shape[1] / 2, rgb.shape[0] / 2)
     return {"crops": len(paths), "central_found": round(hits / max(1, len(paths)), 4)}

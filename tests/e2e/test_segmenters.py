@@ -80,7 +80,7 @@ def test_unet_central_cell_of_a_crop(pbc):
         mode, (cell,), _ = find_cells_measured(rgb, "cell", "unet")
         h, w = rgb.shape[:2]
         assert mode == "cell"
-        assert cell.x <= w / 2 <= cell.x + cell.width and cell.y <= h / 2 <= cell.y + cell.height, group
+        assert cell.box_holds(w / 2, h / 2), group
 
 
 def test_unknown_segmenter_and_missing_bundle_are_clear(monkeypatch, tmp_path, pbc):

@@ -31,6 +31,11 @@ class CellRegion:
     def box(self) -> tuple[int, int, int, int]:
         return self.x, self.y, self.width, self.height
 
+    def box_holds(self, x: float, y: float) -> bool:
+        """Whether the point (source pixels) lies in the cell's box (how a found cell is
+        matched to a known position: an image centre, a located nucleus)."""
+        return self.x <= x <= self.x + self.width and self.y <= y <= self.y + self.height
+
     @property
     def centre(self) -> tuple[float, float]:
         return self.x + self.width / 2.0, self.y + self.height / 2.0

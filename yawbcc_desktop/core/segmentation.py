@@ -142,11 +142,11 @@ def find_cells_measured(
         # about 20 ms; a network is run only on top of it where it does better.
         is_smear, classic, radius = detect_field_measured(rgb)
         mode = "smear" if is_smear else "cell"
-        net = network_for("smear", segmenter)
-        if not is_smear and net is not None and field_shaped(rgb):
-            # A camera frame the classic cells call a crop: on Bio-Net's smears they merge
-            # red cells into one frame-filling "white cell" (26 of 140 held-out fields
-            # misread).  The network's cells decide instead.
+        # A camera frame the classic cells call a crop: on Bio-Net's smears they merge red
+        # cells into one frame-filling "white cell" (26 of 140 held-out fields misread).
+        # The network's cells decide instead; square crops never load it.
+        net = network_for("smear", segmenter) if not is_smear and field_shaped(rgb) else None
+        if net is not None:
             cells = net.find_cells(rgb, radius)
             if smear_score_of(rgb, cells, radius) > 0:
                 return "smear", cells, radius

@@ -295,7 +295,7 @@ def find_cells_in_smear_measured(rgb: np.ndarray) -> tuple[list[CellRegion], flo
     return cells, measured
 
 
-def _source_radius(rgb: np.ndarray, measured: float | None) -> float:
+def source_rbc_radius(rgb: np.ndarray, measured: float | None) -> float:
     """The red-cell radius to size everything by: as measured, else guessed from the frame."""
     H, W = rgb.shape[:2]
     r_src = measured if measured is not None else 0.08 * min(H, W)
@@ -307,7 +307,7 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
     no red cell was found) for an RGB uint8 image."""
     H, W = rgb.shape[:2]
     measured = measure_rbc_radius(rgb)
-    r_src = _source_radius(rgb, measured)
+    r_src = source_rbc_radius(rgb, measured)
     # Shrink fields with big red cells to R = 20 px; leave R in 12..20 px as it is (no
     # point upsampling); upsample only small ones, to R = 12 px at most 2x.
     if r_src > _WORK_RBC_RADIUS:
@@ -473,7 +473,7 @@ def detect_field_measured(rgb: np.ndarray) -> tuple[bool, list[CellRegion], floa
 def smear_score_of(rgb: np.ndarray, cells: list[CellRegion], measured: float | None) -> float:
     """``smear_score`` from cells another segmenter found (``measured``: the red-cell radius,
     None if no red cell was found)."""
-    return _score(rgb, _source_radius(rgb, measured), cells)
+    return _score(rgb, source_rbc_radius(rgb, measured), cells)
 
 
 def field_shaped(rgb: np.ndarray) -> bool:

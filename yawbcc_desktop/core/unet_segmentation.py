@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .cells import PLATELET, WBC, CellRegion
-from .smear import measure_rbc_radius, to_region
+from .smear import source_rbc_radius, to_region
 
 SEGMENTER_FILE = "segmenter.json"
 WEIGHTS_FILE = "unet.keras"
@@ -54,10 +54,10 @@ class SegmenterCard:
     def read(cls, folder: Path) -> SegmenterCard:
         try:
             data = json.loads((folder / SEGMENTER_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            extra = data.pop("extra", {})
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__}, extra=extra)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:  # unreadable, not JSON, no name
             raise SegmenterError(f"{folder}: cannot read {SEGMENTER_FILE} ({exc})") from exc
-        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__ and k != "extra"}
-        return cls(**known, extra=data.get("extra", {}) | {k: v for k, v in data.items() if k != "extra"})
 
     def write(self, folder: Path) -> None:
         from .atomic import atomic_write
@@ -66,19 +66,13 @@ class SegmenterCard:
             json.dump(asdict(self), fh, indent=2)
 
 
-def rbc_radius_or_guess(rgb: np.ndarray, radius: float | None) -> float:
-    """The red-cell radius in source pixels (None: not found, guessed from the frame as
-    the classic method does), kept within sensible bounds of the frame."""
-    h, w = rgb.shape[:2]
-    r = radius if radius else 0.08 * min(h, w)
-    return float(np.clip(r, 0.01 * min(h, w), 0.3 * min(h, w)))
-
-
-def to_working(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """``rgb`` resized by ``scale`` (area averaging when shrinking)."""
+def working_image(rgb: np.ndarray, radius: float | None, work_rbc_radius: float) -> tuple[np.ndarray, float]:
+    """``rgb`` resized so that its red-cell radius (source pixels; None: no red cell found,
+    guessed from the frame as the classic method does) is ``work_rbc_radius``, and the factor."""
+    scale = work_rbc_radius / source_rbc_radius(rgb, radius)
     h, w = rgb.shape[:2]
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR), scale
 
 
 def padded(img: np.ndarray, multiple: int = _PAD_TO) -> np.ndarray:
@@ -92,22 +86,17 @@ def regions_from_maps(probs: np.ndarray, card: SegmenterCard, shape: tuple[int, 
     """White cells and platelets from the per-pixel maps (working scale), in source pixels."""
     H, W = shape[:2]
     hs, ws = probs.shape[:2]
-    sx, sy = W / ws, H / hs
     rbc_area = np.pi * card.work_rbc_radius**2
     wbc = (probs[..., 0] > card.wbc_threshold).astype(np.uint8)
-    out: list[CellRegion] = []
-    n, lab, st, _ = cv2.connectedComponentsWithStats(wbc, connectivity=8)
-    for k in range(1, n):
-        x, y, w, h, a = st[k]
-        if a >= card.wbc_min_area * rbc_area:
-            out.append(to_region(lab[y : y + h, x : x + w] == k, x, y, 0.0, sx, sy, W, H, WBC))
     # A platelet inside or against a white cell is the white cell's granules.
     platelet = (probs[..., 1] > card.platelet_threshold) & ~cv2.dilate(wbc, np.ones((3, 3), np.uint8)).astype(bool)
-    n, lab, st, _ = cv2.connectedComponentsWithStats(platelet.astype(np.uint8), connectivity=8)
-    for k in range(1, n):
-        x, y, w, h, a = st[k]
-        if a >= card.platelet_min_area * rbc_area:
-            out.append(to_region(lab[y : y + h, x : x + w] == k, x, y, 0.0, sx, sy, W, H, PLATELET))
+    out: list[CellRegion] = []
+    for kind, found, min_area in ((WBC, wbc, card.wbc_min_area), (PLATELET, platelet, card.platelet_min_area)):
+        n, lab, st, _ = cv2.connectedComponentsWithStats(found.astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            x, y, w, h, a = st[k]
+            if a >= min_area * rbc_area:
+                out.append(to_region(lab[y : y + h, x : x + w] == k, x, y, 0.0, W / ws, H / hs, W, H, kind))
     return out
 
 
@@ -151,22 +140,24 @@ class UnetSegmenter:
         )
         self._lock = threading.Lock()
 
-    def maps(self, rgb: np.ndarray, radius: float | None) -> tuple[np.ndarray, float]:
-        """Per-pixel (white cell, platelet) probabilities at the working scale, and that scale."""
-        scale = self.card.work_rbc_radius / rbc_radius_or_guess(rgb, radius)
-        img = to_working(rgb, scale)
+    def maps(self, rgb: np.ndarray, radius: float | None) -> np.ndarray:
+        """Per-pixel (white cell, platelet) probabilities of ``rgb`` at the working scale."""
+        return self.maps_of_working_image(working_image(rgb, radius, self.card.work_rbc_radius)[0])
+
+    def maps_of_working_image(self, img: np.ndarray) -> np.ndarray:
+        """The maps of an image already at the working scale (``working_image``)."""
         x = padded(img)[None].astype(np.float32)
         with self._lock:
             probs = self._predict(x).numpy()[0]
-        return probs[: img.shape[0], : img.shape[1]], scale
+        return probs[: img.shape[0], : img.shape[1]]
 
     def find_cells(self, rgb: np.ndarray, radius: float | None) -> list[CellRegion]:
-        """Every white cell and platelet of ``rgb`` (source pixels)."""
-        probs, _ = self.maps(rgb, radius)
-        return regions_from_maps(probs, self.card, rgb.shape)
+        """Every white cell and platelet of ``rgb`` (source pixels); ``radius``: its red-cell
+        radius in source pixels, None when it has no red cell to measure."""
+        return regions_from_maps(self.maps(rgb, radius), self.card, rgb.shape)
 
 
-_loaded: dict[Path, UnetSegmenter] = {}
+_loaded: dict[str, UnetSegmenter] = {}  # by the name or folder asked for
 _loading = threading.Lock()
 
 
@@ -185,15 +176,10 @@ def segmenter_folder(name: str | os.PathLike | None = None) -> Path:
 
 
 def load_segmenter(name: str | os.PathLike | None = None) -> UnetSegmenter:
-    """The segmenter bundle, loaded once per process (the analysis child keeps it)."""
-    folder = segmenter_folder(name).resolve()
+    """The segmenter bundle, loaded once per process (the analysis child keeps it); asked
+    for every image, so a name already loaded is not looked up on disk again."""
+    key = str(name or DEFAULT_SEGMENTER)
     with _loading:
-        if folder not in _loaded:
-            _loaded[folder] = UnetSegmenter(folder)
-        return _loaded[folder]
-
-
-def unet_find_cells_measured(rgb: np.ndarray, segmenter: UnetSegmenter) -> tuple[list[CellRegion], float | None]:
-    """Cells of a field by the U-Net, and the red-cell radius measured for its scale."""
-    measured = measure_rbc_radius(rgb)
-    return segmenter.find_cells(rgb, measured), measured
+        if key not in _loaded:
+            _loaded[key] = UnetSegmenter(segmenter_folder(name))
+        return _loaded[key]

@@ -349,24 +349,22 @@ class ReviewSession:
 
         The undo history lives as long as this object; the audit trail in the file, forever.
         """
-        if not self._undo:
-            return None
-        target = self._undo[-1]
-        done = self._record("undo", _reviewer(reviewer), {c.cell_id: c.before for c in target.changes}, target.id)
-        self._undo.pop()
-        if done is not None:
-            self._redo.append(done)
-        return done
+        return self._revert("undo", self._undo, self._redo, reviewer)
 
     def redo(self, reviewer: str) -> Correction | None:
         """Apply again what the latest ``undo`` reverted (as new audit rows)."""
-        if not self._redo:
+        return self._revert("redo", self._redo, self._undo, reviewer)
+
+    def _revert(self, kind: str, source: list, target: list, reviewer: str) -> Correction | None:
+        """Put back the labels the latest correction of ``source`` replaced; that correction
+        moves to ``target`` (undo <-> redo) once written."""
+        if not source:
             return None
-        target = self._redo[-1]
-        done = self._record("redo", _reviewer(reviewer), {c.cell_id: c.before for c in target.changes}, target.id)
-        self._redo.pop()
+        latest = source[-1]
+        done = self._record(kind, _reviewer(reviewer), {c.cell_id: c.before for c in latest.changes}, latest.id)
+        source.pop()
         if done is not None:
-            self._undo.append(done)
+            target.append(done)
         return done
 
     def _record(
