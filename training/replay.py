@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from yawbcc_desktop.core.adaptation import REPLAY_FILE
-from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle
+from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle
 
 from .adapt import correction_inputs
+from .card import write_card
 from .domain_fit import _labels, write_replay
 from .domains import cells_as_rows, pbc_cells
+from .splits import split_checksum
 
 
 def write_bundle_replay(folder: Path, split_csv: str | Path, per_class: int = 120, seed: int = 0, log=print) -> Path:
@@ -31,6 +35,16 @@ def write_bundle_replay(folder: Path, split_csv: str | Path, per_class: int = 12
     inputs, _ = correction_inputs(bundle, cells_as_rows(sample))
     out = Path(folder) / REPLAY_FILE
     write_replay(out, bundle.features(inputs), _labels(sample), sample, seed, per_class)
+    # The card says where its replay sample came from, as training domains' cards do.
+    card = read_card(folder)
+    card.extra["replay"] = {
+        "cells": len(sample),
+        "per_class": per_class,
+        "from": "PBC train split",
+        "split_sha1": split_checksum(pd.read_csv(split_csv)),
+        "command": f"python -m training replay --model {bundle.name} --per-class {per_class} --seed {seed}",
+    }
+    write_card(folder, card)
     log(f"replay sample written: {out}")
     return out
 

@@ -211,6 +211,8 @@ def test_replay_sample_makes_a_pbc_only_bundle_adaptable(pbc, tiny_bundle, tmp_p
         width = ModelBundle(folder).features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
         assert replay["features"].shape == (3 * len(CLASSES), width)
         assert set(replay["domains"]) == {"pbc"} and np.bincount(replay["labels"]).max() == 3
+    said = read_card(folder).extra["replay"]
+    assert said["cells"] == 3 * len(CLASSES) and said["command"].startswith("python -m training replay")
 
 
 def test_temperature_is_kept_when_the_lab_cells_show_no_mistakes(adaptable_bundle):
