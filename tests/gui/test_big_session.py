@@ -1,9 +1,11 @@
 """A big session in the review window's models: benchmarks/big_session.py's builder at
-2,000 cells.  The filter and the sort work on whole columns (``CellStore.columns``); these
+2,000 cells.  The filter and the sort work on whole columns (``CellCache.columns``); these
 tests check that they pick and order exactly what the per-cell rules say.  (Speed is the
 benchmark's to measure, never asserted here.)"""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from benchmarks.big_session import build_session
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.classes import REVIEW_LABELS
+from yawbcc_desktop.core.review_rules import CELL_STATUSES, CORRECTED, TO_REVIEW
 from yawbcc_desktop.core.store import ReviewSession
-from yawbcc_desktop.gui.cell_store import CELL_STATUSES, CORRECTED, TO_REVIEW, CellStore, read_session
+from yawbcc_desktop.gui.cell_store import CellStore, read_session
 from yawbcc_desktop.gui.cell_table_model import COLUMN, COLUMNS, CellFilter, CellTableModel, RowIdRole, SortRole
 
 
@@ -23,17 +26,20 @@ def big_session(tmp_path_factory):
 
 
 @pytest.fixture
-def loaded(big_session):
-    """The session's cells in a store, the cell model, the filter and one section per class."""
+def loaded(big_session, tmp_path):
+    """A copy of the session, its cells in a store, the cell model, the filter, one section per
+    class; the views are told of each correction, as the review controller tells them."""
     owner = QObject()
     store = CellStore()
-    with ReviewSession.open(big_session, readonly=True) as session:
-        store.take(read_session(session))
+    session = ReviewSession.open(shutil.copy(big_session, tmp_path / "big.yawbcc"))
+    store.take(read_session(session))
     model = CellTableModel(store, parent=owner)
+    session.cache.listen(lambda ids: model.labels_changed(store.rows_of(ids)))
     shown = CellFilter(parent=owner)
     shown.setSourceModel(model)
     sections = {g: shown.for_group(g) for g in REVIEW_LABELS}
-    yield store, model, shown, sections
+    yield store, model, shown, sections, session
+    session.close()
     owner.deleteLater()
 
 
@@ -59,7 +65,7 @@ def test_columns_agree_with_each_cell(loaded):
 
 
 def test_filters_pick_exactly_the_cells_the_rules_say(loaded, qtmodeltester):
-    store, model, shown, sections = loaded
+    store, model, shown, sections, _ = loaded
     t = store.review_threshold
     assert shown.rowCount() == 2000 and sum(s.rowCount() for s in sections.values()) == 2000
     shown.set_criteria(groups=frozenset({"LYMPHOCYTE", "NEUTROPHIL"}), confidence=(0.6, 1.0), statuses=frozenset({TO_REVIEW}))
@@ -77,7 +83,7 @@ def test_filters_pick_exactly_the_cells_the_rules_say(loaded, qtmodeltester):
 
 @pytest.mark.parametrize("key", [c.key for c in COLUMNS])
 def test_every_column_sorts_as_its_sort_values_say(loaded, key):
-    store, model, shown, _ = loaded
+    store, model, shown, *_ = loaded
     for order in (Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder):
         shown.sort(COLUMN[key], order)
         rows = [(model.index(r, COLUMN[key]).data(SortRole), model.index(r, 0).data(RowIdRole)) for r in range(2000)]
@@ -88,7 +94,7 @@ def test_every_column_sorts_as_its_sort_values_say(loaded, key):
 
 
 def test_a_selected_cell_stays_selected_through_filters_sorts_and_corrections(loaded):
-    store, model, shown, sections = loaded
+    store, model, shown, sections, session = loaded
     row_id = next(r for r, c in enumerate(store.cells()) if c.final_label == "MONOCYTE" and not c.reviewed)
     held = QPersistentModelIndex(shown.mapFromSource(model.index_of_id(row_id)))
     in_section = QPersistentModelIndex(sections["MONOCYTE"].mapFromSource(model.index_of_id(row_id)))
@@ -97,8 +103,7 @@ def test_a_selected_cell_stays_selected_through_filters_sorts_and_corrections(lo
     shown.set_criteria(groups=frozenset({"MONOCYTE"}))
     assert held.data(RowIdRole) == row_id
     # A reviewer calls it a basophil: it leaves the monocyte section and the monocyte filter.
-    store.apply_label(store.cell(row_id).session_id, "BASOPHIL", "anna", "2026-11-30T10:00:00")
-    model.labels_changed([row_id])
+    session.set_label([store.cell(row_id).id], "BASOPHIL", "anna")
     assert store.status(row_id) == CORRECTED
     assert not in_section.isValid() and not held.isValid()
     shown.set_criteria(groups=frozenset(REVIEW_LABELS))
@@ -108,7 +113,7 @@ def test_a_selected_cell_stays_selected_through_filters_sorts_and_corrections(lo
 
 def test_sorting_again_as_it_is_sorted_does_nothing_until_labels_change(loaded):
     """QTableView.sortByColumn asks the model twice; on a big session each sort costs."""
-    store, model, shown, _ = loaded
+    store, model, shown, _, session = loaded
     layouts = []
     model.layoutChanged.connect(lambda *a: layouts.append(1))
     column = COLUMN["final"]
@@ -116,8 +121,7 @@ def test_sorting_again_as_it_is_sorted_does_nothing_until_labels_change(loaded):
     model.sort(column, Qt.SortOrder.AscendingOrder)
     assert len(layouts) == 1
     row_id = model.row_id_at(0)  # the first cell in final-label order, relabelled to the last class
-    store.apply_label(store.cell(row_id).session_id, REVIEW_LABELS[-1], "anna", "2026-11-30T10:00:00")
-    model.labels_changed([row_id])
+    session.set_label([store.cell(row_id).id], REVIEW_LABELS[-1], "anna")
     assert model.row_id_at(0) == row_id  # rows stay put under the reviewer's eyes
     model.sort(column, Qt.SortOrder.AscendingOrder)
     assert len(layouts) == 2 and model.row_id_at(0) != row_id

@@ -9,17 +9,10 @@ from PySide6.QtCore import Qt
 from yawbcc_desktop.core import pipeline, review_rules
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
-from yawbcc_desktop.core.vocabulary import ANALYSED, FAILED, NO_CELL, QUEUED
-from yawbcc_desktop.gui.cell_store import (
-    CELL_STATUSES,
-    CONFIDENT,
-    CONFIRMED,
-    CORRECTED,
-    TO_REVIEW,
-    AnalysedImage,
-    Cell,
-    CellStore,
-)
+from yawbcc_desktop.core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
+from yawbcc_desktop.core.store import ReviewSession
+from yawbcc_desktop.core.vocabulary import ANALYSED, FAILED, QUEUED
+from yawbcc_desktop.gui.cell_store import AnalysedImage, CellStore
 from yawbcc_desktop.gui.cell_table_model import (
     COLUMN,
     COLUMNS,
@@ -42,15 +35,39 @@ def owner():
     holder.deleteLater()
 
 
-def fake_cell(path: str, cell_id: int, group: str, confidence: float, kind: str = WBC) -> Cell:
-    probs = np.full(len(GROUPS), (1 - confidence) / (len(GROUPS) - 1), np.float32)
-    probs[GROUPS.index(group)] = confidence
-    return Cell(path, cell_id, 10 * cell_id, 5, 40, 42, kind, probs, "fake")
+@pytest.fixture
+def session(tmp_path):
+    with ReviewSession.create(tmp_path / "review.yawbcc") as s:
+        yield s
+
+
+def fake_result(path: str, specs: list[tuple[str, float]], kind: str = WBC) -> pipeline.ImageResult:
+    records = []
+    for i, (group, confidence) in enumerate(specs):
+        probs = np.full(len(GROUPS), (1 - confidence) / (len(GROUPS) - 1), np.float32)
+        probs[GROUPS.index(group)] = confidence
+        records.append(pipeline.CellRecord(path, i, CellRegion(10 * i, 5, 40, 42, None, kind), probs, "fake"))
+    return pipeline.ImageResult(path, "smear", 640, 480, records)
 
 
 def fake_image(path: str, specs: list[tuple[str, float]]) -> AnalysedImage:
-    cells = [fake_cell(path, i, g, c) for i, (g, c) in enumerate(specs)]
-    return AnalysedImage(path, ANALYSED if cells else NO_CELL, "", "smear", 640, 480, cells)
+    """A result no session took (the cells' ids are -1)."""
+    return AnalysedImage.from_result(fake_result(path, specs))
+
+
+def shown_from(session: ReviewSession, store: CellStore, model: CellTableModel, result, threshold=None) -> list[int]:
+    """What the worker and the controller do with a result: commit it, show what the session holds."""
+    ids = session.add_image(result, threshold)
+    store.add_images([result.path])
+    model.cells_added(store.record(AnalysedImage.from_result(result, session.cells(ids), threshold)))
+    return ids
+
+
+def told_by(session: ReviewSession, store: CellStore, model: CellTableModel) -> list[list[int]]:
+    """The views told of each correction, as the review controller tells them; the ids told."""
+    told: list[list[int]] = []
+    session.cache.listen(lambda ids: (told.append(ids), model.labels_changed(store.rows_of(ids))))
+    return told
 
 
 def test_cell_from_pipeline_record_keeps_box_and_probabilities():
@@ -136,26 +153,27 @@ def test_filter_by_class_confidence_and_status(owner, qtmodeltester):
     qtmodeltester.check(neutrophils, force_py=True)
 
 
-def test_corrections_move_cells_to_their_final_label_everywhere(owner, qtmodeltester):
-    store = CellStore()
+def test_corrections_move_cells_to_their_final_label_everywhere(owner, qtmodeltester, session, tmp_path):
+    """A correction goes to the session, which relabels the cells the views read and tells
+    them which; nothing else applies it."""
+    store = CellStore(session.cache)
     model = CellTableModel(store, parent=owner)
     cells = CellFilter(parent=owner)
     cells.setSourceModel(model)
     sections = {g: cells.for_group(g) for g in REVIEW_LABELS}
-    store.add_images(["x.jpg"])
-    image = fake_image("x.jpg", [("NEUTROPHIL", 0.95), ("NEUTROPHIL", 0.5), ("LYMPHOCYTE", 0.7)])
-    for i, cell in enumerate(image.cells):
-        cell.session_id = 100 + i
-    model.cells_added(store.record(image))
+    told = told_by(session, store, model)
+    x = str(tmp_path / "x.jpg")
+    ids = shown_from(session, store, model, fake_result(x, [("NEUTROPHIL", 0.95), ("NEUTROPHIL", 0.5), ("LYMPHOCYTE", 0.7)]))
     qtmodeltester.check(cells, force_py=True)
     assert store.to_review_count() == 2
     cells.set_criteria(statuses=frozenset({TO_REVIEW}))
     assert cells.rowCount() == 2
-    # A reviewer calls the uncertain neutrophil a lymphocyte, and the third cell an artefact.
-    assert store.apply_label(101, "LYMPHOCYTE", "anna", "2026-11-25T10:00:00") == 1
-    assert store.apply_label(102, ARTEFACT, "anna", "2026-11-25T10:00:01") == 2
-    model.labels_changed([1, 2])
+    # A reviewer calls the third cell an artefact, and the uncertain neutrophil a lymphocyte.
+    session.set_label([ids[2]], ARTEFACT, "anna")
+    session.set_label([ids[1]], "LYMPHOCYTE", "anna")
+    assert told == [[ids[2]], [ids[1]]]
     assert store.status(1) == CORRECTED and store.cell(1).final_label == "LYMPHOCYTE"
+    assert store.cell(1) is session.cache.cell(1) and store.cell(1).reviewer == "anna"  # the session's cell, once
     assert store.to_review_count() == 0 and cells.rowCount() == 0  # the queue is empty
     cells.set_criteria(statuses=frozenset(CELL_STATUSES))
     assert sections["NEUTROPHIL"].rowCount() == 1 and sections["LYMPHOCYTE"].rowCount() == 1
@@ -164,15 +182,17 @@ def test_corrections_move_cells_to_their_final_label_everywhere(owner, qtmodelte
     assert model.index_of_id(1, COLUMN["status"]).data() == CORRECTED
     assert model.index_of_id(1, COLUMN["final"]).data(Qt.ItemDataRole.FontRole).bold()  # corrected looks different
     assert "corrected from Neutrophil by anna" in model.index_of_id(1, 0).data(Qt.ItemDataRole.ToolTipRole)
-    # Confirming keeps the model's class; undo (label None) puts the cell back in the queue.
-    store.apply_label(100, "NEUTROPHIL", "anna", "2026-11-25T10:00:02")
-    assert store.status(0) == CONFIRMED
-    store.apply_label(101, None, "anna", "2026-11-25T10:00:03")
-    model.labels_changed([0, 1])
+    # Undo puts the cell back in the queue; confirming keeps the model's class.
+    session.undo("anna")
     assert store.status(1) == TO_REVIEW and store.cell(1).reviewer == "" and sections["NEUTROPHIL"].rowCount() == 2
+    session.confirm([ids[0]], "anna")
+    assert store.status(0) == CONFIRMED and told[-1] == [ids[0]]
     store.review_threshold = 0.4  # a lower threshold (preferences) empties the queue
     assert store.status(1) == CONFIDENT and store.to_review_count() == 0
-    assert store.apply_label(999, "IG", "anna", "t") == -1  # not loaded: nothing happens
+    # A cell of the session that the views do not show: they are told, nothing of theirs moves.
+    other = session.add_image(fake_result(str(tmp_path / "y.jpg"), [("MONOCYTE", 0.6)]))
+    session.set_label(other, "IG", "anna")
+    assert told[-1] == other and store.rows_of(other) == [] and store.cell_count == 3
 
 
 def test_image_list_model_and_status_filter(owner, qtmodeltester):
@@ -225,17 +245,18 @@ def test_twenty_thousand_cells_filter_and_sort_exactly():
     assert everything == sorted(everything, reverse=True)
 
 
-def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester):
+def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester, session, tmp_path):
     """The GUI's queue is core.review_rules': an unfamiliar image or a size against the class
     makes a 99 % cell wait; the table, the filter, the count and the image list say so."""
-    store = CellStore()
+    store = CellStore(session.cache)
     model = CellTableModel(store, parent=owner)
     cells = CellFilter(parent=owner)
     cells.setSourceModel(model)
     images = ImageListModel(store, parent=owner)
+    told_by(session, store, model)
     big_platelet = review_rules.PLATELET_MAX_UM + 5.0
     results = []
-    for path, unfamiliar in (("u.jpg", True), ("f.jpg", False)):
+    for path, unfamiliar in ((str(tmp_path / "u.jpg"), True), (str(tmp_path / "f.jpg"), False)):
         records = []
         for i, (group, confidence, diameter) in enumerate((("NEUTROPHIL", 0.99, 12.0), ("PLATELET", 0.99, big_platelet))):
             probs = np.full(len(GROUPS), (1 - confidence) / (len(GROUPS) - 1))
@@ -247,8 +268,7 @@ def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester
         results.append(result)
     store.add_images([r.path for r in results])
     images.images_added()
-    for result in results:
-        model.cells_added(store.record(AnalysedImage.from_result(result, None, 1.0)))
+    ids = [shown_from(session, store, model, result, 1.0) for result in results]
     qtmodeltester.check(cells, force_py=True)
     # Every cell of the unfamiliar image waits; of the familiar one, only the oversized "platelet".
     assert [store.status(r) for r in range(4)] == [TO_REVIEW, TO_REVIEW, CONFIDENT, TO_REVIEW]
@@ -263,8 +283,7 @@ def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester
     cells.set_criteria(statuses=frozenset({TO_REVIEW}))
     assert sorted(cells.index(r, 0).data(RowIdRole) for r in range(cells.rowCount())) == [0, 1, 3]
     # Reviewed: out of the queue whatever its flags.
-    store.cell(0).label = "NEUTROPHIL"
-    model.labels_changed([0])
+    session.confirm([ids[0][0]], "anna")
     assert store.status(0) == CONFIRMED and store.to_review_count() == 2 and cells.rowCount() == 2
     assert model.index_of_id(0, COLUMN["why"]).data() == ""
     # The image list marks the unfamiliar image, with why; the store counts them for the banner.

@@ -60,7 +60,7 @@ def test_folder_gives_the_same_cells_as_the_headless_command(window, qtbot, qtmo
     assert controller.cells.rowCount() == len(headless_rows) == 16
     assert window.table.model().rowCount() == len(headless_rows)
     assert sum(window.gallery.counts().values()) == len(headless_rows)
-    gui = {(c.path, c.cell_id): c for c in controller.store.cells()}
+    gui = {(c.path, c.cell_index): c for c in controller.store.cells()}
     for _, row in headless_rows.iterrows():
         cell = gui[(row["path"], row["cell_id"])]
         assert (cell.x, cell.y, cell.width, cell.height) == (row["x"], row["y"], row["width"], row["height"])

@@ -20,8 +20,8 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtTest import QTest
 
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
+from yawbcc_desktop.core.review_rules import CONFIRMED, CORRECTED, TO_REVIEW
 from yawbcc_desktop.core.store import ReviewSession
-from yawbcc_desktop.gui.cell_store import CONFIRMED, CORRECTED, TO_REVIEW
 from yawbcc_desktop.gui.cell_table_model import COLUMN, RowIdRole
 from yawbcc_desktop.gui.widgets.label_bar import LABEL_KEYS
 
@@ -64,7 +64,7 @@ def test_analysed_images_are_in_the_session_file(reviewed):
     store, session = reviewed.controller.store, reviewed.review.session
     assert session is not None and session.path.is_file()
     assert len(session.images()) == store.image_count == 16
-    assert sorted(c.session_id for c in store.cells()) == session.cell_ids()
+    assert sorted(c.id for c in store.cells()) == session.cell_ids()
     assert store.to_review_count() == session.to_review_count(store.review_threshold) == 16
     assert reviewed.to_review_button.text() == "To review: 16"
 
@@ -81,8 +81,8 @@ def test_number_keys_correct_commit_and_move_on_then_undo_redo(reviewed, qtbot):
     new = next(g for g in GROUPS if g != cell.predicted)
     key = getattr(Qt.Key, f"Key_{LABEL_KEYS[new]}")
     press(w, key)
-    qtbot.waitUntil(lambda: cell.label == new, timeout=2000)
-    assert session.cell(cell.session_id).label == new and session.cell(cell.session_id).reviewer == "tester"
+    qtbot.waitUntil(lambda: store.cell(row).label == new, timeout=2000)
+    assert session.cell(cell.id).label == new and session.cell(cell.id).reviewer == "tester"
     assert store.status(row) == CORRECTED
     assert w.selection.row != row  # moved on to the next cell
     # Corrected looks different everywhere: bold final label, dashed box, its new gallery section.
@@ -93,15 +93,15 @@ def test_number_keys_correct_commit_and_move_on_then_undo_redo(reviewed, qtbot):
     assert w.viewer._boxes[row].pen().style() == Qt.PenStyle.DashLine
     assert w.gallery.sections[new].index_of(row).isValid()
     assert "corrected" in w.detail.title.text()
-    history = session.history(cell.session_id)
+    history = session.history(cell.id)
     assert [(h.previous, h.label) for h in history] == [(None, new)] and history[0].predicted == cell.predicted
     # Undo and redo: the label comes and goes, each step appended to the audit trail.
     w.activateWindow()
     QTest.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert cell.label is None and session.cell(cell.session_id).label is None
+    assert store.cell(row).label is None and session.cell(cell.id).label is None
     assert w.redo_action.isEnabled()
     w.redo_action.trigger()
-    assert cell.label == new and len(session.history(cell.session_id)) == 3
+    assert store.cell(row).label == new and len(session.history(cell.id)) == 3
 
 
 def test_arrow_keys_walk_the_gallery_in_order(reviewed):
@@ -184,12 +184,12 @@ def test_reopening_a_session_restores_every_correction(reviewed, qtbot):
     w.selection.select_cell(row)
     w.set_label("MONOCYTE")
     path = w.review.session.path
-    labels = {c.session_id: c.label for c in store.cells()}
+    labels = {c.id: c.label for c in store.cells()}
     w.close_all()
     assert w.review.session is None and store.cell_count == 0
     with qtbot.waitSignal(w.controller.session_loaded, timeout=10000):  # read off the GUI thread
         assert w.review.open_session(path)
-    assert {c.session_id: c.label for c in store.cells()} == labels
+    assert {c.id: c.label for c in store.cells()} == labels
     assert store.image_count == 16 and w.controller.cells.rowCount() == 16
     assert w.review.prefs.last_session == str(path)
 
@@ -368,7 +368,7 @@ def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, qtb
     w, store = reviewed, reviewed.controller.store
     original = w.review.session.path
     row = store.image(store.paths()[0]).cell_rows[0]
-    session_id = store.cell(row).session_id
+    session_id = store.cell(row).id
     assert w.review.set_label([row], "EOSINOPHIL") == 1
     taken = tmp_path / "taken.yawbcc"
     taken.write_bytes(b"another reviewer's work")
@@ -380,7 +380,7 @@ def test_save_session_as_copies_everything_and_goes_on_in_the_copy(reviewed, qtb
         assert w.review.save_session_as(tmp_path / "copy.yawbcc")
     copy = w.review.session
     assert copy.path == tmp_path / "copy.yawbcc" and len(copy.images()) == 16
-    assert copy.cell(session_id).final_label == "EOSINOPHIL" and copy.cell_ids() == sorted(c.session_id for c in store.cells())
+    assert copy.cell(session_id).final_label == "EOSINOPHIL" and copy.cell_ids() == sorted(c.id for c in store.cells())
     assert w.review.set_label([row], "BASOPHIL") == 1  # corrections now go to the copy
     assert copy.cell(session_id).final_label == "BASOPHIL"
     with ReviewSession.open(original, readonly=True) as before:
@@ -396,7 +396,7 @@ def test_reanalysis_with_another_model_goes_into_a_new_session(reviewed, qtbot, 
     (other / "model.json").write_text((other / "model.json").read_text().replace('"tiny-test"', '"tiny-other"'))
     old = w.review.session.path
     row = store.image(store.paths()[0]).cell_rows[0]
-    corrected_id = store.cell(row).session_id
+    corrected_id = store.cell(row).id
     assert w.review.set_label([row], "EOSINOPHIL") == 1
     try:
         with qtbot.waitSignal(w.controller.run_finished, timeout=RUN_TIMEOUT_MS):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 
 from yawbcc_desktop.core import review_rules
-from yawbcc_desktop.gui.cell_store import TO_REVIEW
+from yawbcc_desktop.core.review_rules import TO_REVIEW
 from yawbcc_desktop.gui.cell_table_model import COLUMN
 from yawbcc_desktop.gui.image_list_model import UnfamiliarRole
 

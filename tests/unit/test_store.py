@@ -19,7 +19,7 @@ import pytest
 
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.cells import CellRegion
-from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
+from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from yawbcc_desktop.core.pipeline import CellRecord, ImageResult
 from yawbcc_desktop.core.store import (
     APPLICATION_ID,
@@ -305,6 +305,28 @@ def test_set_label_undo_redo_append_to_the_audit_trail(session):
         with pytest.raises(sqlite3.IntegrityError, match="audit trail"):
             raw.execute(sql)
     raw.close()
+
+
+def test_the_cells_a_window_shows_follow_every_correction_undo_and_redo(session):
+    """``ReviewSession.cache``: the session relabels the cells it holds in the call that
+    commits, then tells its listeners; a failed correction changes nothing."""
+    ids = session.add_image(image_result("/lab/f.png", [("NEUTROPHIL", 0.99), ("NEUTROPHIL", 0.7), ("MONOCYTE", 0.8)]))
+    cache, told = session.cache, []
+    cache.add(session.cells(ids[:2]))  # the third is not shown
+    cache.listen(told.append)
+    session.set_label(ids, "LYMPHOCYTE", "Ann")
+    assert told == [ids] and [c.label for c in cache.cells()] == ["LYMPHOCYTE", "LYMPHOCYTE"]
+    assert cache.cell(0).reviewer == "Ann" and cache.cell(0).reviewed_at == session.cell(ids[0]).reviewed_at
+    assert cache.columns().label.tolist() == [REVIEW_LABELS.index("LYMPHOCYTE")] * 2
+    session.undo("Ann")
+    assert [c.label for c in cache.cells()] == [None, None] and cache.cell(1).reviewer == ""
+    assert cache.columns().label.tolist() == [-1, -1]
+    session.redo("Ann")
+    assert [c.final_label for c in cache.cells()] == ["LYMPHOCYTE"] * 2 and len(told) == 3
+    with pytest.raises(ValueError):
+        session.set_label([ids[0], 999], "MONOCYTE", "Ann")
+    assert len(told) == 3 and cache.cell(0).label == "LYMPHOCYTE"
+    assert session.set_label([ids[0]], "LYMPHOCYTE", "Ann") is None and len(told) == 3  # nothing changed
 
 
 def test_bad_labels_reviewers_and_cells_are_refused(session):

@@ -28,7 +28,12 @@ from .vocabulary import ANALYSED, FAILED, NO_CELL
 
 @dataclass
 class CellRecord:
-    """One found cell, and once classified its calibrated probabilities (GROUPS order)."""
+    """One found cell, and once classified its calibrated probabilities (GROUPS order).
+
+    The analysis' output, with the segmentation mask: what is *written* to a review session
+    (``ReviewSession.add_images``).  What is read back, reviewed and shown is the one cell
+    type ``core.store.SessionCell``.
+    """
 
     path: str
     cell_id: int

@@ -11,11 +11,20 @@ A cell waits for a reviewer when it is not reviewed yet and any of these holds:
   "lymphocyte" is a mistake of the segmentation or of the classifier.
 
 The last two are fixed when the cell is analysed and stored with it as *flags*.
+
+The rule is written once, in ``QUEUE_REASONS``; the per-cell form (``review_reasons``), the
+whole-column form (``waits_for_review``, numpy) and the SQL form (``queue_where``) are all
+built from it, and tests/unit/test_review_rules.py checks that the three pick the same cells.
+The review statuses a cell shows (to review, confident, confirmed, corrected) follow from it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
 
 LOW_CONFIDENCE = "low confidence"
 UNFAMILIAR = "unfamiliar image"
@@ -46,23 +55,69 @@ def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -
     return flags
 
 
-def review_reasons(confidence: float, threshold: float, flags: str | list[str]) -> list[str]:
-    """Every reason the cell waits for review ([] if none), in the words the reviewer sees."""
+class QueueReason(NamedTuple):
+    """One reason an unreviewed cell waits, besides its analysis flags."""
+
+    words: str  # what the reviewer reads
+    # Whether it holds, on one confidence or on a numpy column of them alike (nan: never classified).
+    holds: Callable[[Any, float], Any]
+    sql: str  # the same over a session's cell row: NULL is never classified, ``?`` the threshold
+
+
+QUEUE_REASONS = (
+    QueueReason(NOT_CLASSIFIED, lambda confidence, threshold: np.isnan(confidence), "{confidence} IS NULL"),
+    # nan < threshold is false, as NULL < ? is in SQL: a cell never classified is not "low".
+    QueueReason(LOW_CONFIDENCE, lambda confidence, threshold: confidence < threshold, "{confidence} < ?"),
+)
+
+
+def review_reasons(confidence: float | None, threshold: float, flags: str | list[str]) -> list[str]:
+    """Every reason an unreviewed cell waits for review ([] if none), in the words the reviewer sees."""
     if isinstance(flags, str):
         flags = split_flags(flags)
-    reasons = []
-    if confidence is None or not math.isfinite(confidence):
-        reasons.append(NOT_CLASSIFIED)
-    elif confidence < threshold:
-        reasons.append(LOW_CONFIDENCE)
-    return reasons + list(flags)
+    confidence = math.nan if confidence is None else float(confidence)
+    return [r.words for r in QUEUE_REASONS if r.holds(confidence, threshold)] + list(flags)
 
 
-def waits_for_review(confidence, threshold: float, flagged):
-    """``review_reasons`` of many unreviewed cells at once (numpy arrays of confidences and of
-    "has analysis flags"): True where it gives a reason.  ``not confidence >= threshold``
-    holds for nan too, a cell never classified."""
-    return ~(confidence >= threshold) | flagged
+def waits_for_review(confidence: np.ndarray, threshold: float, flagged: np.ndarray) -> np.ndarray:
+    """``review_reasons`` of many unreviewed cells at once (numpy columns of confidences, nan
+    when never classified, and of "has analysis flags"): True where it gives a reason."""
+    waits = np.asarray(flagged, bool).copy()
+    for reason in QUEUE_REASONS:
+        waits |= reason.holds(confidence, threshold)
+    return waits
+
+
+def queue_where(threshold: float, label: str = "c.label", confidence: str = "c.confidence", flags: str = "c.flags"):
+    """The to-review queue as an SQL condition over a session's cell columns, and its
+    parameters: not reviewed (``label`` NULL) and ``review_reasons`` gives a reason."""
+    reasons = [r.sql.format(confidence=confidence) for r in QUEUE_REASONS] + [f"{flags} != ''"]
+    params = [float(threshold)] * sum(r.sql.count("?") for r in QUEUE_REASONS)
+    return f"{label} IS NULL AND ({' OR '.join(reasons)})", params
+
+
+# Review status of a cell.  Not reviewed: "to review" when the rule above gives a reason,
+# else "confident".  Reviewed: "confirmed" when the reviewer kept the model's class,
+# "corrected" when they gave another (or artefact).
+TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED = "to review", "confident", "confirmed", "corrected"
+CELL_STATUSES = (TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED)
+
+
+def review_status(label: str | None, predicted: str, confidence: float | None, threshold: float, flags) -> str:
+    """The status of one cell (``label``: the reviewer's, None while not reviewed)."""
+    if label is not None:
+        return CORRECTED if label != predicted else CONFIRMED
+    return TO_REVIEW if review_reasons(confidence, threshold, flags) else CONFIDENT
+
+
+def status_codes(label: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, threshold: float, flagged) -> np.ndarray:
+    """``review_status`` of many cells as indexes in ``CELL_STATUSES`` (int8): ``label`` and
+    ``predicted`` are class codes, a negative ``label`` meaning not reviewed."""
+    reviewed = label >= 0
+    waits = waits_for_review(confidence, threshold, flagged)
+    codes = np.where(waits, CELL_STATUSES.index(TO_REVIEW), CELL_STATUSES.index(CONFIDENT))
+    codes = np.where(reviewed, CELL_STATUSES.index(CONFIRMED), codes)
+    return np.where(reviewed & (label != predicted), CELL_STATUSES.index(CORRECTED), codes).astype(np.int8)
 
 
 def join_flags(flags: list[str]) -> str:

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.classifier import ModelBundleError, ModelCard, read_card, resolve_bundle
 from ..core.imageio import iter_image_paths
-from ..core.store import SessionError
+from ..core.store import CellCache, SessionError
 from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
 from .background import in_background
 from .cell_store import AnalysedImage, CellStore, read_session
@@ -190,6 +190,9 @@ class AnalysisController(QObject):
         self._worker.set_session(session)
         self.session, self._session_warned = session, False
         self._loads += 1
+        # The views read the session's own cells, kept in step by its corrections; while an
+        # opened session is read they show an empty cache, and the session's once it is filled.
+        self.store.use(session.cache if session is not None and new else CellCache())
         if session is None or new:
             self._loaded()
             return
@@ -235,9 +238,9 @@ class AnalysisController(QObject):
         """The segmentation mask of the cell in store row ``row`` over its box, as the session
         keeps it (None: no session, not yet saved, or no mask stored)."""
         session, cell = self.session, self.store.cell(row)
-        if session is None or session.closed or cell.session_id < 0:
+        if session is None or session.closed or cell.id < 0:
             return None
-        return session.cell_mask(cell.session_id)
+        return session.cell_mask(cell.id)
 
     def _on_session_failed(self, message: str) -> None:
         if not self._session_warned:  # once per session: every later batch fails the same way

@@ -1,9 +1,10 @@
-"""The images and cells of the open review session, held in memory for the Qt models.
+"""The images of the analysis, and the cells the views show, for the Qt models.
 
-Qt-free on purpose.  The SQLite session (``core/store``) is the record that survives a
-crash; this is its mirror for the views, which ask for thousands of values a second and
-must not wait on disk.  Each cell carries its session id, so a correction made here is
-committed there first and mirrored after.
+Qt-free on purpose.  The cells are the session's own (``core.store.SessionCell``), read
+through the cache the session keeps in step with every correction (``ReviewSession.cache``,
+a ``core.store.CellCache``): a cell's row id is its row there.  What this adds is the
+images opened in this window, queued, failed or cancelled ones too, which a session does
+not hold until they are analysed.
 """
 
 from __future__ import annotations
@@ -14,115 +15,15 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 import numpy as np
 
-from ..core import review_rules
 from ..core.cells import CellRegion
-from ..core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from ..core.preferences import DEFAULT_REVIEW_THRESHOLD
+from ..core.review_rules import CELL_STATUSES, TO_REVIEW
+from ..core.store import CellCache, CellColumns, SessionCell
+from ..core.store.records import unsaved_cell
 from ..core.vocabulary import ANALYSED, QUEUED
-
-# Review status of a cell.  Not reviewed: "to review" when core.review_rules gives a reason
-# (calibrated confidence below the review threshold of the preferences, an image unfamiliar
-# to the model, a size that contradicts the class), else "confident".  Reviewed: "confirmed"
-# when the reviewer kept the model's class, "corrected" when they gave another (or artefact).
-TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED = "to review", "confident", "confirmed", "corrected"
-CELL_STATUSES = (TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED)
-
-_NO_MASK = np.zeros((0, 0), bool)
-
-
-@dataclass(slots=True, eq=False)
-class Cell:
-    """One classified cell: where it is, and the model's calibrated probabilities.
-
-    The segmentation mask is not kept (20,000 cells would hold hundreds of MB of masks);
-    the box is what the reviewer and the model framing need.
-    """
-
-    path: str
-    cell_id: int
-    x: int
-    y: int
-    width: int
-    height: int
-    kind: str
-    probs: np.ndarray  # float32, GROUPS order
-    model: str
-    predicted: str = ""
-    confidence: float = math.nan
-    session_id: int = -1  # the cell's id in the review session; -1 while not saved there
-    label: str | None = None  # the reviewer's class (or ARTEFACT); None while not reviewed
-    reviewer: str = ""
-    reviewed_at: str = ""
-    flags: tuple[str, ...] = ()  # reasons for review fixed at analysis (core.review_rules.analysis_flags)
-
-    def __post_init__(self) -> None:
-        if len(self.probs) and not self.predicted:  # a session cell comes with its prediction
-            best = int(np.argmax(self.probs))
-            self.predicted, self.confidence = GROUPS[best], float(self.probs[best])
-
-    @classmethod
-    def from_record(cls, record, session_id: int = -1) -> Cell:
-        """A row from a ``core.pipeline.CellRecord``."""
-        r = record.region
-        probs = np.asarray(record.probs if record.probs is not None else [], np.float32)
-        return cls(
-            record.path, record.cell_id, r.x, r.y, r.width, r.height, r.kind, probs, record.model,
-            session_id=session_id, flags=tuple(record.flags),
-        )  # fmt: skip
-
-    @classmethod
-    def from_session(cls, c) -> Cell:
-        """A cell as a ``core.store.SessionCell`` holds it, the reviewer's label included."""
-        probs = c.probs if c.probs is not None else np.zeros(0, np.float32)
-        return cls(
-            c.path, c.cell_index, c.x, c.y, c.width, c.height, c.kind, probs, c.model, c.predicted, c.confidence,
-            session_id=c.id, label=c.label, reviewer=c.reviewer, reviewed_at=c.reviewed_at,
-            flags=tuple(review_rules.split_flags(c.flags)),
-        )  # fmt: skip
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        return self.x, self.y, self.width, self.height
-
-    @property
-    def final_label(self) -> str:
-        """What the cell counts as: the reviewer's label, else the model's."""
-        return self.label if self.label is not None else self.predicted
-
-    @property
-    def reviewed(self) -> bool:
-        return self.label is not None
-
-    @property
-    def corrected(self) -> bool:
-        return self.label is not None and self.label != self.predicted
-
-    @property
-    def artefact(self) -> bool:
-        return self.label == ARTEFACT
-
-    def review_reasons(self, threshold: float) -> list[str]:
-        """Why the cell waits for review (``core.review_rules``); [] once reviewed."""
-        if self.label is not None:
-            return []
-        return review_rules.review_reasons(self.confidence, threshold, self.flags)
-
-    def status(self, threshold: float) -> str:
-        if self.label is not None:
-            return CORRECTED if self.label != self.predicted else CONFIRMED
-        return TO_REVIEW if review_rules.review_reasons(self.confidence, threshold, self.flags) else CONFIDENT
-
-    @property
-    def file_name(self) -> str:
-        return os.path.basename(self.path)
-
-    def region(self) -> CellRegion:
-        """The box as a core ``CellRegion`` (without mask), for model framing and crops."""
-        return CellRegion(self.x, self.y, self.width, self.height, _NO_MASK, self.kind)
 
 
 @dataclass(slots=True, frozen=True)
@@ -147,33 +48,35 @@ class AnalysedImage:
     mode: str = ""
     width: int = 0
     height: int = 0
-    cells: list[Cell] = field(default_factory=list)
+    cells: list[SessionCell] = field(default_factory=list)
     session: str = ""  # path of the review session it was saved in ('' none)
     familiarity: ImageFamiliarity = field(default_factory=ImageFamiliarity)
 
     @classmethod
     def from_result(
-        cls, result, session_ids: list[int] | None = None, unfamiliar_threshold: float | None = None
+        cls, result, cells: list[SessionCell] | None = None, unfamiliar_threshold: float | None = None
     ) -> AnalysedImage:
         """From a ``core.pipeline.ImageResult`` (cells without probabilities are dropped);
-        ``session_ids``: the ids the review session gave its cells, in cell order;
-        ``unfamiliar_threshold``: the model's, as ``core.store.unfamiliar_threshold`` gives it."""
-        ids = session_ids if session_ids is not None else [-1] * len(result.cells)
-        cells = [Cell.from_record(c, i) for c, i in zip(result.cells, ids) if c.probs is not None]
+        ``cells``: its cells as the session read them back once written, in cell order (None:
+        no session took them); ``unfamiliar_threshold``: the model's, as
+        ``core.store.unfamiliar_threshold`` gives it."""
+        if cells is None:
+            cells = [unsaved_cell(c) for c in result.cells]
         familiarity = ImageFamiliarity(
             result.um_per_px,
             result.unfamiliar_score,
             bool(result.unfamiliar),
             math.nan if unfamiliar_threshold is None else unfamiliar_threshold,
         )
+        kept = [c for c in cells if c.probs is not None]
         return cls(
-            result.path, result.status, result.error or "", result.mode, result.width, result.height, cells, "", familiarity
+            result.path, result.status, result.error or "", result.mode, result.width, result.height, kept, "", familiarity
         )
 
     @classmethod
-    def from_session(cls, image, cells) -> AnalysedImage:
-        """A ``core.store.SessionImage`` and its ``SessionCell``s (unclassified ones dropped)."""
-        kept = [Cell.from_session(c) for c in cells if c.probs is not None]
+    def from_session(cls, image, cells: list[SessionCell]) -> AnalysedImage:
+        """A ``core.store.SessionImage`` and its cells (unclassified ones dropped)."""
+        kept = [c for c in cells if c.probs is not None]
         familiarity = ImageFamiliarity(image.um_per_px, image.unfamiliar_score, image.unfamiliar, image.unfamiliar_threshold)
         return cls(image.path, image.status, image.error, image.mode, image.width, image.height, kept, "", familiarity)
 
@@ -208,71 +111,33 @@ class ImageEntry:
         return f"unfamiliar to model {f.model}: score {f.score:.2f}{threshold}"
 
 
-_LABEL_CODES = {label: i for i, label in enumerate(REVIEW_LABELS)}
-_NO_LABEL = -1  # not reviewed
-_UNKNOWN = len(REVIEW_LABELS)  # a prediction outside REVIEW_LABELS ('' never classified)
-
-
-class CellColumns(NamedTuple):
-    """The cells as numpy columns (row id order), so that filtering and sorting 100,000
-    cells is a handful of array operations rather than a Python call per cell."""
-
-    predicted: np.ndarray  # int16, index in REVIEW_LABELS
-    label: np.ndarray  # int16, index in REVIEW_LABELS; -1 not reviewed
-    confidence: np.ndarray  # float64, nan not classified
-    flagged: np.ndarray  # bool: flags fixed at analysis
-    cell_id: np.ndarray  # int32, the cell's number within its image
-    image_row: np.ndarray  # int32, its image's row in opening order
-
-    @property
-    def final(self) -> np.ndarray:
-        """Index in REVIEW_LABELS of what each cell counts as (``Cell.final_label``)."""
-        return np.where(self.label >= 0, self.label, self.predicted)
-
-    def status_codes(self, threshold: float) -> np.ndarray:
-        """Index in CELL_STATUSES of each cell's ``Cell.status``."""
-        reviewed = self.label >= 0
-        waits = review_rules.waits_for_review(self.confidence, threshold, self.flagged)
-        codes = np.where(waits, CELL_STATUSES.index(TO_REVIEW), CELL_STATUSES.index(CONFIDENT))
-        codes = np.where(reviewed, CELL_STATUSES.index(CONFIRMED), codes)
-        return np.where(reviewed & (self.label != self.predicted), CELL_STATUSES.index(CORRECTED), codes).astype(np.int8)
-
-
-def _columns_of(cells: list[Cell], rows: dict[str, int]) -> CellColumns:
-    return CellColumns(
-        np.fromiter((_LABEL_CODES.get(c.predicted, _UNKNOWN) for c in cells), np.int16, len(cells)),
-        np.fromiter((_NO_LABEL if c.label is None else _LABEL_CODES[c.label] for c in cells), np.int16, len(cells)),
-        np.fromiter((c.confidence for c in cells), np.float64, len(cells)),
-        np.fromiter((bool(c.flags) for c in cells), bool, len(cells)),
-        np.fromiter((c.cell_id for c in cells), np.int32, len(cells)),
-        np.fromiter((rows[c.path] for c in cells), np.int32, len(cells)),
-    )
-
-
 class CellStore:
-    """Images in the order they were opened, and cells in the order they were analysed.
+    """Images in the order they were opened, and the cells of a ``CellCache`` (a session's,
+    or one of its own while no session is open) in the order they were analysed or read.
 
-    A cell's row id is its index here; ids stay stable until ``clear_cells``.
+    A cell's row id is its row in the cache; ids stay stable until ``clear_cells``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache: CellCache | None = None) -> None:
         self._images: dict[str, ImageEntry] = {}
         self._order: list[str] = []
         self._rows: dict[str, int] = {}
-        self._cells: list[Cell] = []
-        self._by_session_id: dict[int, int] = {}
-        self._columns: CellColumns | None = None  # built when first asked, extended as cells arrive
+        self._cache = cache if cache is not None else CellCache()
         # Below this calibrated confidence an unreviewed cell waits in the to-review queue.
         self.review_threshold = DEFAULT_REVIEW_THRESHOLD
 
     # -- reading
+    @property
+    def cache(self) -> CellCache:
+        return self._cache
+
     @property
     def image_count(self) -> int:
         return len(self._order)
 
     @property
     def cell_count(self) -> int:
-        return len(self._cells)
+        return len(self._cache)
 
     def image_at(self, row: int) -> ImageEntry:
         return self._images[self._order[row]]
@@ -284,28 +149,27 @@ class CellStore:
         """Row of ``path`` in opening order; -1 if it is not open."""
         return self._rows.get(path, -1)
 
-    def cell(self, row: int) -> Cell:
-        return self._cells[row]
+    def cell(self, row: int) -> SessionCell:
+        return self._cache.cell(row)
 
-    def cells(self) -> list[Cell]:
-        return self._cells
+    def cells(self) -> list[SessionCell]:
+        return self._cache.cells()
+
+    def rows_of(self, cell_ids: Iterable[int]) -> list[int]:
+        """Row ids of the cells with these session ids (those shown)."""
+        rows = (self._cache.row_of(i) for i in cell_ids)
+        return [r for r in rows if r >= 0]
 
     def status(self, row: int) -> str:
-        return self._cells[row].status(self.review_threshold)
+        return self._cache.cell(row).status(self.review_threshold)
 
     def to_review_count(self) -> int:
         codes = self.columns().status_codes(self.review_threshold)
         return int(np.count_nonzero(codes == CELL_STATUSES.index(TO_REVIEW)))
 
     def columns(self) -> CellColumns:
-        """Every cell as numpy columns; kept in step with ``record`` and ``apply_label``."""
-        have = 0 if self._columns is None else len(self._columns.predicted)
-        if have < len(self._cells):
-            tail = _columns_of(self._cells[have:], self._rows)
-            self._columns = tail if self._columns is None else CellColumns(*map(np.concatenate, zip(self._columns, tail)))
-        elif self._columns is None:
-            self._columns = _columns_of([], self._rows)
-        return self._columns
+        """Every cell as numpy columns (the cache's, kept in step with each correction)."""
+        return self._cache.columns()
 
     def unfamiliar_images(self) -> tuple[int, int, str]:
         """(images unfamiliar to their model, images analysed, the model most of them are unfamiliar to)."""
@@ -314,9 +178,11 @@ class CellStore:
         return sum(models.values()), len(analysed), models.most_common(1)[0][0] if models else ""
 
     def regions_of(self, path: str) -> list[tuple[int, CellRegion]]:
-        """(cell id, region) of every cell of an image, in cell order."""
+        """(cell index, region) of every cell of an image, in cell order."""
         entry = self._images.get(path)
-        return [(self._cells[r].cell_id, self._cells[r].region()) for r in entry.cell_rows] if entry else []
+        if entry is None:
+            return []
+        return [(c.cell_index, c.region()) for c in map(self._cache.cell, entry.cell_rows)]
 
     def paths(self) -> list[str]:
         return list(self._order)
@@ -356,33 +222,9 @@ class CellStore:
         entry.width, entry.height = analysed.width, analysed.height
         model = analysed.cells[0].model if analysed.cells else ""
         entry.familiarity = replace(analysed.familiarity, model=model)
-        start = len(self._cells)
-        self._cells.extend(analysed.cells)
-        entry.cell_rows = list(range(start, len(self._cells)))
-        for row in entry.cell_rows:
-            if self._cells[row].session_id >= 0:
-                self._by_session_id[self._cells[row].session_id] = row
-        return range(start, len(self._cells))
-
-    def apply_label(self, session_id: int, label: str | None, reviewer: str, at: str) -> int:
-        """Mirror a committed correction; returns the cell's row id (-1 if not loaded)."""
-        row = self._by_session_id.get(session_id, -1)
-        if row >= 0:
-            cell = self._cells[row]
-            cell.label = label
-            cell.reviewer, cell.reviewed_at = (reviewer, at) if label is not None else ("", "")
-            self.labels_changed([row])
-        return row
-
-    def labels_changed(self, rows: Iterable[int]) -> None:
-        """Bring the label column of these cells (row ids) in step with the cells themselves."""
-        if self._columns is None:
-            return
-        column = self._columns.label
-        for row in rows:
-            if row < len(column):
-                label = self._cells[row].label
-                column[row] = _NO_LABEL if label is None else _LABEL_CODES[label]
+        rows = self._cache.add(analysed.cells)
+        entry.cell_rows = list(rows)
+        return rows
 
     def set_status(self, paths: Iterable[str], status: str, reason: str = "") -> None:
         for path in paths:
@@ -392,28 +234,32 @@ class CellStore:
 
     def clear_cells(self) -> None:
         """Forget every result (before a re-analysis); images stay open, queued."""
-        self._cells, self._by_session_id, self._columns = [], {}, None
+        self._cache.clear()
         for entry in self._images.values():
             entry.cell_rows = []
             entry.status, entry.reason = QUEUED, ""
             entry.familiarity = ImageFamiliarity()
 
     def clear(self) -> None:
-        self._images, self._order, self._rows, self._cells, self._by_session_id = {}, [], {}, [], {}
-        self._columns = None
+        self._images, self._order, self._rows = {}, [], {}
+        self._cache.clear()
+
+    def use(self, cache: CellCache) -> None:
+        """Show the cells of ``cache`` (an empty one: a new session's, or none) from now on."""
+        self._cache = cache
 
     def take(self, other: CellStore) -> None:
         """Hold ``other``'s images and cells instead of this store's (``other`` is left
         empty); the review threshold stays this store's.  Constant time: how a session read
         off the GUI thread (``read_session``) reaches the views in one step."""
-        self._images, self._order, self._rows = other._images, other._order, other._rows
-        self._cells, self._by_session_id, self._columns = other._cells, other._by_session_id, other._columns
+        self._images, self._order, self._rows, self._cache = other._images, other._order, other._rows, other._cache
         other.__init__()
 
 
 def read_session(session, abandoned: Callable[[], bool] = lambda: False) -> CellStore | None:
-    """A new store holding ``session``'s images and cells (a ``core.store.ReviewSession``),
-    its columns built: work for a pool thread, since a month of a busy lab takes a second.
+    """``session`` (a ``core.store.ReviewSession``) read into a new store: its images, and its
+    cells into the session's own cache, the columns built.  Work for a pool thread, since a
+    month of a busy lab takes a second; nothing reads that cache until the store is taken.
     None as soon as ``abandoned()`` says the result is no longer wanted (another session
     was opened meanwhile, or the window closed)."""
     # Hundreds of thousands of objects at once: the cyclic collector would walk the whole heap
@@ -427,10 +273,12 @@ def read_session(session, abandoned: Callable[[], bool] = lambda: False) -> Cell
         by_image = defaultdict(list)
         for cell in session.cells():
             by_image[cell.image_id].append(cell)
-        store = CellStore()
+        session.cache.clear()
+        store = CellStore(session.cache)
         store.add_images(im.path for im in images)
         for i, image in enumerate(images):
             if i % 100 == 0 and abandoned():
+                session.cache.clear()
                 return None
             store.record(AnalysedImage.from_session(image, by_image[image.id]))
         store.columns()  # here rather than at the views' first filter, on the GUI thread

@@ -25,11 +25,13 @@ from PySide6.QtGui import QColor, QFont
 
 from ..core.cells import PLATELET
 from ..core.classes import REVIEW_LABELS
-from .cell_store import CELL_STATUSES, CORRECTED, Cell, CellStore
+from ..core.review_rules import CELL_STATUSES, CORRECTED
+from ..core.store import SessionCell
+from .cell_store import CellStore
 from .image_loader import ImageLoader
 from .palette import REVIEW_COLOURS, class_icon, display_name, percent
 
-CellRole = Qt.ItemDataRole.UserRole + 1  # the Cell
+CellRole = Qt.ItemDataRole.UserRole + 1  # the SessionCell
 RowIdRole = Qt.ItemDataRole.UserRole + 2  # its row id in the store
 GroupRole = Qt.ItemDataRole.UserRole + 3  # final label, e.g. "NEUTROPHIL" (the reviewer's if reviewed)
 ConfidenceRole = Qt.ItemDataRole.UserRole + 4
@@ -106,8 +108,7 @@ class CellTableModel(QAbstractTableModel):
         self.sort(self._sort_column, self._sort_order)  # whole columns: cheaper than a bisect per cell
 
     def labels_changed(self, rows) -> None:
-        """Reviewers changed these cells' labels (row ids): repaint them, filter them again."""
-        self._store.labels_changed(rows)
+        """The session relabelled these cells (row ids): repaint them, filter them again."""
         self._sorted_as = None  # the rows stay where they are, but sorting again must sort
         positions = sorted(p for p in (self.index_of_id(r).row() for r in rows) if p >= 0)
         if not positions:
@@ -130,7 +131,7 @@ class CellTableModel(QAbstractTableModel):
         """The store row id of the cell shown at model row ``row``."""
         return int(self._order[row])
 
-    def cell_at(self, row: int) -> Cell:
+    def cell_at(self, row: int) -> SessionCell:
         """The cell shown at model row ``row`` (not a row id)."""
         return self._store.cell(int(self._order[row]))
 
@@ -220,7 +221,7 @@ class CellTableModel(QAbstractTableModel):
             label = cell.predicted if key == "predicted" else cell.final_label
             return class_icon(label) if label else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = f"{cell.path}\ncell {cell.cell_id + 1}, box {cell.x},{cell.y} {cell.width}x{cell.height}"
+            tip = f"{cell.path}\ncell {cell.cell_index + 1}, box {cell.x},{cell.y} {cell.width}x{cell.height}"
             if cell.corrected:
                 tip += f"\ncorrected from {display_name(cell.predicted)} by {cell.reviewer} at {cell.reviewed_at}"
             elif cell.reviewed:
@@ -235,14 +236,14 @@ class CellTableModel(QAbstractTableModel):
             return _BOLD
         return None
 
-    def thumbnail(self, cell: Cell):
+    def thumbnail(self, cell: SessionCell):
         """The cell's thumbnail (QImage), or None while it loads."""
         if self._loader is None:
             return None
         found = self._loader.cached(cell.path)
-        if found is None or (found.image is not None and cell.cell_id not in found.cells):
+        if found is None or (found.image is not None and cell.cell_index not in found.cells):
             found = self._loader.thumbnails(cell.path, self._store.regions_of(cell.path))
-        return found.cells.get(cell.cell_id) if found is not None else None
+        return found.cells.get(cell.cell_index) if found is not None else None
 
     def _thumbnails_ready(self, path: str) -> None:
         entry = self._store.image(path)
@@ -259,11 +260,11 @@ _BOLD = QFont()
 _BOLD.setBold(True)
 
 
-def _display(cell: Cell, key: str, threshold: float) -> str:
+def _display(cell: SessionCell, key: str, threshold: float) -> str:
     if key == "image":
         return cell.file_name
     if key == "cell":
-        return str(cell.cell_id + 1)
+        return str(cell.cell_index + 1)
     if key == "kind":
         return "Platelet" if cell.kind == PLATELET else cell.kind
     if key == "predicted":
@@ -283,11 +284,11 @@ def _display(cell: Cell, key: str, threshold: float) -> str:
     return ""
 
 
-def _sort_value(cell: Cell, key: str, threshold: float):
+def _sort_value(cell: SessionCell, key: str, threshold: float):
     if key == "image":
-        return (cell.path, cell.cell_id)
+        return (cell.path, cell.cell_index)
     if key == "cell":
-        return cell.cell_id
+        return cell.cell_index
     if key in ("predicted", "final"):
         label = cell.predicted if key == "predicted" else cell.final_label
         return REVIEW_LABELS.index(label) if label in REVIEW_LABELS else len(REVIEW_LABELS)
@@ -302,11 +303,10 @@ def _sort_keys(store: CellStore, key: str) -> np.ndarray:
     """``_sort_value`` of every cell (row id order) as one array, for ``np.lexsort``."""
     columns, cells, threshold = store.columns(), store.cells(), store.review_threshold
     if key == "image":
-        paths = store.paths()
-        path_rank = _text_ranks(paths, paths.__getitem__)[columns.image_row]
-        return path_rank * (int(columns.cell_id.max(initial=0)) + 1) + columns.cell_id
+        path_rank = _text_ranks([c.path for c in cells], lambda row: cells[row].path)
+        return path_rank * (int(columns.cell_index.max(initial=0)) + 1) + columns.cell_index
     if key == "cell":
-        return columns.cell_id
+        return columns.cell_index
     if key in ("predicted", "final"):
         return columns.predicted if key == "predicted" else columns.final
     if key == "confidence":

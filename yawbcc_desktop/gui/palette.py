@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from ..core.classes import ARTEFACT, COLOURS, DISPLAY_NAMES
+from ..core.review_rules import CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 from ..core.vocabulary import ANALYSED, CANCELLED, FAILED, NO_CELL, QUEUED
-from .cell_store import CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 
 # The abbreviations haematology reports use.
 SHORT_NAMES: dict[str, str] = {

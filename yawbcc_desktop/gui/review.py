@@ -1,8 +1,9 @@
 """The review as the window sees it: the open session file, corrections, undo/redo, sign-off.
 
-Widget-free, like ``analysis.py``.  Every correction is committed to the session file
-first and mirrored into the in-memory store after, so what the reviewer sees is always
-what is on disk.  Errors a user can cause (a locked, damaged or newer session file, a full
+Widget-free, like ``analysis.py``.  Every correction goes to the session, which commits it
+and updates the cells the views show in the same call (``ReviewSession.cache``), then tells
+this controller which cells changed; the views are only told, so what the reviewer sees is
+always what is on disk.  Errors a user can cause (a locked, damaged or newer session file, a full
 disk) come out as ``problem`` with a message that says which file and what to do.
 """
 
@@ -147,6 +148,8 @@ class ReviewController(QObject):
     def _switch(self, session: ReviewSession | None, new: bool = False) -> None:
         old = self.session
         self.analysis.use_session(session, new)  # the worker lets go of the old one first
+        if session is not None:
+            session.cache.listen(self._relabelled)
         if old is not None and old is not session:
             wait_for_background(old)  # an export or its load may still be reading it
             old.close()
@@ -202,23 +205,24 @@ class ReviewController(QObject):
             return 0
         ids = None
         if rows is not None:
-            ids = [self.store.cell(r).session_id for r in rows]
-            ids = [i for i in ids if i >= 0]
+            ids = [i for i in (self.store.cell(r).id for r in rows) if i >= 0]
             if not ids:
                 return 0
         try:
-            correction = action(ids)
+            correction = action(ids)  # the session relabels its cells and calls _relabelled
         except (SessionError, ValueError) as exc:
             self.problem.emit("Correction not saved", f"{_message(exc)}\n\nNothing was changed.", "")
             return 0
         if correction is None:
             return 0
-        changed = [self.store.apply_label(c.cell_id, c.after, correction.reviewer, correction.at) for c in correction.changes]
-        changed = [r for r in changed if r >= 0]
-        self.analysis.cells.labels_changed(changed)
-        self.labels_changed.emit(changed)
         self.history_changed.emit()
         return len(correction.changes)
+
+    def _relabelled(self, cell_ids: list[int]) -> None:
+        """The session committed new labels for these cells (session ids): repaint them."""
+        rows = self.store.rows_of(cell_ids)
+        self.analysis.cells.labels_changed(rows)
+        self.labels_changed.emit(rows)
 
     # ------------------------------------------------------- counts and sign-off
     def differential(self, folder: str | None = None, image_id: int | None = None) -> Differential | None:

@@ -295,13 +295,16 @@ class AnalysisWorker(QThread):
             self.images_analysed.emit(analysed)
 
     def _save(self, results: list) -> list[AnalysedImage]:
-        """Commit results to the session (one transaction); the GUI's view of each image."""
+        """Commit results to the session (one transaction); the GUI's view of each image is
+        what the session then holds."""
         session = self._session
         threshold = unfamiliar_threshold(self._bundle)
         if session is None:
             return [AnalysedImage.from_result(r, None, threshold) for r in results]
         try:
             ids = session.add_images(results, threshold)
+            # Read back in one query: the window shows the cells as the file has them.
+            written = iter(session.cells([i for cell_ids in ids if cell_ids for i in cell_ids]))
         except SessionError as exc:
             self.session_failed.emit(str(exc))
             return [AnalysedImage.from_result(r, None, threshold) for r in results]
@@ -311,7 +314,7 @@ class AnalysisWorker(QThread):
                 image = session.image(result.path)
                 analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
             else:
-                analysed = AnalysedImage.from_result(result, cell_ids, threshold)
+                analysed = AnalysedImage.from_result(result, [next(written) for _ in cell_ids], threshold)
             analysed.session = str(session.path)
             out.append(analysed)
         return out

@@ -8,7 +8,8 @@ file appears by rename only once its schema is complete.
 Threads: one ``ReviewSession`` may be shared by the threads of a process (the GUI corrects
 from its main thread while the analysis worker calls ``add_image``); each thread gets its
 own SQLite connection and SQLite serialises the writes.  Undo/redo keeps its stacks in
-memory and is meant for one thread, the GUI's.  Stop the worker before ``close()``.
+memory and is meant for one thread, the GUI's, as is ``ReviewSession.cache``, the cells a
+window shows, which each correction updates as it commits.  Stop the worker before ``close()``.
 
 Processes: one at a time writes a session.  ``open`` takes an OS lock on ``<file>.lock``
 for as long as the session is open; the OS drops it when the process ends, ``kill -9``
@@ -19,6 +20,7 @@ A file that is damaged, from a newer YAWBCC, or locked raises a ``SessionError``
 whose message names the file and what to do; such a file is never written to.
 """
 
+from .cache import CellCache, CellColumns
 from .errors import (
     SessionClosed,
     SessionCorrupt,
@@ -39,7 +41,9 @@ __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "SESSION_SUFFIX",
+    "CellCache",
     "CellChange",
+    "CellColumns",
     "Correction",
     "CorrectionRecord",
     "ReviewSession",

@@ -11,16 +11,6 @@ from .records import abspath
 CELLS = "FROM cell c JOIN image i ON i.id = c.image_id"  # every cell query filters on both
 
 
-# The to-review rule of core/review_rules.py in SQL, one clause per reason it gives; a test
-# checks that it picks exactly the cells whose ``SessionCell.in_queue`` is true.
-QUEUE_REASONS = {
-    review_rules.NOT_CLASSIFIED: "c.confidence IS NULL",
-    review_rules.LOW_CONFIDENCE: "c.confidence < ?",  # the threshold
-    "flags fixed at analysis": "c.flags != ''",
-}
-QUEUE = "c.label IS NULL AND ({})".format(" OR ".join(QUEUE_REASONS.values()))
-
-
 def where_cells(
     image_id: int | None = None,
     folder: str | os.PathLike | None = None,
@@ -36,8 +26,9 @@ def where_cells(
         clauses.append("i.folder = ?")
         params.append(abspath(folder))
     if queue_threshold is not None:
-        clauses.append(QUEUE)
-        params.append(float(queue_threshold))
+        queue, queue_params = review_rules.queue_where(queue_threshold)  # the rule's SQL form
+        clauses.append(queue)
+        params.extend(queue_params)
     if label is not None:
         clauses.append("COALESCE(c.label, c.predicted) = ?")
         params.append(label)

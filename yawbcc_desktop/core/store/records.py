@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import review_rules
+from ..cells import CellRegion
+from ..classes import ARTEFACT
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +38,22 @@ class SessionImage:
     unfamiliar_threshold: float = math.nan  # the model's threshold on the score
 
 
+_NO_MASK = np.zeros((0, 0), bool)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class SessionCell:
-    """A cell as the session holds it: the model's prediction and the reviewer's label."""
+    """A cell as the session holds it: the model's prediction and the reviewer's label.
 
-    id: int  # session-wide, assigned in the order cells were added, never reused
-    image_id: int
+    The one reviewed-cell type: the CLI, the export, training and the window all read this.
+    (``core.pipeline.CellRecord`` is what the analysis writes into the session.)  Frozen: a
+    correction is a new ``SessionCell``, made by the session when it commits one
+    (``ReviewSession.cache``).  The segmentation mask is not held (``ReviewSession.cell_mask``):
+    a month of cells would hold gigabytes of them.
+    """
+
+    id: int  # session-wide, assigned in the order cells were added, never reused; -1: not in a session
+    image_id: int  # -1: not in a session
     path: str
     cell_index: int  # index within its image (the classify CSV's cell_id)
     kind: str
@@ -78,6 +90,18 @@ class SessionCell:
         """True when a reviewer gave a label other than the model's."""
         return self.label is not None and self.label != self.predicted
 
+    @property
+    def artefact(self) -> bool:
+        return self.label == ARTEFACT
+
+    @property
+    def file_name(self) -> str:
+        return os.path.basename(self.path)
+
+    def region(self) -> CellRegion:
+        """The box as a ``CellRegion`` (without mask), for model framing and crops."""
+        return CellRegion(self.x, self.y, self.width, self.height, _NO_MASK, self.kind)
+
     def review_reasons(self, threshold: float) -> list[str]:
         """Why the cell waits for review (``core.review_rules``); [] once reviewed or if nothing calls for it."""
         if self.label is not None:
@@ -87,6 +111,22 @@ class SessionCell:
     def in_queue(self, threshold: float) -> bool:
         """Waits for review: not reviewed yet, and a reason to (``review_reasons``)."""
         return bool(self.review_reasons(threshold))
+
+    def status(self, threshold: float) -> str:
+        """``review_rules.review_status``: to review, confident, confirmed or corrected."""
+        return review_rules.review_status(self.label, self.predicted, self.confidence, threshold, self.flags)
+
+
+def unsaved_cell(record) -> SessionCell:
+    """A ``core.pipeline.CellRecord`` as a session would hold it, for a result no session
+    took (none open, or its write failed): ids -1, not reviewed."""
+    r = record.region
+    classified = record.probs is not None
+    return SessionCell(
+        -1, -1, record.path, int(record.cell_id), r.kind, int(r.x), int(r.y), int(r.width), int(r.height), record.model,
+        record.predicted, record.confidence, np.asarray(record.probs, np.float32) if classified else None,
+        None, "", "", float(record.diameter_um), float(record.unfamiliar_score), review_rules.join_flags(record.flags),
+    )  # fmt: skip
 
 
 class CellChange(NamedTuple):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..classes import REVIEW_LABELS
 from ..vocabulary import FAILED
+from .cache import CellCache
 from .errors import (
     SessionClosed,
     SessionCorrupt,
@@ -74,6 +75,8 @@ class ReviewSession:
         self._closed = False
         self._undo: list[Correction] = []
         self._redo: list[Correction] = []
+        # The cells a window shows, kept in step by ``_record`` (main thread, like undo/redo).
+        self.cache = CellCache()
 
     # -- opening and closing
 
@@ -397,6 +400,9 @@ class ReviewSession:
             if push:
                 self._undo.append(correction)
                 self._redo.clear()
+        # Committed: the cells in memory take the new labels here and only here, then whoever
+        # shows them is told.
+        self.cache.tell(self.cache.relabel(changes, reviewer, at))
         return correction
 
     def sign_off(self, reviewer: str, threshold: float, folder: str | os.PathLike | None = None) -> SignOff:

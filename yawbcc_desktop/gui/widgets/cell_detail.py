@@ -6,8 +6,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
 from ...core.cells import PLATELET
-from ...core.review_rules import LOW_CONFIDENCE
-from ..cell_store import CORRECTED, TO_REVIEW, Cell, CellStore
+from ...core.review_rules import CORRECTED, LOW_CONFIDENCE, TO_REVIEW
+from ...core.store import SessionCell
+from ..cell_store import CellStore
 from ..image_loader import ImageLoader, cell_thumbnail, qimage_from_rgb
 from ..palette import REVIEW_COLOURS, class_colour, display_name, percent
 from ..worker import GradCamResult
@@ -44,7 +45,7 @@ class CellDetail(QWidget):
         self.setObjectName("CellDetail")
         self._store, self._loader = store, loader
         self.row = -1
-        self._cell: Cell | None = None
+        self._cell: SessionCell | None = None
         self._waiting_for: tuple | None = None
 
         self.title = QLabel("No cell selected")
@@ -130,7 +131,7 @@ class CellDetail(QWidget):
         n = len(entry.cell_rows) if entry is not None else 1
         kind = "platelet" if cell.kind == PLATELET else "white cell"
         self.subtitle.setText(
-            f"{cell.file_name} · cell {cell.cell_id + 1} of {n} · {kind} · box {cell.width}×{cell.height} px "
+            f"{cell.file_name} · cell {cell.cell_index + 1} of {n} · {kind} · box {cell.width}×{cell.height} px "
             f"at ({cell.x}, {cell.y}) · model {cell.model}"
         )
         self.subtitle.setToolTip(cell.path)

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from ...core.classes import REVIEW_LABELS
-from ..cell_store import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
+from ...core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 from ..cell_table_model import CellFilter
 from ..palette import SHORT_NAMES, class_icon, display_name
 from ..throttle import Throttle

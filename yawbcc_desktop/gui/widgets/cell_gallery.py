@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.classes import REVIEW_LABELS
-from ..cell_store import CONFIRMED, CORRECTED, TO_REVIEW
+from ...core.review_rules import CONFIRMED, CORRECTED, TO_REVIEW
 from ..cell_table_model import CellFilter, CellTableModel, RowIdRole
 from ..palette import ACCENT, REVIEW_COLOURS, SHORT_NAMES, class_colour, display_name
 from ..throttle import Throttle

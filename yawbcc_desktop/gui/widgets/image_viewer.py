@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
+from ...core.store import SessionCell
 from ...core.vocabulary import FAILED, NO_CELL, QUEUED
-from ..cell_store import Cell, CellStore
+from ..cell_store import CellStore
 from ..image_loader import ImageLoader
 from ..palette import SHORT_NAMES, class_colour, display_name, percent
 
@@ -59,7 +60,7 @@ class BoxLabel(QGraphicsItem):
 class CellBox(QGraphicsRectItem):
     """One cell's box; ``row`` is the cell's row id in the store."""
 
-    def __init__(self, row: int, cell: Cell):
+    def __init__(self, row: int, cell: SessionCell):
         super().__init__(cell.x, cell.y, cell.width, cell.height)
         self.row = row
         # Boxes show the final label; a corrected one is dashed and says what it was.
@@ -70,10 +71,10 @@ class CellBox(QGraphicsRectItem):
         final, predicted = SHORT_NAMES.get(cell.final_label, "?"), SHORT_NAMES.get(cell.predicted, "?")
         if cell.corrected:
             text = f"{predicted}→{final} ✎"
-            tip = f"Cell {cell.cell_id + 1}: {display_name(cell.final_label)}, corrected from {display_name(cell.predicted)}"
+            tip = f"Cell {cell.cell_index + 1}: {display_name(cell.final_label)}, corrected from {display_name(cell.predicted)}"
         else:
             text = f"{final} {100 * cell.confidence:.0f}%{' ✓' if cell.reviewed else ''}"
-            tip = f"Cell {cell.cell_id + 1}: {display_name(cell.final_label)} {percent(cell.confidence)}"
+            tip = f"Cell {cell.cell_index + 1}: {display_name(cell.final_label)} {percent(cell.confidence)}"
         self.setToolTip(tip)
         self.label = BoxLabel(text, self.colour, self)
         self.label.setPos(cell.x, cell.y)
