@@ -16,6 +16,8 @@ from yawbcc_desktop.gui.cell_store import AnalysedImage, CellStore
 from yawbcc_desktop.gui.cell_table_model import (
     COLUMN,
     COLUMNS,
+    FINAL_LABELS,
+    NOT_CLASSIFIED_LABEL,
     CellFilter,
     CellTableModel,
     GroupRole,
@@ -145,7 +147,7 @@ def test_filter_by_class_confidence_and_status(owner, qtmodeltester):
     assert neutrophils.rowCount() == 2
     cells.set_criteria(statuses=frozenset({TO_REVIEW}))
     assert cells.rowCount() == 1 and neutrophils.rowCount() == 1
-    cells.set_criteria(groups=frozenset(REVIEW_LABELS), confidence=(0.0, 1.0), statuses=frozenset(CELL_STATUSES))
+    cells.set_criteria(groups=frozenset(FINAL_LABELS), confidence=(0.0, 1.0), statuses=frozenset(CELL_STATUSES))
     assert cells.rowCount() == 4 and not cells.is_filtering()
     cells.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
     assert [cells.index(r, 0).data(RowIdRole) for r in range(4)] == [0, 2, 1, 3]
@@ -296,3 +298,47 @@ def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester
     model.reset()
     images.reset()
     assert store.unfamiliar_images() == (0, 0, "")
+
+
+def test_cells_never_classified_are_shown_filtered_and_sorted_as_to_review(owner, qtmodeltester, session, tmp_path):
+    """A segmented-only cell (no probabilities, nan confidence) is a row like any other: to
+    review, "—" for what it does not have, its own gallery group, last when sorted."""
+    store = CellStore(session.cache)
+    model = CellTableModel(store, parent=owner)
+    cells = CellFilter(parent=owner)
+    cells.setSourceModel(model)
+    unclassified = cells.for_group(NOT_CLASSIFIED_LABEL)
+    told_by(session, store, model)
+    path = str(tmp_path / "mixed.jpg")
+    result = fake_result(path, [("NEUTROPHIL", 0.95), ("LYMPHOCYTE", 0.5)])
+    result.cells += [pipeline.CellRecord(path, i, CellRegion(10 * i, 50, 40, 42, None, WBC)) for i in (2, 3)]
+    store.add_images([path])
+    ids = shown_from(session, store, model, result)
+    qtmodeltester.check(cells, force_py=True)
+    assert model.rowCount() == cells.rowCount() == 4 and unclassified.rowCount() == 2
+    assert [store.status(r) for r in range(4)] == [CONFIDENT, TO_REVIEW, TO_REVIEW, TO_REVIEW]
+    assert store.to_review_count() == session.to_review_count(store.review_threshold) == 3
+    row = [model.index(2, COLUMN[key]).data() for key in ("predicted", "confidence", "final", "status", "why")]
+    assert row == ["—", "—", "Not classified", TO_REVIEW, review_rules.NOT_CLASSIFIED]
+    for key in ("predicted", "confidence", "final", "status", "why"):
+        model.sort(COLUMN[key], Qt.SortOrder.AscendingOrder)
+        shown = [model.index(r, 0).data(RowIdRole) for r in range(4)]
+        assert sorted(shown) == [0, 1, 2, 3]
+    model.sort(COLUMN["confidence"], Qt.SortOrder.DescendingOrder)
+    assert [model.index(r, 0).data(RowIdRole) for r in range(4)] == [0, 1, 2, 3]  # no confidence: last, in order
+    model.sort(-1)
+    # Raising the lowest confidence hides them (no confidence at all), as leaving out their group does.
+    cells.set_criteria(confidence=(0.3, 1.0))
+    assert cells.rowCount() == 2 and unclassified.rowCount() == 0
+    cells.set_criteria(confidence=(0.0, 1.0), groups=frozenset(REVIEW_LABELS))
+    assert cells.rowCount() == 2 and cells.is_filtering()
+    cells.set_criteria(groups=frozenset(FINAL_LABELS), statuses=frozenset({TO_REVIEW}))
+    assert cells.rowCount() == 3 and unclassified.rowCount() == 2
+    # Labelled: the reviewer's class, out of the queue and of the group, a correction.
+    session.set_label([ids[2]], "MONOCYTE", "anna")
+    assert store.status(2) == CORRECTED and store.cell(2).final_label == "MONOCYTE"
+    assert store.to_review_count() == session.to_review_count(store.review_threshold) == 2
+    assert unclassified.rowCount() == 1 and cells.rowCount() == 2
+    assert model.index_of_id(2, COLUMN["final"]).data() == "Monocyte"
+    # Confirming has nothing to confirm for a cell never classified.
+    assert session.confirm([ids[3]], "anna") is None and store.status(3) == TO_REVIEW

@@ -410,3 +410,67 @@ def test_reanalysis_with_another_model_goes_into_a_new_session(reviewed, qtbot, 
             assert before.cell(corrected_id).final_label == "EOSINOPHIL" and len(before.history()) == 1
     finally:
         w.switch_model(str(tiny_bundle), reanalyse=False)
+
+
+@pytest.fixture(scope="module")
+def segmented_only(tmp_path_factory, pbc):
+    """A session written as `yawbcc segment` analyses (``cli._run_analysis`` with classify=False,
+    no model) into a session file: its cells were found and never classified."""
+    from yawbcc_desktop import cli
+
+    groups = ("lymphocyte", "neutrophil", "platelet", "eosinophil", "monocyte")
+    paths = [str(next(p for p in sorted((pbc / g).glob("*.jpg")) if not p.name.startswith("."))) for g in groups]
+    args = cli.build_parser().parse_args(["segment", *paths, "--quiet"])
+    args.session = str(tmp_path_factory.mktemp("segmented") / "segmented.yawbcc")
+    assert cli._run_analysis(args, classify=False) == cli.EXIT_OK
+    return args.session
+
+
+def test_cells_never_classified_are_shown_to_review_and_count_as_the_session_counts(window, qtbot, segmented_only, tmp_path):
+    import shutil
+
+    from yawbcc_desktop.core.review_rules import NOT_CLASSIFIED
+    from yawbcc_desktop.gui.cell_table_model import NOT_CLASSIFIED_LABEL
+
+    w, store = window, window.controller.store
+    path = tmp_path / "segmented.yawbcc"
+    shutil.copy(segmented_only, path)
+    w.close_all()
+    with qtbot.waitSignal(w.controller.session_loaded, timeout=10000):
+        assert w.review.open_session(path)
+    w.cell_tabs.setCurrentWidget(w.gallery)
+    w.filter_bar.reset()
+    session, threshold = w.review.session, store.review_threshold
+    cells = session.cells()
+    n = len(cells)
+    assert n >= 5 and all(c.probs is None and not c.predicted for c in cells)
+    # Every cell is in the table and the gallery (under "not classified"), and in the queue.
+    assert sorted(c.id for c in store.cells()) == session.cell_ids()
+    assert w.controller.cells.rowCount() == w.controller.cell_filter.rowCount() == n
+    assert w.gallery.counts()[NOT_CLASSIFIED_LABEL] == n
+    assert store.to_review_count() == session.to_review_count(threshold) == n
+    w._update_counts()
+    assert w.to_review_button.text() == f"To review: {n}"
+    w.show_to_review()
+    assert w.controller.cell_filter.rowCount() == n
+    assert not w.sign_off() and "still wait in the to-review queue" in w.notifier.history[-1][1]
+    # What the views say of one: no prediction, no confidence, why it waits; nothing to explain.
+    row = store.rows_of([cells[0].id])[0]
+    w.selection.select_cell(row)
+    model = w.controller.cells
+    shown = {key: model.index_of_id(row, COLUMN[key]).data() for key in ("predicted", "confidence", "status", "why")}
+    assert shown == {"predicted": "—", "confidence": "—", "status": TO_REVIEW, "why": NOT_CLASSIFIED}
+    assert w.detail.row == row and "Not classified" in w.detail.title.text() and "nan" not in w.detail.title.text()
+    assert w.detail.reasons.text() == f"To review: {NOT_CLASSIFIED}"
+    assert w.detail.gradcam.state == "empty" and not w.detail.label_bar.confirm.isEnabled()
+    model.sort(COLUMN["confidence"])  # nan confidences sort, and the views still hold every cell
+    model.sort(-1)
+    # Labelled by the reviewer: it leaves the queue, in the window and in the session alike.
+    assert w.set_label("LYMPHOCYTE") == 1
+    assert store.to_review_count() == session.to_review_count(threshold) == n - 1
+    assert store.status(row) == CORRECTED and store.cell(row).final_label == "LYMPHOCYTE"
+    assert w.gallery.counts()[NOT_CLASSIFIED_LABEL] == n - 1
+    qtbot.waitUntil(lambda: w.to_review_button.text() == f"To review: {n - 1}", timeout=2000)
+    recount(w, qtbot)
+    assert w.differential.diff.counts["LYMPHOCYTE"] == 1 and w.differential.diff.unclassified == n - 1
+    w.filter_bar.reset()

@@ -40,7 +40,7 @@ class ImageFamiliarity:
 
 @dataclass(slots=True)
 class AnalysedImage:
-    """What the worker sends back for one image: its status and classified cells."""
+    """What the worker sends back for one image: its status and its cells."""
 
     path: str
     status: str
@@ -56,10 +56,10 @@ class AnalysedImage:
     def from_result(
         cls, result, cells: list[SessionCell] | None = None, unfamiliar_threshold: float | None = None
     ) -> AnalysedImage:
-        """From a ``core.pipeline.ImageResult`` (cells without probabilities are dropped);
-        ``cells``: its cells as the session read them back once written, in cell order (None:
-        no session took them); ``unfamiliar_threshold``: the model's, as
-        ``core.store.unfamiliar_threshold`` gives it."""
+        """From a ``core.pipeline.ImageResult``, every cell of it (one never classified waits
+        for review like any other, ``core.review_rules``); ``cells``: its cells as the session
+        read them back once written, in cell order (None: no session took them);
+        ``unfamiliar_threshold``: the model's, as ``core.store.unfamiliar_threshold`` gives it."""
         if cells is None:
             cells = [unsaved_cell(c) for c in result.cells]
         familiarity = ImageFamiliarity(
@@ -68,17 +68,15 @@ class AnalysedImage:
             bool(result.unfamiliar),
             math.nan if unfamiliar_threshold is None else unfamiliar_threshold,
         )
-        kept = [c for c in cells if c.probs is not None]
         return cls(
-            result.path, result.status, result.error or "", result.mode, result.width, result.height, kept, "", familiarity
+            result.path, result.status, result.error or "", result.mode, result.width, result.height, cells, "", familiarity
         )
 
     @classmethod
     def from_session(cls, image, cells: list[SessionCell]) -> AnalysedImage:
-        """A ``core.store.SessionImage`` and its cells (unclassified ones dropped)."""
-        kept = [c for c in cells if c.probs is not None]
+        """A ``core.store.SessionImage`` and its cells, those never classified too."""
         familiarity = ImageFamiliarity(image.um_per_px, image.unfamiliar_score, image.unfamiliar, image.unfamiliar_threshold)
-        return cls(image.path, image.status, image.error, image.mode, image.width, image.height, kept, "", familiarity)
+        return cls(image.path, image.status, image.error, image.mode, image.width, image.height, cells, "", familiarity)
 
 
 @dataclass(slots=True)

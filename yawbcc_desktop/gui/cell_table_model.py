@@ -5,7 +5,9 @@ computed when a view asks for it, so the model stays quick with tens of thousand
 cells.  Sorting happens here, with Python's sort on precomputed keys: a proxy's lessThan
 would cost a Python call per comparison (seconds for 20,000 rows).  Columns are declared
 once in ``COLUMNS``.  Views group and filter by a cell's *final* label (the reviewer's,
-else the model's), so a corrected cell moves to its new class everywhere at once.
+else the model's), so a corrected cell moves to its new class everywhere at once; a cell
+never classified (segmented only) has none until a reviewer gives one, and shows as "not
+classified" (``NOT_CLASSIFIED_LABEL``), to review.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..core.review_rules import CELL_STATUSES, CORRECTED
 from ..core.store import SessionCell
 from .cell_store import CellStore
 from .image_loader import ImageLoader
-from .palette import REVIEW_COLOURS, class_icon, display_name, percent
+from .palette import NO_VALUE, REVIEW_COLOURS, class_icon, display_name, percent
 
 CellRole = Qt.ItemDataRole.UserRole + 1  # the SessionCell
 RowIdRole = Qt.ItemDataRole.UserRole + 2  # its row id in the store
@@ -37,6 +39,12 @@ GroupRole = Qt.ItemDataRole.UserRole + 3  # final label, e.g. "NEUTROPHIL" (the 
 ConfidenceRole = Qt.ItemDataRole.UserRole + 4
 ThumbnailRole = Qt.ItemDataRole.UserRole + 5  # QImage, or None while it loads
 SortRole = Qt.ItemDataRole.UserRole + 6
+
+# The final label of a cell never classified and not reviewed yet; the views group and filter
+# it after the review labels.  Its index here is its class code in the cache's columns
+# (``core.store.cache``: every label outside REVIEW_LABELS has the code len(REVIEW_LABELS)).
+NOT_CLASSIFIED_LABEL = ""
+FINAL_LABELS: tuple[str, ...] = (*REVIEW_LABELS, NOT_CLASSIFIED_LABEL)
 
 
 class Column(NamedTuple):
@@ -49,14 +57,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("image", "Image", "Image file the cell was found in"),
     Column("cell", "Cell", "Number of the cell within its image"),
     Column("kind", "Kind", "What segmentation found: a white cell (WBC) or a platelet"),
-    Column("predicted", "Predicted", "Class with the highest calibrated probability"),
-    Column("confidence", "Confidence", "Calibrated probability of the predicted class"),
+    Column("predicted", "Predicted", "Class with the highest calibrated probability (— never classified)"),
+    Column("confidence", "Confidence", "Calibrated probability of the predicted class (— never classified)"),
     Column("final", "Final label", "What the cell counts as: the reviewer's class if reviewed, else the prediction"),
     Column(
         "status",
         "Review",
-        "to review: not reviewed, and below the review threshold, of an image unfamiliar to the model, or of a "
-        "size that contradicts the class; confident: not reviewed, none of these; "
+        "to review: not reviewed, and never classified, below the review threshold, of an image unfamiliar to the "
+        "model, or of a size that contradicts the class; confident: not reviewed, none of these; "
         "confirmed: reviewer kept the prediction; corrected: reviewer changed it",
     ),
     Column("why", "Why to review", "Why an unreviewed cell waits for review (empty when it does not)"),
@@ -71,7 +79,7 @@ Index = QModelIndex | QPersistentModelIndex
 
 
 class CellTableModel(QAbstractTableModel):
-    """One row per classified cell, over a ``CellStore``; row ids stay the store's."""
+    """One row per cell, over a ``CellStore``; row ids stay the store's."""
 
     def __init__(self, store: CellStore, loader: ImageLoader | None = None, parent=None):
         super().__init__(parent)
@@ -268,9 +276,9 @@ def _display(cell: SessionCell, key: str, threshold: float) -> str:
     if key == "kind":
         return "Platelet" if cell.kind == PLATELET else cell.kind
     if key == "predicted":
-        return display_name(cell.predicted)
+        return display_name(cell.predicted) if cell.classified else NO_VALUE
     if key == "confidence":
-        return percent(cell.confidence) if not math.isnan(cell.confidence) else ""
+        return percent(cell.confidence)
     if key == "final":
         return display_name(cell.final_label)
     if key == "status":
@@ -348,7 +356,7 @@ class CellFilter(QAbstractProxyModel):
     def __init__(self, parent=None, *, group: str | None = None):
         super().__init__(parent)
         self.group = group  # None: every class the criteria allow
-        self.groups: frozenset[str] = frozenset(REVIEW_LABELS)
+        self.groups: frozenset[str] = frozenset(FINAL_LABELS)
         self.min_confidence, self.max_confidence = 0.0, 1.0
         self.statuses: frozenset[str] = frozenset(CELL_STATUSES)
         self.sections: list[CellFilter] = []
@@ -406,7 +414,7 @@ class CellFilter(QAbstractProxyModel):
 
     def is_filtering(self) -> bool:
         return (
-            self.groups != frozenset(REVIEW_LABELS)
+            self.groups != frozenset(FINAL_LABELS)
             or self.min_confidence > 0.0
             or self.max_confidence < 1.0
             or self.statuses != frozenset(CELL_STATUSES)
@@ -421,9 +429,11 @@ class CellFilter(QAbstractProxyModel):
         store = model.store
         columns = store.columns()
         final = columns.final
-        codes = [i for i, label in enumerate(REVIEW_LABELS) if label in self.groups and self.group in (None, label)]
+        codes = [i for i, label in enumerate(FINAL_LABELS) if label in self.groups and self.group in (None, label)]
         ok = np.isin(final, codes)
-        ok &= (self.min_confidence <= columns.confidence) & (columns.confidence <= self.max_confidence)
+        # A cell never classified (nan) is at 0 %: shown until the lowest confidence is raised.
+        confidence = np.nan_to_num(columns.confidence, nan=0.0)
+        ok &= (self.min_confidence <= confidence) & (confidence <= self.max_confidence)
         ok &= np.isin(columns.status_codes(store.review_threshold), [CELL_STATUSES.index(s) for s in self.statuses])
         return np.flatnonzero(ok[model.order])
 

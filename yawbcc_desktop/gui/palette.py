@@ -3,6 +3,7 @@ same in the viewer's boxes, the gallery, the table and the probability bars."""
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 from PySide6.QtCore import Qt
@@ -24,8 +25,9 @@ SHORT_NAMES: dict[str, str] = {
     "PLATELET": "PLT",
     ARTEFACT: "ART",
 }
-# Artefacts are not a class of the model: a dark slate, apart from the eight class hues.
-LABEL_COLOURS: dict[str, str] = {**COLOURS, ARTEFACT: "#37474F"}
+# Artefacts are not a class of the model: a dark slate, apart from the eight class hues.  A cell
+# never classified has no label yet (''): a pale blue-grey, "no colour", apart from the platelets' grey.
+LABEL_COLOURS: dict[str, str] = {**COLOURS, ARTEFACT: "#37474F", "": "#CFD8DC"}
 
 # How a cell's review state looks in every view.
 REVIEW_COLOURS: dict[str, str] = {
@@ -49,8 +51,19 @@ UNFAMILIAR_COLOUR = REVIEW_COLOURS[TO_REVIEW]
 MUTED_TEXT = "#607D8B"
 
 
+# What a cell never classified shows: its final label is '' until a reviewer gives one, and it
+# has no prediction or confidence to show.
+NOT_CLASSIFIED_NAME = "Not classified"
+NO_VALUE = "—"
+
+
 def display_name(group: str) -> str:
-    return DISPLAY_NAMES.get(group, group.title())
+    return DISPLAY_NAMES.get(group, group.title()) if group else NOT_CLASSIFIED_NAME
+
+
+def short_name(group: str) -> str:
+    """The abbreviation of a label ("—" for a cell never classified)."""
+    return SHORT_NAMES.get(group, "?") if group else NO_VALUE
 
 
 @cache
@@ -77,4 +90,5 @@ def class_icon(group: str) -> QIcon:
 
 
 def percent(value: float) -> str:
-    return f"{100 * value:.1f} %"
+    """A probability as "87.5 %" ("—" for nan: a cell never classified has no confidence)."""
+    return NO_VALUE if math.isnan(value) else f"{100 * value:.1f} %"

@@ -60,7 +60,7 @@ class ScreenshotJob(QObject):
                 self._next("explaining")
         elif self._step == "explaining":
             detail = self.window.detail
-            settled = detail.row < 0 or detail.gradcam.state in ("shown", "failed")
+            settled = detail.row < 0 or detail.gradcam.state != "pending"  # a cell never classified has none
             if settled or time.monotonic() - self._step_since > 30:
                 self._next("painting")
         elif self._step == "painting":

@@ -77,6 +77,12 @@ class SessionCell:
         return self.x, self.y, self.width, self.height
 
     @property
+    def classified(self) -> bool:
+        """False for a cell only segmented (``yawbcc segment``, or a session of format 1): it
+        has no prediction, confidence or probabilities, and waits for review until labelled."""
+        return self.probs is not None
+
+    @property
     def reviewed(self) -> bool:
         return self.label is not None
 

@@ -130,15 +130,15 @@ class CellDetail(QWidget):
         entry = self._store.image(cell.path)
         n = len(entry.cell_rows) if entry is not None else 1
         kind = "platelet" if cell.kind == PLATELET else "white cell"
+        model = f" · model {cell.model}" if cell.model else ""  # none for a cell never classified
         self.subtitle.setText(
             f"{cell.file_name} · cell {cell.cell_index + 1} of {n} · {kind} · box {cell.width}×{cell.height} px "
-            f"at ({cell.x}, {cell.y}) · model {cell.model}"
+            f"at ({cell.x}, {cell.y}){model}"
         )
         self.subtitle.setToolTip(cell.path)
         self._show_crop()
         self.chart.show_probabilities(cell.probs, cell.predicted)
-        self.gradcam.show_pending()
-        self.explain_requested.emit(row, self.gradcam.group())
+        self._ask_gradcam(self.gradcam.group())
 
     def show_review_state(self) -> None:
         """Title, frame and label bar for the cell's label now (after a correction, too)."""
@@ -148,10 +148,11 @@ class CellDetail(QWidget):
         status = cell.status(self._store.review_threshold)
         colour = class_colour(cell.final_label).name()
         note = f"<span style='color:{REVIEW_COLOURS[status]}; font-weight:normal'> · {status}"
-        confidence = f" <span style='font-weight:normal'>{percent(cell.confidence)}</span>"
+        confidence = f" <span style='font-weight:normal'>{percent(cell.confidence)}</span>" if cell.classified else ""
         if status == CORRECTED:
             # The model's confidence belongs to its class, not to the reviewer's.
-            note += f" from {display_name(cell.predicted)} ({percent(cell.confidence)}) by {cell.reviewer}"
+            was = f" from {display_name(cell.predicted)} ({percent(cell.confidence)})" if cell.classified else ""
+            note += f"{was} by {cell.reviewer}"
             confidence = ""
         elif cell.reviewed:
             note += f" by {cell.reviewer}"
@@ -178,8 +179,18 @@ class CellDetail(QWidget):
 
     def _explain_other_class(self, group) -> None:
         if self.row >= 0:
-            self.gradcam.show_pending()
-            self.explain_requested.emit(self.row, group)
+            self._ask_gradcam(group)
+
+    def _ask_gradcam(self, group) -> None:
+        """Ask for the heatmap of the cell shown; a cell never classified gets none (no model saw it)."""
+        cell = self._cell
+        self.gradcam.explains.setEnabled(cell.classified)
+        if not cell.classified:
+            self._waiting_for = None
+            self.gradcam.clear("Not classified:\nno model has seen this cell,\nso there is nothing to explain")
+            return
+        self.gradcam.show_pending()
+        self.explain_requested.emit(self.row, group)
 
     def _show_crop(self) -> None:
         cell = self._cell

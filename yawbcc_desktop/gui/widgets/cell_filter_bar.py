@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
-from ...core.classes import REVIEW_LABELS
 from ...core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import CellFilter
-from ..palette import SHORT_NAMES, class_icon, display_name
+from ..cell_table_model import FINAL_LABELS, NOT_CLASSIFIED_LABEL, CellFilter
+from ..palette import class_icon, display_name, short_name
 from ..throttle import Throttle
 
 STATUS_CHOICES = (
@@ -31,25 +31,28 @@ class CellFilterBar(QWidget):
         self.class_buttons: dict[str, QToolButton] = {}
         classes = QHBoxLayout()
         classes.setSpacing(2)
-        for group in REVIEW_LABELS:
+        for group in FINAL_LABELS:
             button = QToolButton()
             button.setObjectName("ClassChip")
-            button.setText(SHORT_NAMES[group])
+            button.setText(short_name(group))
             button.setIcon(class_icon(group))
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             button.setCheckable(True)
             button.setChecked(True)
-            button.setToolTip(f"Show {display_name(group).lower()}s (right-click: only these)")
+            shown = f"{display_name(group).lower()}s" if group else "cells never classified"
+            button.setToolTip(f"Show {shown} (right-click: only these)")
             button.toggled.connect(self._apply)
             button.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
             button.customContextMenuRequested.connect(lambda _pos, g=group: self.show_only(g))
             classes.addWidget(button)
             self.class_buttons[group] = button
+        # Only while some cell has no class: a session of cells only segmented (yawbcc segment).
+        self.class_buttons[NOT_CLASSIFIED_LABEL].setVisible(False)
         classes.addStretch(1)
 
         self.confidence = QSlider(Qt.Orientation.Horizontal)
         self.confidence.setRange(0, 100)
-        self.confidence.setToolTip("Hide cells below this calibrated confidence")
+        self.confidence.setToolTip("Hide cells below this calibrated confidence (and, above 0 %, those never classified)")
         self.confidence_label = QLabel("≥ 0 %")
         self.confidence_label.setMinimumWidth(44)
         self.confidence.valueChanged.connect(self._apply)
@@ -121,6 +124,8 @@ class CellFilterBar(QWidget):
 
     def update_summary(self, *args) -> None:
         shown, total = self._filter.rowCount(), self._filter.sourceModel().rowCount()
+        final = self._filter.sourceModel().store.columns().final
+        self.class_buttons[NOT_CLASSIFIED_LABEL].setVisible(bool(np.any(final == FINAL_LABELS.index(NOT_CLASSIFIED_LABEL))))
         if self._filter.is_filtering():
             self.summary.setText(f"Showing {shown:,} of {total:,} cells")
         else:

@@ -2,7 +2,8 @@
 
 Each class is a section over its own ``GroupFilter`` of the shared cell filter, so the
 gallery and the table always show the same cells.  Cells sit under their final label: a
-correction moves the tile to its new section.  Sections without cells are hidden.
+correction moves the tile to its new section; cells never classified sit in a last section
+until labelled.  Sections without cells are hidden.
 Ctrl/Shift-click selects several tiles, in one section or across sections.
 """
 
@@ -28,10 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.classes import REVIEW_LABELS
 from ...core.review_rules import CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import CellFilter, CellTableModel, RowIdRole
-from ..palette import ACCENT, REVIEW_COLOURS, SHORT_NAMES, class_colour, display_name
+from ..cell_table_model import FINAL_LABELS, CellFilter, CellTableModel, RowIdRole
+from ..palette import ACCENT, NO_VALUE, REVIEW_COLOURS, class_colour, display_name, short_name
 from ..throttle import Throttle
 
 TILE = QSize(100, 118)
@@ -103,12 +103,13 @@ class CellTileDelegate(QStyledItemDelegate):
             # Corrected: the change itself, in the corrected colour, and a marked corner.
             painter.setPen(self._status[CORRECTED])
             painter.setFont(self._bold)
-            caption = f"{SHORT_NAMES.get(cell.predicted, '?')} → {SHORT_NAMES.get(cell.final_label, '?')}"
+            caption = f"{short_name(cell.predicted)} → {short_name(cell.final_label)}"
             painter.drawText(text, Qt.AlignmentFlag.AlignCenter, caption)
             self._corner(painter, pic, self._status[CORRECTED], "✎")
         else:
             painter.setPen(self._status[TO_REVIEW] if status == TO_REVIEW else self._text)
-            painter.drawText(text, Qt.AlignmentFlag.AlignCenter, f"{100 * cell.confidence:.0f} %")
+            caption = f"{100 * cell.confidence:.0f} %" if cell.classified else NO_VALUE
+            painter.drawText(text, Qt.AlignmentFlag.AlignCenter, caption)
             if status == CONFIRMED:
                 self._corner(painter, pic, self._status[CONFIRMED], "✓")
         painter.end()
@@ -185,7 +186,8 @@ class GallerySection(QWidget):
         swatch = QLabel()
         swatch.setFixedSize(14, 14)
         swatch.setStyleSheet(f"background:{class_colour(group).name()}; border-radius:7px;")
-        self.title = QLabel(f"{display_name(group)} <span style='color:#607D8B'>({SHORT_NAMES[group]})</span>")
+        short = f" <span style='color:#607D8B'>({short_name(group)})</span>" if group else ""
+        self.title = QLabel(f"{display_name(group)}{short}")
         self.title.setObjectName("SectionTitle")
         self.badge = QLabel()
         self.badge.setObjectName("CountBadge")
@@ -249,7 +251,7 @@ class CellGallery(QScrollArea):
         layout.setContentsMargins(4, 2, 4, 4)
         layout.setSpacing(2)
         self.sections: dict[str, GallerySection] = {}
-        for group in REVIEW_LABELS:
+        for group in FINAL_LABELS:
             section = GallerySection(group, cell_filter)
             section.grid.selectionModel().currentChanged.connect(lambda current, _previous, s=section: self._picked(s, current))
             section.grid.clicked.connect(lambda index, s=section: self._picked(s, index))

@@ -179,6 +179,8 @@ class DifferentialPanel(QWidget):
         parts = [f"{diff.wbc:,} white cells counted"]
         if diff.artefacts:
             parts.append(f"{diff.artefacts:,} artefacts left out")
+        if diff.unclassified:
+            parts.append(f"{diff.unclassified:,} not classified yet")
         if diff.unreviewed:
             parts.append(f"<b style='color:#B26A00'>{diff.unreviewed:,} cells still to review: provisional</b>")
         self.totals.setText(" · ".join(parts))

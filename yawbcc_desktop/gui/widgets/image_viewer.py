@@ -25,7 +25,7 @@ from ...core.store import SessionCell
 from ...core.vocabulary import FAILED, NO_CELL, QUEUED
 from ..cell_store import CellStore
 from ..image_loader import ImageLoader
-from ..palette import SHORT_NAMES, class_colour, display_name, percent
+from ..palette import class_colour, display_name, percent, short_name
 
 ZOOM_STEP = 1.25
 MIN_ZOOM, MAX_ZOOM = 0.05, 40.0
@@ -52,7 +52,7 @@ class BoxLabel(QGraphicsItem):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(self._colour)
         painter.drawRoundedRect(self._rect, 3, 3)
-        painter.setPen(QColor("white"))
+        painter.setPen(QColor("white") if self._colour.lightness() < 180 else QColor("#37474F"))  # pale: not classified
         painter.setFont(self._font)
         painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, self._text)
 
@@ -68,13 +68,16 @@ class CellBox(QGraphicsRectItem):
         self.corrected = cell.corrected
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        final, predicted = SHORT_NAMES.get(cell.final_label, "?"), SHORT_NAMES.get(cell.predicted, "?")
+        final, predicted = short_name(cell.final_label), short_name(cell.predicted)
         if cell.corrected:
             text = f"{predicted}→{final} ✎"
             tip = f"Cell {cell.cell_index + 1}: {display_name(cell.final_label)}, corrected from {display_name(cell.predicted)}"
-        else:
+        elif cell.classified:
             text = f"{final} {100 * cell.confidence:.0f}%{' ✓' if cell.reviewed else ''}"
             tip = f"Cell {cell.cell_index + 1}: {display_name(cell.final_label)} {percent(cell.confidence)}"
+        else:
+            text = display_name(cell.final_label).lower()
+            tip = f"Cell {cell.cell_index + 1}: {display_name(cell.final_label)}, to review"
         self.setToolTip(tip)
         self.label = BoxLabel(text, self.colour, self)
         self.label.setPos(cell.x, cell.y)

@@ -54,8 +54,9 @@ class LabelBar(QWidget):
         self.show_label(None)
 
     def show_label(self, label: str | None, reviewed: bool = False) -> None:
-        """Check the button of the label the cell has now (None: no cell selected)."""
+        """Check the button of the label the cell has now (None: no cell selected; '': never
+        classified, so there is no class to confirm, only one to give)."""
         for lab, button in self.buttons.items():
             button.setChecked(lab == label)
             button.setEnabled(label is not None)
-        self.confirm.setEnabled(label is not None and not reviewed)
+        self.confirm.setEnabled(bool(label) and not reviewed)
