@@ -399,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="write a PBC-only bundle's replay sample, so that it can be adapted to a lab")
     replay.add_arguments(p)
+    from . import soup
+
+    p = sub.add_parser("soup", help="average the weights of training domains runs from one base into one bundle")
+    soup.add_arguments(p)
     from . import unet
 
     p = sub.add_parser("unet", help="train the U-Net segmenter across the three labs and evaluate it on held-out fields")
@@ -414,6 +418,12 @@ def _adapt(args) -> int:
 
 def _replay(args) -> int:
     from .replay import run
+
+    return run(args)
+
+
+def _soup(args) -> int:
+    from .soup import run
 
     return run(args)
 
@@ -442,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "adapt": _adapt,
         "unet": _unet,
         "replay": _replay,
+        "soup": _soup,
     }
     return handlers[args.command](args)
 

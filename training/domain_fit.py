@@ -51,6 +51,7 @@ class DomainFitConfig:
     strength: float = 1.0
     seed: int = 42
     tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
+    soup: list = field(default_factory=list)  # runs whose weights were averaged into this one (training soup)
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:
@@ -98,6 +99,8 @@ def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128
 def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray, threshold: float = REVIEW_THRESHOLD) -> dict:
     """Accuracy, balanced accuracy over the four common white cells, and what reaches the
     to-review queue (low confidence or unfamiliar image) — of all cells and of the wrong ones."""
+    from sklearn.metrics import f1_score
+
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     wrong = pred != labels
@@ -107,6 +110,7 @@ def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray
         "n": int(len(labels)),
         "accuracy": float(np.mean(~wrong)),
         "balanced_accuracy_4": balanced_accuracy_four(labels, pred),
+        "macro_f1": float(f1_score(labels, pred, labels=np.unique(labels), average="macro")),
         "flagged": float(np.mean(queue)),
         "flagged_low_confidence": float(np.mean(low)),
         "flagged_unfamiliar": float(np.mean(unfamiliar)),
@@ -278,14 +282,14 @@ def evaluate_run(
 
     report: dict = {"held_out": config.held_out, "temperature": temperature, "threshold": fam.threshold}
     for d in DOMAINS:
-        for part in ("test", "all"):
-            if part == "all" and d != config.held_out:
-                continue
-            sel = table["domain"].eq(d).to_numpy() & (table["split"].eq("test").to_numpy() if part == "test" else True)
+        # The valid side of the training labs is what choices between runs (views, soups) are made on.
+        for part in ("test", "all") if d == config.held_out else ("valid", "test"):
+            sel = table["domain"].eq(d).to_numpy() & (table["split"].eq(part).to_numpy() if part != "all" else True)
             m = domain_metrics(calibrated[sel], labels[sel], unfamiliar[sel])
             report[f"{d}_{part}"] = m
             log(
                 f"{d} {part}: n={m['n']} accuracy={m['accuracy']:.4f} balanced-4={m['balanced_accuracy_4']:.3f} "
+                f"macro-F1={m['macro_f1']:.4f} "
                 f"flagged={m['flagged']:.3f} (unfamiliar {m['flagged_unfamiliar']:.3f}) wrong in queue={m['wrong_in_queue']:.3f}"
             )
     if config.held_out:

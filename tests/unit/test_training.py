@@ -91,3 +91,35 @@ def test_bundle_round_trip(tiny_bundle):
     assert (cal.max(axis=1) <= raw.max(axis=1) + 1e-9).all()  # T > 1 softens
     heat, _ = GradCam(bundle.model).heatmaps(x)
     assert overlay(x[0], heat[0], 0.5).shape == (64, 64, 3)
+
+
+def test_soup_averages_runs_of_one_base_and_refuses_others(tmp_path):
+    import keras
+
+    from training.domain_fit import DomainFitConfig
+    from training.soup import make_soup
+
+    runs = []
+    for i, base in enumerate(["lite0-accurate", "lite0-accurate", "lite0-fast"]):
+        keras.utils.set_random_seed(i)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        model.save(run / "model.keras")
+        config = {"base": base, "input_size": 160, "um_per_px": 0.175, "held_out": None, "steps": 100 * (i + 1)}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "metrics.json").write_text(json.dumps({"training_minutes": 2.0}))
+        runs.append(run)
+
+    make_soup(runs[:2], tmp_path / "soup", log=lambda _: None)
+    soup = keras.saving.load_model(tmp_path / "soup" / "model.keras", compile=False)
+    parts = [keras.saving.load_model(r / "model.keras", compile=False).get_weights() for r in runs[:2]]
+    for mixed, a, b in zip(soup.get_weights(), *parts):
+        np.testing.assert_allclose(mixed, (a + b) / 2, rtol=1e-6)
+    assert not np.allclose(parts[0][0], parts[1][0])  # the two runs really differ
+    config = json.loads((tmp_path / "soup" / "config.json").read_text())
+    assert config["soup"] == [str(r) for r in runs[:2]] and config["steps"] == 300
+    assert DomainFitConfig(**config).soup == config["soup"]  # reevaluate reads the soup's config back
+
+    with pytest.raises(SystemExit, match="different base"):
+        make_soup(runs[1:], tmp_path / "mixed", log=lambda _: None)

@@ -1,0 +1,61 @@
+"""A model soup: the weights of several ``training domains`` runs averaged into one bundle.
+
+    python -m training soup runs/A runs/B [...] --out runs/NAME [--tta flip_lr]
+
+Runs fine-tuned from the same base bundle sit in one basin of the loss, so their average is
+a model of its own (Wortsman et al., *Model soups*, 2022) — often better than each on images
+of other labs, at the cost of no extra model pass.  The soup is then calibrated, given its
+familiarity model and replay sample, and scored per lab exactly as a finished run
+(``domain_fit.reevaluate``); its card lists the runs it was made of.  Choose between soups,
+and their test-time views, on the ``valid`` figures the run prints, not the ``test`` ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .domain_fit import MODEL_FILE, reevaluate
+
+# What runs must share to be averaged: the base, the framing and the labs.
+SAME = ("base", "input_size", "um_per_px", "held_out")
+
+
+def make_soup(runs: list[Path], out: Path, log=print) -> None:
+    import keras
+
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    for key in SAME:
+        values = {json.dumps(c.get(key)) for c in configs}
+        if len(values) > 1:
+            raise SystemExit(f"cannot average runs with different {key}: {', '.join(sorted(values))}")
+    models = [keras.saving.load_model(r / MODEL_FILE, compile=False) for r in runs]
+    weights = [m.get_weights() for m in models]
+    # Batch-norm statistics are averaged too: each run's are estimates of the same mixed batches.
+    models[0].set_weights([np.mean(ws, axis=0) for ws in zip(*weights)])
+    out.mkdir(parents=True, exist_ok=True)
+    models[0].save(out / MODEL_FILE)
+    minutes = sum(json.loads((r / "metrics.json").read_text()).get("training_minutes", 0.0) for r in runs)
+    config = {**configs[0], "soup": [str(r) for r in runs], "steps": sum(c["steps"] for c in configs)}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "metrics.json").write_text(json.dumps({"training_minutes": minutes}))
+    log(f"averaged {len(runs)} runs into {out / MODEL_FILE}")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("runs", nargs="+", type=Path, help="finished training domains runs, same base and labs")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    p.add_argument("--split", default="runs/split.csv", help="PBC split CSV the runs were trained with")
+    p.add_argument("--cache", default="cache")
+
+
+def run(args, log=print) -> int:
+    if len(args.runs) < 2:
+        raise SystemExit("a soup needs at least two runs")
+    make_soup(args.runs, args.out, log)
+    reevaluate(args.out, args.data, args.split, args.cache, log, [v for v in args.tta.split(",") if v])
+    return 0
