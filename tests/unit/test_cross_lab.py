@@ -9,7 +9,7 @@ import pytest
 
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.cells import CellRegion
-from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature
+from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature, uint8_percentiles
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.scale import FROM_DEFAULT, FROM_RED_CELLS, FROM_WHITE_CELL, estimate_um_per_px, scaled_cell_input
 
@@ -90,6 +90,17 @@ def test_acquisition_signature_tells_labs_apart(data_dir, tmp_path):
     again = Familiarity.load(tmp_path / "f.npz").acquisition
     assert again is not None and again.threshold == model.threshold
     assert np.allclose([again.score(s) for s in bccd], [model.score(s) for s in bccd], rtol=1e-4)
+
+
+def test_signature_percentiles_are_numpys_on_real_images(data_dir):
+    import cv2
+
+    paths = _sample(data_dir / "pbc" / "eosinophil", "*.jpg", 3) + _sample(data_dir / "bccd" / "JPEGImages", "*.jpg", 3)
+    for p in paths:
+        lab = cv2.cvtColor(read_rgb(p), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+        for values in (lab, lab[:7]):  # a few pixels too: interpolation between neighbours
+            expected = np.percentile(values.astype(np.float64), (10, 50, 90, 0, 100), axis=0).T
+            np.testing.assert_allclose(uint8_percentiles(values, (10, 50, 90, 0, 100)), expected, atol=1e-9)
 
 
 def test_review_flags():

@@ -34,13 +34,30 @@ SIGNATURE_SIDE = 256
 UNFAMILIAR_ABOVE = 1.0
 
 
+def uint8_percentiles(values: np.ndarray, qs) -> np.ndarray:
+    """``np.percentile(values, qs, axis=0).T`` (linear interpolation) of (N, C) uint8 values,
+    read off each channel's histogram: the same numbers, four times faster than sorting,
+    which was most of the signature's cost per image."""
+    n = values.shape[0]
+    pos = np.asarray(qs, np.float64) / 100.0 * (n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi, frac = np.minimum(lo + 1, n - 1), pos - lo
+    out = np.empty((values.shape[1], len(pos)))
+    for c in range(values.shape[1]):
+        # The k-th smallest value is the first level whose cumulative count exceeds k.
+        cum = np.cumsum(np.bincount(values[:, c], minlength=256))
+        a, b = np.searchsorted(cum, lo, side="right"), np.searchsorted(cum, hi, side="right")
+        out[c] = a + (b - a) * frac
+    return out
+
+
 def acquisition_signature(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
     """(11,) L*, a*, b* at the 10th, 50th and 90th percentiles, log sharpness, log µm/px."""
     h, w = rgb.shape[:2]
     s = min(1.0, SIGNATURE_SIDE / max(h, w))
     small = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else rgb
     lab = cv2.cvtColor(np.ascontiguousarray(small[..., :3], dtype=np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3)
-    pct = np.percentile(lab.astype(np.float32), (10, 50, 90), axis=0).T.ravel()
+    pct = uint8_percentiles(lab, (10, 50, 90)).ravel()
     sharp = cv2.Laplacian(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var()
     return np.concatenate([pct, [np.log1p(sharp), np.log(max(um_per_px, 1e-3))]]).astype(np.float64)
 
