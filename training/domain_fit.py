@@ -328,10 +328,16 @@ def evaluate_run(
     return report
 
 
-def add_arguments(p) -> None:
-    d = DomainFitConfig()
+def add_data_arguments(p) -> None:
+    """Where the three labs' images, the PBC split and the crop cache are (domains, soup)."""
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     p.add_argument("--split", default="runs/split.csv", help="PBC split CSV (python -m training split)")
+    p.add_argument("--cache", default="cache")
+
+
+def add_arguments(p) -> None:
+    d = DomainFitConfig()
+    add_data_arguments(p)
     p.add_argument("--base", default=d.base, help="bundle to start from")
     p.add_argument("--size", type=int, default=d.input_size, help="model input side (the base bundle's)")
     p.add_argument("--um-per-px", type=float, default=d.um_per_px, help="micrometres per model-input pixel")
@@ -343,7 +349,6 @@ def add_arguments(p) -> None:
     p.add_argument("--domain-weights", default="pbc=0.4,bccd=0.3,bionet=0.3", help="share of each domain in a batch")
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--cache", default="cache")
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
     p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
     p.add_argument("--out", required=True)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .domain_fit import MODEL_FILE, reevaluate
+from yawbcc_desktop.core.classifier import MODEL_FILE
+
+from .domain_fit import add_data_arguments, reevaluate
 
 # What runs must share to be averaged: the base, the framing and the labs.
 SAME = ("base", "input_size", "um_per_px", "held_out")
@@ -48,9 +50,7 @@ def add_arguments(p) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="finished training domains runs, same base and labs")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    p.add_argument("--split", default="runs/split.csv", help="PBC split CSV the runs were trained with")
-    p.add_argument("--cache", default="cache")
+    add_data_arguments(p)
 
 
 def run(args, log=print) -> int:
