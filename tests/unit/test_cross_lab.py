@@ -9,8 +9,9 @@ import pytest
 
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.cells import CellRegion
-from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature, uint8_percentiles
+from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature
 from yawbcc_desktop.core.imageio import read_rgb
+from yawbcc_desktop.core.preprocess import uint8_percentiles
 from yawbcc_desktop.core.scale import FROM_DEFAULT, FROM_RED_CELLS, FROM_WHITE_CELL, estimate_um_per_px, scaled_cell_input
 
 

@@ -31,3 +31,18 @@ def test_blank_and_tiny_images_raise_clear_errors():
         segment_single_cell(np.zeros((1, 1, 3), np.uint8))
     with pytest.raises(ValueError):
         find_cells(np.zeros((50, 50, 3), np.uint8), "nonsense")
+
+
+def test_central_region_is_the_one_regionprops_centroids_pick(pbc, bccd):
+    """The per-label centroid sums choose the region the report's regionprops step chose."""
+    from skimage.measure import regionprops
+
+    from yawbcc_desktop.core.segmentation import _central_region
+
+    files = random.Random(1).sample(sorted(pbc.rglob("*.jpg")), 20) + sorted(bccd.rglob("*.jpg"))[:10]
+    for path in files:
+        rgb = read_rgb(path)[::2, ::2].copy()
+        labels, central = _central_region(rgb, 200, 10)
+        h, w = labels.shape
+        nearest = min(regionprops(labels), key=lambda r: (w / 2 - r.centroid[1]) ** 2 + (h / 2 - r.centroid[0]) ** 2)
+        assert central == nearest.label, path.name

@@ -47,6 +47,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from .cells import PLATELET, WBC, CellRegion
+from .preprocess import uint8_percentiles
 
 __all__ = [
     "find_cells_in_smear",
@@ -155,10 +156,13 @@ def measure_rbc_radius(rgb: np.ndarray) -> float | None:
     h, w = rgb.shape[:2]
     s = min(1.0, 240.0 / min(h, w))
     small = cv2.resize(rgb, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-    g = cv2.GaussianBlur(small[:, :, 1], (0, 0), 1.0).astype(np.float32)
-    lo, hi = np.percentile(g, (1, 99))
+    g = cv2.GaussianBlur(small[:, :, 1], (0, 0), 1.0)
+    lo, hi = uint8_percentiles(g.reshape(-1, 1), (1, 99))[0]
     if hi - lo > 5:
-        g = np.clip((g - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        # The stretch as a lookup table over the 256 grey levels (the same values as
+        # computing it per pixel).
+        levels = np.arange(256, dtype=np.float32)
+        g = cv2.LUT(g, np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8))
         m = min(g.shape)
         circles = cv2.HoughCircles(
             g,
