@@ -89,14 +89,10 @@ class HeadlessPipeline:
     """``yawbcc classify`` without the CSV: ``core.pipeline.analyse`` with the CLI's batch size."""
 
     def __init__(self, model: str):
-        import numpy as np
-
         from yawbcc_desktop.core.classifier import ModelBundle
 
         self.bundle = ModelBundle(model)
-        side = self.bundle.card.input_size
-        for n in (1, 2):  # the same warm-up the GUI worker does, so both start traced
-            self.bundle.probabilities(np.zeros((n, side, side, 3), np.uint8))
+        self.bundle.warm_up()  # the same warm-up the GUI worker does, so both start traced
 
     def run(self, paths: list[str]) -> tuple[int, float]:
         from yawbcc_desktop.core.pipeline import analyse

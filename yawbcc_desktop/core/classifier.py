@@ -224,6 +224,7 @@ class ModelBundle:
         # Bundles with a familiarity model also report each cell's pooled backbone features:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
+        _one_blas_thread()
         self._with_features = None
         self._features = None  # built on first use of features()
         fam_path = self.folder / FAMILIARITY_FILE
@@ -280,6 +281,16 @@ class ModelBundle:
         ]
         return np.concatenate(out) if out else np.zeros((0, self._features.output_shape[-1]), np.float32)
 
+    def warm_up(self) -> None:
+        """Trace the model call a run makes (``classify``) now, not in the middle of a run.
+
+        Keras traces a predict function for each of the first two batch shapes (half a
+        second each on two cores), then generalises to any batch size.
+        """
+        side = self.card.input_size
+        for n in (1, 2):
+            self.classify(np.zeros((n, side, side, 3), np.uint8))
+
     def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated probabilities and, with a familiarity model, each cell's unfamiliarity
         score (``Familiarity.cell_scores``; None without one)."""
@@ -288,6 +299,15 @@ class ModelBundle:
         if feats is None or self.familiarity is None:
             return probs, None
         return probs, self.familiarity.cell_scores(feats)
+
+
+def _one_blas_thread() -> None:
+    """numpy's BLAS to one thread in a process that runs a model: its products here are tiny
+    (familiarity scores of a batch), and its threads spinning for them took the cores from
+    TensorFlow's and the segmentation's (a third of the GUI worker's time, py-spy)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def pooled_features(model):

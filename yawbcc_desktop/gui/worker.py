@@ -26,12 +26,16 @@ from PySide6.QtCore import QThread, Signal
 from ..core.store import SessionError, unfamiliar_threshold
 from .cell_store import AnalysedImage
 
-# Images read and segmented ahead of the model, and the child processes doing it.  One: on
-# two cores a second child keeps up with the fast model (95 % of headless speed instead of
-# 70 %) but competes with the window for the CPU (stalls up to 200 ms instead of 40 ms with
-# the default model); YAWBCC_SEGMENTING_WORKERS=2 chooses throughput.
-SEGMENTING_THREADS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 1
-LOOKAHEAD = 8
+# Images read and segmented ahead of the model, and the child processes doing it.  Two, at
+# a lower scheduling priority: on two cores they keep the model fed (one child left the
+# window at 78 % of headless speed), and the window's thread and the model's take the CPU
+# from them whenever they need it (benchmarks/gui_review.py, README).
+# YAWBCC_SEGMENTING_WORKERS sets another number.
+SEGMENTING_THREADS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 2
+SEGMENTING_NICENESS = 5
+# Segmentations queued ahead of the model: enough that the children are never idle while
+# the model works on a batch (batch_cells below).
+LOOKAHEAD = 32
 # Segmentation runs in a child process: its scikit-image steps hold the GIL for tens of
 # milliseconds at a time, and in a thread of this process every such hold is a moment the
 # window cannot repaint.  YAWBCC_SEGMENT_IN_PROCESS=0 keeps it in a thread.
@@ -53,11 +57,14 @@ def segment_safely(path: str, mode: str, card, segmenter: str = "auto"):
 
 
 def _start_segmenting() -> None:
+    if hasattr(os, "nice"):  # POSIX; elsewhere the children keep the normal priority
+        os.nice(SEGMENTING_NICENESS)
     from ..core import pipeline  # noqa: F401  (imported once, when the child starts)
 
 
 def segmenting_pool() -> Executor:
-    """One child process (spawned: forking a process with Qt threads is unsafe), or a thread."""
+    """SEGMENTING_THREADS child processes (spawned: forking a process with Qt threads is
+    unsafe), or threads."""
     if SEGMENT_IN_PROCESS:
         try:
             context = multiprocessing.get_context("spawn")
@@ -326,11 +333,7 @@ class AnalysisWorker(QThread):
         self._bundle, self._cam = None, None  # free the old model first
         try:
             bundle = ModelBundle(folder)
-            side = bundle.card.input_size
-            # Keras traces predict for the first two batch shapes, then generalises: pay
-            # for both now rather than in the middle of the first run.
-            for n in (1, 2):
-                bundle.probabilities(np.zeros((n, side, side, 3), np.uint8))
+            bundle.warm_up()
             self._bundle = bundle
             self._warm_gradcam()  # tracing takes seconds: now, not on the reviewer's first click
         except ModelBundleError as exc:
