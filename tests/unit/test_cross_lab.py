@@ -193,3 +193,16 @@ def test_corrections_name_bad_rows(tmp_path, data_dir):
     assert len(c.skipped) == 2
     assert c.skipped[0].startswith("row 3:") and "broken.jpg" in c.skipped[0]
     assert c.skipped[1].startswith("row 4:") and "BLAST" in c.skipped[1]
+
+
+def test_warm_up_traces_the_model_a_run_calls(familiar_bundle):
+    """With a familiarity model a run calls the probabilities-and-features model; warming up
+    the plain model left its two traces (half a second each) to the middle of the first run."""
+    from yawbcc_desktop.core.classifier import ModelBundle
+
+    bundle = ModelBundle(familiar_bundle)
+    assert bundle._with_features is not None and bundle._with_features.predict_function is None
+    bundle.warm_up()
+    assert bundle._with_features.predict_function is not None
+    probs, scores = bundle.classify(np.zeros((3, 64, 64, 3), np.uint8))
+    assert probs.shape == (3, 8) and scores.shape == (3,)
