@@ -210,6 +210,8 @@ class ModelBundle:
 
         from . import layers  # noqa: F401  registers custom layers a bundle may use
 
+        _one_blas_thread()
+
         try:
             self.model = keras.saving.load_model(model_path, compile=False)
         except Exception as exc:  # Keras raises many types for a broken archive
@@ -224,7 +226,6 @@ class ModelBundle:
         # Bundles with a familiarity model also report each cell's pooled backbone features:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
-        _one_blas_thread()
         self._with_features = None
         self._features = None  # built on first use of features()
         fam_path = self.folder / FAMILIARITY_FILE
