@@ -7,6 +7,7 @@ The card's schema lives once, in ``ModelCard`` (``from_dict`` reads ``model.json
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -23,11 +24,25 @@ def card_metrics(metrics: dict) -> dict:
 
 
 def write_card(folder: str | os.PathLike, card: ModelCard) -> Path:
-    """Write ``folder/model.json`` (atomically) from ``card``; returns its path."""
+    """Write ``folder/model.json`` (atomically) from ``card``; returns its path.
+
+    A figure that does not exist (the share of wrong cells queued, with no wrong cell) is
+    written as null: NaN is not JSON, and strict readers refuse the whole file.
+    """
     path = Path(folder) / CARD_FILE
     with atomic_write(path) as fh:
-        fh.write(json.dumps(card.to_dict(), indent=2))
+        fh.write(json.dumps(_without_nan(card.to_dict()), indent=2, allow_nan=False))
     return path
+
+
+def _without_nan(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(v) for v in value]
+    return value
 
 
 def versions() -> dict:

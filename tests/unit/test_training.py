@@ -123,3 +123,24 @@ def test_soup_averages_runs_of_one_base_and_refuses_others(tmp_path):
 
     with pytest.raises(SystemExit, match="different base"):
         make_soup(runs[1:], tmp_path / "mixed", log=lambda _: None)
+
+
+def test_card_writes_a_missing_figure_as_null_not_nan(tiny_bundle, tmp_path):
+    """A lab with no wrong cell has no share of wrong cells queued: the card stays strict JSON."""
+    import shutil
+
+    from training.card import write_card
+    from yawbcc_desktop.core.classifier import read_card
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, folder)
+    card = read_card(folder)
+    card.extra["per_lab"] = {"bionet": {"wrong": 0, "wrong_in_queue": float("nan"), "accuracy": 1.0}}
+    path = write_card(folder, card)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data["per_lab"]["bionet"] == {"wrong": 0, "wrong_in_queue": None, "accuracy": 1.0}
+    assert read_card(folder).extra["per_lab"]["bionet"]["wrong_in_queue"] is None
