@@ -59,7 +59,20 @@ def segment_safely(path: str, mode: str, card, segmenter: str = "auto"):
 def _start_segmenting() -> None:
     if hasattr(os, "nice"):  # POSIX; elsewhere the children keep the normal priority
         os.nice(SEGMENTING_NICENESS)
+    threading.Thread(target=_exit_with_window, name="exit-with-window", daemon=True).start()
     from ..core import pipeline  # noqa: F401  (imported once, when the child starts)
+
+
+def _exit_with_window() -> None:
+    """End this child when the window's process ends, however it ends.
+
+    A pool's children wait on a queue whose writing end each of them also holds, so a
+    window that crashed or was killed left them waiting for ever (140 MB each).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(0)
 
 
 def segmenting_pool() -> Executor:
