@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -87,9 +88,19 @@ def bionet_cells(root: str | Path) -> pd.DataFrame:
 NUCLEUS_LOCATOR = "violet-2"
 
 
-def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
-    """Centre of the field's most strongly stained nucleus; components touching the frame
-    lose to any inside it.
+@dataclass(frozen=True)
+class Nucleus:
+    """The most strongly stained nucleus of a field, in source pixels: its centroid and box
+    (a box of width 0 when nothing was stained: the centroid is then the field's centre)."""
+
+    cx: float
+    cy: float
+    box: tuple[int, int, int, int]  # x, y, width, height
+
+
+def find_nucleus(rgb: np.ndarray) -> Nucleus:
+    """The field's most strongly stained nucleus; components touching the frame lose to any
+    inside it.
 
     Violet is green absorbed and blue let through (OD_G - OD_B): high for nuclei and
     platelets in every lab's stain, low for red cells whether pink (PBC, BCCD, Bio-Net's
@@ -98,6 +109,7 @@ def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
     labelled cells on a red cell, where this one puts none (the centre falls inside a white
     cell the application's smear segmentation finds in 361 of 361 fields).
     """
+    h, w = rgb.shape[:2]
     f = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), 2)
     od = -np.log((f + 1.0) / 256.0)
     stain = od[..., 1] - od[..., 2]
@@ -105,9 +117,7 @@ def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
     thr = mid + 0.5 * (top - mid)
     n, lab, stats, centres = cv2.connectedComponentsWithStats((stain > thr).astype(np.uint8))
     if n < 2:
-        h, w = rgb.shape[:2]
-        return w / 2, h / 2
-    h, w = rgb.shape[:2]
+        return Nucleus(w / 2, h / 2, (0, 0, 0, 0))
     best, best_score = 1, -np.inf
     for i in range(1, n):
         x, y, bw, bh, area = stats[i]
@@ -116,7 +126,13 @@ def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
             score -= 1e9
         if score > best_score:
             best, best_score = i, score
-    return float(centres[best][0]), float(centres[best][1])
+    return Nucleus(float(centres[best][0]), float(centres[best][1]), tuple(int(v) for v in stats[best][:4]))
+
+
+def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
+    """Centre of the field's most strongly stained nucleus (``find_nucleus``)."""
+    nucleus = find_nucleus(rgb)
+    return nucleus.cx, nucleus.cy
 
 
 def all_cells(data_root: str | Path, split_csv: str | Path) -> pd.DataFrame:

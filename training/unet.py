@@ -45,7 +45,7 @@ from yawbcc_desktop.core.unet_segmentation import (
     working_image,
 )
 
-from .domains import field_split, locate_nucleus
+from .domains import field_split, find_nucleus, locate_nucleus
 
 # OpenCV's RGB -> XYZ (D65) matrix, applied to 0..1 values inside the network.
 XYZ_FROM_RGB = np.array(
@@ -140,21 +140,15 @@ def field_sample(image_path: Path, xml_path: Path, domain: str, cfg: UnetConfig)
 def bionet_cell_sample(image_path: Path, cfg: UnetConfig) -> Sample:
     rgb = read_rgb(image_path)
     img, s = _scaled(rgb, cfg)
-    cx, cy = (v * s for v in locate_nucleus(rgb))
     R = cfg.work_rbc_radius
-    # The nucleus' extent around its centre, then a third of a red cell of cytoplasm.
-    f = cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1)
-    od = -np.log((f + 1.0) / 256.0)
-    stain = od[..., 0] - od[..., 2]
-    top, mid = np.percentile(stain, 99.0), np.percentile(stain, 50)
-    n, lab, st, _ = cv2.connectedComponentsWithStats((stain > mid + 0.5 * (top - mid)).astype(np.uint8))
-    k = lab[int(np.clip(cy, 0, img.shape[0] - 1)), int(np.clip(cx, 0, img.shape[1] - 1))]
-    if k > 0:
-        x, y, w, h, _ = st[k]
+    # The nucleus' extent (the locator's own component), then a third of a red cell of cytoplasm.
+    nucleus = find_nucleus(rgb)
+    x, y, w, h = (v * s for v in nucleus.box)
+    if w > 0:
         radius = float(np.clip(max(w, h) / 2 + R / 3, 1.1 * R, 2.4 * R))
         cx, cy = x + w / 2, y + h / 2
     else:
-        radius = 1.6 * R
+        radius, cx, cy = 1.6 * R, nucleus.cx * s, nucleus.cy * s
     wbc = np.zeros(img.shape[:2], np.uint8)
     cv2.circle(wbc, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
     band = max(2, round(0.25 * R))  # a guessed outline: a wider band without opinion
