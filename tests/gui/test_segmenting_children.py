@@ -11,9 +11,9 @@ import time
 # prints their pids and dies without any clean-up, as a crash or a kill would.
 CRASHING_WINDOW = """
 import os, sys
-from yawbcc_desktop.gui.worker import SEGMENTING_THREADS, segment_safely, segmenting_pool
+from yawbcc_desktop.gui.worker import SEGMENTING_WORKERS, segment_safely, segmenting_pool
 pool = segmenting_pool()
-futures = [pool.submit(segment_safely, sys.argv[1], "cell", None) for _ in range(2 * SEGMENTING_THREADS)]
+futures = [pool.submit(segment_safely, sys.argv[1], "cell", None) for _ in range(2 * SEGMENTING_WORKERS)]
 results = [f.result()[0] for f in futures]
 assert all(r.cells for r in results), [r.error for r in results]
 print(" ".join(str(p) for p in pool._processes), flush=True)

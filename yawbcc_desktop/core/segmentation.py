@@ -30,7 +30,7 @@ def segment_single_cell(rgb: np.ndarray, threshold: int = 200, min_distance: int
     """The report's 10-step watershed pipeline: box and mask of the cell nearest the centre.
 
     grey -> 5x5 Gaussian -> inverse threshold -> external contours filled -> distance
-    transform -> peak_local_max -> watershed -> regionprops -> region nearest the centre.
+    transform -> peak_local_max -> watershed -> region centroids -> region nearest the centre.
     ``min_distance`` is in source pixels.  Raises ``SegmentationError`` when nothing darker
     than the background is found.
     """

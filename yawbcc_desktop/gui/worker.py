@@ -31,7 +31,7 @@ from .cell_store import AnalysedImage
 # window at 78 % of headless speed), and the window's thread and the model's take the CPU
 # from them whenever they need it (benchmarks/gui_review.py, README).
 # YAWBCC_SEGMENTING_WORKERS sets another number.
-SEGMENTING_THREADS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 2
+SEGMENTING_WORKERS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 2
 SEGMENTING_NICENESS = 5
 # Segmentations queued ahead of the model: enough that the children are never idle while
 # the model works on a batch (batch_cells below).
@@ -76,15 +76,15 @@ def _exit_with_window() -> None:
 
 
 def segmenting_pool() -> Executor:
-    """SEGMENTING_THREADS child processes (spawned: forking a process with Qt threads is
+    """SEGMENTING_WORKERS child processes (spawned: forking a process with Qt threads is
     unsafe), or threads."""
     if SEGMENT_IN_PROCESS:
         try:
             context = multiprocessing.get_context("spawn")
-            return ProcessPoolExecutor(max_workers=SEGMENTING_THREADS, mp_context=context, initializer=_start_segmenting)
+            return ProcessPoolExecutor(max_workers=SEGMENTING_WORKERS, mp_context=context, initializer=_start_segmenting)
         except (OSError, ValueError, NotImplementedError):
             pass  # no process could be made here: a thread still works, with more stalls
-    return ThreadPoolExecutor(max_workers=SEGMENTING_THREADS, thread_name_prefix="segment")
+    return ThreadPoolExecutor(max_workers=SEGMENTING_WORKERS, thread_name_prefix="segment")
 
 
 @dataclass(frozen=True)
