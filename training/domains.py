@@ -7,6 +7,9 @@ physical scale.
   its classes can be matched to its boxes (one box and one class, or every class the same).
 - ``bionet``: Bio-Net fields holding one white cell of a known class and no box; the cell
   is found by its nucleus (``locate_nucleus``).
+- platelets of BCCD and of Bio-Net's detection series, from their boxes (``platelet_cells``):
+  without them the platelet class was PBC's alone, and other labs' platelets were read as
+  small lymphocytes.
 
 Fields of BCCD and Bio-Net are split by field (train / valid / test, seeded by the file
 name), so a held-out field is never trained on.  Every cell is cut by the core's
@@ -83,6 +86,34 @@ def bionet_cells(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
+# Platelets per smear lab, at most one per field: about PBC's share of platelets among a
+# lab's cells, so that they do not crowd its few white cells out of its batches.
+PLATELETS_PER_LAB = 60
+PLATELET_NAMES = ("Platelets", "Platlets")  # Bio-Net misspells it in a few files
+
+
+def platelet_cells(data_root: str | Path) -> pd.DataFrame:
+    """One platelet box per field of BCCD and of Bio-Net's detection series, for
+    ``PLATELETS_PER_LAB`` fields of each lab chosen by a hash of the field's name (stable)."""
+    data_root = Path(data_root)
+    rows = []
+    for domain, folder in (("bccd", data_root / "bccd"), ("bionet", data_root / "deepbionet" / "fields")):
+        # Bio-Net's detection fields share numbers with its labelled ones: their split key says which.
+        prefix = "" if domain == "bccd" else "fields/"
+        xmls = sorted(folder.glob("Annotations/*.xml"), key=lambda x: hashlib.sha1(f"platelet:{x.stem}".encode()).hexdigest())
+        for xml in xmls:
+            boxes = [b for b in read_voc_boxes(xml) if b[0] in PLATELET_NAMES and b[3] > b[1] and b[4] > b[2]]
+            path = folder / "JPEGImages" / f"{xml.stem}.jpg"
+            if not boxes or not path.exists():
+                continue
+            _n, x0, y0, x1, y1 = boxes[0]
+            split = field_split(prefix + xml.stem)
+            rows.append((str(path), domain, "PLATELET", (x0 + x1) / 2, (y0 + y1) / 2, split, x1 - x0, y1 - y0))
+            if sum(r[1] == domain for r in rows) == PLATELETS_PER_LAB:
+                break
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
 # Bumped when locate_nucleus changes: the crop cache is keyed by it (Bio-Net's centres are
 # found while the cache is made).
 NUCLEUS_LOCATOR = "violet-2"
@@ -138,7 +169,13 @@ def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:
 def all_cells(data_root: str | Path, split_csv: str | Path) -> pd.DataFrame:
     data_root = Path(data_root)
     return pd.concat(
-        [pbc_cells(split_csv), bccd_cells(data_root / "bccd"), bionet_cells(data_root / "deepbionet")], ignore_index=True
+        [
+            pbc_cells(split_csv),
+            bccd_cells(data_root / "bccd"),
+            bionet_cells(data_root / "deepbionet"),
+            platelet_cells(data_root),
+        ],
+        ignore_index=True,
     )
 
 

@@ -34,8 +34,12 @@ def yuv_stats(images: np.ndarray, chunk: int = 512) -> np.ndarray:
     return out
 
 
-def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0):
-    """A float32 batch (B, out_side, out_side, 3) in 0..255 from a uint8 batch at least as large."""
+def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0, clean_share: float = 0.0):
+    """A float32 batch (B, out_side, out_side, 3) in 0..255 from a uint8 batch at least as large.
+
+    ``clean_share`` of the images keep their own colours and focus (geometry still varies):
+    the network also sees each lab's cells as they really are, not only a drawn lab's.
+    """
     import tensorflow as tf
 
     x = tf.cast(images, tf.float32) / 255.0
@@ -50,7 +54,9 @@ def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0):
     x = tf.image.random_flip_left_right(x)
     x = tf.image.random_flip_up_down(x)
     x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
-    return tf.clip_by_value(stain_colour(x, stats_bank, strength) * 255.0, 0.0, 255.0)
+    keep = tf.cast(tf.random.uniform([b, 1, 1, 1]) < clean_share, tf.float32)
+    x = keep * x + (1 - keep) * stain_colour(x, stats_bank, strength)
+    return tf.clip_by_value(x * 255.0, 0.0, 255.0)
 
 
 def stain_colour(x, stats_bank, strength: float = 1.0):

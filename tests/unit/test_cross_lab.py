@@ -128,6 +128,26 @@ def test_domain_tables(data_dir):
         assert set(table.split) == {"train", "valid", "test"}
 
 
+def test_platelets_of_the_smear_labs(data_dir):
+    """Platelets from BCCD's and Bio-Net's detection boxes: one per field, a bounded number
+    per lab, on the same side of the split as the rest of their field."""
+    from training.domains import PLATELETS_PER_LAB, bccd_cells, platelet_cells
+
+    platelets = platelet_cells(data_dir)
+    assert set(platelets.group) == {"PLATELET"} and set(platelets.domain) == {"bccd", "bionet"}
+    assert (platelets.groupby("domain").size() == PLATELETS_PER_LAB).all()
+    assert platelets.path.is_unique
+    assert platelets.path[platelets.domain.eq("bionet")].str.contains("fields").all()
+    # A platelet box is a fraction of a white cell's.
+    bccd = bccd_cells(data_dir / "bccd")
+    assert platelets.box_w.median() < 0.3 * bccd.box_w.median()
+    wbc_split = dict(zip(bccd.path, bccd.split))
+    shared = [(p, s) for p, s in zip(platelets.path, platelets.split) if p in wbc_split]
+    assert shared and all(wbc_split[p] == s for p, s in shared)
+    for _d, table in platelets.groupby("domain"):
+        assert set(table.split) == {"train", "valid", "test"}
+
+
 def test_nucleus_locator_finds_the_white_cell(data_dir):
     """On Bio-Net fields (one white cell each, no box) the located centre falls inside a white
     cell the application's smear segmentation finds, in both colour series: the cyan one
@@ -156,6 +176,23 @@ def test_stain_augmentation_keeps_shape_and_range():
     assert out.min() >= 0 and out.max() <= 255
     assert np.abs(out.mean(axis=(1, 2, 3)) - batch[:, 4:44, 4:44].mean(axis=(1, 2, 3))).max() > 1.0
 
+
+def test_clean_share_keeps_a_cells_own_colours(data_dir):
+    """With every image in the clean share only the geometry changes: each PBC cell keeps its
+    mean colour; with none, the colour augmentation moves it."""
+    import cv2
+
+    from training.stain import stain_augment, yuv_stats
+    from yawbcc_desktop.core.imageio import read_rgb
+
+    paths = sorted((data_dir / "pbc" / "neutrophil").glob("SNE_*.jpg"))[:6]
+    # As the training cache holds them: 1.2 times the model's input around the cell.
+    batch = np.stack([cv2.resize(read_rgb(p)[:336, :336], (192, 192), interpolation=cv2.INTER_AREA) for p in paths])
+    own = batch[:, 16:176, 16:176].reshape(6, -1, 3).mean(axis=1)
+    clean = stain_augment(batch, 160, yuv_stats(batch), 1.0, clean_share=1.0).numpy().reshape(6, -1, 3).mean(axis=1)
+    drawn = stain_augment(batch, 160, yuv_stats(batch), 1.0, clean_share=0.0).numpy().reshape(6, -1, 3).mean(axis=1)
+    assert np.abs(clean - own).max() < 6.0
+    assert np.abs(drawn - own).max() > 10.0
 
 def test_head_fit_learns_a_new_lab_and_keeps_the_replay():
     from training.adapt import _sample_weights, _softmax, fit_head
