@@ -23,7 +23,7 @@ from yawbcc_desktop.core.classifier import MODEL_FILE, ModelCard, softmax_with_t
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
 
 from .card import versions, write_card
-from .domains import DOMAINS, all_cells, image_signatures, prepare_domain_cache
+from .domains import DOMAINS, all_cells, box_platelets, image_signatures, prepare_domain_cache
 from .splits import split_checksum
 
 # Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
@@ -262,21 +262,24 @@ def evaluate_run(
     calibrated = softmax_with_temperature(probs, temperature)
 
     # Familiarity: fitted on the training cells (PBC subsampled so each domain has a say),
-    # threshold at a high quantile of held-out cells of the training domains.
+    # threshold at a high quantile of held-out cells of the training domains.  Only images
+    # whose white cells the model learnt count: a series seen through its platelet boxes
+    # alone (Bio-Net's detection fields) is not known, nor may it raise the threshold.
+    knows = ~box_platelets(table)
     rng = np.random.default_rng(config.seed)
     fit_idx = []
     for d in train_domains:
-        idx = np.flatnonzero(table["split"].eq("train").to_numpy() & table["domain"].eq(d).to_numpy())
+        idx = np.flatnonzero(table["split"].eq("train").to_numpy() & table["domain"].eq(d).to_numpy() & knows)
         fit_idx.extend(rng.choice(idx, min(len(idx), 2500), replace=False))
     domains = table["domain"].to_numpy()
     fam = Familiarity.fit(feats[fit_idx], labels[fit_idx])
     scores = fam.cell_scores(feats)
-    fam.threshold = _per_domain_quantile(scores, valid, domains)
+    fam.threshold = _per_domain_quantile(scores, valid & knows, domains)
     signatures = image_signatures(table, cache)
-    in_fit = table["split"].eq("train").to_numpy() & in_train
+    in_fit = table["split"].eq("train").to_numpy() & in_train & knows
     fam.acquisition = AcquisitionModel.fit(signatures[in_fit], domains[in_fit])
     acq = np.array([fam.acquisition.score(sig) for sig in signatures])
-    fam.acquisition.threshold = _per_domain_quantile(acq, valid, domains)
+    fam.acquisition.threshold = _per_domain_quantile(acq, valid & knows, domains)
     # One cell per image in these sets: the image's feature score is its cell's.
     image_scores = np.array([fam.image_score(scores[i : i + 1], signatures[i]) for i in range(len(scores))])
     unfamiliar = image_scores > 1.0

@@ -114,6 +114,11 @@ def platelet_cells(data_root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
+def box_platelets(table: pd.DataFrame) -> np.ndarray:
+    """Rows that ``platelet_cells`` added (platelets cut from a smear lab's boxes)."""
+    return (table["group"].eq("PLATELET") & ~table["domain"].eq("pbc")).to_numpy()
+
+
 # Bumped when locate_nucleus changes: the crop cache is keyed by it (Bio-Net's centres are
 # found while the cache is made).
 NUCLEUS_LOCATOR = "violet-2"

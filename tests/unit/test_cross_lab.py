@@ -131,7 +131,9 @@ def test_domain_tables(data_dir):
 def test_platelets_of_the_smear_labs(data_dir):
     """Platelets from BCCD's and Bio-Net's detection boxes: one per field, a bounded number
     per lab, on the same side of the split as the rest of their field."""
-    from training.domains import PLATELETS_PER_LAB, bccd_cells, platelet_cells
+    import pandas as pd
+
+    from training.domains import PLATELETS_PER_LAB, bccd_cells, box_platelets, platelet_cells
 
     platelets = platelet_cells(data_dir)
     assert set(platelets.group) == {"PLATELET"} and set(platelets.domain) == {"bccd", "bionet"}
@@ -146,6 +148,9 @@ def test_platelets_of_the_smear_labs(data_dir):
     assert shared and all(wbc_split[p] == s for p, s in shared)
     for _d, table in platelets.groupby("domain"):
         assert set(table.split) == {"train", "valid", "test"}
+    # They are told apart from the white cells (the familiarity model leaves them out).
+    both = pd.concat([bccd, platelets], ignore_index=True)
+    assert box_platelets(both).tolist() == [False] * len(bccd) + [True] * len(platelets)
 
 
 def test_nucleus_locator_finds_the_white_cell(data_dir):
