@@ -9,8 +9,8 @@
   the held-out test side, in auto mode with the default segmenter (the U-Net for fields);
   ``bionet-field-classic.png`` the same with ``--segmenter classic``, for comparison.
 - ``unfamiliar-field.png``: two fields of Bio-Net's detection series, whose white cells no
-  model was trained on, only some of its platelets (``deepbionet/fields``): the second, a yellow-background field, is flagged
-  unfamiliar, so the banner and the image mark show.
+  model was trained on, only some of its platelets (``deepbionet/fields``): the second, a
+  yellow-background field, is flagged unfamiliar, so the banner and the image mark show.
 - ``single-cells.png``: a folder of 40 single-cell CellaVision images, five from each
   class folder of ../shared/data/pbc, linked into a temporary folder (the data is never
   copied into the repository).

@@ -9,7 +9,7 @@ physical scale.
   is found by its nucleus (``locate_nucleus``).
 - platelets of BCCD and of Bio-Net's detection series, from their boxes (``platelet_cells``):
   without them the platelet class was PBC's alone, and other labs' platelets were read as
-  small lymphocytes.
+  white cells (mostly neutrophils).
 
 Fields of BCCD and Bio-Net are split by field (train / valid / test, seeded by the file
 name), so a held-out field is never trained on.  Every cell is cut by the core's
