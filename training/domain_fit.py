@@ -400,13 +400,22 @@ def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print,
 
 def lodo_summary(runs: list[Path]) -> dict:
     """Per held-out domain, what a run trained without it scored on it (from metrics.json)."""
+    from yawbcc_desktop.core.classifier import read_card
+
     out = {}
     for run in runs:
         metrics = json.loads((run / "metrics.json").read_text())
         held = metrics["held_out"]
+        # config.json is how the run was trained; its card, written with metrics.json, says
+        # which test-time views scored it (--evaluate-only --tta re-scores a finished run).
+        views = list(read_card(run).tta)
+        tta = f" --tta {','.join(views)}" if views else ""
+        command = f"python -m training domains --evaluate-only{tta} --out runs/{run.name}"
         out[held] = {
             "run": run.name,
             "recipe": json.loads((run / "config.json").read_text()),
+            "scored_with_views": views,
+            "command": command,
             **{k: metrics[k] for k in (f"{held}_all", f"{held}_all_adabn", "pbc_test") if k in metrics},
         }
     return out

@@ -101,6 +101,7 @@ def platelet_cells(data_root: str | Path) -> pd.DataFrame:
         # Bio-Net's detection fields share numbers with its labelled ones: their split key says which.
         prefix = "" if domain == "bccd" else "fields/"
         xmls = sorted(folder.glob("Annotations/*.xml"), key=lambda x: hashlib.sha1(f"platelet:{x.stem}".encode()).hexdigest())
+        taken = 0
         for xml in xmls:
             boxes = [b for b in read_voc_boxes(xml) if b[0] in PLATELET_NAMES and b[3] > b[1] and b[4] > b[2]]
             path = folder / "JPEGImages" / f"{xml.stem}.jpg"
@@ -109,7 +110,8 @@ def platelet_cells(data_root: str | Path) -> pd.DataFrame:
             _n, x0, y0, x1, y1 = boxes[0]
             split = field_split(prefix + xml.stem)
             rows.append((str(path), domain, "PLATELET", (x0 + x1) / 2, (y0 + y1) / 2, split, x1 - x0, y1 - y0))
-            if sum(r[1] == domain for r in rows) == PLATELETS_PER_LAB:
+            taken += 1
+            if taken == PLATELETS_PER_LAB:
                 break
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 

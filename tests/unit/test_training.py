@@ -144,3 +144,25 @@ def test_card_writes_a_missing_figure_as_null_not_nan(tiny_bundle, tmp_path):
     data = json.loads(path.read_text(), parse_constant=refuse)
     assert data["per_lab"]["bionet"] == {"wrong": 0, "wrong_in_queue": None, "accuracy": 1.0}
     assert read_card(folder).extra["per_lab"]["bionet"]["wrong_in_queue"] is None
+
+
+def test_lodo_summary_says_which_views_scored_a_run(tiny_bundle, tmp_path):
+    """A run re-scored with test-time views (--evaluate-only --tta) keeps its training recipe
+    in config.json; the card's leave-one-domain-out entry says how its figures were scored."""
+    import shutil
+    from dataclasses import replace
+
+    from training.card import write_card
+    from training.domain_fit import lodo_summary
+    from yawbcc_desktop.core.classifier import read_card
+
+    run = tmp_path / "lodo-bccd"
+    shutil.copytree(tiny_bundle, run)
+    write_card(run, replace(read_card(run), tta=("flip_lr",)))
+    (run / "config.json").write_text(json.dumps({"held_out": "bccd", "steps": 400, "tta": []}))
+    figures = {"n": 345, "balanced_accuracy_4": 0.513}
+    (run / "metrics.json").write_text(json.dumps({"held_out": "bccd", "bccd_all": figures, "bccd_test": {}}))
+    entry = lodo_summary([run])["bccd"]
+    assert entry["recipe"]["steps"] == 400 and entry["bccd_all"] == figures and "bccd_test" not in entry
+    assert entry["scored_with_views"] == ["flip_lr"]
+    assert entry["command"] == "python -m training domains --evaluate-only --tta flip_lr --out runs/lodo-bccd"
