@@ -54,9 +54,16 @@ def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0, clea
     x = tf.image.random_flip_left_right(x)
     x = tf.image.random_flip_up_down(x)
     x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
-    keep = tf.cast(tf.random.uniform([b, 1, 1, 1]) < clean_share, tf.float32)
+    keep = _chosen(b, clean_share)
     x = keep * x + (1 - keep) * stain_colour(x, stats_bank, strength)
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
+
+
+def _chosen(b, share: float):
+    """(b, 1, 1, 1) of 1.0 for about ``share`` of a batch's images, 0.0 for the others."""
+    import tensorflow as tf
+
+    return tf.cast(tf.random.uniform([b, 1, 1, 1]) < share, tf.float32)
 
 
 def stain_colour(x, stats_bank, strength: float = 1.0):
@@ -68,9 +75,6 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
 
     b = tf.shape(x)[0]
 
-    def per_image(mask_p):
-        return tf.cast(tf.random.uniform([b, 1, 1, 1]) < mask_p, tf.float32)
-
     # HED jitter in optical density.
     od = -tf.math.log(tf.clip_by_value(x, 1.0 / 255, 1.0))
     hed = tf.einsum("bhwc,cd->bhwd", od, tf.constant(HED_FROM_RGB))
@@ -78,7 +82,7 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
     beta = tf.random.uniform([b, 1, 1, 3], -0.06 * strength, 0.06 * strength)
     od2 = tf.einsum("bhwc,cd->bhwd", hed * alpha + beta, tf.constant(RGB_FROM_HED))
     jittered = tf.clip_by_value(tf.exp(-od2), 0.0, 1.0)
-    use = per_image(0.8)
+    use = _chosen(b, 0.8)
     x = use * jittered + (1 - use) * x
 
     # Colour transfer to a random image's YUV statistics (any domain).
@@ -91,7 +95,7 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
     t_mean = tf.reshape(target[:, :3], [b, 1, 1, 3])
     t_std = tf.reshape(target[:, 3:], [b, 1, 1, 3])
     transferred = tf.clip_by_value(tf.image.yuv_to_rgb((yuv - mean) / std * t_std + t_mean), 0.0, 1.0)
-    use = per_image(0.5)
+    use = _chosen(b, 0.5)
     x = use * transferred + (1 - use) * x
 
     # Photometric jitter.
@@ -106,7 +110,7 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
     bright = tf.random.uniform([b, 1, 1, 1], -0.12 * strength, 0.12 * strength)
     x = tf.clip_by_value((x - mean) * contrast + mean + bright, 0.0, 1.0)
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x))
-    use = per_image(0.1)
+    use = _chosen(b, 0.1)
     x = use * grey + (1 - use) * x
 
     # Focus: a 5x5 Gaussian of random width on about a third of the images.
@@ -116,7 +120,7 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
     g = g / tf.reduce_sum(g)
     kernel = tf.tile((g[:, None] * g[None, :])[:, :, None, None], [1, 1, 3, 1])
     blurred = tf.nn.depthwise_conv2d(tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], "REFLECT"), kernel, [1, 1, 1, 1], "VALID")
-    use = per_image(0.35)
+    use = _chosen(b, 0.35)
     x = use * blurred + (1 - use) * x
 
     # JPEG re-encoding at a random quality on a third of the images.
