@@ -50,6 +50,7 @@ class DomainFitConfig:
     domain_weights: dict = field(default_factory=lambda: {"pbc": 0.4, "bccd": 0.3, "bionet": 0.3})
     strength: float = 1.0
     clean_share: float = 0.0  # share of training images without colour augmentation
+    coarse_share: float = 0.0  # share of the colour-augmented images also seen through a coarser camera
     seed: int = 42
     tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
     soup: list = field(default_factory=list)  # runs whose weights were averaged into this one (training soup)
@@ -213,7 +214,8 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     def fetch(idx):
         x = tf.numpy_function(lambda i: images[i], [idx], tf.uint8)
         x.set_shape([None, cache_side, cache_side, 3])
-        return stain_augment(x, config.input_size, stats, config.strength, config.clean_share), tf.gather(label_const, idx)
+        x = stain_augment(x, config.input_size, stats, config.strength, config.clean_share, config.coarse_share)
+        return x, tf.gather(label_const, idx)
 
     train_ds = mixed.batch(config.batch_size).map(fetch, num_parallel_calls=2).prefetch(2)
     valid_idx = np.flatnonzero(is_valid)
@@ -354,6 +356,7 @@ def add_arguments(p) -> None:
     p.add_argument("--domain-weights", default="pbc=0.4,bccd=0.3,bionet=0.3", help="share of each domain in a batch")
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--clean-share", type=float, default=d.clean_share, help="share of images left without colour augmentation")
+    p.add_argument("--coarse-share", type=float, default=d.coarse_share, help="share of images seen through a coarser camera")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
     p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
@@ -372,6 +375,7 @@ def run(args, log=print) -> int:
         train_bn=not args.frozen_bn,
         strength=args.strength,
         clean_share=args.clean_share,
+        coarse_share=args.coarse_share,
         seed=args.seed,
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )

@@ -9,7 +9,8 @@ training image so the network cannot lean on one lab's colours or texture:
   Johnston's matrix), each scaled and shifted (Tellez et al. 2018);
 - colour transfer between domains: an image's mean and spread per YUV channel replaced by
   those of a random training image of any domain (Reinhard et al. 2001);
-- hue, saturation, brightness, contrast; random greyscale; Gaussian blur (focus); JPEG
+- hue, saturation, brightness, contrast; random greyscale; Gaussian blur (focus); a coarser
+  camera (shrunk 1.5-3x and enlarged back, as a low-resolution field is framed); JPEG
   re-encoding at a random quality.
 """
 
@@ -34,7 +35,7 @@ def yuv_stats(images: np.ndarray, chunk: int = 512) -> np.ndarray:
     return out
 
 
-def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0, clean_share: float = 0.0):
+def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0, clean_share: float = 0.0, coarse_share: float = 0.0):
     """A float32 batch (B, out_side, out_side, 3) in 0..255 from a uint8 batch at least as large.
 
     ``clean_share`` of the images keep their own colours and focus (geometry still varies):
@@ -55,7 +56,7 @@ def stain_augment(images, out_side: int, stats_bank, strength: float = 1.0, clea
     x = tf.image.random_flip_up_down(x)
     x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
     keep = _chosen(b, clean_share)
-    x = keep * x + (1 - keep) * stain_colour(x, stats_bank, strength)
+    x = keep * x + (1 - keep) * stain_colour(x, stats_bank, strength, coarse_share)
     return tf.clip_by_value(x * 255.0, 0.0, 255.0)
 
 
@@ -66,7 +67,7 @@ def _chosen(b, share: float):
     return tf.cast(tf.random.uniform([b, 1, 1, 1]) < share, tf.float32)
 
 
-def stain_colour(x, stats_bank, strength: float = 1.0):
+def stain_colour(x, stats_bank, strength: float = 1.0, coarse_share: float = 0.0):
     """The colour and focus half of ``stain_augment``: a float batch in 0..1, same shape out.
 
     Geometry-free, so a segmentation target can be moved with its image beforehand.
@@ -122,6 +123,14 @@ def stain_colour(x, stats_bank, strength: float = 1.0):
     blurred = tf.nn.depthwise_conv2d(tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], "REFLECT"), kernel, [1, 1, 1, 1], "VALID")
     use = _chosen(b, 0.35)
     x = use * blurred + (1 - use) * x
+
+    # A coarser camera: the detail a low-resolution field never had (BCCD's 640x480 fields).
+    if coarse_share > 0:
+        side = tf.shape(x)[1:3]
+        small = tf.cast(tf.cast(side, tf.float32) / tf.random.uniform([], 1.5, 3.0), tf.int32)
+        coarse = tf.image.resize(tf.image.resize(x, small, method="area"), side, method="bilinear")
+        use = _chosen(b, coarse_share)
+        x = use * coarse + (1 - use) * x
 
     # JPEG re-encoding at a random quality on a third of the images.
     def jpeg(img):
