@@ -40,20 +40,47 @@ from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
+from yawbcc_desktop.core.review_rules import analysis_flags, size_ruled  # noqa: E402
 from yawbcc_desktop.core.vocabulary import SEGMENTERS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
+def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
+    """Each cell's diameter (µm) as the application measures it: its image segmented in the
+    row's mode, the found cell that holds the row's centre (nan where none does)."""
+    from yawbcc_desktop.core.pipeline import segment_image
+
+    out = np.full(len(rows), np.nan)
+    for i, r in enumerate(rows.itertuples(index=False)):
+        found = segment_image(r.path, r.mode).cells
+        if r.mode == "cell":
+            out[i] = found[0].diameter_um if found else np.nan
+            continue
+        cx, cy = r.x + r.width / 2, r.y + r.height / 2
+        holding = [c for c in found if c.region.box_holds(cx, cy)]
+        if holding:
+            nearest = min(holding, key=lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2)
+            out[i] = nearest.diameter_um
+    return out
+
+
 def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
     # Framed by the application's own code (pipeline.model_input at each image's pixel size).
-    x, signatures = correction_inputs(bundle, cells_as_rows(cells))
+    rows = cells_as_rows(cells)
+    x, signatures = correction_inputs(bundle, rows)
     probs, fam = [], []
     for i in range(0, len(x), 64):
         p, s = bundle.classify(x[i : i + 64])
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
     probs, fam = np.concatenate(probs), np.concatenate(fam)
+    # The size rules as classify_batch applies them: a cell wider than any platelet is not
+    # classed as one, and a size/class contradiction sends the cell to the queue.
+    diameters = measured_diameters(rows)
+    said = [GROUPS[int(i)] for i in probs.argmax(axis=1)]
+    conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])
+    probs = np.stack([size_ruled(p, d) for p, d in zip(probs, diameters)])
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
@@ -62,12 +89,12 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
         unfamiliar = np.array([fam_model.is_unfamiliar(s) for s in image_scores])
     else:
         unfamiliar = np.zeros(len(x), bool)
-    return domain_metrics(probs, labels, unfamiliar, threshold)
+    return domain_metrics(probs, labels, unfamiliar, threshold, conflict)
 
 
 def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS, write_card: bool = False) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
-    head = ["cells", "bal-4", "acc", "flag", "unfam", "wrong", "w→q"]
+    head = ["cells", "bal-4", "acc", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
         folder = resolve_bundle(name)
@@ -80,7 +107,8 @@ def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = 
             tag = d + (" *" if d == held else "")
             print(
                 f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} "
-                f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['wrong']:6d} {m['wrong_in_queue']:6.3f} "
+                f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['flagged_size_conflict']:6.3f} "
+                f"{m['wrong']:6d} {m['wrong_in_queue']:6.3f} "
                 f"{m['wrong_in_queue_confidence_only']:8.3f}",
                 flush=True,
             )
@@ -95,7 +123,9 @@ def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = 
             }
             write_card_file(folder, card)
     print("* held-out domain (never trained on): all its cells. Other domains: their held-out test fields / split.")
-    print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence or unfamiliar image);")
+    print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence, unfamiliar image, size/class)")
+    print("size: share whose measured size contradicts the model's call (a white cell's size read as a platelet is")
+    print("classed by its likeliest white-cell class, core review_rules.size_ruled);")
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 

@@ -98,16 +98,20 @@ def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128
     return np.concatenate(probs), np.concatenate(feats)
 
 
-def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray, threshold: float = REVIEW_THRESHOLD) -> dict:
+def domain_metrics(
+    probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray, threshold: float = REVIEW_THRESHOLD, size_conflict=None
+) -> dict:
     """Accuracy, balanced accuracy over the four common white cells, and what reaches the
-    to-review queue (low confidence or unfamiliar image) — of all cells and of the wrong ones."""
+    to-review queue (low confidence, unfamiliar image, and where measured a size/class
+    contradiction) — of all cells and of the wrong ones."""
     from sklearn.metrics import f1_score
 
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     wrong = pred != labels
     low = conf < threshold
-    queue = low | unfamiliar
+    conflict = np.zeros(len(labels), bool) if size_conflict is None else np.asarray(size_conflict, bool)
+    queue = low | unfamiliar | conflict
     return {
         "n": int(len(labels)),
         "accuracy": float(np.mean(~wrong)),
@@ -116,6 +120,7 @@ def domain_metrics(probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray
         "flagged": float(np.mean(queue)),
         "flagged_low_confidence": float(np.mean(low)),
         "flagged_unfamiliar": float(np.mean(unfamiliar)),
+        **({"flagged_size_conflict": float(np.mean(conflict))} if size_conflict is not None else {}),
         "wrong": int(wrong.sum()),
         "wrong_in_queue": float(np.mean(queue[wrong])) if wrong.any() else float("nan"),
         "wrong_in_queue_confidence_only": float(np.mean(low[wrong])) if wrong.any() else float("nan"),

@@ -8,7 +8,9 @@ A cell waits for a reviewer when it is not reviewed yet and any of these holds:
   means little on a stain or microscope it never saw;
 - its segmented size contradicts its class: a platelet (or a small clump) is under 10 µm
   across, a white cell or erythroblast over 5 µm, so a 14 µm "platelet" or a 3 µm
-  "lymphocyte" is a mistake of the segmentation or of the classifier.
+  "lymphocyte" is a mistake of the segmentation or of the classifier.  A cell wider than
+  any platelet is also not *classed* as one (``size_ruled``): on a lab the model never saw,
+  white cells read as platelets were its commonest mistake.
 
 The last two are fixed when the cell is analysed and stored with it as *flags*.
 
@@ -26,9 +28,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .classes import GROUPS
+
 LOW_CONFIDENCE = "low confidence"
 UNFAMILIAR = "unfamiliar image"
-SIZE_SAYS_WBC = "size says white cell, class says platelet"
+SIZE_SAYS_WBC = "size says white cell, model said platelet"
 SIZE_SAYS_PLATELET = "size says platelet, class says white cell"
 NOT_CLASSIFIED = "not classified"
 
@@ -42,8 +46,28 @@ WBC_MIN_UM = 5.0
 FLAG_SEPARATOR = "; "
 
 
+def size_ruled(probs: np.ndarray, diameter_um: float) -> np.ndarray:
+    """The class probabilities (GROUPS order) a cell's measured size allows.
+
+    A cell wider than any platelet (``PLATELET_MAX_UM``) is not one: its platelet share goes
+    to the other classes in proportion, so a white cell the model read as a platelet gets
+    its likeliest white-cell class (and, the model having hesitated, usually a low
+    confidence).  Its flag (``analysis_flags`` on the model's own call) keeps it in the queue.
+    A cell too small for a white cell keeps its probabilities: a fragment of a white cell's
+    outline is as likely as a platelet there, so that contradiction is only flagged.
+    """
+    if not (diameter_um > PLATELET_MAX_UM):  # nan (not measured) included
+        return probs
+    out = np.array(probs, np.float64)
+    out[GROUPS.index("PLATELET")] = 0.0
+    total = out.sum()
+    return (out / total).astype(np.asarray(probs).dtype) if total > 0 else probs
+
+
 def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -> list[str]:
-    """The reasons fixed at analysis time (not the confidence, which depends on the threshold)."""
+    """The reasons fixed at analysis time (not the confidence, which depends on the threshold).
+
+    ``predicted`` is the model's own call, before ``size_ruled``."""
     flags = []
     if image_unfamiliar:
         flags.append(UNFAMILIAR)
