@@ -75,12 +75,6 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
     probs, fam = np.concatenate(probs), np.concatenate(fam)
-    # The size rules as classify_batch applies them: a cell wider than any platelet is not
-    # classed as one, and a size/class contradiction sends the cell to the queue.
-    diameters = measured_diameters(rows)
-    said = [GROUPS[int(i)] for i in probs.argmax(axis=1)]
-    conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])
-    probs = np.stack([size_ruled(p, d) for p, d in zip(probs, diameters)])
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
@@ -89,6 +83,12 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
         unfamiliar = np.array([fam_model.is_unfamiliar(s) for s in image_scores])
     else:
         unfamiliar = np.zeros(len(x), bool)
+    # The size rules as classify_batch applies them: on an unfamiliar image a cell wider than
+    # any platelet is not classed as one; a size/class contradiction sends the cell to the queue.
+    diameters = measured_diameters(rows)
+    said = [GROUPS[int(i)] for i in probs.argmax(axis=1)]
+    conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])
+    probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
     return domain_metrics(probs, labels, unfamiliar, threshold, conflict)
 
 

@@ -115,9 +115,10 @@ def test_review_flags():
     assert review_rules.review_reasons(0.99, 0.9, []) == []
 
 
-def test_a_cell_wider_than_any_platelet_is_not_classed_as_one(data_dir):
-    """The model's platelet share goes to the other classes in proportion for a cell over
-    10 µm, and the cell waits for review; a platelet-sized cell keeps what the model said."""
+def test_on_an_unfamiliar_image_a_cell_wider_than_any_platelet_is_not_classed_as_one(data_dir):
+    """On an unfamiliar image the model's platelet share goes to the other classes in
+    proportion for a cell over 10 µm; on a familiar one its call stands.  Either way the cell
+    waits for review; a platelet-sized cell keeps what the model said."""
     from types import SimpleNamespace
 
     from yawbcc_desktop.core.classes import GROUPS
@@ -125,23 +126,29 @@ def test_a_cell_wider_than_any_platelet_is_not_classed_as_one(data_dir):
 
     said = np.zeros(len(GROUPS), np.float32)
     said[[GROUPS.index("PLATELET"), GROUPS.index("NEUTROPHIL"), GROUPS.index("MONOCYTE")]] = 0.9, 0.06, 0.04
-    ruled = review_rules.size_ruled(said, 14.0)
+    ruled = review_rules.size_ruled(said, 14.0, True)
     assert ruled[GROUPS.index("PLATELET")] == 0 and abs(ruled.sum() - 1) < 1e-6
     assert abs(ruled[GROUPS.index("NEUTROPHIL")] - 0.6) < 1e-6
+    assert review_rules.size_ruled(said, 14.0, False) is said
     for small_or_unmeasured in (6.0, float("nan")):
-        assert review_rules.size_ruled(said, small_or_unmeasured) is said
+        assert review_rules.size_ruled(said, small_or_unmeasured, True) is said
 
-    # Wired into the analysis: a BCCD field's real cells, a model that calls everything a platelet.
-    result = segment_image(data_dir / "bccd" / "JPEGImages" / "BloodImage_00001.jpg", "smear")
-    result.inputs = np.zeros((len(result.cells), 8, 8, 3), np.uint8)
-    bundle = SimpleNamespace(name="platelets-only", classify=lambda x: (np.tile(said, (len(x), 1)), None))
-    classify_batch([result], bundle)
-    sizes = [c.diameter_um for c in result.cells]
-    assert max(sizes) > 10 and min(sizes) < 10  # its neutrophil and its platelets
-    for cell in result.cells:
-        big = cell.diameter_um > review_rules.PLATELET_MAX_UM
-        assert cell.predicted == ("NEUTROPHIL" if big else "PLATELET")
-        assert (review_rules.SIZE_SAYS_WBC in cell.flags) == big
+    # Wired into the analysis: a BCCD field's real cells, a model that calls everything a
+    # platelet, the image unfamiliar to it or not.
+    for unfamiliar in (True, False):
+        result = segment_image(data_dir / "bccd" / "JPEGImages" / "BloodImage_00001.jpg", "smear")
+        result.inputs = np.zeros((len(result.cells), 8, 8, 3), np.uint8)
+        familiarity = SimpleNamespace(image_score=lambda scores, signature: 1.0, is_unfamiliar=lambda score, u=unfamiliar: u)
+        bundle = SimpleNamespace(
+            name="platelets-only", familiarity=familiarity, classify=lambda x: (np.tile(said, (len(x), 1)), np.zeros(len(x)))
+        )
+        classify_batch([result], bundle)
+        sizes = [c.diameter_um for c in result.cells]
+        assert max(sizes) > 10 and min(sizes) < 10  # its neutrophil and its platelets
+        for cell in result.cells:
+            big = cell.diameter_um > review_rules.PLATELET_MAX_UM
+            assert cell.predicted == ("NEUTROPHIL" if big and unfamiliar else "PLATELET")
+            assert (review_rules.SIZE_SAYS_WBC in cell.flags) == big
 
 
 def test_domain_tables(data_dir):

@@ -165,7 +165,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
             r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n], r.signature)
             r.unfamiliar = bundle.familiarity.is_unfamiliar(r.unfamiliar_score)
         for i, (cell, p) in enumerate(zip(r.cells, probs[start : start + n])):
-            cell.probs, cell.model = size_ruled(p, cell.diameter_um), bundle.name
+            cell.probs, cell.model = size_ruled(p, cell.diameter_um, r.unfamiliar), bundle.name
             if scores is not None:
                 cell.unfamiliar_score = float(scores[start + i])
             cell.flags = analysis_flags(GROUPS[int(np.argmax(p))], cell.diameter_um, r.unfamiliar)

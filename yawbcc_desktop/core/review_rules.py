@@ -8,9 +8,9 @@ A cell waits for a reviewer when it is not reviewed yet and any of these holds:
   means little on a stain or microscope it never saw;
 - its segmented size contradicts its class: a platelet (or a small clump) is under 10 µm
   across, a white cell or erythroblast over 5 µm, so a 14 µm "platelet" or a 3 µm
-  "lymphocyte" is a mistake of the segmentation or of the classifier.  A cell wider than
-  any platelet is also not *classed* as one (``size_ruled``): on a lab the model never saw,
-  white cells read as platelets were its commonest mistake.
+  "lymphocyte" is a mistake of the segmentation or of the classifier.  On an unfamiliar
+  image a cell wider than any platelet is also not *classed* as one (``size_ruled``): on a
+  lab the model never saw, white cells read as platelets were its commonest mistake.
 
 The last two are fixed when the cell is analysed and stored with it as *flags*.
 
@@ -46,17 +46,19 @@ WBC_MIN_UM = 5.0
 FLAG_SEPARATOR = "; "
 
 
-def size_ruled(probs: np.ndarray, diameter_um: float) -> np.ndarray:
+def size_ruled(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) -> np.ndarray:
     """The class probabilities (GROUPS order) a cell's measured size allows.
 
-    A cell wider than any platelet (``PLATELET_MAX_UM``) is not one: its platelet share goes
-    to the other classes in proportion, so a white cell the model read as a platelet gets
-    its likeliest white-cell class (and, the model having hesitated, usually a low
-    confidence).  Its flag (``analysis_flags`` on the model's own call) keeps it in the queue.
-    A cell too small for a white cell keeps its probabilities: a fragment of a white cell's
-    outline is as likely as a platelet there, so that contradiction is only flagged.
+    On an image unfamiliar to the model, a cell wider than any platelet (``PLATELET_MAX_UM``)
+    is not one: its platelet share goes to the other classes in proportion, so a white cell
+    the model read as a platelet (its commonest mistake on a lab it never saw) gets its
+    likeliest white-cell class.  On a familiar image the model's call stands: there a
+    segmented outline that merged a platelet with its neighbour is the likelier mistake
+    (2 of 329 PBC platelets).  Either way the flag (``analysis_flags`` on the model's own
+    call) keeps the cell in the queue.  A cell too small for a white cell keeps its
+    probabilities: a fragment of a white cell's outline is as likely there as a platelet.
     """
-    if not (diameter_um > PLATELET_MAX_UM):  # nan (not measured) included
+    if not image_unfamiliar or not (diameter_um > PLATELET_MAX_UM):  # nan (not measured) included
         return probs
     out = np.array(probs, np.float64)
     out[GROUPS.index("PLATELET")] = 0.0
