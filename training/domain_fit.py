@@ -51,6 +51,8 @@ class DomainFitConfig:
     strength: float = 1.0
     clean_share: float = 0.0  # share of training images without colour augmentation
     coarse_share: float = 0.0  # share of the colour-augmented images also seen through a coarser camera
+    teacher: str | None = None  # bundle whose PBC probabilities are mixed into PBC's targets (distillation)
+    teacher_weight: float = 0.5  # share of the teacher's probabilities in a PBC cell's target
     seed: int = 42
     tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
     soup: list = field(default_factory=list)  # runs whose weights were averaged into this one (training soup)
@@ -214,7 +216,7 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
         idx = np.flatnonzero(is_train & table["domain"].eq(d))
         per_domain.append(tf.data.Dataset.from_tensor_slices(idx).shuffle(len(idx), seed=config.seed).repeat())
     mixed = tf.data.Dataset.sample_from_datasets(per_domain, [weights[d] / total for d in train_domains], seed=config.seed)
-    label_const = tf.constant(labels)
+    label_const = tf.constant(soft_targets(config, table, images, labels, log))
 
     def fetch(idx):
         x = tf.numpy_function(lambda i: images[i], [idx], tf.uint8)
@@ -225,7 +227,7 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     train_ds = mixed.batch(config.batch_size).map(fetch, num_parallel_calls=2).prefetch(2)
     valid_idx = np.flatnonzero(is_valid)
     valid_x = _center(images[valid_idx], config.input_size).astype(np.float32)
-    valid_ds = tf.data.Dataset.from_tensor_slices((valid_x, labels[valid_idx])).batch(128)
+    valid_ds = tf.data.Dataset.from_tensor_slices((valid_x, np.eye(len(GROUPS), dtype=np.float32)[labels[valid_idx]])).batch(128)
 
     model = keras.saving.load_model(Path(config.base) / MODEL_FILE, compile=False)
     if model.input_shape[1] != config.input_size:
@@ -235,7 +237,7 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     set_trainable(model, config.tune_layers, config.train_bn)
     epochs = max(1, config.steps // config.steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=epochs * config.steps_per_epoch, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
 
     class EpochLog(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -255,6 +257,32 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     train_minutes = (time.monotonic() - t0) / 60
     save_for_inference(model, out / MODEL_FILE)
     return evaluate_run(model, config, table, images, labels, out, train_minutes, cache, split_csv, log)
+
+
+def soft_targets(config: DomainFitConfig, table: pd.DataFrame, images: np.ndarray, labels: np.ndarray, log=print) -> np.ndarray:
+    """Each cell's training target (N, classes): its one-hot class, and with a teacher, for
+    PBC's cells a share of the teacher's probabilities on the cell as it is.
+
+    A PBC-only bundle knows PBC better than a model that must also learn two other labs;
+    its soft opinion (which cells look half IG, half neutrophil) keeps that knowledge
+    through the multi-lab training (Hinton et al. 2015; Li & Hoiem's learning without forgetting).
+    """
+    targets = np.eye(len(GROUPS), dtype=np.float32)[labels]
+    if not config.teacher:
+        return targets
+    from yawbcc_desktop.core.classifier import ModelBundle
+
+    teacher = ModelBundle(Path(config.teacher))
+    if teacher.card.input_size != config.input_size:
+        raise SystemExit(f"teacher takes {teacher.card.input_size} px, the run {config.input_size}")
+    pbc = np.flatnonzero(table["domain"].eq("pbc").to_numpy())
+    said = np.concatenate(
+        [teacher.raw_probabilities(_center(images[pbc[i : i + 128]], config.input_size)) for i in range(0, len(pbc), 128)]
+    )
+    log(f"teacher {teacher.name}: {np.mean(said.argmax(axis=1) == labels[pbc]):.4f} of PBC's cells in their class")
+    w = config.teacher_weight
+    targets[pbc] = (1 - w) * targets[pbc] + w * said.astype(np.float32)
+    return targets
 
 
 def evaluate_run(
@@ -362,6 +390,8 @@ def add_arguments(p) -> None:
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--clean-share", type=float, default=d.clean_share, help="share of images left without colour augmentation")
     p.add_argument("--coarse-share", type=float, default=d.coarse_share, help="share of images seen through a coarser camera")
+    p.add_argument("--teacher", help="bundle whose probabilities join PBC's targets (distillation), e.g. lite0-accurate's folder")
+    p.add_argument("--teacher-weight", type=float, default=d.teacher_weight, help="share of the teacher in a PBC target")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
     p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
@@ -381,6 +411,8 @@ def run(args, log=print) -> int:
         strength=args.strength,
         clean_share=args.clean_share,
         coarse_share=args.coarse_share,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
         seed=args.seed,
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )

@@ -166,3 +166,38 @@ def test_lodo_summary_says_which_views_scored_a_run(tiny_bundle, tmp_path):
     assert entry["recipe"]["steps"] == 400 and entry["bccd_all"] == figures and "bccd_test" not in entry
     assert entry["scored_with_views"] == ["flip_lr"]
     assert entry["command"] == "python -m training domains --evaluate-only --tta flip_lr --out runs/lodo-bccd"
+
+
+def test_distillation_mixes_the_teachers_view_into_pbc_targets_only(data_dir):
+    """``training domains --teacher``: a PBC cell's target is half its class, half what the
+    PBC-only bundle says of it; another lab's cell keeps its one-hot class."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from training.domain_fit import DomainFitConfig, soft_targets
+    from yawbcc_desktop.core.imageio import read_rgb
+    from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
+
+    teacher = Path(__file__).resolve().parents[2] / "resources" / "models" / "lite0-accurate"
+    paths = sorted((data_dir / "pbc" / "ig").glob("*.jpg"))[:4] + sorted((data_dir / "pbc" / "neutrophil").glob("SNE_*.jpg"))[:4]
+    groups = ["IG"] * 4 + ["NEUTROPHIL"] * 4
+    bccd = data_dir / "bccd" / "JPEGImages" / "BloodImage_00001.jpg"
+    images, domains = [], ["pbc"] * 8 + ["bccd"]
+    for p in [*paths, bccd]:  # framed as the training cache frames them
+        rgb = read_rgb(p)
+        centre = (rgb.shape[1] / 2, rgb.shape[0] / 2)
+        images.append(scaled_cell_input(rgb, centre, estimate_um_per_px(rgb).um_per_px, 192, 0.175, True))
+    labels = np.array([GROUPS.index(g) for g in [*groups, "NEUTROPHIL"]])
+    table = pd.DataFrame({"domain": domains})
+
+    config = DomainFitConfig(teacher=str(teacher), teacher_weight=0.5)
+    targets = soft_targets(config, table, np.stack(images), labels, log=lambda *a: None)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(targets[8], np.eye(len(GROUPS))[labels[8]])  # BCCD: its class alone
+    own = targets[np.arange(8), labels[:8]]
+    assert np.all(own >= 0.5 - 1e-6)  # half the target is the cell's class whatever the teacher says
+    assert np.sum(targets[:8].argmax(axis=1) == labels[:8]) >= 7  # and the teacher mostly agrees
+    assert np.any(own < 0.999)  # it is not one-hot: the teacher's doubts are in it
+    plain = soft_targets(DomainFitConfig(), table, np.stack(images), labels)
+    np.testing.assert_array_equal(plain, np.eye(len(GROUPS))[labels])
