@@ -1,13 +1,15 @@
 """Cross-lab figures: leave-one-domain-out classification, the to-review queue, and smear
 fields end to end.
 
-    .venv/bin/python benchmarks/cross_lab.py --runs runs/lodo-bccd runs/lodo-bionet [--bundles multi-domain]
-        [--train-missing --steps 400] [--smear-bundle multi-domain]
+    .venv/bin/python benchmarks/cross_lab.py --bundles runs/lodo-bccd runs/lodo-bionet lite0-multilab
+        [--domains D...] [--train-missing D... --steps 400] [--no-size-rule] [--smear-bundle lite0-multilab]
 
 For each run (a bundle trained by ``python -m training domains --held-out D``, or any
 bundle), every labelled cell of the three domains is framed by the application's own code
 (``pipeline.model_input`` at the image's estimated µm per pixel, as ``training adapt`` frames
 a lab's corrections) and classified by ``ModelBundle.classify`` (calibration, test-time views and familiarity as in the app).
+Each cell's size is measured by the application's segmentation and the size rules applied
+as ``pipeline.classify_batch`` applies them (``--no-size-rule`` scores without, to compare).
 Printed per domain: balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil,
 accuracy over all present classes, the share of cells flagged for review, and the share
 of wrong cells that land in the to-review queue at the default threshold — split into its
@@ -65,7 +67,7 @@ def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
+def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule: bool = True) -> dict:
     # Framed by the application's own code (pipeline.model_input at each image's pixel size).
     rows = cells_as_rows(cells)
     x, signatures = correction_inputs(bundle, rows)
@@ -88,11 +90,14 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float) -> dict:
     diameters = measured_diameters(rows)
     said = [GROUPS[int(i)] for i in probs.argmax(axis=1)]
     conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])
-    probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
+    if size_rule:
+        probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
     return domain_metrics(probs, labels, unfamiliar, threshold, conflict)
 
 
-def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS, write_card: bool = False) -> None:
+def lodo_table(
+    bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS, write_card: bool = False, size_rule: bool = True
+) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     head = ["cells", "bal-4", "acc", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
@@ -103,7 +108,7 @@ def lodo_table(bundles: list[str], threshold: float, domains: tuple[str, ...] = 
         per_lab = {}
         for d in domains:
             part = cells[cells.domain.eq(d) & (cells.split.eq("test") | (d == held))]
-            m = per_lab[d] = score(bundle, part, threshold)
+            m = per_lab[d] = score(bundle, part, threshold, size_rule)
             tag = d + (" *" if d == held else "")
             print(
                 f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} "
@@ -179,6 +184,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
     parser.add_argument("--write-card", action="store_true", help="store each bundle's figures per lab in its model card")
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="domains to score")
+    parser.add_argument("--no-size-rule", action="store_true", help="score without review_rules.size_ruled (for comparison)")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
     parser.add_argument("--segmenters", nargs="+", default=["auto"], choices=SEGMENTERS, help="segmenters for --smear-bundle")
     args = parser.parse_args()
@@ -189,7 +195,9 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         args.bundles.append(str(out))
     if args.bundles:
-        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card)
+        if args.no_size_rule and args.write_card:
+            parser.error("--write-card stores what the application does: not with --no-size-rule")
+        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule)
     for segmenter in args.segmenters if args.smear_bundle else []:
         smear_fields(args.smear_bundle, args.threshold, segmenter)
 
