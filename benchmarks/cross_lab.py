@@ -2,7 +2,7 @@
 fields end to end.
 
     .venv/bin/python benchmarks/cross_lab.py --bundles runs/lodo-bccd runs/lodo-bionet lite0-multilab
-        [--domains D...] [--train-missing D... --steps 400] [--no-size-rule] [--smear-bundle lite0-multilab]
+        [--domains D...] [--split test|valid] [--train-missing D... --steps 400] [--no-size-rule] [--smear-bundle lite0-multilab]
 
 For each run (a bundle trained by ``python -m training domains --held-out D``, or any
 bundle), every labelled cell of the three domains is framed by the application's own code
@@ -96,7 +96,12 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule:
 
 
 def lodo_table(
-    bundles: list[str], threshold: float, domains: tuple[str, ...] = DOMAINS, write_card: bool = False, size_rule: bool = True
+    bundles: list[str],
+    threshold: float,
+    domains: tuple[str, ...] = DOMAINS,
+    write_card: bool = False,
+    size_rule: bool = True,
+    split: str = "test",
 ) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     head = ["cells", "bal-4", "acc", "flag", "unfam", "size", "wrong", "w→q"]
@@ -107,7 +112,7 @@ def lodo_table(
         held = bundle.card.extra.get("held_out_domain")
         per_lab = {}
         for d in domains:
-            part = cells[cells.domain.eq(d) & (cells.split.eq("test") | (d == held))]
+            part = cells[cells.domain.eq(d) & (cells.split.eq(split) | (d == held))]
             m = per_lab[d] = score(bundle, part, threshold, size_rule)
             tag = d + (" *" if d == held else "")
             print(
@@ -184,6 +189,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
     parser.add_argument("--write-card", action="store_true", help="store each bundle's figures per lab in its model card")
     parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="domains to score")
+    parser.add_argument("--split", default="test", choices=("test", "valid"), help="the trained labs' cells to score")
     parser.add_argument("--no-size-rule", action="store_true", help="score without review_rules.size_ruled (for comparison)")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
     parser.add_argument("--segmenters", nargs="+", default=["auto"], choices=SEGMENTERS, help="segmenters for --smear-bundle")
@@ -195,9 +201,9 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         args.bundles.append(str(out))
     if args.bundles:
-        if args.no_size_rule and args.write_card:
-            parser.error("--write-card stores what the application does: not with --no-size-rule")
-        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule)
+        if args.write_card and (args.no_size_rule or args.split != "test"):
+            parser.error("--write-card stores the test figures of what the application does")
+        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule, args.split)
     for segmenter in args.segmenters if args.smear_bundle else []:
         smear_fields(args.smear_bundle, args.threshold, segmenter)
 
