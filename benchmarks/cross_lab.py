@@ -13,8 +13,9 @@ as ``pipeline.classify_batch`` applies them (``--no-size-rule`` scores without, 
 Printed per domain: balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil,
 accuracy over all present classes, the share of cells flagged for review, and the share
 of wrong cells that land in the to-review queue at the default threshold — split into its
-reasons (low confidence, unfamiliar image).  For the held-out domain every cell counts
-(it was never trained on); for the training domains only their held-out test fields.
+reasons (low confidence, unfamiliar image, size/class contradiction).  For the held-out
+domain every cell counts (it was never trained on); for the training domains their
+held-out test fields (``--split valid``: their valid fields).
 
 ``--smear-bundle`` runs the whole smear pipeline (``yawbcc classify --mode smear``) on the
 held-out test fields of BCCD: white cells found (IoU >= 0.5 with the annotated box), the
@@ -42,28 +43,31 @@ from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
-from yawbcc_desktop.core.review_rules import analysis_flags, size_ruled  # noqa: E402
+from yawbcc_desktop.core.review_rules import analysis_flags, measured_diameter, size_ruled  # noqa: E402
 from yawbcc_desktop.core.vocabulary import SEGMENTERS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
 def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
-    """Each cell's diameter (µm) as the application measures it: its image segmented in the
-    row's mode, the found cell that holds the row's centre (nan where none does)."""
+    """Each cell's diameter (µm) as the size rules use it: its image segmented in the row's
+    mode, the found cell that holds the row's centre, against the red cells' ruler (nan where
+    no cell holds it or the image gave no red cells)."""
     from yawbcc_desktop.core.pipeline import segment_image
 
     out = np.full(len(rows), np.nan)
     for i, r in enumerate(rows.itertuples(index=False)):
-        found = segment_image(r.path, r.mode).cells
+        result = segment_image(r.path, r.mode)
+        found = result.cells
         if r.mode == "cell":
-            out[i] = found[0].diameter_um if found else np.nan
-            continue
-        cx, cy = r.x + r.width / 2, r.y + r.height / 2
-        holding = [c for c in found if c.region.box_holds(cx, cy)]
-        if holding:
-            nearest = min(holding, key=lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2)
-            out[i] = nearest.diameter_um
+            cell = found[0] if found else None
+        else:
+            cx, cy = r.x + r.width / 2, r.y + r.height / 2
+            holding = [c for c in found if c.region.box_holds(cx, cy)]
+            key = lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2  # noqa: E731, B023
+            cell = min(holding, key=key) if holding else None
+        if cell is not None:
+            out[i] = measured_diameter(cell.diameter_um, result.scale_source)
     return out
 
 
@@ -132,10 +136,10 @@ def lodo_table(
                 **per_lab,
             }
             write_card_file(folder, card)
-    print("* held-out domain (never trained on): all its cells. Other domains: their held-out test fields / split.")
+    print(f"* held-out domain (never trained on): all its cells. Other domains: their {split} fields / split.")
     print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence, unfamiliar image, size/class)")
-    print("size: share whose measured size contradicts the model's call (a white cell's size read as a platelet is")
-    print("classed by its likeliest white-cell class, core review_rules.size_ruled);")
+    print("size: share whose measured size contradicts the model's call, either way (on an unfamiliar image a")
+    print("white cell's size read as a platelet is classed by its likeliest white-cell class: review_rules.size_ruled);")
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 

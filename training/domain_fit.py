@@ -21,6 +21,7 @@ from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import MODEL_FILE, ModelCard, softmax_with_temperature
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, AcquisitionModel, Familiarity
+from yawbcc_desktop.core.scale import DEFAULT_UM_PER_PX
 
 from .card import versions, write_card
 from .domains import DOMAINS, all_cells, box_platelets, image_signatures, prepare_domain_cache
@@ -272,9 +273,17 @@ def soft_targets(config: DomainFitConfig, table: pd.DataFrame, images: np.ndarra
         return targets
     from yawbcc_desktop.core.classifier import ModelBundle
 
+    if not 0.0 <= config.teacher_weight <= 1.0:
+        raise SystemExit(f"--teacher-weight is a share of the target, 0 to 1: not {config.teacher_weight}")
     teacher = ModelBundle(Path(config.teacher))
-    if teacher.card.input_size != config.input_size:
-        raise SystemExit(f"teacher takes {teacher.card.input_size} px, the run {config.input_size}")
+    # The teacher sees the cached crops as they are: they must be framed as it was trained.
+    framed_px = DEFAULT_UM_PER_PX * teacher.card.cell_field / teacher.card.input_size  # pixel framing, on PBC
+    teacher_um = teacher.card.um_per_px or framed_px
+    if teacher.card.input_size != config.input_size or abs(teacher_um / config.um_per_px - 1) > 0.02:
+        raise SystemExit(
+            f"teacher takes {teacher.card.input_size} px at {teacher_um:.3f} µm/px, the run {config.input_size} px "
+            f"at {config.um_per_px:.3f}"
+        )
     pbc = np.flatnonzero(table["domain"].eq("pbc").to_numpy())
     said = np.concatenate(
         [teacher.raw_probabilities(_center(images[pbc[i : i + 128]], config.input_size)) for i in range(0, len(pbc), 128)]
@@ -389,7 +398,8 @@ def add_arguments(p) -> None:
     p.add_argument("--domain-weights", default="pbc=0.4,bccd=0.3,bionet=0.3", help="share of each domain in a batch")
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--clean-share", type=float, default=d.clean_share, help="share of images left without colour augmentation")
-    p.add_argument("--coarse-share", type=float, default=d.coarse_share, help="share of images seen through a coarser camera")
+    coarse = "share of the colour-augmented images seen through a coarser camera"
+    p.add_argument("--coarse-share", type=float, default=d.coarse_share, help=coarse)
     p.add_argument("--teacher", help="bundle whose probabilities join PBC's targets (distillation), e.g. lite0-accurate's folder")
     p.add_argument("--teacher-weight", type=float, default=d.teacher_weight, help="share of the teacher in a PBC target")
     p.add_argument("--seed", type=int, default=d.seed)

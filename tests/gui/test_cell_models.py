@@ -278,7 +278,7 @@ def test_flags_put_confident_cells_in_the_queue_and_say_why(owner, qtmodeltester
     why = [model.index_of_id(r, COLUMN["why"]).data() for r in range(4)]
     assert why == [
         review_rules.UNFAMILIAR,
-        f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SAYS_WBC}",
+        f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SET_ASIDE}",
         "",
         review_rules.SIZE_SAYS_WBC,
     ]

@@ -106,6 +106,10 @@ def test_signature_percentiles_are_numpys_on_real_images(data_dir):
 
 def test_review_flags():
     assert review_rules.analysis_flags("PLATELET", 14.0, False) == [review_rules.SIZE_SAYS_WBC]
+    assert review_rules.analysis_flags("PLATELET", 14.0, True) == [review_rules.UNFAMILIAR, review_rules.SIZE_SET_ASIDE]
+    # A size counts only against the red cells' ruler (a lone cell measured by itself is 13 µm).
+    assert np.isnan(review_rules.measured_diameter(13.0, "white cell"))
+    assert review_rules.measured_diameter(13.0, "red cells") == 13.0
     assert review_rules.analysis_flags("LYMPHOCYTE", 3.0, False) == [review_rules.SIZE_SAYS_PLATELET]
     assert review_rules.analysis_flags("NEUTROPHIL", 13.0, True) == [review_rules.UNFAMILIAR]
     assert review_rules.analysis_flags("PLATELET", 5.8, False) == []
@@ -125,17 +129,18 @@ def test_on_an_unfamiliar_image_a_cell_wider_than_any_platelet_is_not_classed_as
     from yawbcc_desktop.core.pipeline import classify_batch, segment_image
 
     said = np.zeros(len(GROUPS), np.float32)
-    said[[GROUPS.index("PLATELET"), GROUPS.index("NEUTROPHIL"), GROUPS.index("MONOCYTE")]] = 0.9, 0.06, 0.04
+    said[[GROUPS.index(g) for g in ("PLATELET", "ERYTHROBLAST", "NEUTROPHIL", "MONOCYTE")]] = 0.8, 0.1, 0.06, 0.04
     ruled = review_rules.size_ruled(said, 14.0, True)
-    assert ruled[GROUPS.index("PLATELET")] == 0 and abs(ruled.sum() - 1) < 1e-6
-    assert abs(ruled[GROUPS.index("NEUTROPHIL")] - 0.6) < 1e-6
+    # The white-cell classes share it: not the erythroblast, which counts outside the white cells.
+    assert ruled[GROUPS.index("PLATELET")] == 0 and ruled[GROUPS.index("ERYTHROBLAST")] == 0
+    assert abs(ruled.sum() - 1) < 1e-6 and abs(ruled[GROUPS.index("NEUTROPHIL")] - 0.6) < 1e-6
     assert review_rules.size_ruled(said, 14.0, False) is said
     for small_or_unmeasured in (6.0, float("nan")):
         assert review_rules.size_ruled(said, small_or_unmeasured, True) is said
 
     # Wired into the analysis: a BCCD field's real cells, a model that calls everything a
     # platelet, the image unfamiliar to it or not.
-    for unfamiliar in (True, False):
+    for unfamiliar in (False, True):
         result = segment_image(data_dir / "bccd" / "JPEGImages" / "BloodImage_00001.jpg", "smear")
         result.inputs = np.zeros((len(result.cells), 8, 8, 3), np.uint8)
         familiarity = SimpleNamespace(image_score=lambda scores, signature: 1.0, is_unfamiliar=lambda score, u=unfamiliar: u)
@@ -145,10 +150,19 @@ def test_on_an_unfamiliar_image_a_cell_wider_than_any_platelet_is_not_classed_as
         classify_batch([result], bundle)
         sizes = [c.diameter_um for c in result.cells]
         assert max(sizes) > 10 and min(sizes) < 10  # its neutrophil and its platelets
+        assert result.scale_source == "red cells"
         for cell in result.cells:
             big = cell.diameter_um > review_rules.PLATELET_MAX_UM
             assert cell.predicted == ("NEUTROPHIL" if big and unfamiliar else "PLATELET")
-            assert (review_rules.SIZE_SAYS_WBC in cell.flags) == big
+            flag = review_rules.SIZE_SET_ASIDE if unfamiliar else review_rules.SIZE_SAYS_WBC
+            assert (flag in cell.flags) == big
+
+    # A single-cell crop whose scale came from the cell itself: its 13 µm proves nothing.
+    crop = segment_image(next((data_dir / "pbc" / "platelet").glob("*.jpg")), "cell")
+    crop.scale_source, crop.cells[0].diameter_um = "white cell", 13.0
+    crop.inputs = np.zeros((1, 8, 8, 3), np.uint8)
+    classify_batch([crop], bundle)  # the last bundle: every image unfamiliar
+    assert crop.cells[0].predicted == "PLATELET" and crop.cells[0].flags == [review_rules.UNFAMILIAR]
 
 
 def test_domain_tables(data_dir):

@@ -449,8 +449,8 @@ def test_scale_familiarity_and_flags_are_stored_and_reopened(tmp_path):
         a, b, c = s.cells(ids)
         assert (a.diameter_um, a.unfamiliar_score, a.flags) == (review_rules.WBC_MIN_UM + 6.0, 6.0, "unfamiliar image")
         # The big "platelet": size and class disagree, stored with the unfamiliar flag.
-        assert b.flags == f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SAYS_WBC}"
-        assert b.review_reasons(0.9) == [review_rules.UNFAMILIAR, review_rules.SIZE_SAYS_WBC]
+        assert b.flags == f"{review_rules.UNFAMILIAR}; {review_rules.SIZE_SET_ASIDE}"
+        assert b.review_reasons(0.9) == [review_rules.UNFAMILIAR, review_rules.SIZE_SET_ASIDE]
         assert c.review_reasons(0.9) == [review_rules.LOW_CONFIDENCE, review_rules.UNFAMILIAR]
         [d] = s.cells(image_id=plain.id)
         assert np.isnan(d.diameter_um) and d.flags == "" and d.review_reasons(0.9) == []

@@ -20,7 +20,7 @@ from .classifier import ModelBundle, ModelCard
 from .familiarity import acquisition_signature
 from .imageio import ImageReadError, read_rgb
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, prepare_cell_mask, resize
-from .review_rules import analysis_flags, size_ruled
+from .review_rules import analysis_flags, measured_diameter, size_ruled
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
 from .segmentation import SegmentationError, find_cells_measured
 from .vocabulary import ANALYSED, FAILED, NO_CELL
@@ -165,10 +165,11 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
             r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n], r.signature)
             r.unfamiliar = bundle.familiarity.is_unfamiliar(r.unfamiliar_score)
         for i, (cell, p) in enumerate(zip(r.cells, probs[start : start + n])):
-            cell.probs, cell.model = size_ruled(p, cell.diameter_um, r.unfamiliar), bundle.name
+            size = measured_diameter(cell.diameter_um, r.scale_source)
+            cell.probs, cell.model = size_ruled(p, size, r.unfamiliar), bundle.name
             if scores is not None:
                 cell.unfamiliar_score = float(scores[start + i])
-            cell.flags = analysis_flags(GROUPS[int(np.argmax(p))], cell.diameter_um, r.unfamiliar)
+            cell.flags = analysis_flags(GROUPS[int(np.argmax(p))], size, r.unfamiliar)
         start += n
         r.inputs = None
 

@@ -8,9 +8,10 @@ A cell waits for a reviewer when it is not reviewed yet and any of these holds:
   means little on a stain or microscope it never saw;
 - its segmented size contradicts its class: a platelet (or a small clump) is under 10 µm
   across, a white cell or erythroblast over 5 µm, so a 14 µm "platelet" or a 3 µm
-  "lymphocyte" is a mistake of the segmentation or of the classifier.  On an unfamiliar
-  image a cell wider than any platelet is also not *classed* as one (``size_ruled``): on a
-  lab the model never saw, white cells read as platelets were its commonest mistake.
+  "lymphocyte" is a mistake of the segmentation or of the classifier (sizes count only
+  when the image's red cells gave the ruler).  On an unfamiliar image a cell wider than
+  any platelet is also not *classed* as one (``size_ruled``): on a lab the model never
+  saw, white cells read as platelets were its commonest mistake.
 
 The last two are fixed when the cell is analysed and stored with it as *flags*.
 
@@ -28,12 +29,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .classes import GROUPS
+from .classes import GROUPS, WBC_GROUPS
+from .scale import FROM_RED_CELLS
 
 LOW_CONFIDENCE = "low confidence"
 UNFAMILIAR = "unfamiliar image"
 SIZE_SAYS_WBC = "size says white cell, model said platelet"
-SIZE_SAYS_PLATELET = "size says platelet, class says white cell"
+# On an unfamiliar image the class shown is then the likeliest white cell (size_ruled).
+SIZE_SET_ASIDE = "size says white cell, the model's platelet call set aside"
+SIZE_SAYS_PLATELET = "size says platelet, model said white cell"
+SIZE_FLAGS = (SIZE_SAYS_WBC, SIZE_SET_ASIDE, SIZE_SAYS_PLATELET)
 NOT_CLASSIFIED = "not classified"
 
 # Diameters (µm) beyond which size and class contradict each other.  Measured on 40 PBC
@@ -50,35 +55,53 @@ def size_ruled(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) ->
     """The class probabilities (GROUPS order) a cell's measured size allows.
 
     On an image unfamiliar to the model, a cell wider than any platelet (``PLATELET_MAX_UM``)
-    is not one: its platelet share goes to the other classes in proportion, so a white cell
-    the model read as a platelet (its commonest mistake on a lab it never saw) gets its
-    likeliest white-cell class.  On a familiar image the model's call stands: there a
-    segmented outline that merged a platelet with its neighbour is the likelier mistake
-    (2 of 329 PBC platelets).  Either way the flag (``analysis_flags`` on the model's own
-    call) keeps the cell in the queue.  A cell too small for a white cell keeps its
-    probabilities: a fragment of a white cell's outline is as likely there as a platelet.
+    is not one: the white-cell classes share the probability again in proportion, so a
+    white cell the model read as a platelet (its commonest mistake on a lab it never saw)
+    gets its likeliest white-cell class.  Only the white-cell classes: the model's second
+    guess there was mostly erythroblast, which would count out of the white cells and raise
+    the differential's erythroblast flag on a lab that showed none.  On a familiar image the
+    model's call stands: there a segmented outline that merged a platelet with its
+    neighbour is the likelier mistake (2 of 329 PBC platelets).  Either way the flag
+    (``analysis_flags``) keeps the cell in the queue and says which happened.  A cell too
+    small for a white cell keeps its probabilities: a fragment of a white cell's outline is
+    as likely there as a platelet.  ``diameter_um`` nan (not measured) changes nothing.
     """
-    if not image_unfamiliar or not (diameter_um > PLATELET_MAX_UM):  # nan (not measured) included
+    if not _set_aside(probs, diameter_um, image_unfamiliar):
         return probs
-    out = np.array(probs, np.float64)
-    out[GROUPS.index("PLATELET")] = 0.0
+    out = np.zeros(len(GROUPS))
+    wbc = [GROUPS.index(g) for g in WBC_GROUPS]
+    out[wbc] = np.asarray(probs, np.float64)[wbc]
     total = out.sum()
     return (out / total).astype(np.asarray(probs).dtype) if total > 0 else probs
+
+
+def _set_aside(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) -> bool:
+    """Whether ``size_ruled`` sets the model's platelet call aside."""
+    said = GROUPS[int(np.argmax(probs))]
+    return bool(image_unfamiliar and said == "PLATELET" and diameter_um > PLATELET_MAX_UM)
 
 
 def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -> list[str]:
     """The reasons fixed at analysis time (not the confidence, which depends on the threshold).
 
-    ``predicted`` is the model's own call, before ``size_ruled``."""
+    ``predicted`` is the model's own call, before ``size_ruled``; ``diameter_um`` nan when
+    the cell's size was not measured against an independent ruler (``measured_diameter``)."""
     flags = []
     if image_unfamiliar:
         flags.append(UNFAMILIAR)
     if predicted and diameter_um and math.isfinite(diameter_um):
         if predicted == "PLATELET" and diameter_um > PLATELET_MAX_UM:
-            flags.append(SIZE_SAYS_WBC)
+            flags.append(SIZE_SET_ASIDE if image_unfamiliar else SIZE_SAYS_WBC)
         elif predicted != "PLATELET" and diameter_um < WBC_MIN_UM:
             flags.append(SIZE_SAYS_PLATELET)
     return flags
+
+
+def measured_diameter(diameter_um: float, scale_source: str) -> float:
+    """A cell's diameter as the size rules may use it: only when the image's scale came from
+    its red cells.  A scale taken from the white cells' own size (in a single-cell crop, the
+    cell itself: 13 µm by construction) or PBC's default camera proves nothing about size."""
+    return diameter_um if scale_source == FROM_RED_CELLS else float("nan")
 
 
 class QueueReason(NamedTuple):
