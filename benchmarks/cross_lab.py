@@ -62,13 +62,16 @@ def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
         if r.mode == "cell":
             cell = found[0] if found else None
         else:
-            cx, cy = r.x + r.width / 2, r.y + r.height / 2
-            holding = [c for c in found if c.region.box_holds(cx, cy)]
-            key = lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2  # noqa: E731, B023
-            cell = min(holding, key=key) if holding else None
+            cell = _holding(found, r.x + r.width / 2, r.y + r.height / 2)
         if cell is not None:
             out[i] = measured_diameter(cell.diameter_um, result.scale_source)
     return out
+
+
+def _holding(found: list, cx: float, cy: float):
+    """Of the found cells whose box holds the point, the one centred nearest it (None if none)."""
+    holding = [c for c in found if c.region.box_holds(cx, cy)]
+    return min(holding, key=lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2, default=None)
 
 
 def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule: bool = True) -> dict:
@@ -93,7 +96,7 @@ def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule:
     # any platelet is not classed as one; a size/class contradiction sends the cell to the queue.
     diameters = measured_diameters(rows)
     said = [GROUPS[int(i)] for i in probs.argmax(axis=1)]
-    conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])
+    conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])  # size reasons alone
     if size_rule:
         probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
     return domain_metrics(probs, labels, unfamiliar, threshold, conflict)

@@ -63,6 +63,10 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy(np.int32)
 
 
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(len(GROUPS), dtype=np.float32)[labels]
+
+
 def _center(images: np.ndarray, side: int) -> np.ndarray:
     off = (images.shape[1] - side) // 2
     return images[:, off : off + side, off : off + side]
@@ -228,7 +232,7 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     train_ds = mixed.batch(config.batch_size).map(fetch, num_parallel_calls=2).prefetch(2)
     valid_idx = np.flatnonzero(is_valid)
     valid_x = _center(images[valid_idx], config.input_size).astype(np.float32)
-    valid_ds = tf.data.Dataset.from_tensor_slices((valid_x, np.eye(len(GROUPS), dtype=np.float32)[labels[valid_idx]])).batch(128)
+    valid_ds = tf.data.Dataset.from_tensor_slices((valid_x, _one_hot(labels[valid_idx]))).batch(128)
 
     model = keras.saving.load_model(Path(config.base) / MODEL_FILE, compile=False)
     if model.input_shape[1] != config.input_size:
@@ -268,7 +272,7 @@ def soft_targets(config: DomainFitConfig, table: pd.DataFrame, images: np.ndarra
     its soft opinion (which cells look half IG, half neutrophil) keeps that knowledge
     through the multi-lab training (Hinton et al. 2015; Li & Hoiem's learning without forgetting).
     """
-    targets = np.eye(len(GROUPS), dtype=np.float32)[labels]
+    targets = _one_hot(labels)
     if not config.teacher:
         return targets
     from yawbcc_desktop.core.classifier import ModelBundle

@@ -38,7 +38,6 @@ SIZE_SAYS_WBC = "size says white cell, model said platelet"
 # On an unfamiliar image the class shown is then the likeliest white cell (size_ruled).
 SIZE_SET_ASIDE = "size says white cell, the model's platelet call set aside"
 SIZE_SAYS_PLATELET = "size says platelet, model said white cell"
-SIZE_FLAGS = (SIZE_SAYS_WBC, SIZE_SET_ASIDE, SIZE_SAYS_PLATELET)
 NOT_CLASSIFIED = "not classified"
 
 # Diameters (µm) beyond which size and class contradict each other.  Measured on 40 PBC
@@ -66,7 +65,7 @@ def size_ruled(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) ->
     small for a white cell keeps its probabilities: a fragment of a white cell's outline is
     as likely there as a platelet.  ``diameter_um`` nan (not measured) changes nothing.
     """
-    if not _set_aside(probs, diameter_um, image_unfamiliar):
+    if not (image_unfamiliar and _too_wide_for_a_platelet(GROUPS[int(np.argmax(probs))], diameter_um)):
         return probs
     out = np.zeros(len(GROUPS))
     wbc = [GROUPS.index(g) for g in WBC_GROUPS]
@@ -75,10 +74,9 @@ def size_ruled(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) ->
     return (out / total).astype(np.asarray(probs).dtype) if total > 0 else probs
 
 
-def _set_aside(probs: np.ndarray, diameter_um: float, image_unfamiliar: bool) -> bool:
-    """Whether ``size_ruled`` sets the model's platelet call aside."""
-    said = GROUPS[int(np.argmax(probs))]
-    return bool(image_unfamiliar and said == "PLATELET" and diameter_um > PLATELET_MAX_UM)
+def _too_wide_for_a_platelet(said: str, diameter_um: float) -> bool:
+    """The model said platelet of a cell wider than any (nan: not measured, never)."""
+    return said == "PLATELET" and diameter_um > PLATELET_MAX_UM
 
 
 def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -> list[str]:
@@ -90,7 +88,7 @@ def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -
     if image_unfamiliar:
         flags.append(UNFAMILIAR)
     if predicted and diameter_um and math.isfinite(diameter_um):
-        if predicted == "PLATELET" and diameter_um > PLATELET_MAX_UM:
+        if _too_wide_for_a_platelet(predicted, diameter_um):
             flags.append(SIZE_SET_ASIDE if image_unfamiliar else SIZE_SAYS_WBC)
         elif predicted != "PLATELET" and diameter_um < WBC_MIN_UM:
             flags.append(SIZE_SAYS_PLATELET)
