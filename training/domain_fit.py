@@ -452,9 +452,11 @@ def reevaluate(out: Path, data_root: str, split_csv: str, cache: str, log=print,
     return evaluate_run(model, config, table, images, _labels(table), out, minutes, cache, split_csv, log)
 
 
-
 def lodo_summary(runs: list[Path]) -> dict:
-    """Per held-out domain, what a run trained without it scored on it (from metrics.json)."""
+    """Per held-out domain, what a run trained without it scored on it: its own evaluation
+    (metrics.json, cached crops) and, once ``benchmarks/cross_lab.py --write-card`` has scored
+    the run as the application would (its framing, sizes and review rules), those figures
+    per lab under ``per_lab``."""
     from yawbcc_desktop.core.classifier import read_card
 
     out = {}
@@ -463,7 +465,8 @@ def lodo_summary(runs: list[Path]) -> dict:
         held = metrics["held_out"]
         # config.json is how the run was trained; its card, written with metrics.json, says
         # which test-time views scored it (--evaluate-only --tta re-scores a finished run).
-        views = list(read_card(run).tta)
+        card = read_card(run)
+        views = list(card.tta)
         tta = f" --tta {','.join(views)}" if views else ""
         command = f"python -m training domains --evaluate-only{tta} --out runs/{run.name}"
         out[held] = {
@@ -472,6 +475,7 @@ def lodo_summary(runs: list[Path]) -> dict:
             "scored_with_views": views,
             "command": command,
             **{k: metrics[k] for k in (f"{held}_all", f"{held}_all_adabn", "pbc_test") if k in metrics},
+            **({"per_lab": card.extra["per_lab"]} if "per_lab" in card.extra else {}),
         }
     return out
 

@@ -166,6 +166,13 @@ def test_lodo_summary_says_which_views_scored_a_run(tiny_bundle, tmp_path):
     assert entry["recipe"]["steps"] == 400 and entry["bccd_all"] == figures and "bccd_test" not in entry
     assert entry["scored_with_views"] == ["flip_lr"]
     assert entry["command"] == "python -m training domains --evaluate-only --tta flip_lr --out runs/lodo-bccd"
+    assert "per_lab" not in entry
+    # Once benchmarks/cross_lab.py --write-card has scored the run as the application would.
+    card = read_card(run)
+    per_lab = {"command": "benchmarks/cross_lab.py --bundles runs/lodo-bccd", "bccd": {"balanced_accuracy_4": 0.545}}
+    card.extra["per_lab"] = per_lab
+    write_card(run, card)
+    assert lodo_summary([run])["bccd"]["per_lab"] == card.extra["per_lab"]
 
 
 def test_distillation_mixes_the_teachers_view_into_pbc_targets_only(data_dir):
