@@ -133,7 +133,7 @@ def lodo_table(
             # The card carries its figures per lab and the command that measured them.
             card = read_card(folder)
             card.extra["per_lab"] = {
-                "command": f".venv/bin/python benchmarks/cross_lab.py --bundles {bundle.name} --domains {' '.join(domains)}",
+                "command": f".venv/bin/python benchmarks/cross_lab.py --bundles {name} --domains {' '.join(domains)}",
                 "review_threshold": threshold,
                 "cells": "held-out test fields of BCCD and Bio-Net, the PBC test split (all cells of a held-out domain)",
                 **per_lab,
