@@ -13,6 +13,11 @@ The lab's images are added to the bundle's familiarity model, so they stop being
 *unfamiliar*; the base bundle's own test figures stay in the card beside the new ones.
 
     python -m training adapt --model NAME|DIR --corrections CELLS.csv --name NEW [--dest DIR]
+    python -m training adapt --model NAME|DIR --images FOLDER... --name NEW [--share 0.5]   # no corrections
+
+With ``--images`` only the batch-norm statistics are measured again on the lab's cells
+(``training/adapt_images.py``); the events and exit statuses are the same, with the stages
+"loading", "features", "measuring" and "writing".
 
 What a run says: human lines on stderr; on stdout one JSON object a line for programs (the
 application reads them): ``{"event": "progress", "stage": "reading"|"loading"|"features"|
@@ -43,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from yawbcc_desktop.core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
+from yawbcc_desktop.core.adaptation import IMAGE_STATISTICS_SHARE, MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import (
     MODEL_FILE,
@@ -455,6 +460,7 @@ STAGE_TEXT = {
     "loading": "loading the model",
     "features": "framing the cells and computing their features",
     "fitting": "fitting the classifier head (cross-validation folds, then all cells)",
+    "measuring": "measuring the batch-norm statistics on the lab's cells",
     "writing": "writing the new bundle",
 }
 
@@ -497,12 +503,38 @@ class Reporter:
                 print(line, file=sys.stdout, flush=True)
 
 
+def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: float) -> dict:
+    from .adapt_images import ImagesError, adapt_to_images, write_adapted_to_images
+
+    if not 0.0 < args.share <= 1.0:
+        raise CorrectionsError(f"--share must be above 0 and at most 1, got {args.share:g}")
+
+    def skip(message: str) -> None:
+        rep.log(message)
+        rep.event("skipped", message=message)
+
+    rep.progress("loading", 0, 0)
+    bundle = ModelBundle(folder)
+    try:
+        report = adapt_to_images(bundle, args.images, args.share, args.seed, rep.log, rep.progress, skip)
+    except ImagesError as exc:
+        raise CorrectionsError(str(exc)) from None
+    lab = args.lab or name
+    out = write_adapted_to_images(bundle, report, name, dest, lab, rep.progress)
+    seconds = round(time.monotonic() - t0, 1)
+    return {**report, "bundle": str(out), "name": name, "base": bundle.name, "lab": lab, "seconds": seconds}
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
 
 
 def summary_lines(report: dict) -> list[str]:
     """The figures of a ``done`` report in plain words (the command line's closing lines)."""
+    if report.get("source") == "images":
+        from .adapt_images import summary_lines as images_summary
+
+        return images_summary(report)
     lines = [
         f"Adapted {report['base']} to {report['lab']} as {report['name']}: {report['cells']} cells "
         f"({counts_text(report['cells_per_class'])}).",
@@ -535,7 +567,20 @@ def add_arguments(p) -> None:
     from yawbcc_desktop.core.classifier import user_models_dir
 
     p.add_argument("--model", help="bundle to adapt (name or folder; default: the default bundle)")
-    p.add_argument("--corrections", required=True, help="cells CSV as yawbcc export --cells writes it (reviewed rows are used)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corrections", help="cells CSV as yawbcc export --cells writes it (reviewed rows are used)")
+    source.add_argument(
+        "--images",
+        nargs="+",
+        metavar="PATH",
+        help="the lab's image files or folders, no corrections: only the batch-norm statistics are measured again",
+    )
+    p.add_argument(
+        "--share",
+        type=float,
+        default=IMAGE_STATISTICS_SHARE,
+        help=f"with --images: the lab's share of the statistics, the rest the base's (default {IMAGE_STATISTICS_SHARE:g})",
+    )
     p.add_argument("--name", required=True, help="name of the adapted bundle")
     p.add_argument("--lab", default="", help="the lab's name in the card (default: the new bundle's name)")
     p.add_argument("--dest", default=str(user_models_dir()), help="folder the new bundle goes to (default: the user's models)")
@@ -607,6 +652,8 @@ def _run(args, rep: Reporter) -> dict:
         raise CorrectionsError(f"{dest / name} exists already; choose another name")
     # Everything that can be checked before the model loads (seconds) is checked first.
     folder = resolve_bundle(args.model)
+    if args.images:
+        return _run_images(args, rep, folder, name, dest, t0)
     if not (folder / REPLAY_FILE).is_file():
         raise CorrectionsError(
             f"{folder}: this bundle has no {REPLAY_FILE} (a sample of its training cells' features), so it cannot be "

@@ -233,3 +233,104 @@ def test_temperature_is_kept_when_the_lab_cells_show_no_mistakes(adaptable_bundl
     assert result.report["accuracy_after_cross_validated"] == 1.0
     assert result.temperature == bundle.card.temperature
     assert "0 out-of-fold errors" in result.report["temperature_how"]
+
+
+def bccd_fields(bccd: Path, count: int) -> list[Path]:
+    return sorted((bccd / "JPEGImages").glob("BloodImage_*.jpg"))[:count]
+
+
+def test_adapting_to_a_labs_images_changes_only_the_batch_norm_statistics(bccd, adaptable_bundle, tmp_path, capsys):
+    import keras
+
+    from training.adapt_images import batchnorm_layers
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for src in bccd_fields(bccd, 24):
+        shutil.copy(src, lab / src.name)
+    (lab / "BloodImage_broken.jpg").write_text("not a picture")  # named and left out; the rest goes on
+    dest = tmp_path / "models"
+    args = ["adapt", "--model", str(adaptable_bundle), "--images", str(lab), "--name", "lab-img", "--dest", str(dest)]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert f"yawbcc adapt: {lab / 'BloodImage_broken.jpg'}:" in err
+    assert out.startswith("Adapted tiny-adaptable to lab-img's images as lab-img: batch-norm statistics measured on ")
+    assert "of 24 images, 50 % the lab's." in out and "stay flagged unfamiliar" in out
+
+    folder = dest / "lab-img"
+    card = read_card(folder)
+    assert card.extra["adapted_from"] == "tiny-adaptable"
+    assert card.extra["adaptation"]["source"] == "images" and card.extra["adaptation"]["share"] == 0.5
+    assert card.extra["adaptation"]["cells"] >= 50 and card.extra["adaptation"]["images"] == 24
+    assert card.metrics == {}  # the base's test figures are not this bundle's
+    assert (folder / "familiarity.npz").is_file() and not (folder / "replay.npz").exists()
+
+    base = keras.saving.load_model(adaptable_bundle / "model.keras", compile=False)
+    new = ModelBundle(folder).model
+    base_bns = {id(b) for b in batchnorm_layers(base)}
+    moved = 0
+    for old_layer, new_layer in zip(_leaves(base), _leaves(new)):
+        for w_old, w_new, var in zip(old_layer.get_weights(), new_layer.get_weights(), old_layer.weights):
+            if id(old_layer) in base_bns and ("moving" in var.path):
+                moved += not np.allclose(w_old, w_new)
+            else:
+                np.testing.assert_array_equal(w_old, w_new)  # nothing trained
+    assert moved >= len(base_bns)  # each layer's mean and variance, most of them at least
+    # The adapted bundle classifies (a lab's field, found and framed as the application does).
+    field, csv = lab / bccd_fields(bccd, 1)[0].name, tmp_path / "cells.csv"
+    assert main(["classify", str(field), "--model", str(folder), "--out", str(csv), "--quiet"]) == EXIT_OK
+    rows = pd.read_csv(csv, encoding="utf-8-sig")
+    assert len(rows) >= 1 and set(rows["model"]) == {"lab-img"}
+
+
+def _leaves(model):
+    from training.domain_fit import _all_layers
+
+    return [layer for layer in _all_layers(model) if not hasattr(layer, "layers")]
+
+
+def test_the_lab_statistics_are_the_chunk_mean_mixed_with_the_base(bccd, adaptable_bundle):
+    import keras
+
+    from training.adapt_images import batchnorm_layers, lab_inputs, measure_statistics
+
+    bundle = ModelBundle(adaptable_bundle)
+    inputs, images = lab_inputs(bundle, bccd_fields(bccd, 6))
+    assert images == 6 and len(inputs) >= 6
+
+    def stats(share: float) -> list[np.ndarray]:
+        model = keras.saving.load_model(adaptable_bundle / "model.keras", compile=False)
+        if share:
+            measure_statistics(model, inputs, share, chunk=len(inputs))
+        return [b.moving_mean.numpy().copy() for b in batchnorm_layers(model)]
+
+    base, lab, half = stats(0.0), stats(1.0), stats(0.5)
+    for b, m, h in zip(base, lab, half):
+        np.testing.assert_allclose(h, 0.5 * b + 0.5 * m, rtol=1e-4, atol=1e-5)
+    # What a layer keeps is the mean over the chunks of each chunk's mean and variance of its input.
+    x = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3)
+    small = keras.Model(x, keras.layers.BatchNormalization()(conv(x)))
+    rgb = inputs[:, :8, :8].astype(np.float32)
+    measure_statistics(small, rgb, 1.0, chunk=len(rgb) // 2)
+    halves = [np.asarray(conv(rgb[: len(rgb) // 2])), np.asarray(conv(rgb[len(rgb) // 2 : 2 * (len(rgb) // 2)]))]
+    bn = batchnorm_layers(small)[0]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([h.mean(axis=(0, 1, 2)) for h in halves], axis=0), rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([h.var(axis=(0, 1, 2)) for h in halves], axis=0), rtol=1e-3)
+    with pytest.raises(ValueError, match="share"):
+        measure_statistics(small, rgb, 0.0)
+
+
+def test_too_few_cells_in_the_lab_images_exit_2_and_write_nothing(bccd, adaptable_bundle, tmp_path, capsys):
+    dest = tmp_path / "models"
+    fields = [str(p) for p in bccd_fields(bccd, 3)]
+    code = main(["adapt", "--model", str(adaptable_bundle), "--images", *fields, "--name", "few", "--dest", str(dest)])
+    _out, err = capsys.readouterr()
+    assert code == EXIT_UNUSABLE
+    assert "cells found in 3 images; measuring a lab's statistics needs at least 50 cells" in err
+    assert not (dest / "few").exists() and not (dest / ".few.partial").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["adapt", "--model", str(adaptable_bundle), "--images", str(empty), "--name", "few", "--dest", str(dest)]) == 2
+    assert f"no image found in {empty}" in capsys.readouterr()[1]
