@@ -513,16 +513,30 @@ def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: fl
         rep.log(message)
         rep.event("skipped", message=message)
 
+    sources = args.images or _image_list(args.image_list)
     rep.progress("loading", 0, 0)
     bundle = ModelBundle(folder)
     try:
-        report = adapt_to_images(bundle, args.images, args.share, args.seed, rep.log, rep.progress, skip)
+        report = adapt_to_images(bundle, sources, args.share, args.seed, rep.log, rep.progress, skip)
     except ImagesError as exc:
         raise CorrectionsError(str(exc)) from None
     lab = args.lab or name
     out = write_adapted_to_images(bundle, report, name, dest, lab, rep.progress)
     seconds = round(time.monotonic() - t0, 1)
     return {**report, "bundle": str(out), "name": name, "base": bundle.name, "lab": lab, "seconds": seconds}
+
+
+def _image_list(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CorrectionsError(f"{path}: no such image list") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorrectionsError(f"{path}: cannot read the image list ({exc})") from None
+    paths = [line.strip() for line in lines if line.strip()]
+    if not paths:
+        raise CorrectionsError(f"{path}: the image list is empty")
+    return paths
 
 
 def _pct(value: float | None) -> str:
@@ -574,6 +588,9 @@ def add_arguments(p) -> None:
         nargs="+",
         metavar="PATH",
         help="the lab's image files or folders, no corrections: only the batch-norm statistics are measured again",
+    )
+    source.add_argument(
+        "--image-list", metavar="FILE", help="as --images, with the paths one a line in FILE (the application writes one)"
     )
     p.add_argument(
         "--share",
@@ -652,7 +669,7 @@ def _run(args, rep: Reporter) -> dict:
         raise CorrectionsError(f"{dest / name} exists already; choose another name")
     # Everything that can be checked before the model loads (seconds) is checked first.
     folder = resolve_bundle(args.model)
-    if args.images:
+    if args.images or args.image_list:
         return _run_images(args, rep, folder, name, dest, t0)
     if not (folder / REPLAY_FILE).is_file():
         raise CorrectionsError(

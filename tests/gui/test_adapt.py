@@ -137,7 +137,7 @@ def test_dialog_counts_the_reviewed_cells_and_refuses_below_the_minimum(qtbot, t
         dialog.name.setText("fine-name")
         assert dialog.start_button.isEnabled()
         # A model without a replay sample cannot be adapted, and the dialog says why.
-        dialog.base.setCurrentIndex(dialog.base.findText("tiny-test  (cannot be adapted)"))
+        dialog.base.setCurrentIndex(dialog.base.findText("tiny-test  (no replay sample: from images only)"))
         assert not dialog.start_button.isEnabled() and "no replay sample" in dialog.message.text()
 
 
@@ -275,3 +275,50 @@ def test_review_menu_adapts_and_the_new_model_takes_new_images(qtbot, tmp_path, 
         assert win.settings.value("model") == str(adapted) and "tiny-adaptable-lab" in win.statusBar().currentMessage()
         assert {c.model for c in win.review.session.cells()} == {"tiny-adaptable"}  # analysed cells keep their results
         dialog.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process groups are read from /proc")
+def test_adapting_to_the_sessions_images_needs_no_correction(qtbot, tmp_path, pbc, user_data, adaptable_bundle, tiny_bundle):
+    """Learn from this session's images: no reviewed cell, any model (no replay sample needed); the
+    command re-finds the cells of the listed images and measures the image statistics on them."""
+    with ReviewSession.create(tmp_path / "images.yawbcc") as s:
+        groups = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL", "PLATELET")
+        s.add_images([cell_result(p, "NEUTROPHIL") for g in groups for p in pbc_images(pbc, g, 9)])
+        s.add_image(cell_result(tmp_path / "deleted.jpg", "NEUTROPHIL"))
+        dialog = open_dialog(qtbot, s, tiny_bundle)
+        assert not dialog.start_button.isEnabled() and "no replay sample" in dialog.message.text()
+        assert "Or learn from this session's images" not in dialog.message.text()  # 45 cells: not enough either
+        dialog.source.setCurrentIndex(1)
+        assert dialog.from_images and not dialog.table.isVisible() and "image statistics" in dialog.intro.text()
+        totals = dialog.totals.text()
+        assert ">45<" in totals and "45 images" in totals and "1 image no longer on disk" in totals
+        assert not dialog.start_button.isEnabled()
+        assert "Not enough cells in this session's images yet: 45" in dialog.message.text()
+
+        s.add_images([cell_result(p, "NEUTROPHIL") for p in pbc_images(pbc, "IG", 10)])
+        dialog.refresh()
+        assert dialog.images.cells == 55 and dialog.start_button.isEnabled(), dialog.message.text()
+        dialog.source.setCurrentIndex(0)
+        assert "Or learn from this session's images, without corrections" in dialog.message.text()
+        dialog.source.setCurrentIndex(1)
+        dialog.name.setText("tiny-lab-images")
+        progress, adapted = [], []
+        dialog.model_adapted.connect(adapted.append)
+        with qtbot.waitSignal(dialog.model_adapted, timeout=RUN_TIMEOUT_MS, raising=False) as blocker:
+            qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+            job = dialog.job
+            job.progress.connect(lambda d, t, text: progress.append(text))
+        assert blocker.signal_triggered, (dialog.message.text(), dialog.log.toPlainText()[-2000:])
+        folder = Path(adapted[0])
+        assert folder == user_models_dir() / "tiny-lab-images"
+        card = read_card(folder)
+        assert card.extra["adapted_from"] == "tiny-test" and card.extra["adaptation"]["source"] == "images"
+        assert card.extra["adaptation"]["cells"] == 55 and card.extra["adaptation"]["images"] == 55
+        listed = (job.run_folder / "images.txt").read_text(encoding="utf-8").splitlines()
+        assert len(listed) == 55 and str(tmp_path / "deleted.jpg") not in listed
+        for step in ("Step 1 of 4", "Step 2 of 4", "Step 3 of 4", "Step 4 of 4"):
+            assert any(t.startswith(step) for t in progress), progress
+        results = dialog.results.text()
+        assert "image statistics measured on 55 cells of 55 images (50.0 % this lab's)" in results
+        assert "stay flagged unfamiliar" in results and "before" in results
+        shot(dialog, "adapt-images-after")

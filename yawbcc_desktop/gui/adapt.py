@@ -23,20 +23,23 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from ..core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE
+from ..core.adaptation import MIN_CELLS, MIN_IMAGE_CELLS, MIN_PER_CLASS, REPLAY_FILE
 from ..core.classes import ARTEFACT, GROUPS
 from ..core.store import ReviewSession
 from .retrain import reviewed_cells
 from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name, json_event
 
 STAGES = ("reading", "loading", "features", "fitting", "writing")
+IMAGE_STAGES = ("loading", "features", "measuring", "writing")  # adapting to the images, no corrections
 STAGE_TEXT = {
     "reading": "Checking the reviewed cells' images",
     "loading": "Loading the model",
     "features": "Framing the cells and computing their features",
     "fitting": "Fitting the classifier head (cross-validation, then all cells)",
+    "measuring": "Measuring the model's image statistics on this lab's cells",
     "writing": "Writing the new model",
 }
+IMAGE_LIST = "images.txt"  # the session's images, for --image-list
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,43 @@ def count_adaptation_cells(session: ReviewSession) -> AdaptCells:
         else:
             missing += 1
     return AdaptCells(per_class, artefacts, missing)
+
+
+@dataclass(frozen=True)
+class AdaptImages:
+    """The session's images as adapting to them, without corrections, sees them."""
+
+    paths: list[str]  # analysed images with cells, file on disk
+    cells: int  # their cells
+    missing: int  # analysed images whose file is gone: left out
+
+    @property
+    def enough(self) -> bool:
+        return self.cells >= MIN_IMAGE_CELLS
+
+
+def count_adaptation_images(session: ReviewSession) -> AdaptImages:
+    """What ``training adapt --image-list`` will take: every image of the session with cells."""
+    paths, cells, missing = [], 0, 0
+    for image in session.images():
+        if image.cell_count <= 0:
+            continue
+        if Path(image.path).is_file():
+            paths.append(image.path)
+            cells += image.cell_count
+        else:
+            missing += 1
+    return AdaptImages(paths, cells, missing)
+
+
+def images_problem(images: AdaptImages) -> str | None:
+    """Why these images are not enough (None: they are)."""
+    if images.enough:
+        return None
+    return (
+        f"Not enough cells in this session's images yet: {images.cells}, and measuring a lab's image statistics "
+        f"needs at least {MIN_IMAGE_CELLS}. Open more of the lab's images first."
+    )
 
 
 def cannot_adapt(bundle_folder: str | os.PathLike | None) -> str | None:
@@ -129,9 +169,11 @@ class AdaptJob(TrainingJob):
         models_dir: str | os.PathLike | None = None,
         work_dir: str | os.PathLike | None = None,
         kill_after_ms: int = 5000,
+        from_images: bool = False,
         parent: QObject | None = None,
     ):
         super().__init__(session, name, models_dir=models_dir, work_dir=work_dir, kill_after_ms=kill_after_ms, parent=parent)
+        self.from_images = from_images  # the session's images, no corrections: the image statistics only
         self.base_model = Path(base_model)
         self.lab = lab.strip()
         self.report: dict | None = None
@@ -144,6 +186,8 @@ class AdaptJob(TrainingJob):
         self.report, self.skipped, self._error = None, [], ""
 
     def _check(self) -> str | None:
+        if self.from_images:
+            return check_model_name(self.name, self.models_dir) or images_problem(count_adaptation_images(self.session))
         return (
             check_model_name(self.name, self.models_dir)
             or cannot_adapt(self.base_model)
@@ -152,7 +196,12 @@ class AdaptJob(TrainingJob):
 
     def _first_step(self) -> tuple[str, list[str]]:
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
+        if self.from_images:
+            image_list = self.run_folder / IMAGE_LIST
+            image_list.write_text("".join(f"{p}\n" for p in count_adaptation_images(self.session).paths), encoding="utf-8")
+            args = ["adapt", "--model", str(self.base_model), "--image-list", str(image_list)]
+        else:
+            args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
         args += ["--name", self.name, "--dest", str(self.models_dir), "--lab", self.lab or self.name]
         self.progress.emit(0, 0, "Starting…")
         return "adapt", args
@@ -168,8 +217,9 @@ class AdaptJob(TrainingJob):
         if kind == "progress" and not self._cancelling:
             stage, done, total = str(event.get("stage", "")), int(event.get("done", 0)), int(event.get("total", 0))
             text = STAGE_TEXT.get(stage, stage)
-            if stage in STAGES:
-                text = f"Step {STAGES.index(stage) + 1} of {len(STAGES)}: {text}"
+            stages = IMAGE_STAGES if self.from_images else STAGES
+            if stage in stages:
+                text = f"Step {stages.index(stage) + 1} of {len(stages)}: {text}"
             self.progress.emit(done, total, f"{text} ({done} of {total})" if total else f"{text}…")
         elif kind == "skipped":
             self.skipped.append(str(event.get("message", "")))

@@ -33,11 +33,14 @@ from ...core.classifier import ModelBundleError, list_bundles
 from ...core.store import ReviewSession
 from ..adapt import (
     MIN_CELLS,
+    MIN_IMAGE_CELLS,
     MIN_PER_CLASS,
     AdaptJob,
     adaptation_problem,
     cannot_adapt,
     count_adaptation_cells,
+    count_adaptation_images,
+    images_problem,
 )
 from ..palette import class_icon, display_name
 from ..training_job import check_model_name, training_command
@@ -61,8 +64,50 @@ def default_name(base: str, lab: str, models_dir: Path | None = None) -> str:
     return name
 
 
+INTRO = {
+    False: (
+        "Refits the model's last layer on the cells reviewed in this session, together with a sample of the "
+        "cells it was trained on, so that it learns this lab's stain and microscope without forgetting the "
+        "others. It takes a minute or two; the new model is then used for new images, and cells already "
+        "analysed keep their results."
+    ),
+    True: (
+        "Without corrections: measures the model's image statistics (its batch-norm layers' means and variances) "
+        "on the cells of this session's images and keeps half of them, half the model's own. No label is needed "
+        "and nothing is trained; on labs the models never saw it raised the balanced accuracy (README, Adapting to "
+        "a lab's images). Nothing is measured on your lab, so its images stay flagged unfamiliar and every cell "
+        "still waits for review; reviewed cells then adapt the model it came from. The new model is meant for this "
+        "lab's images only."
+    ),
+}
+
+
+def images_results_html(report: dict) -> str:
+    """What a finished adaptation to the images did: cells measured, classes that moved."""
+    before, after = report.get("classes_before") or {}, report.get("classes_after") or {}
+    rows = "".join(
+        f"<tr><td>{html.escape(display_name(g), quote=False)}</td><td align='right'>{before.get(g, 0)}</td>"
+        f"<td align='right'><b>{after.get(g, 0)}</b></td></tr>"
+        for g in GROUPS
+        if before.get(g) or after.get(g)
+    )
+    return (
+        f"<b>Model {html.escape(str(report.get('name', '')))} is ready</b>, adapted from "
+        f"{html.escape(str(report.get('base', '')))}: image statistics measured on {report.get('cells', 0)} cells of "
+        f"{report.get('images', 0)} images ({_pct(report.get('share'))} this lab's) in {float(report.get('seconds', 0)):.0f} s. "
+        f"The class of {_pct(report.get('class_changed'))} of these cells changed:"
+        "<table cellspacing='0' cellpadding='3' style='margin-top:4px'>"
+        "<tr><th align='left'>Class</th><th align='right'>before</th><th align='right'>after</th></tr>"
+        f"{rows}</table>"
+        "<span style='color:#546E7A'>No cell of this lab is known, so nothing was measured on it: its images stay "
+        "flagged unfamiliar and every cell waits for review.</span>"
+    )
+
+
 def results_html(report: dict) -> str:
     """The figures of a finished adaptation: before and after, and the base model's own."""
+    if report.get("source") == "images":
+        return images_results_html(report)
     rows = [
         (
             f"Accuracy on this lab's cells (cross-validated, {report.get('folds', '?')} folds)",
@@ -134,18 +179,16 @@ class AdaptDialog(JobDialog):
         self._name_edited = False
         self._done = False
 
-        intro = QLabel(
-            "Refits the model's last layer on the cells reviewed in this session, together with a sample of the "
-            "cells it was trained on, so that it learns this lab's stain and microscope without forgetting the "
-            "others. It takes a minute or two; the new model is then used for new images, and cells already "
-            "analysed keep their results."
-        )
+        self.intro = intro = QLabel(INTRO[False])
         intro.setWordWrap(True)
+        self.source = QComboBox()
+        self.source.addItem("Reviewed cells: refit the last layer", False)
+        self.source.addItem("This session's images, without corrections: the image statistics", True)
         self.base = QComboBox()
         for folder, card in list_bundles():
             if isinstance(card, ModelBundleError):
                 continue
-            note = "" if cannot_adapt(folder) is None else "  (cannot be adapted)"
+            note = "" if cannot_adapt(folder) is None else "  (no replay sample: from images only)"
             self.base.addItem(f"{card.name}{note}", str(folder))
             if current_model and Path(folder) == Path(current_model):
                 self.base.setCurrentIndex(self.base.count() - 1)
@@ -153,6 +196,7 @@ class AdaptDialog(JobDialog):
         self.lab.setPlaceholderText("the lab, site or analyser (optional; goes into the model card)")
         self.name = QLineEdit()
         form = QFormLayout()
+        form.addRow("Learn from", self.source)
         form.addRow("Model to adapt", self.base)
         form.addRow("Lab", self.lab)
         form.addRow("New model name", self.name)
@@ -182,6 +226,7 @@ class AdaptDialog(JobDialog):
             widget.setVisible(False)  # until started: the counts and the figures matter first
         self.start_button.setText("Start adaptation")
 
+        self.source.currentIndexChanged.connect(self.refresh)
         self.base.currentIndexChanged.connect(self._base_or_lab_changed)
         self.lab.textChanged.connect(self._base_or_lab_changed)
         self.name.textEdited.connect(self._name_was_edited)
@@ -191,9 +236,27 @@ class AdaptDialog(JobDialog):
 
     # -- what the dialog says before starting
 
+    @property
+    def from_images(self) -> bool:
+        return bool(self.source.currentData())
+
     def refresh(self) -> None:
-        """Count the session's reviewed cells again (the reviewer may have gone on reviewing)."""
+        """Count the session's reviewed cells (or its images' cells) again: the reviewer may have
+        gone on reviewing or opening images."""
+        self.intro.setText(INTRO[self.from_images])
+        self.table.setVisible(not self.from_images)
+        self.images = count_adaptation_images(self.session)
         self.cells = count_adaptation_cells(self.session)
+        if self.from_images:
+            im = self.images
+            mark = GOOD if im.enough else "#B71C1C"
+            self.totals.setText(
+                f"<b style='color:{mark}'>{im.cells:,}</b> cells in {len(im.paths):,} image{'s' * (len(im.paths) != 1)} "
+                f"of this session will be measured (at least {MIN_IMAGE_CELLS} are needed)."
+                + left_out_text((im.missing, f"image{'s' * (im.missing != 1)} no longer on disk"))
+            )
+            self._update_start()
+            return
         for row, group in enumerate(GROUPS):
             n = self.cells.per_class[group]
             adapted = n >= MIN_PER_CLASS
@@ -237,11 +300,14 @@ class AdaptDialog(JobDialog):
         command, why = training_command("Adapting a model")
         if command is None:
             return why
-        return (
-            cannot_adapt(self.base.currentData())
-            or adaptation_problem(self.cells)
-            or check_model_name(self.name.text().strip(), self._models_dir)
-        )
+        if self.from_images:
+            if not self.base.currentData():
+                return "No model to adapt: install or train one first."
+            return images_problem(self.images) or check_model_name(self.name.text().strip(), self._models_dir)
+        problem = cannot_adapt(self.base.currentData()) or adaptation_problem(self.cells)
+        if problem and self.images.enough:
+            problem += " Or learn from this session's images, without corrections (Learn from, above)."
+        return problem or check_model_name(self.name.text().strip(), self._models_dir)
 
     def _update_start(self, *_args) -> None:
         if (self.job is not None and self.job.running) or self._done:
@@ -261,11 +327,19 @@ class AdaptDialog(JobDialog):
             widget.setVisible(True)
         self.resize(self.width(), max(self.height(), 820))
         extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
-        job = AdaptJob(self.session, self.base.currentData(), self.name.text().strip(), self.lab.text(), parent=self, **extra)
+        job = AdaptJob(
+            self.session,
+            self.base.currentData(),
+            self.name.text().strip(),
+            self.lab.text(),
+            from_images=self.from_images,
+            parent=self,
+            **extra,
+        )
         self._run(job)
 
     def _inputs(self) -> list[QWidget]:
-        return [self.base, self.lab, self.name]
+        return [self.source, self.base, self.lab, self.name]
 
     def _set_running(self, running: bool) -> None:
         super()._set_running(running)
