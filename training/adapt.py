@@ -374,18 +374,26 @@ def write_adapted(
 
     Written into ``.NAME.partial`` (a stale one from a killed run is replaced) and renamed at
     the end; on any error or interruption the partial folder is removed."""
+    out = write_whole(dest, name, lambda tmp: _write_partial(bundle, result, corrections, name, tmp, lab, progress))
+    progress("writing", 4, 4)
+    return out
+
+
+def write_whole(dest: str | Path, name: str, fill: Callable[[Path], None]) -> Path:
+    """``dest/name``, written whole or not at all: ``fill(folder)`` writes the bundle into
+    ``.NAME.partial`` (a stale one from a killed run is replaced first), which is renamed at
+    the end; on any error or interruption the partial folder is removed."""
     out = Path(dest) / name
     if out.exists():
         raise CorrectionsError(f"{out} exists already; choose another name")
     tmp = partial_folder(dest, name)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_partial(bundle, result, corrections, name, tmp, lab, progress)
+        fill(tmp)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    progress("writing", 4, 4)
     return out
 
 
@@ -674,7 +682,8 @@ def _run(args, rep: Reporter) -> dict:
     if not (folder / REPLAY_FILE).is_file():
         raise CorrectionsError(
             f"{folder}: this bundle has no {REPLAY_FILE} (a sample of its training cells' features), so it cannot be "
-            "adapted; adapt a bundle made by python -m training domains, or retrain with python -m training fit --corrections"
+            "adapted from corrections; adapt a bundle made by python -m training domains, retrain with python -m training "
+            "fit --corrections, or adapt it to the lab's images alone (--images)"
         )
     card = read_card(folder)
     corrections = read_corrections(args.corrections, rep.progress)

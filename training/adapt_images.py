@@ -156,16 +156,11 @@ def _counts(classes: np.ndarray) -> dict[str, int]:
 
 def write_adapted_to_images(bundle: ModelBundle, report: dict, name: str, dest: Path, lab: str, progress=None) -> Path:
     """The adapted bundle: the model as measured, the base's familiarity model, a card saying what
-    was done.  Written into ``.NAME.partial`` and renamed at the end (``adapt.write_adapted``)."""
-    from .adapt import CorrectionsError, partial_folder
+    was done; written whole or not at all (``adapt.write_whole``)."""
+    from .adapt import write_whole
     from .fit import save_for_inference
 
-    out = Path(dest) / name
-    if out.exists():
-        raise CorrectionsError(f"{out} exists already; choose another name")
-    tmp = partial_folder(dest, name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    def fill(tmp: Path) -> None:
         tmp.mkdir(parents=True)
         progress and progress("writing", 0, 2)
         save_for_inference(bundle.model, tmp / MODEL_FILE)
@@ -186,10 +181,8 @@ def write_adapted_to_images(bundle: ModelBundle, report: dict, name: str, dest: 
         # The base's test figures are not this bundle's (its statistics are the lab's now).
         write_card(tmp, replace(base, name=name, metrics={}, extra=extra))
         progress and progress("writing", 1, 2)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    out = write_whole(dest, name, fill)
     progress and progress("writing", 2, 2)
     return out
 

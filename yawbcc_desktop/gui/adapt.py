@@ -122,13 +122,13 @@ def images_problem(images: AdaptImages) -> str | None:
 
 
 def cannot_adapt(bundle_folder: str | os.PathLike | None) -> str | None:
-    """Why the bundle cannot be adapted (None: it can)."""
+    """Why the bundle cannot be adapted from corrections (None: it can)."""
     if not bundle_folder:
         return "No model is loaded yet: choose a model first (Analysis › Choose model…)."
     folder = Path(bundle_folder)
     if not (folder / REPLAY_FILE).is_file():
         return (
-            f"Model {folder.name} cannot be adapted: it has no replay sample ({REPLAY_FILE}, the features of a "
+            f"Model {folder.name} cannot be adapted from corrections: it has no replay sample ({REPLAY_FILE}, the features of a "
             "sample of the cells it was trained on, which keep it from forgetting them). Choose a model that has "
             "one, or use Review › Retrain with corrections…."
         )
