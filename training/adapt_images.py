@@ -47,26 +47,31 @@ class ImagesError(Exception):
 def lab_inputs(bundle: ModelBundle, sources, max_cells: int = MAX_IMAGE_CELLS, seed: int = 0, progress=None, skip=None):
     """(model inputs of the lab's cells, images with cells) from files and folders, framed as the
     application frames them (``pipeline.segmented``, automatic mode).  ``skip(message)`` is told
-    of each file left out; at most ``max_cells`` cells are kept, drawn evenly over the images."""
+    of each file left out.  At most ``max_cells`` cells are kept, a uniform draw over all the
+    cells found (reservoir sampling: a folder of any size is never held in memory at once)."""
     from yawbcc_desktop.core.pipeline import segmented
 
     paths = list(iter_image_paths(sources))
     if not paths:
         raise ImagesError(f"no image found in {', '.join(map(str, sources))}")
-    per_image: list[np.ndarray] = []
+    side = bundle.card.input_size
+    kept = np.zeros((max_cells, side, side, 3), np.uint8)
+    seen = images = 0
+    rng = np.random.default_rng(seed)
     for i, result in enumerate(segmented(paths, "auto", bundle.card)):
         if result.error:
             skip and skip(f"{result.path}: {result.error}")
         elif result.inputs is None or not len(result.inputs):
             skip and skip(f"{result.path}: no cell found")
         else:
-            per_image.append(result.inputs)
+            images += 1
+            for cell in result.inputs:
+                slot = seen if seen < max_cells else int(rng.integers(0, seen + 1))
+                if slot < max_cells:
+                    kept[slot] = cell
+                seen += 1
         progress and progress("features", i + 1, len(paths))
-    side = bundle.card.input_size
-    inputs = np.concatenate(per_image) if per_image else np.zeros((0, side, side, 3), np.uint8)
-    if len(inputs) > max_cells:
-        inputs = inputs[np.sort(np.random.default_rng(seed).choice(len(inputs), max_cells, replace=False))]
-    return inputs, len(per_image)
+    return kept[: min(seen, max_cells)], images
 
 
 def batchnorm_layers(model) -> list:

@@ -334,3 +334,16 @@ def test_too_few_cells_in_the_lab_images_exit_2_and_write_nothing(bccd, adaptabl
     empty.mkdir()
     assert main(["adapt", "--model", str(adaptable_bundle), "--images", str(empty), "--name", "few", "--dest", str(dest)]) == 2
     assert f"no image found in {empty}" in capsys.readouterr()[1]
+
+
+def test_at_most_the_cap_of_the_lab_cells_is_kept_a_uniform_draw(bccd, adaptable_bundle):
+    from training.adapt_images import lab_inputs
+
+    bundle = ModelBundle(adaptable_bundle)
+    fields = bccd_fields(bccd, 5)
+    every, images = lab_inputs(bundle, fields)
+    capped, _ = lab_inputs(bundle, fields, max_cells=4)
+    assert images == 5 and len(every) > 4 and len(capped) == 4
+    # Each kept cell is one of the cells found, none twice.
+    found = {cell.tobytes() for cell in every}
+    assert {cell.tobytes() for cell in capped} <= found and len({cell.tobytes() for cell in capped}) == 4
