@@ -40,7 +40,9 @@ def make_soup(runs: list[Path], out: Path, log=print) -> None:
     out.mkdir(parents=True, exist_ok=True)
     models[0].save(out / MODEL_FILE)
     minutes = sum(json.loads((r / "metrics.json").read_text()).get("training_minutes", 0.0) for r in runs)
-    config = {**configs[0], "soup": [str(r) for r in runs], "steps": sum(c["steps"] for c in configs)}
+    # The recipe of each run averaged, kept whole (a run's teacher, weights or length differ).
+    ingredients = {str(r): c for r, c in zip(runs, configs)}
+    config = {**configs[0], "soup": [str(r) for r in runs], "steps": sum(c["steps"] for c in configs), "ingredients": ingredients}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "metrics.json").write_text(json.dumps({"training_minutes": minutes}))
     log(f"averaged {len(runs)} runs into {out / MODEL_FILE}")
