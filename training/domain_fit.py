@@ -57,6 +57,7 @@ class DomainFitConfig:
     seed: int = 42
     tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
     soup: list = field(default_factory=list)  # runs whose weights were averaged into this one (training soup)
+    ingredients: dict = field(default_factory=dict)  # those runs' own configs, by folder (training soup)
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray:

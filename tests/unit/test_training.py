@@ -119,6 +119,7 @@ def test_soup_averages_runs_of_one_base_and_refuses_others(tmp_path):
     assert not np.allclose(parts[0][0], parts[1][0])  # the two runs really differ
     config = json.loads((tmp_path / "soup" / "config.json").read_text())
     assert config["soup"] == [str(r) for r in runs[:2]] and config["steps"] == 300
+    assert config["ingredients"][str(runs[1])]["steps"] == 200  # each run's recipe, whole
     assert DomainFitConfig(**config).soup == config["soup"]  # reevaluate reads the soup's config back
 
     with pytest.raises(SystemExit, match="different base"):
