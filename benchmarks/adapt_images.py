@@ -4,13 +4,14 @@
 
 Each run is a leave-one-domain-out bundle (``python -m training domains --held-out D``).  Its
 batch-norm statistics are measured on the held-out lab's *train and valid* fields, as
-``python -m training adapt --images`` measures them (cells found and framed by the
-application, no label read), then the lab's *test* fields are scored as the application scores
-them (``cross_lab.score``: calibration, test-time view, familiarity, size rules), and all of
-the lab's cells too.  Printed per run and share of the lab's statistics (0: the run as
-trained): balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil, accuracy,
-the share of images flagged unfamiliar and of wrong cells in the to-review queue;
-``--pbc``: PBC's test split through the adapted bundle too (it is meant for the lab only).
+``python -m training adapt --images`` measures them (``adapt_images.lab_inputs`` and
+``measure_statistics``: cells found and framed by the application, no label read), then
+the lab's *test* fields are scored as the application scores them (``cross_lab.score``:
+calibration, test-time view, familiarity, size rules), and all of the lab's cells too.
+Printed per run and share of the lab's statistics (0: the run as trained): balanced
+accuracy over neutrophil / lymphocyte / monocyte / eosinophil, accuracy, the share of
+images flagged unfamiliar and of wrong cells in the to-review queue; ``--pbc``: PBC's test
+split through the adapted bundle too (it is meant for the lab only).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from cross_lab import DATA, score  # noqa: E402
 from cross_lab import ROOT as PROJECT  # noqa: E402
 
-from training.adapt_images import adapt_to_images  # noqa: E402
+from training.adapt_images import lab_inputs, measure_statistics  # noqa: E402
 from training.domains import all_cells  # noqa: E402
 from yawbcc_desktop.core.adaptation import IMAGE_STATISTICS_SHARE  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, resolve_bundle  # noqa: E402
@@ -51,12 +52,14 @@ def main() -> None:
         parts = {f"{held} test": lab[lab.split.eq("test")], f"{held} all": lab}
         if args.pbc:
             parts["pbc test"] = cells[cells.domain.eq("pbc") & cells.split.eq("test")]
+        # The lab's cells are found and framed once; each share starts from the run as trained.
+        inputs, _images = lab_inputs(ModelBundle(folder), fields)
         for share in [0.0, *args.shares]:
             bundle = ModelBundle(folder)
             used = "-"
             if share > 0:
-                report = adapt_to_images(bundle, fields, share, log=lambda _m: None)
-                used = report["cells"]
+                measure_statistics(bundle.model, inputs, share)
+                used = len(inputs)
             for part, frame in parts.items():
                 m = score(bundle, frame, DEFAULT_REVIEW_THRESHOLD)
                 print(

@@ -60,6 +60,8 @@ from yawbcc_desktop.core.classifier import (
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, acquisition_signature
 from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
 
+from .adapt_images import ImagesError, adapt_to_images, write_adapted_to_images
+from .adapt_images import summary_lines as images_summary
 from .card import write_card
 
 MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
@@ -512,8 +514,6 @@ class Reporter:
 
 
 def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: float) -> dict:
-    from .adapt_images import ImagesError, adapt_to_images, write_adapted_to_images
-
     if not 0.0 < args.share <= 1.0:
         raise CorrectionsError(f"--share must be above 0 and at most 1, got {args.share:g}")
 
@@ -524,10 +524,7 @@ def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: fl
     sources = args.images or _image_list(args.image_list)
     rep.progress("loading", 0, 0)
     bundle = ModelBundle(folder)
-    try:
-        report = adapt_to_images(bundle, sources, args.share, args.seed, rep.log, rep.progress, skip)
-    except ImagesError as exc:
-        raise CorrectionsError(str(exc)) from None
+    report = adapt_to_images(bundle, sources, args.share, args.seed, rep.log, rep.progress, skip)
     lab = args.lab or name
     out = write_adapted_to_images(bundle, report, name, dest, lab, rep.progress)
     seconds = round(time.monotonic() - t0, 1)
@@ -554,8 +551,6 @@ def _pct(value: float | None) -> str:
 def summary_lines(report: dict) -> list[str]:
     """The figures of a ``done`` report in plain words (the command line's closing lines)."""
     if report.get("source") == "images":
-        from .adapt_images import summary_lines as images_summary
-
         return images_summary(report)
     lines = [
         f"Adapted {report['base']} to {report['lab']} as {report['name']}: {report['cells']} cells "
@@ -643,7 +638,7 @@ def run(args, reporter: Reporter | None = None) -> int:
         rep.log("cancelled; no bundle was written")
         rep.event("cancelled")
         return 130
-    except (CorrectionsError, ModelBundleError) as exc:
+    except (CorrectionsError, ImagesError, ModelBundleError) as exc:
         rep.log(str(exc))
         rep.event("error", message=str(exc))
         return 2

@@ -74,14 +74,6 @@ def lab_inputs(bundle: ModelBundle, sources, max_cells: int = MAX_IMAGE_CELLS, s
     return kept[: min(seen, max_cells)], images
 
 
-def batchnorm_layers(model) -> list:
-    import keras
-
-    from .domain_fit import _all_layers
-
-    return [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-
-
 def measure_statistics(model, inputs: np.ndarray, share: float, chunk: int = STAT_CHUNK, progress=None) -> int:
     """Set every batch-norm layer's moving mean and variance to ``share`` of the ones measured on
     ``inputs`` plus ``1 - share`` of the model's own; returns the number of layers changed.
@@ -91,14 +83,14 @@ def measure_statistics(model, inputs: np.ndarray, share: float, chunk: int = STA
     its dropout off: the statistics are those the layers will see when classifying."""
     import keras
 
-    from .domain_fit import _all_layers
+    from .domain_fit import batchnorm_layers, layers_of
 
     if not 0.0 < share <= 1.0:
         raise ValueError(f"the lab's share of the statistics must be in (0, 1], got {share}")
     bns = batchnorm_layers(model)
     base = [(b.moving_mean.numpy().copy(), b.moving_variance.numpy().copy()) for b in bns]
     momenta = [b.momentum for b in bns]
-    drops = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Dropout)]
+    drops = layers_of(model, keras.layers.Dropout)
     rates = [d.rate for d in drops]
     starts = range(0, len(inputs), chunk)
     try:

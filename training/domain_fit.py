@@ -138,10 +138,8 @@ def domain_metrics(
 def adabn_metrics(model, images: np.ndarray, labels: np.ndarray, side: int, batch: int = 256) -> dict:
     """Accuracy after re-estimating every batch-norm statistic on the images analysed (AdaBN,
     Li et al. 2016); the model's weights are restored afterwards."""
-    import keras
-
     saved = model.get_weights()
-    bns = [lay for lay in _all_layers(model) if isinstance(lay, keras.layers.BatchNormalization)]
+    bns = batchnorm_layers(model)
     momenta = [b.momentum for b in bns]
     try:
         for b in bns:
@@ -163,6 +161,17 @@ def _all_layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
+
+
+def layers_of(model, kind) -> list:
+    """Every layer of type ``kind`` in ``model``, nested models included."""
+    return [layer for layer in _all_layers(model) if isinstance(layer, kind)]
+
+
+def batchnorm_layers(model) -> list:
+    import keras
+
+    return layers_of(model, keras.layers.BatchNormalization)
 
 
 def write_replay(path: Path, feats: np.ndarray, labels: np.ndarray, table: pd.DataFrame, seed: int, per_class: int = 120) -> None:

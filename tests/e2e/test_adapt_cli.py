@@ -242,7 +242,7 @@ def bccd_fields(bccd: Path, count: int) -> list[Path]:
 def test_adapting_to_a_labs_images_changes_only_the_batch_norm_statistics(bccd, adaptable_bundle, tmp_path, capsys):
     import keras
 
-    from training.adapt_images import batchnorm_layers
+    from training.domain_fit import batchnorm_layers
 
     lab = tmp_path / "lab"
     lab.mkdir()
@@ -293,7 +293,8 @@ def _leaves(model):
 def test_the_lab_statistics_are_the_chunk_mean_mixed_with_the_base(bccd, adaptable_bundle):
     import keras
 
-    from training.adapt_images import batchnorm_layers, lab_inputs, measure_statistics
+    from training.adapt_images import lab_inputs, measure_statistics
+    from training.domain_fit import batchnorm_layers
 
     bundle = ModelBundle(adaptable_bundle)
     inputs, images = lab_inputs(bundle, bccd_fields(bccd, 6))

@@ -174,6 +174,7 @@ class AdaptJob(TrainingJob):
     ):
         super().__init__(session, name, models_dir=models_dir, work_dir=work_dir, kill_after_ms=kill_after_ms, parent=parent)
         self.from_images = from_images  # the session's images, no corrections: the image statistics only
+        self._images: AdaptImages | None = None  # counted when the job starts
         self.base_model = Path(base_model)
         self.lab = lab.strip()
         self.report: dict | None = None
@@ -187,7 +188,8 @@ class AdaptJob(TrainingJob):
 
     def _check(self) -> str | None:
         if self.from_images:
-            return check_model_name(self.name, self.models_dir) or images_problem(count_adaptation_images(self.session))
+            self._images = count_adaptation_images(self.session)  # what the image list will hold
+            return check_model_name(self.name, self.models_dir) or images_problem(self._images)
         return (
             check_model_name(self.name, self.models_dir)
             or cannot_adapt(self.base_model)
@@ -198,7 +200,7 @@ class AdaptJob(TrainingJob):
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if self.from_images:
             image_list = self.run_folder / IMAGE_LIST
-            image_list.write_text("".join(f"{p}\n" for p in count_adaptation_images(self.session).paths), encoding="utf-8")
+            image_list.write_text("".join(f"{p}\n" for p in self._images.paths), encoding="utf-8")
             args = ["adapt", "--model", str(self.base_model), "--image-list", str(image_list)]
         else:
             args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
