@@ -25,6 +25,7 @@ from yawbcc_desktop.core.scale import DEFAULT_UM_PER_PX
 
 from .card import versions, write_card
 from .domains import DOMAINS, all_cells, box_platelets, image_signatures, prepare_domain_cache
+from .feature_style import STYLES, with_feature_style
 from .splits import split_checksum
 
 # Input pixel size of the cross-domain bundles: PBC's framing of the first bundles (a 288 px
@@ -54,6 +55,8 @@ class DomainFitConfig:
     coarse_share: float = 0.0  # share of the colour-augmented images also seen through a coarser camera
     teacher: str | None = None  # bundle whose PBC probabilities are mixed into PBC's targets (distillation)
     teacher_weight: float = 0.5  # share of the teacher's probabilities in a PBC cell's target
+    feature_style: str = ""  # perturb the early feature maps' style while training (feature_style.STYLES)
+    style_share: float = 0.5  # share of the images of a batch whose feature style is perturbed
     seed: int = 42
     tta: list = field(default_factory=list)  # test-time views the bundle averages over (core TTA_VIEWS)
     soup: list = field(default_factory=list)  # runs whose weights were averaged into this one (training soup)
@@ -250,9 +253,11 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     from .factory import set_trainable
 
     set_trainable(model, config.tune_layers, config.train_bn)
+    # The graph trained may perturb feature styles; it shares its weights with ``model``, which is saved.
+    fitted = with_feature_style(model, config.feature_style, config.style_share, config.seed) if config.feature_style else model
     epochs = max(1, config.steps // config.steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=epochs * config.steps_per_epoch, alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
+    fitted.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
 
     class EpochLog(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -261,7 +266,7 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
             log(f"epoch {epoch + 1}/{epochs} {vals} ({per:.1f} min/epoch incl. preparation)")
             model.save_weights(out / "checkpoint.weights.h5")
 
-    model.fit(
+    fitted.fit(
         train_ds,
         steps_per_epoch=config.steps_per_epoch,
         epochs=epochs,
@@ -416,6 +421,9 @@ def add_arguments(p) -> None:
     p.add_argument("--coarse-share", type=float, default=d.coarse_share, help=coarse)
     p.add_argument("--teacher", help="bundle whose probabilities join PBC's targets (distillation), e.g. lite0-accurate's folder")
     p.add_argument("--teacher-weight", type=float, default=d.teacher_weight, help="share of the teacher in a PBC target")
+    style = "perturb the early feature maps' style while training (MixStyle, DSU)"
+    p.add_argument("--feature-style", choices=STYLES, default=d.feature_style or None, help=style)
+    p.add_argument("--style-share", type=float, default=d.style_share, help="share of a batch's images given another style")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
     p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
@@ -437,6 +445,8 @@ def run(args, log=print) -> int:
         coarse_share=args.coarse_share,
         teacher=args.teacher,
         teacher_weight=args.teacher_weight,
+        feature_style=args.feature_style or "",
+        style_share=args.style_share,
         seed=args.seed,
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )

@@ -209,3 +209,40 @@ def test_distillation_mixes_the_teachers_view_into_pbc_targets_only(data_dir):
     assert np.any(own < 0.999)  # it is not one-hot: the teacher's doubts are in it
     plain = soft_targets(DomainFitConfig(), table, np.stack(images), labels)
     np.testing.assert_array_equal(plain, np.eye(len(GROUPS))[labels])
+
+
+@pytest.mark.parametrize("kind", ["mixstyle", "dsu"])
+def test_feature_style_changes_statistics_keeps_shapes_and_trains_the_plain_model(kind, tiny_bundle, tmp_path):
+    """``training domains --feature-style``: while training, each perturbed image's early feature
+    maps keep their normalised pattern and take other statistics; the weights trained are the
+    bundle model's own, and the model saved has no trace of the perturbation."""
+    import keras
+
+    from training.feature_style import _style_layer, with_feature_style
+    from yawbcc_desktop.core.classifier import MODEL_FILE
+
+    rng = np.random.default_rng(3)
+    maps = (rng.normal(0, 1, (6, 8, 8, 4)) * rng.uniform(0.5, 3, (6, 1, 1, 4)) + rng.normal(0, 2, (6, 1, 1, 4))).astype("float32")
+    every = _style_layer(kind, 1.0, seed=1)()
+    styled = np.asarray(every(maps, training=True))
+    assert np.array_equal(np.asarray(every(maps, training=False)), maps)  # inference sees the image as it is
+    assert np.array_equal(np.asarray(_style_layer(kind, 0.0, seed=1)()(maps, training=True)), maps)
+
+    def normalised(a):
+        return (a - a.mean(axis=(1, 2), keepdims=True)) / a.std(axis=(1, 2), keepdims=True)
+
+    assert np.allclose(normalised(styled), normalised(maps), atol=1e-3)
+    assert np.abs(styled.mean(axis=(1, 2)) - maps.mean(axis=(1, 2))).max() > 0.1
+
+    model = keras.saving.load_model(tiny_bundle / MODEL_FILE, compile=False)
+    view = with_feature_style(model, kind, 0.5, seed=1)
+    x = rng.integers(0, 255, (4, 64, 64, 3)).astype("float32")
+    assert np.allclose(np.asarray(view(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6)
+    before = [w.copy() for w in model.get_weights()]
+    view.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    view.fit(x, np.eye(8, dtype="float32")[[0, 1, 2, 3]], epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the model itself learnt
+    model.save(tmp_path / MODEL_FILE)
+    reloaded = keras.saving.load_model(tmp_path / MODEL_FILE, compile=False)
+    names = [layer.name for layer in reloaded.get_layer("backbone").layers]
+    assert not any("style" in n for n in names) and len(reloaded.get_weights()) == len(before)
