@@ -2,7 +2,8 @@
 fields end to end.
 
     .venv/bin/python benchmarks/cross_lab.py --bundles runs/lodo-bccd runs/lodo-bionet lite0-multilab
-        [--domains D...] [--split test|valid] [--train-missing D... --steps 400] [--no-size-rule] [--smear-bundle lite0-multilab]
+        [--domains D...] [--split test|valid] [--train-missing D... --steps 400] [--no-size-rule] [--lab-scale]
+        [--smear-bundle lite0-multilab]
 
 For each run (a bundle trained by ``python -m training domains --held-out D``, or any
 bundle), every labelled cell of the three domains is framed by the application's own code
@@ -57,7 +58,7 @@ def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
 
     out = np.full(len(rows), np.nan)
     for i, r in enumerate(rows.itertuples(index=False)):
-        result = segment_image(r.path, r.mode)
+        result = segment_image(r.path, r.mode, lab_um_per_px=getattr(r, "um_per_px", None))
         found = result.cells
         if r.mode == "cell":
             cell = found[0] if found else None
@@ -74,9 +75,29 @@ def _holding(found: list, cx: float, cy: float):
     return min(holding, key=lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2, default=None)
 
 
-def score(bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule: bool = True) -> dict:
-    # Framed by the application's own code (pipeline.model_input at each image's pixel size).
+def lab_scales(cells: pd.DataFrame, per_lab: int = 300, seed: int = 0) -> dict[str, float | None]:
+    """Each lab's pixel size as it would set it (``scale.lab_pixel_size``): the median of the
+    red-cell estimates of up to ``per_lab`` of its training images, never of the cells scored."""
+    from yawbcc_desktop.core.imageio import read_rgb
+    from yawbcc_desktop.core.scale import estimate_um_per_px, lab_pixel_size
+
+    out = {}
+    for d in DOMAINS:
+        paths = cells[cells.domain.eq(d) & cells.split.eq("train")].path.drop_duplicates()
+        sample = paths.sample(min(per_lab, len(paths)), random_state=seed)
+        estimates = [estimate_um_per_px(read_rgb(p)) for p in sample]
+        out[d] = lab_pixel_size([(e.um_per_px, e.source) for e in estimates])
+    return out
+
+
+def score(
+    bundle: ModelBundle, cells: pd.DataFrame, threshold: float, size_rule: bool = True, lab_um_per_px: float | None = None
+) -> dict:
+    # Framed by the application's own code (pipeline.model_input at each image's pixel size,
+    # or at the lab's when it set one).
     rows = cells_as_rows(cells)
+    if lab_um_per_px:
+        rows["um_per_px"] = lab_um_per_px
     x, signatures = correction_inputs(bundle, rows)
     probs, fam = [], []
     for i in range(0, len(x), 64):
@@ -109,8 +130,13 @@ def lodo_table(
     write_card: bool = False,
     size_rule: bool = True,
     split: str = "test",
+    lab_scale: bool = False,
 ) -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
+    scales = lab_scales(cells) if lab_scale else {}
+    if lab_scale:
+        sizes = ", ".join(f"{d} {u:.4f}" for d, u in scales.items())
+        print(f"lab pixel sizes (median of 300 training images' red cells): {sizes}")
     head = ["cells", "bal-4", "acc", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
@@ -120,7 +146,7 @@ def lodo_table(
         per_lab = {}
         for d in domains:
             part = cells[cells.domain.eq(d) & (cells.split.eq(split) | (d == held))]
-            m = per_lab[d] = score(bundle, part, threshold, size_rule)
+            m = per_lab[d] = score(bundle, part, threshold, size_rule, scales.get(d))
             tag = d + (" *" if d == held else "")
             print(
                 f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} "
@@ -146,8 +172,9 @@ def lodo_table(
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 
-def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto") -> None:
-    """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes."""
+def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", lab_scale: bool = False) -> None:
+    """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes
+    (with ``lab_scale``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
     from training.domains import field_split
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
@@ -160,7 +187,8 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto") ->
     truth_total = found = right = 0
     wrong_total = wrong_queued = 0
     conflicts = 0
-    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter)):
+    lab_um = lab_scales(all_cells(DATA, ROOT / "runs" / "split.csv"))["bccd"] if lab_scale else None
+    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter, lab_um_per_px=lab_um)):
         names = [c for c in cls.split(";") if c]
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
         if len(set(names)) != 1:
@@ -180,7 +208,8 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto") ->
                 wrong_total += 1
                 wrong_queued += bool(reasons)
     print(
-        f"BCCD held-out test fields, smear mode, {segmenter} segmenter, {bundle.name}: {truth_total} annotated white cells, "
+        f"BCCD held-out test fields, smear mode, {segmenter} segmenter, {bundle.name}, "
+        f"pixel size {f'set by the lab ({lab_um:.4f})' if lab_um else 'per image'}: {truth_total} annotated white cells, "
         f"found {found} "
         f"({found / max(truth_total, 1):.3f}), right class {right} ({right / max(truth_total, 1):.3f} of annotated, "
         f"{right / max(found, 1):.3f} of found); wrong {wrong_total}, of them in the queue {wrong_queued}; "
@@ -200,6 +229,8 @@ def main() -> None:
     parser.add_argument("--no-size-rule", action="store_true", help="score without review_rules.size_ruled (for comparison)")
     parser.add_argument("--smear-bundle", help="run held-out BCCD fields through the smear pipeline with this bundle")
     parser.add_argument("--segmenters", nargs="+", default=["auto"], choices=SEGMENTERS, help="segmenters for --smear-bundle")
+    lab = "each lab's pixel size set once (median of its training images' red cells), as Preferences can"
+    parser.add_argument("--lab-scale", action="store_true", help=lab)
     args = parser.parse_args()
     for d in args.train_missing:
         out = ROOT / "runs" / f"lodo-{d}"
@@ -208,11 +239,13 @@ def main() -> None:
             subprocess.run(cmd, check=True, cwd=ROOT)
         args.bundles.append(str(out))
     if args.bundles:
-        if args.write_card and (args.no_size_rule or args.split != "test"):
+        if args.write_card and (args.no_size_rule or args.split != "test" or args.lab_scale):
             parser.error("--write-card stores the test figures of what the application does")
-        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule, args.split)
+        lodo_table(
+            args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule, args.split, args.lab_scale
+        )
     for segmenter in args.segmenters if args.smear_bundle else []:
-        smear_fields(args.smear_bundle, args.threshold, segmenter)
+        smear_fields(args.smear_bundle, args.threshold, segmenter, args.lab_scale)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,9 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
 
 
 def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Model inputs of the corrected cells, framed exactly as the application framed them, and
-    the acquisition signature of each row's image."""
+    """Model inputs of the corrected cells, framed exactly as the application framed them (at
+    the row's ``um_per_px`` when it has one: the lab may have set its pixel size), and the
+    acquisition signature of each row's image."""
     from yawbcc_desktop.core.cells import CellRegion
     from yawbcc_desktop.core.pipeline import model_input
     from yawbcc_desktop.core.scale import estimate_um_per_px
@@ -152,6 +153,8 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
             rgb = read_rgb(r.path)
             cache = {r.path: (rgb, estimate_um_per_px(rgb).um_per_px)}  # rows come image by image
         rgb, um = cache[r.path]
+        stored = float(getattr(r, "um_per_px", "nan") or "nan")
+        um = stored if np.isfinite(stored) else um
         mode = getattr(r, "mode", "") or "cell"
         if mode == "smear":
             x, y, w, h = (int(float(getattr(r, k))) for k in ("x", "y", "width", "height"))

@@ -139,7 +139,9 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     # A familiarity model's threshold is kept with each image, to say why one is unfamiliar.
     threshold_of_unfamiliar = unfamiliar_threshold(bundle)
     try:
-        for result in analyse(paths, args.mode, bundle, batch_size=args.batch_size, segmenter=args.segmenter):
+        for result in analyse(
+            paths, args.mode, bundle, batch_size=args.batch_size, segmenter=args.segmenter, lab_um_per_px=args.um_per_px
+        ):
             if session is not None:
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
@@ -308,6 +310,15 @@ def _cmd_adapt(argv: Sequence[str]) -> int:
     return adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: "))
 
 
+def _pixel_size(text: str) -> float:
+    from .core.scale import check_um_per_px
+
+    try:
+        return check_um_per_px(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "outside" in str(exc) else f"not a number: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.preferences import DEFAULT_REVIEW_THRESHOLD
 
@@ -334,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
             default="auto",
             help="classic: thresholds and watershed; unet: the network trained on three labs; "
             "auto: the U-Net for smear fields, the classic method for single-cell crops",
+        )
+        p.add_argument(
+            "--um-per-px",
+            type=_pixel_size,
+            metavar="µM",
+            help="the lab's pixel size in micrometres (a calibrated value, or the median of its images' red cells); "
+            "default: measured on each image's red cells",
         )
         p.add_argument("--quiet", action="store_true", help="no progress lines")
         p.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)

@@ -127,11 +127,11 @@ def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
     real = pipeline.segment_image
     calls = {"n": 0}
 
-    def crash_on_fourth(path, mode="auto", card=None, segmenter="auto"):
+    def crash_on_fourth(path, mode="auto", card=None, segmenter="auto", lab_um_per_px=None):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(path, mode, card, segmenter)
+        return real(path, mode, card, segmenter, lab_um_per_px)
 
     monkeypatch.setattr(pipeline, "segment_image", crash_on_fourth)
     out = tmp_path / "cells.csv"
@@ -169,6 +169,22 @@ def test_classify_says_which_images_the_model_does_not_know(pbc, unfamiliar_bund
     assert list(rows["to_review"]) == ["yes" if r else "no" for r in rows["review_reason"]]
     assert list(rows["um_per_px"]) == list(runs["unfamiliar"][0]["um_per_px"])
     assert all(0 <= im.unfamiliar_score < im.unfamiliar_threshold for im in images_f)
+
+
+def test_classify_at_the_labs_pixel_size(pbc, familiar_bundle, tmp_path, capsys):
+    """``--um-per-px``: every image taken at the lab's pixel size, said in the CSV and the
+    session; an impossible value is one clear message."""
+    images = [str(sorted((pbc / g).glob("[A-Z]*.jpg"))[0]) for g in ("neutrophil", "lymphocyte")]
+    out, session = tmp_path / "cells.csv", tmp_path / "lab.yawbcc"
+    command = ["classify", *images, "--model", str(familiar_bundle), "--mode", "cell", "--quiet", "--out", str(out)]
+    assert main([*command, "--session", str(session), "--um-per-px", "0.0965"]) == EXIT_OK
+    rows = pd.read_csv(out, encoding="utf-8-sig", keep_default_na=False)
+    assert list(rows["um_per_px"]) == [0.0965, 0.0965]
+    with ReviewSession.open(session, readonly=True) as s:
+        assert [(im.um_per_px, im.scale_source) for im in s.images()] == [(0.0965, "set by the lab")] * 2
+    with pytest.raises(SystemExit):
+        main([*command, "--um-per-px", "7.5"])
+    assert "a pixel size of 7.5 µm is outside" in capsys.readouterr().err
 
 
 def test_quiet_run_prints_only_its_own_lines(pbc, tiny_bundle, tmp_path):

@@ -194,3 +194,31 @@ def test_segmenter_from_preferences_and_command_line(bare_window, tmp_path):
     assert w.controller.worker.segmenter == "classic"
     dialog.restore_defaults()
     assert dialog.preferences().segmenter == "auto"
+
+
+def test_lab_pixel_size_from_preferences_measured_on_the_session(bare_window, tmp_path):
+    """Preferences › Pixel size: measured on the session's images (the median of those measured
+    on red cells, 20 at least), saved, and handed to the segmentation of the next images."""
+    from yawbcc_desktop.core.preferences import load_preferences
+    from yawbcc_desktop.core.scale import FROM_LAB, FROM_RED_CELLS, FROM_WHITE_CELL
+    from yawbcc_desktop.gui.widgets.preferences_dialog import PreferencesDialog
+
+    w = bare_window
+    few = [(0.09 + 0.001 * i, FROM_RED_CELLS) for i in range(19)] + [(0.2, FROM_WHITE_CELL), (0.0965, FROM_LAB)]
+    dialog = PreferencesDialog(w.review.prefs, w, few)
+    assert not dialog.lab_scale.isChecked() and not dialog.um_per_px.isEnabled()
+    dialog.measure.click()
+    assert "19 of the session's images" in dialog.measured.text() and not dialog.lab_scale.isChecked()
+    assert dialog.preferences().lab_um_per_px is None
+    dialog = PreferencesDialog(w.review.prefs, w, [*few, (0.2, FROM_RED_CELLS)])
+    dialog.measure.click()
+    assert dialog.lab_scale.isChecked() and dialog.um_per_px.isEnabled()
+    assert dialog.preferences().lab_um_per_px == pytest.approx(0.0995)  # the median of the 20 red-cell images
+    w.review.set_preferences(dialog.preferences())
+    assert load_preferences(w.review._prefs_path).lab_um_per_px == pytest.approx(0.0995)
+    image = tmp_path / "cell.png"
+    QImage(40, 40, QImage.Format.Format_RGB888).save(str(image))
+    w.controller.open_paths([image])
+    assert w.controller.worker.lab_um_per_px == pytest.approx(0.0995)
+    dialog.restore_defaults()
+    assert dialog.preferences().lab_um_per_px is None

@@ -12,7 +12,16 @@ from yawbcc_desktop.core.cells import CellRegion
 from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.preprocess import uint8_percentiles
-from yawbcc_desktop.core.scale import FROM_DEFAULT, FROM_RED_CELLS, FROM_WHITE_CELL, estimate_um_per_px, scaled_cell_input
+from yawbcc_desktop.core.scale import (
+    FROM_DEFAULT,
+    FROM_LAB,
+    FROM_RED_CELLS,
+    FROM_WHITE_CELL,
+    check_um_per_px,
+    estimate_um_per_px,
+    lab_pixel_size,
+    scaled_cell_input,
+)
 
 
 def _sample(folder, pattern, n):
@@ -40,6 +49,31 @@ def test_pixel_size_falls_back_to_white_cell_then_default():
     assert est.source == FROM_WHITE_CELL
     # A 100 px disc-equivalent outline is a 13 µm white cell.
     assert est.um_per_px == pytest.approx(13.0 / np.sqrt(4 * 10000 / np.pi), rel=1e-6)
+
+
+def test_a_lab_set_pixel_size_replaces_each_images_own_and_its_sizes_count(data_dir):
+    """The lab's pixel size frames every image at that size (source "set by the lab"), the
+    size rules trust it as they trust red cells, and the lab's value is the median of its
+    images measured on red cells."""
+    from yawbcc_desktop.core.pipeline import segment_image
+
+    path = _sample(data_dir / "pbc" / "lymphocyte", "*.jpg", 1)[0]
+    own = segment_image(path, "cell")
+    lab = segment_image(path, "cell", lab_um_per_px=0.0965)
+    assert own.scale_source == FROM_RED_CELLS and (lab.um_per_px, lab.scale_source) == (0.0965, FROM_LAB)
+    assert own.um_per_px != 0.0965
+    cell, same = own.cells[0], lab.cells[0]
+    assert same.diameter_um == pytest.approx(cell.diameter_um * 0.0965 / own.um_per_px)
+    assert review_rules.measured_diameter(same.diameter_um, lab.scale_source) == same.diameter_um
+    assert np.isnan(review_rules.measured_diameter(12.0, FROM_WHITE_CELL))
+    with pytest.raises(ValueError, match="outside"):
+        check_um_per_px(3.0)
+    # The median of the images measured on red cells; too few, or other rulers, give none.
+    pbc = [estimate_um_per_px(read_rgb(p)) for p in _sample(data_dir / "pbc" / "neutrophil", "*.jpg", 20)]
+    pairs = [(e.um_per_px, e.source) for e in pbc]
+    assert lab_pixel_size(pairs) == pytest.approx(np.median([e.um_per_px for e in pbc]))
+    assert lab_pixel_size(pairs[:19]) is None
+    assert lab_pixel_size(pairs[:19] + [(0.2, FROM_WHITE_CELL)]) is None
 
 
 def test_scaled_input_spans_the_same_micrometres_at_any_magnification():

@@ -61,3 +61,14 @@ def test_segmenter_choice_round_trips_and_unknown_values_fall_back(tmp_path):
     path.write_text(json.dumps({"segmenter": "watershed", "reviewer": "AB"}))
     prefs = load_preferences(path)
     assert (prefs.segmenter, prefs.reviewer) == ("auto", "AB")
+
+
+def test_lab_pixel_size_round_trips_and_an_impossible_one_falls_back(tmp_path):
+    path = tmp_path / "preferences.json"
+    assert Preferences().lab_um_per_px is None  # by default each image is measured
+    save_preferences(Preferences(lab_um_per_px=0.0965), path)
+    assert load_preferences(path).lab_um_per_px == 0.0965
+    for odd in (7.5, -0.1, "0.1", True, None):
+        path.write_text(json.dumps({"lab_um_per_px": odd, "reviewer": "AB"}))
+        prefs = load_preferences(path)
+        assert (prefs.lab_um_per_px, prefs.reviewer) == (None, "AB")

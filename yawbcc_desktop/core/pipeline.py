@@ -125,9 +125,14 @@ def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None 
 
 
 def segment_image(
-    path: str | os.PathLike, mode: str = "auto", card: ModelCard | None = None, segmenter: str = "auto"
+    path: str | os.PathLike,
+    mode: str = "auto",
+    card: ModelCard | None = None,
+    segmenter: str = "auto",
+    lab_um_per_px: float | None = None,
 ) -> ImageResult:
-    """Read and segment one file; errors become ``ImageResult.error``, never exceptions."""
+    """Read and segment one file; errors become ``ImageResult.error``, never exceptions.
+    ``lab_um_per_px``: the lab's pixel size, used instead of each image's own estimate."""
     result = ImageResult(path=str(path))
     try:
         rgb = read_rgb(path)
@@ -142,7 +147,7 @@ def segment_image(
     except MemoryError:
         result.error = "out of memory while analysing this image"
         return result
-    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC], rbc_radius)
+    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC], rbc_radius, lab_um_per_px)
     result.um_per_px, result.scale_source = scale.um_per_px, scale.source
     if card is not None and card.extra.get("familiarity"):
         result.signature = acquisition_signature(rgb, scale.um_per_px)
@@ -182,6 +187,7 @@ def segmented(
     workers: int = 2,
     lookahead: int = 16,
     segmenter: str = "auto",
+    lab_um_per_px: float | None = None,
 ) -> Iterator[ImageResult]:
     """``segment_image`` over ``paths`` in worker threads, results in input order.
 
@@ -193,7 +199,7 @@ def segmented(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment") as pool:
         try:
             for path in todo:
-                pending.append(pool.submit(segment_image, path, mode, card, segmenter))
+                pending.append(pool.submit(segment_image, path, mode, card, segmenter, lab_um_per_px))
                 if len(pending) >= lookahead:
                     break
             while pending:
@@ -202,7 +208,7 @@ def segmented(
                 result = pending.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(segment_image, nxt, mode, card, segmenter))
+                    pending.append(pool.submit(segment_image, nxt, mode, card, segmenter, lab_um_per_px))
                 yield result
         finally:
             for future in pending:
@@ -216,6 +222,7 @@ def analyse(
     batch_size: int = 32,
     should_stop: Callable[[], bool] = lambda: False,
     segmenter: str = "auto",
+    lab_um_per_px: float | None = None,
 ) -> Iterator[ImageResult]:
     """Segment (and with a bundle, classify) each path, yielding results in input order.
 
@@ -226,7 +233,7 @@ def analyse(
     card = bundle.card if bundle else None
     pending: list[ImageResult] = []
     n_cells = 0
-    for result in segmented(paths, mode, card, should_stop, segmenter=segmenter):
+    for result in segmented(paths, mode, card, should_stop, segmenter=segmenter, lab_um_per_px=lab_um_per_px):
         pending.append(result)
         n_cells += len(result.cells)
         if bundle is None or n_cells >= batch_size:

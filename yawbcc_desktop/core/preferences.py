@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from .scale import check_um_per_px
 from .vocabulary import SEGMENTERS
 
 CONFIG_ENV = "YAWBCC_CONFIG_DIR"
@@ -49,6 +50,7 @@ class Preferences:
     min_wbc: int = DEFAULT_MIN_WBC
     last_session: str = ""
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
+    lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
     problem: str = ""
 
     def to_json(self) -> dict:
@@ -59,6 +61,7 @@ class Preferences:
             "min_wbc": self.min_wbc,
             "last_session": self.last_session,
             "segmenter": self.segmenter,
+            "lab_um_per_px": self.lab_um_per_px,
         }
 
     @classmethod
@@ -77,6 +80,12 @@ class Preferences:
             prefs.last_session = data["last_session"]
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
+        um = data.get("lab_um_per_px")
+        if isinstance(um, int | float) and not isinstance(um, bool):
+            try:
+                prefs.lab_um_per_px = check_um_per_px(um)
+            except ValueError:
+                pass  # an impossible value: each image is measured, as by default
         ranges = data.get("reference_ranges")
         if isinstance(ranges, dict):
             for group, pair in ranges.items():

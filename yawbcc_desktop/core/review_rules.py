@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .classes import GROUPS, WBC_GROUPS
-from .scale import FROM_RED_CELLS
+from .scale import FROM_LAB, FROM_RED_CELLS
 
 LOW_CONFIDENCE = "low confidence"
 UNFAMILIAR = "unfamiliar image"
@@ -97,9 +97,10 @@ def analysis_flags(predicted: str, diameter_um: float, image_unfamiliar: bool) -
 
 def measured_diameter(diameter_um: float, scale_source: str) -> float:
     """A cell's diameter as the size rules may use it: only when the image's scale came from
-    its red cells.  A scale taken from the white cells' own size (in a single-cell crop, the
-    cell itself: 13 µm by construction) or PBC's default camera proves nothing about size."""
-    return diameter_um if scale_source == FROM_RED_CELLS else float("nan")
+    its red cells or the lab set it.  A scale taken from the white cells' own size (in a
+    single-cell crop, the cell itself: 13 µm by construction) or PBC's default camera proves
+    nothing about size."""
+    return diameter_um if scale_source in (FROM_RED_CELLS, FROM_LAB) else float("nan")
 
 
 class QueueReason(NamedTuple):

@@ -27,9 +27,14 @@ WBC_DIAMETER_UM = 13.0
 DEFAULT_UM_PER_PX = 0.097
 # Estimates outside this range are a failed measurement, not a microscope.
 PLAUSIBLE_UM_PER_PX = (0.02, 1.0)
+# Images measured on their red cells needed to set a lab's pixel size from its own images:
+# with one image's spread of about ±7 %, 20 give the median to about ±2 %.
+MIN_IMAGES_FOR_LAB_SCALE = 20
 
 # Sources of an estimate, in the words the session and the CSV show.
 FROM_RED_CELLS, FROM_WHITE_CELL, FROM_DEFAULT = "red cells", "white cell", "default"
+# The lab's own pixel size (calibrated, or the median of its images' red cells), set once.
+FROM_LAB = "set by the lab"
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,21 @@ class ScaleEstimate:
     source: str
 
 
-def estimate_um_per_px(rgb: np.ndarray, regions: list[CellRegion] = (), rbc_radius: float | None = -1.0) -> ScaleEstimate:
-    """The image's pixel size from its red cells, else from its white cells' size.
+def estimate_um_per_px(
+    rgb: np.ndarray, regions: list[CellRegion] = (), rbc_radius: float | None = -1.0, lab_um_per_px: float | None = None
+) -> ScaleEstimate:
+    """The image's pixel size: the lab's when it set one, else from the image's red cells, else
+    from its white cells' size.
 
     ``rbc_radius``: the red-cell radius already measured by the segmentation (None when it
-    found none); negative (the default) measures it here.
+    found none); negative (the default) measures it here.  One image's red cells give its
+    pixel size to about ±7 % (PBC, whose analyser has one); a lab's fixed value removes that
+    spread, which the model otherwise reads as cells larger or smaller than they are.
     """
     from .smear import measure_rbc_radius
 
+    if lab_um_per_px:
+        return ScaleEstimate(check_um_per_px(lab_um_per_px), FROM_LAB)
     lo, hi = PLAUSIBLE_UM_PER_PX
     radius = measure_rbc_radius(rgb) if rbc_radius is not None and rbc_radius < 0 else rbc_radius
     if radius:
@@ -58,6 +70,22 @@ def estimate_um_per_px(rgb: np.ndarray, regions: list[CellRegion] = (), rbc_radi
         if lo <= um <= hi:
             return ScaleEstimate(um, FROM_WHITE_CELL)
     return ScaleEstimate(DEFAULT_UM_PER_PX, FROM_DEFAULT)
+
+
+def check_um_per_px(value: float) -> float:
+    """A pixel size a lab typed, or ValueError saying why it cannot be one."""
+    lo, hi = PLAUSIBLE_UM_PER_PX
+    value = float(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"a pixel size of {value:g} µm is outside {lo:g}-{hi:g} µm: not a microscope image")
+    return value
+
+
+def lab_pixel_size(estimates: list[tuple[float, str]]) -> float | None:
+    """The median of the images' red-cell estimates ((µm per pixel, source) pairs), or None
+    with fewer than :data:`MIN_IMAGES_FOR_LAB_SCALE`: a lab's value measured on its own images."""
+    values = [um for um, source in estimates if source == FROM_RED_CELLS and np.isfinite(um)]
+    return float(np.median(values)) if len(values) >= MIN_IMAGES_FOR_LAB_SCALE else None
 
 
 def equivalent_diameter_px(region: CellRegion) -> float:

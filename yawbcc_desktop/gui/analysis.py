@@ -93,6 +93,7 @@ class AnalysisController(QObject):
         self.progress = RunProgress()
         self.mode = mode
         self.segmenter = "auto"  # vocabulary.SEGMENTERS; the preferences' choice
+        self.lab_um_per_px: float | None = None  # the preferences' pixel size; None: each image's own
         self.session = None  # the ReviewSession results are committed to (the review controller's)
         self._session_warned = False
         self._loads = 0  # session loads asked for: a load that is not the last one is dropped
@@ -274,6 +275,7 @@ class AnalysisController(QObject):
         self.progress.add(len(paths))
         self._submitted += len(paths)
         self._worker.segmenter = self.segmenter
+        self._worker.lab_um_per_px = self.lab_um_per_px
         self._worker.analyse(paths, self.mode)
         self.progress_changed.emit()
 

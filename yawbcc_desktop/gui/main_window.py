@@ -428,7 +428,9 @@ class MainWindow(QMainWindow):
     def edit_preferences(self) -> None:
         from .widgets.preferences_dialog import PreferencesDialog
 
-        dialog = PreferencesDialog(self.review.prefs, self)
+        session = self.review.session
+        scales = [(image.um_per_px, image.scale_source) for image in session.images()] if session is not None else []
+        dialog = PreferencesDialog(self.review.prefs, self, scales)
         if dialog.exec() == PreferencesDialog.DialogCode.Accepted:
             self.review.set_preferences(dialog.preferences())
             self._update_counts()
