@@ -59,6 +59,7 @@ from yawbcc_desktop.core.classifier import (
 )
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, acquisition_signature
 from yawbcc_desktop.core.imageio import ImageReadError, read_rgb
+from yawbcc_desktop.core.scale import check_um_per_px, estimate_um_per_px
 
 from .adapt_images import ImagesError, adapt_to_images, write_adapted_to_images
 from .adapt_images import summary_lines as images_summary
@@ -144,7 +145,6 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
     acquisition signature of each row's image."""
     from yawbcc_desktop.core.cells import CellRegion
     from yawbcc_desktop.core.pipeline import model_input
-    from yawbcc_desktop.core.scale import estimate_um_per_px
 
     inputs, signatures = [], []
     cache: dict[str, tuple[np.ndarray, float]] = {}
@@ -519,6 +519,11 @@ class Reporter:
 def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: float) -> dict:
     if not 0.0 < args.share <= 1.0:
         raise CorrectionsError(f"--share must be above 0 and at most 1, got {args.share:g}")
+    if args.um_per_px is not None:
+        try:
+            check_um_per_px(args.um_per_px)
+        except ValueError as exc:
+            raise CorrectionsError(f"--um-per-px: {exc}") from None
 
     def skip(message: str) -> None:
         rep.log(message)
@@ -527,7 +532,7 @@ def _run_images(args, rep: Reporter, folder: Path, name: str, dest: Path, t0: fl
     sources = args.images or _image_list(args.image_list)
     rep.progress("loading", 0, 0)
     bundle = ModelBundle(folder)
-    report = adapt_to_images(bundle, sources, args.share, args.seed, rep.log, rep.progress, skip)
+    report = adapt_to_images(bundle, sources, args.share, args.seed, rep.log, rep.progress, skip, args.um_per_px)
     lab = args.lab or name
     out = write_adapted_to_images(bundle, report, name, dest, lab, rep.progress)
     seconds = round(time.monotonic() - t0, 1)
@@ -603,6 +608,11 @@ def add_arguments(p) -> None:
         type=float,
         default=IMAGE_STATISTICS_SHARE,
         help=f"with --images: the lab's share of the statistics, the rest the base's (default {IMAGE_STATISTICS_SHARE:g})",
+    )
+    p.add_argument(
+        "--um-per-px",
+        type=float,
+        help="with --images: the lab's pixel size in micrometres, as its Preferences set it (default: each image's own)",
     )
     p.add_argument("--name", required=True, help="name of the adapted bundle")
     p.add_argument("--lab", default="", help="the lab's name in the card (default: the new bundle's name)")

@@ -44,9 +44,12 @@ class ImagesError(Exception):
     """The images cannot be used (too few cells, no image); the message says why."""
 
 
-def lab_inputs(bundle: ModelBundle, sources, max_cells: int = MAX_IMAGE_CELLS, seed: int = 0, progress=None, skip=None):
+def lab_inputs(
+    bundle: ModelBundle, sources, max_cells: int = MAX_IMAGE_CELLS, seed: int = 0, progress=None, skip=None, lab_um_per_px=None
+):
     """(model inputs of the lab's cells, images with cells) from files and folders, framed as the
-    application frames them (``pipeline.segmented``, automatic mode).  ``skip(message)`` is told
+    application frames them (``pipeline.segmented``, automatic mode, at the lab's pixel size if
+    it set one).  ``skip(message)`` is told
     of each file left out.  At most ``max_cells`` cells are kept, a uniform draw over all the
     cells found (reservoir sampling: a folder of any size is never held in memory at once)."""
     from yawbcc_desktop.core.pipeline import segmented
@@ -58,7 +61,7 @@ def lab_inputs(bundle: ModelBundle, sources, max_cells: int = MAX_IMAGE_CELLS, s
     kept = np.zeros((max_cells, side, side, 3), np.uint8)
     seen = images = 0
     rng = np.random.default_rng(seed)
-    for i, result in enumerate(segmented(paths, "auto", bundle.card)):
+    for i, result in enumerate(segmented(paths, "auto", bundle.card, lab_um_per_px=lab_um_per_px)):
         if result.error:
             skip and skip(f"{result.path}: {result.error}")
         elif result.inputs is None or not len(result.inputs):
@@ -113,14 +116,21 @@ def measure_statistics(model, inputs: np.ndarray, share: float, chunk: int = STA
 
 
 def adapt_to_images(
-    bundle: ModelBundle, sources, share: float = IMAGE_STATISTICS_SHARE, seed: int = 0, log=print, progress=None, skip=None
+    bundle: ModelBundle,
+    sources,
+    share: float = IMAGE_STATISTICS_SHARE,
+    seed: int = 0,
+    log=print,
+    progress=None,
+    skip=None,
+    lab_um_per_px: float | None = None,
 ) -> dict:
     """Measure the lab's statistics into ``bundle.model`` (in place) and say what changed.
 
     The report's label-free figures: cells and images used, and how the class mix of the lab's
     cells moved (the share of cells whose class changed, the classes before and after)."""
     t0 = time.monotonic()
-    inputs, n_images = lab_inputs(bundle, sources, seed=seed, progress=progress, skip=skip)
+    inputs, n_images = lab_inputs(bundle, sources, seed=seed, progress=progress, skip=skip, lab_um_per_px=lab_um_per_px)
     if len(inputs) < MIN_IMAGE_CELLS:
         raise ImagesError(
             f"only {len(inputs)} cells found in {n_images} images; measuring a lab's statistics needs at least "
@@ -135,6 +145,7 @@ def adapt_to_images(
         "cells": int(len(inputs)),
         "images": int(n_images),
         "share": float(share),
+        "lab_um_per_px": lab_um_per_px,  # the pixel size the cells were framed at; None: each image's own
         "layers": layers,
         "class_changed": float(np.mean(before != after)),
         "classes_before": _counts(before),
@@ -168,7 +179,7 @@ def write_adapted_to_images(bundle: ModelBundle, report: dict, name: str, dest: 
         extra.update(
             adapted_from=bundle.name,
             adaptation={
-                **{k: report[k] for k in ("source", "cells", "images", "share", "class_changed")},
+                **{k: report[k] for k in ("source", "cells", "images", "share", "lab_um_per_px", "class_changed")},
                 "lab": lab,
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "method": METHOD,

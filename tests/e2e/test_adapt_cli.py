@@ -251,7 +251,7 @@ def test_adapting_to_a_labs_images_changes_only_the_batch_norm_statistics(bccd, 
     (lab / "BloodImage_broken.jpg").write_text("not a picture")  # named and left out; the rest goes on
     dest = tmp_path / "models"
     args = ["adapt", "--model", str(adaptable_bundle), "--images", str(lab), "--name", "lab-img", "--dest", str(dest)]
-    code = main(args)
+    code = main([*args, "--um-per-px", "0.075"])  # the lab's pixel size, as its Preferences set it
     out, err = capsys.readouterr()
     assert code == EXIT_OK, err
     assert f"yawbcc adapt: {lab / 'BloodImage_broken.jpg'}:" in err
@@ -263,6 +263,7 @@ def test_adapting_to_a_labs_images_changes_only_the_batch_norm_statistics(bccd, 
     assert card.extra["adapted_from"] == "tiny-adaptable"
     assert card.extra["adaptation"]["source"] == "images" and card.extra["adaptation"]["share"] == 0.5
     assert card.extra["adaptation"]["cells"] >= 50 and card.extra["adaptation"]["images"] == 24
+    assert card.extra["adaptation"]["lab_um_per_px"] == 0.075
     assert card.metrics == {}  # the base's test figures are not this bundle's
     assert (folder / "familiarity.npz").is_file() and not (folder / "replay.npz").exists()
 
@@ -335,6 +336,8 @@ def test_too_few_cells_in_the_lab_images_exit_2_and_write_nothing(bccd, adaptabl
     empty.mkdir()
     assert main(["adapt", "--model", str(adaptable_bundle), "--images", str(empty), "--name", "few", "--dest", str(dest)]) == 2
     assert f"no image found in {empty}" in capsys.readouterr()[1]
+    assert main(["adapt", "--model", str(adaptable_bundle), "--images", *fields, "--name", "few", "--um-per-px", "5"]) == 2
+    assert "--um-per-px: a pixel size of 5 µm is outside" in capsys.readouterr()[1]
 
 
 def test_at_most_the_cap_of_the_lab_cells_is_kept_a_uniform_draw(bccd, adaptable_bundle):

@@ -80,8 +80,8 @@ def session(tmp_path, pbc):
     s.close()
 
 
-def open_dialog(qtbot, session, bundle, name: str = "") -> AdaptDialog:
-    dialog = AdaptDialog(session, current_model=bundle)
+def open_dialog(qtbot, session, bundle, name: str = "", lab_um_per_px: float | None = None) -> AdaptDialog:
+    dialog = AdaptDialog(session, current_model=bundle, lab_um_per_px=lab_um_per_px)
     qtbot.addWidget(dialog)
     dialog.show()
     if name:
@@ -285,7 +285,7 @@ def test_adapting_to_the_sessions_images_needs_no_correction(qtbot, tmp_path, pb
         groups = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL", "PLATELET")
         s.add_images([cell_result(p, "NEUTROPHIL") for g in groups for p in pbc_images(pbc, g, 9)])
         s.add_image(cell_result(tmp_path / "deleted.jpg", "NEUTROPHIL"))
-        dialog = open_dialog(qtbot, s, tiny_bundle)
+        dialog = open_dialog(qtbot, s, tiny_bundle, lab_um_per_px=0.0965)  # the lab set its pixel size
         assert not dialog.start_button.isEnabled() and "no replay sample" in dialog.message.text()
         assert "Or learn from this session's images" not in dialog.message.text()  # 45 cells: not enough either
         dialog.source.setCurrentIndex(1)
@@ -314,6 +314,7 @@ def test_adapting_to_the_sessions_images_needs_no_correction(qtbot, tmp_path, pb
         card = read_card(folder)
         assert card.extra["adapted_from"] == "tiny-test" and card.extra["adaptation"]["source"] == "images"
         assert card.extra["adaptation"]["cells"] == 55 and card.extra["adaptation"]["images"] == 55
+        assert card.extra["adaptation"]["lab_um_per_px"] == 0.0965  # framed as the window frames them
         listed = (job.run_folder / "images.txt").read_text(encoding="utf-8").splitlines()
         assert len(listed) == 55 and str(tmp_path / "deleted.jpg") not in listed
         for step in ("Step 1 of 4", "Step 2 of 4", "Step 3 of 4", "Step 4 of 4"):

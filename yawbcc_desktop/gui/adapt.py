@@ -170,10 +170,12 @@ class AdaptJob(TrainingJob):
         work_dir: str | os.PathLike | None = None,
         kill_after_ms: int = 5000,
         from_images: bool = False,
+        lab_um_per_px: float | None = None,
         parent: QObject | None = None,
     ):
         super().__init__(session, name, models_dir=models_dir, work_dir=work_dir, kill_after_ms=kill_after_ms, parent=parent)
         self.from_images = from_images  # the session's images, no corrections: the image statistics only
+        self.lab_um_per_px = lab_um_per_px  # the lab's pixel size: the images framed as the window frames them
         self._images: AdaptImages | None = None  # counted when the job starts
         self.base_model = Path(base_model)
         self.lab = lab.strip()
@@ -202,6 +204,7 @@ class AdaptJob(TrainingJob):
             image_list = self.run_folder / IMAGE_LIST
             image_list.write_text("".join(f"{p}\n" for p in self._images.paths), encoding="utf-8")
             args = ["adapt", "--model", str(self.base_model), "--image-list", str(image_list)]
+            args += ["--um-per-px", f"{self.lab_um_per_px:g}"] if self.lab_um_per_px else []
         else:
             args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
         args += ["--name", self.name, "--dest", str(self.models_dir), "--lab", self.lab or self.name]

@@ -55,7 +55,9 @@ class ModelDialogs:
         if w.review.session is None:
             return
         if self.adapt_dialog is None or not self.adapt_dialog.isVisible():
-            dialog = AdaptDialog(w.review.session, w, current_model=w.controller.model_folder or None)
+            dialog = AdaptDialog(
+                w.review.session, w, current_model=w.controller.model_folder or None, lab_um_per_px=w.review.prefs.lab_um_per_px
+            )
             dialog.model_adapted.connect(self._model_adapted)
             self.adapt_dialog = dialog
         elif self.adapt_dialog.job is None:
