@@ -137,7 +137,7 @@ def lodo_table(
     if lab_scale:
         sizes = ", ".join(f"{d} {u:.4f}" for d, u in scales.items())
         print(f"lab pixel sizes (median of 300 training images' red cells): {sizes}")
-    head = ["cells", "bal-4", "acc", "flag", "unfam", "size", "wrong", "w→q"]
+    head = ["cells", "bal-4", "acc", "F1", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
         folder = resolve_bundle(name)
@@ -149,7 +149,7 @@ def lodo_table(
             m = per_lab[d] = score(bundle, part, threshold, size_rule, scales.get(d))
             tag = d + (" *" if d == held else "")
             print(
-                f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} "
+                f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} {m['macro_f1']:6.3f} "
                 f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['flagged_size_conflict']:6.3f} "
                 f"{m['wrong']:6d} {m['wrong_in_queue']:6.3f} "
                 f"{m['wrong_in_queue_confidence_only']:8.3f}",
