@@ -52,6 +52,7 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         for row in range(2):
             tip = model.index(row).data(Qt.ItemDataRole.ToolTipRole)
             assert "unfamiliar to model tiny-unfamiliar: score " in tip and "> threshold 1.00" in tip
+            assert " µm per pixel (red cells)" in tip  # the image's own ruler, as the session keeps it
             assert model.index(row).data(UnfamiliarRole)
 
         # The banner's button is the menu's action; closing the banner keeps it closed.
@@ -75,3 +76,4 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         assert store.cell_count == n and store.to_review_count() == n
         assert store.unfamiliar_images() == (2, 2, "tiny-unfamiliar")
         assert "> threshold 1.00" in model.index(0).data(Qt.ItemDataRole.ToolTipRole)
+        assert " µm per pixel (red cells)" in model.index(0).data(Qt.ItemDataRole.ToolTipRole)

@@ -36,6 +36,13 @@ class ImageFamiliarity:
     unfamiliar: bool = False
     threshold: float = math.nan  # the score above which an image is unfamiliar
     model: str = ""  # the model that judged it
+    scale_source: str = ""  # what the pixel size was measured on (core.scale: red cells, set by the lab, ...)
+
+    def scale_text(self) -> str:
+        """The pixel size and its ruler, as the image list's tooltip says it ('' if not measured)."""
+        if not math.isfinite(self.um_per_px):
+            return ""
+        return f"{self.um_per_px:.4f} µm per pixel" + (f" ({self.scale_source})" if self.scale_source else "")
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class AnalysedImage:
             result.unfamiliar_score,
             bool(result.unfamiliar),
             math.nan if unfamiliar_threshold is None else unfamiliar_threshold,
+            scale_source=result.scale_source,
         )
         return cls(
             result.path, result.status, result.error or "", result.mode, result.width, result.height, cells, "", familiarity
@@ -75,7 +83,9 @@ class AnalysedImage:
     @classmethod
     def from_session(cls, image, cells: list[SessionCell]) -> AnalysedImage:
         """A ``core.store.SessionImage`` and its cells, those never classified too."""
-        familiarity = ImageFamiliarity(image.um_per_px, image.unfamiliar_score, image.unfamiliar, image.unfamiliar_threshold)
+        familiarity = ImageFamiliarity(
+            image.um_per_px, image.unfamiliar_score, image.unfamiliar, image.unfamiliar_threshold, scale_source=image.scale_source
+        )
         return cls(image.path, image.status, image.error, image.mode, image.width, image.height, cells, "", familiarity)
 
 

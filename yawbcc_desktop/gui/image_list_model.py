@@ -96,7 +96,9 @@ class ImageListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return entry.file_name
         if role == Qt.ItemDataRole.ToolTipRole:
-            size = f"\n{entry.width}x{entry.height} px, {entry.mode} mode" if entry.width else ""
+            scale = entry.familiarity.scale_text()
+            scale = f", {scale}" if scale else ""
+            size = f"\n{entry.width}x{entry.height} px, {entry.mode} mode{scale}" if entry.width else ""
             unfamiliar = entry.unfamiliar_text()
             if unfamiliar:
                 unfamiliar = f"\n{unfamiliar}\n(another stain, microscope or magnification: its cells all wait for review)"
