@@ -27,8 +27,9 @@ WBC_DIAMETER_UM = 13.0
 DEFAULT_UM_PER_PX = 0.097
 # Estimates outside this range are a failed measurement, not a microscope.
 PLAUSIBLE_UM_PER_PX = (0.02, 1.0)
-# Images measured on their red cells needed to set a lab's pixel size from its own images:
-# with one image's spread of about ±7 %, 20 give the median to about ±2 %.
+# Images measured on their red cells needed to set a lab's pixel size from its own images.
+# More images of more patients give a steadier value: PBC's first 40 neutrophil crops gave
+# 0.0938, 300 training images of every class 0.0966 µm per pixel.
 MIN_IMAGES_FOR_LAB_SCALE = 20
 
 # Sources of an estimate, in the words the session and the CSV show.
