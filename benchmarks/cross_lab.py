@@ -52,8 +52,8 @@ DATA = ROOT.parent / "shared" / "data"
 
 def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
     """Each cell's diameter (µm) as the size rules use it: its image segmented in the row's
-    mode, the found cell that holds the row's centre, against the red cells' ruler (nan where
-    no cell holds it or the image gave no red cells)."""
+    mode, the found cell that holds the row's centre, against the red cells' ruler or the
+    lab's pixel size (nan where no cell holds it or neither ruler was there)."""
     from yawbcc_desktop.core.pipeline import segment_image
 
     out = np.full(len(rows), np.nan)
@@ -77,7 +77,8 @@ def _holding(found: list, cx: float, cy: float):
 
 def lab_scales(cells: pd.DataFrame, per_lab: int = 300, seed: int = 0) -> dict[str, float | None]:
     """Each lab's pixel size as it would set it (``scale.lab_pixel_size``): the median of the
-    red-cell estimates of up to ``per_lab`` of its training images, never of the cells scored."""
+    red-cell estimates of up to ``per_lab`` of its training-split images, no label read (a
+    held-out lab is scored on all its cells, those included; a trained lab on other fields)."""
     from yawbcc_desktop.core.imageio import read_rgb
     from yawbcc_desktop.core.scale import estimate_um_per_px, lab_pixel_size
 
@@ -135,7 +136,7 @@ def lodo_table(
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     scales = lab_scales(cells) if lab_scale else {}
     if lab_scale:
-        sizes = ", ".join(f"{d} {u:.4f}" for d, u in scales.items())
+        sizes = ", ".join(f"{d} {u:.4f}" if u else f"{d} n/a (too few images measured on red cells)" for d, u in scales.items())
         print(f"lab pixel sizes (median of 300 training images' red cells): {sizes}")
     head = ["cells", "bal-4", "acc", "F1", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")

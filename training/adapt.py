@@ -139,6 +139,14 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
     return Corrections(rows.reset_index(drop=True), skipped, hashlib.sha256(raw).hexdigest(), reviewers)
 
 
+def _stored_pixel_size(row, measured: float) -> float:
+    """The pixel size the window framed the row's image at (its ``um_per_px``), else ``measured``."""
+    try:
+        return check_um_per_px(float(getattr(row, "um_per_px", "nan") or "nan"))
+    except (TypeError, ValueError):  # absent, empty, not a number or impossible: measure it again
+        return measured
+
+
 def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
     """Model inputs of the corrected cells, framed exactly as the application framed them (at
     the row's ``um_per_px`` when it has one: the lab may have set its pixel size), and the
@@ -153,8 +161,7 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
             rgb = read_rgb(r.path)
             cache = {r.path: (rgb, estimate_um_per_px(rgb).um_per_px)}  # rows come image by image
         rgb, um = cache[r.path]
-        stored = float(getattr(r, "um_per_px", "nan") or "nan")
-        um = stored if np.isfinite(stored) else um
+        um = _stored_pixel_size(r, um)
         mode = getattr(r, "mode", "") or "cell"
         if mode == "smear":
             x, y, w, h = (int(float(getattr(r, k))) for k in ("x", "y", "width", "height"))
@@ -687,6 +694,8 @@ def _run(args, rep: Reporter) -> dict:
     folder = resolve_bundle(args.model)
     if args.images or args.image_list:
         return _run_images(args, rep, folder, name, dest, t0)
+    if args.um_per_px is not None:
+        raise CorrectionsError("--um-per-px goes with --images: corrections carry the pixel size of each image (um_per_px)")
     if not (folder / REPLAY_FILE).is_file():
         raise CorrectionsError(
             f"{folder}: this bundle has no {REPLAY_FILE} (a sample of its training cells' features), so it cannot be "

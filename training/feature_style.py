@@ -64,8 +64,16 @@ def with_feature_style(model, kind: str, share: float = 0.5, seed: int = 42):
 
     if kind not in STYLES:
         raise ValueError(f"feature style must be one of {', '.join(STYLES)}, got {kind!r}")
-    layer_class = _style_layer(kind, share, seed)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"the share of perturbed images must be above 0 and at most 1, got {share:g}")
     backbone = model.get_layer("backbone")
+    names = {layer.name for layer in backbone.layers}
+    missing = [n for n in INSERT_BEFORE if n not in names]
+    if missing or model.layers[1] is not backbone:
+        # The view rebuilds image → backbone → head; another layout (an input scaling outside
+        # the backbone) or another backbone (other layer names) would be trained wrongly.
+        raise ValueError(f"feature styles need an EfficientNet-Lite classifier (image → backbone → head); missing {missing}")
+    layer_class = _style_layer(kind, share, seed)
 
     def reuse(layer):
         # The same layer objects (shared weights); the chosen ones see a perturbed input first.

@@ -140,7 +140,12 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     threshold_of_unfamiliar = unfamiliar_threshold(bundle)
     try:
         for result in analyse(
-            paths, args.mode, bundle, batch_size=args.batch_size, segmenter=args.segmenter, lab_um_per_px=args.um_per_px
+            paths,
+            args.mode,
+            bundle,
+            batch_size=args.batch_size,
+            segmenter=args.segmenter,
+            lab_um_per_px=getattr(args, "um_per_px", None),
         ):
             if session is not None:
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
@@ -314,9 +319,13 @@ def _pixel_size(text: str) -> float:
     from .core.scale import check_um_per_px
 
     try:
-        return check_um_per_px(float(text))
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_um_per_px(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc) if "outside" in str(exc) else f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,13 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
             help="classic: thresholds and watershed; unet: the network trained on three labs; "
             "auto: the U-Net for smear fields, the classic method for single-cell crops",
         )
-        p.add_argument(
-            "--um-per-px",
-            type=_pixel_size,
-            metavar="µM",
-            help="the lab's pixel size in micrometres (a calibrated value, or the median of its images' red cells); "
-            "default: measured on each image's red cells",
-        )
         p.add_argument("--quiet", action="store_true", help="no progress lines")
         p.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
         return p
@@ -362,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
     p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
+    p.add_argument(
+        "--um-per-px",
+        type=_pixel_size,
+        metavar="UM",
+        help="the lab's pixel size in micrometres (a calibrated value, or the median of its images' red cells); "
+        "default: measured on each image's red cells",
+    )
     p.add_argument(
         "--threshold",
         type=float,

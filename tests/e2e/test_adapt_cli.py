@@ -156,6 +156,8 @@ def test_bad_input_exits_2_with_one_clear_message(pbc, adaptable_bundle, tiny_bu
     ok = write_corrections(tmp_path / "ok.csv", [(str(p), "NEUTROPHIL", "yes") for p in pbc_images(pbc, "NEUTROPHIL", 2)])
     err = adapt("--model", str(tiny_bundle), "--corrections", str(ok))
     assert "this bundle has no replay.npz" in err and "cannot be adapted" in err
+    err = adapt("--model", str(adaptable_bundle), "--corrections", str(ok), "--um-per-px", "0.1")
+    assert "--um-per-px goes with --images" in err  # corrections carry each image's pixel size
     assert "not found" in adapt("--model", "no-such-model", "--corrections", str(ok))
     assert "cannot be a bundle name" in adapt("--model", str(adaptable_bundle), "--corrections", str(ok), "--name", "../up")
     assert not (tmp_path / "m").exists()

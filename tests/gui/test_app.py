@@ -207,12 +207,16 @@ def test_lab_pixel_size_from_preferences_measured_on_the_session(bare_window, tm
     few = [(0.09 + 0.001 * i, FROM_RED_CELLS) for i in range(19)] + [(0.2, FROM_WHITE_CELL), (0.0965, FROM_LAB)]
     dialog = PreferencesDialog(w.review.prefs, w, few)
     assert not dialog.lab_scale.isChecked() and not dialog.um_per_px.isEnabled()
+    dialog.lab_scale.setChecked(True)  # no value of the lab's yet, none measurable: said, not silently PBC's
+    assert "is a CellaVision analyser's: type your camera's calibrated value" in dialog.measured.text()
+    dialog.lab_scale.setChecked(False)
     dialog.measure.click()
     assert "19 of the session's images" in dialog.measured.text() and not dialog.lab_scale.isChecked()
     assert dialog.preferences().lab_um_per_px is None
     dialog = PreferencesDialog(w.review.prefs, w, [*few, (0.2, FROM_RED_CELLS)])
-    dialog.measure.click()
+    dialog.lab_scale.setChecked(True)  # turned on with enough images measured: the median is taken
     assert dialog.lab_scale.isChecked() and dialog.um_per_px.isEnabled()
+    assert dialog.measured.text().startswith("Median of 20 images measured on their red cells: 0.0995")
     assert dialog.preferences().lab_um_per_px == pytest.approx(0.0995)  # the median of the 20 red-cell images
     w.review.set_preferences(dialog.preferences())
     assert load_preferences(w.review._prefs_path).lab_um_per_px == pytest.approx(0.0995)

@@ -246,3 +246,18 @@ def test_feature_style_changes_statistics_keeps_shapes_and_trains_the_plain_mode
     reloaded = keras.saving.load_model(tmp_path / MODEL_FILE, compile=False)
     names = [layer.name for layer in reloaded.get_layer("backbone").layers]
     assert not any("style" in n for n in names) and len(reloaded.get_weights()) == len(before)
+
+
+def test_feature_style_refuses_a_classifier_it_would_train_wrongly():
+    """Another backbone (no EfficientNet-Lite stage names) gets one clear error, not a silent no-op."""
+    import keras
+
+    from training.feature_style import with_feature_style
+
+    image = keras.Input((32, 32, 3), name="image")
+    backbone = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3)], name="backbone")
+    head = keras.layers.Dense(8, name="logits")(keras.layers.GlobalAveragePooling2D()(backbone(image)))
+    with pytest.raises(ValueError, match="EfficientNet-Lite classifier"):
+        with_feature_style(keras.Model(image, head), "mixstyle")
+    with pytest.raises(ValueError, match="feature style must be one of"):
+        with_feature_style(keras.Model(image, head), "adain")

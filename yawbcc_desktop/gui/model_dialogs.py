@@ -61,7 +61,9 @@ class ModelDialogs:
             dialog.model_adapted.connect(self._model_adapted)
             self.adapt_dialog = dialog
         elif self.adapt_dialog.job is None:
-            self.adapt_dialog.refresh()  # the reviewer may have reviewed more cells meanwhile
+            # The reviewer may have reviewed more cells, or set the lab's pixel size, meanwhile.
+            self.adapt_dialog.lab_um_per_px = w.review.prefs.lab_um_per_px
+            self.adapt_dialog.refresh()
         self.adapt_dialog.show()
         self.adapt_dialog.raise_()
 

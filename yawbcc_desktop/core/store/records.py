@@ -32,7 +32,7 @@ class SessionImage:
     analysed_at: str
     cell_count: int
     um_per_px: float = math.nan  # estimated pixel size (nan: not measured, or an older session)
-    scale_source: str = ""  # what it was measured on: red cells / white cell / default
+    scale_source: str = ""  # what it was measured on: red cells / white cell / default / set by the lab
     unfamiliar_score: float = math.nan  # nan: classified without a familiarity model
     unfamiliar: bool = False  # its look is far from the model's training images
     unfamiliar_threshold: float = math.nan  # the model's threshold on the score

@@ -30,7 +30,7 @@ CREATE TABLE image (
     analysed_at TEXT NOT NULL,
     -- format 2: what the analysis measured on the whole image (core/scale.py, core/familiarity.py)
     um_per_px REAL,                     -- estimated pixel size; NULL: not measured
-    scale_source TEXT NOT NULL DEFAULT '',  -- red cells / white cell / default
+    scale_source TEXT NOT NULL DEFAULT '',  -- red cells / white cell / default / set by the lab
     unfamiliar_score REAL,              -- median of its cells' scores; NULL: no familiarity model
     unfamiliar INTEGER NOT NULL DEFAULT 0,  -- 1: score above the model's threshold
     unfamiliar_threshold REAL           -- that threshold; NULL: no familiarity model

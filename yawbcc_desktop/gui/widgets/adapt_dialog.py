@@ -174,7 +174,7 @@ class AdaptDialog(JobDialog):
     ):
         """``lab_um_per_px``: the lab's pixel size (Preferences), at which the images are framed."""
         super().__init__("Adapt model to this lab", parent)
-        self._lab_um_per_px = lab_um_per_px
+        self.lab_um_per_px = lab_um_per_px
         self.resize(660, 540)
         self.session = session
         self._models_dir = Path(models_dir) if models_dir is not None else None
@@ -336,7 +336,7 @@ class AdaptDialog(JobDialog):
             self.name.text().strip(),
             self.lab.text(),
             from_images=self.from_images,
-            lab_um_per_px=self._lab_um_per_px,
+            lab_um_per_px=self.lab_um_per_px,
             parent=self,
             **extra,
         )
