@@ -16,7 +16,6 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
-from .scale import check_um_per_px
 from .vocabulary import SEGMENTERS
 
 CONFIG_ENV = "YAWBCC_CONFIG_DIR"
@@ -82,6 +81,8 @@ class Preferences:
             prefs.segmenter = data["segmenter"]
         um = data.get("lab_um_per_px")
         if isinstance(um, int | float) and not isinstance(um, bool):
+            from .scale import check_um_per_px  # here: core.scale loads OpenCV, which yawbcc --help need not
+
             try:
                 prefs.lab_um_per_px = check_um_per_px(um)
             except ValueError:
