@@ -75,7 +75,10 @@ def _holding(found: list, cx: float, cy: float):
     return min(holding, key=lambda c: (c.region.centre[0] - cx) ** 2 + (c.region.centre[1] - cy) ** 2, default=None)
 
 
-def lab_scales(cells: pd.DataFrame, per_lab: int = 300, seed: int = 0) -> dict[str, float | None]:
+LAB_SCALE_IMAGES = 300  # images of each lab whose red cells give its pixel size (--lab-scale)
+
+
+def lab_scales(cells: pd.DataFrame, per_lab: int = LAB_SCALE_IMAGES, seed: int = 0) -> dict[str, float | None]:
     """Each lab's pixel size as it would set it (``scale.lab_pixel_size``): the median of the
     red-cell estimates of up to ``per_lab`` of its training-split images, no label read (a
     held-out lab is scored on all its cells, those included; a trained lab on other fields)."""
@@ -131,13 +134,11 @@ def lodo_table(
     write_card: bool = False,
     size_rule: bool = True,
     split: str = "test",
-    lab_scale: bool = False,
+    scales: dict[str, float | None] | None = None,
 ) -> None:
+    """``scales``: each lab's pixel size (``lab_scales``); None or a lab missing: per image."""
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
-    scales = lab_scales(cells) if lab_scale else {}
-    if lab_scale:
-        sizes = ", ".join(f"{d} {u:.4f}" if u else f"{d} n/a (too few images measured on red cells)" for d, u in scales.items())
-        print(f"lab pixel sizes (median of 300 training images' red cells): {sizes}")
+    scales = scales or {}
     head = ["cells", "bal-4", "acc", "F1", "flag", "unfam", "size", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
@@ -173,9 +174,9 @@ def lodo_table(
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 
-def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", lab_scale: bool = False) -> None:
+def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", lab_um: float | None = None) -> None:
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes
-    (with ``lab_scale``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
+    (with ``lab_um``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
     from training.domains import field_split
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
@@ -188,7 +189,6 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
     truth_total = found = right = 0
     wrong_total = wrong_queued = 0
     conflicts = 0
-    lab_um = lab_scales(all_cells(DATA, ROOT / "runs" / "split.csv"))["bccd"] if lab_scale else None
     for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter, lab_um_per_px=lab_um)):
         names = [c for c in cls.split(";") if c]
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
@@ -233,6 +233,11 @@ def main() -> None:
     lab = "each lab's pixel size set once (median of its training images' red cells), as Preferences can"
     parser.add_argument("--lab-scale", action="store_true", help=lab)
     args = parser.parse_args()
+    # Measured once, for the table and the smear fields alike.
+    scales = lab_scales(all_cells(DATA, ROOT / "runs" / "split.csv")) if args.lab_scale else {}
+    if scales:
+        sizes = ", ".join(f"{d} {u:.4f}" if u else f"{d} n/a (too few images measured on red cells)" for d, u in scales.items())
+        print(f"lab pixel sizes (median of {LAB_SCALE_IMAGES} training images' red cells): {sizes}")
     for d in args.train_missing:
         out = ROOT / "runs" / f"lodo-{d}"
         if not (out / "model.keras").exists():
@@ -242,11 +247,9 @@ def main() -> None:
     if args.bundles:
         if args.write_card and (args.no_size_rule or args.split != "test" or args.lab_scale):
             parser.error("--write-card stores the test figures of what the application does")
-        lodo_table(
-            args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule, args.split, args.lab_scale
-        )
+        lodo_table(args.bundles, args.threshold, tuple(args.domains), args.write_card, not args.no_size_rule, args.split, scales)
     for segmenter in args.segmenters if args.smear_bundle else []:
-        smear_fields(args.smear_bundle, args.threshold, segmenter, args.lab_scale)
+        smear_fields(args.smear_bundle, args.threshold, segmenter, scales.get("bccd"))
 
 
 if __name__ == "__main__":

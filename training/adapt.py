@@ -139,12 +139,12 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
     return Corrections(rows.reset_index(drop=True), skipped, hashlib.sha256(raw).hexdigest(), reviewers)
 
 
-def _stored_pixel_size(row, measured: float) -> float:
-    """The pixel size the window framed the row's image at (its ``um_per_px``), else ``measured``."""
+def _stored_pixel_size(row) -> float | None:
+    """The pixel size the window framed the row's image at (its ``um_per_px``), else None."""
     try:
         return check_um_per_px(float(getattr(row, "um_per_px", "nan") or "nan"))
     except (TypeError, ValueError):  # absent, empty, not a number or impossible: measure it again
-        return measured
+        return None
 
 
 def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -155,13 +155,17 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
     from yawbcc_desktop.core.pipeline import model_input
 
     inputs, signatures = [], []
-    cache: dict[str, tuple[np.ndarray, float]] = {}
+    cache: dict[str, tuple[np.ndarray, float | None]] = {}
     for r in rows.itertuples(index=False):
         if r.path not in cache:
-            rgb = read_rgb(r.path)
-            cache = {r.path: (rgb, estimate_um_per_px(rgb).um_per_px)}  # rows come image by image
-        rgb, um = cache[r.path]
-        um = _stored_pixel_size(r, um)
+            cache = {r.path: (read_rgb(r.path), None)}  # rows come image by image
+        rgb, measured = cache[r.path]
+        um = _stored_pixel_size(r)
+        if um is None:  # measured only when the row does not say (an older export)
+            if measured is None:
+                measured = estimate_um_per_px(rgb).um_per_px
+                cache[r.path] = (rgb, measured)
+            um = measured
         mode = getattr(r, "mode", "") or "cell"
         if mode == "smear":
             x, y, w, h = (int(float(getattr(r, k))) for k in ("x", "y", "width", "height"))

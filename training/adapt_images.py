@@ -49,9 +49,9 @@ def lab_inputs(
 ):
     """(model inputs of the lab's cells, images with cells) from files and folders, framed as the
     application frames them (``pipeline.segmented``, automatic mode, at the lab's pixel size if
-    it set one).  ``skip(message)`` is told
-    of each file left out.  At most ``max_cells`` cells are kept, a uniform draw over all the
-    cells found (reservoir sampling: a folder of any size is never held in memory at once)."""
+    it set one).  ``skip(message)`` is told of each file left out.  At most ``max_cells`` cells
+    are kept, a uniform draw over all the cells found (reservoir sampling: a folder of any size
+    is never held in memory at once)."""
     from yawbcc_desktop.core.pipeline import segmented
 
     paths = list(iter_image_paths(sources))

@@ -82,10 +82,16 @@ def check_um_per_px(value: float) -> float:
     return value
 
 
+def red_cell_estimates(estimates: list[tuple[float, str]]) -> list[float]:
+    """Of (µm per pixel, source) pairs, the values measured on red cells: those a lab's own
+    pixel size may be taken from."""
+    return [um for um, source in estimates if source == FROM_RED_CELLS and np.isfinite(um)]
+
+
 def lab_pixel_size(estimates: list[tuple[float, str]]) -> float | None:
     """The median of the images' red-cell estimates ((µm per pixel, source) pairs), or None
     with fewer than :data:`MIN_IMAGES_FOR_LAB_SCALE`: a lab's value measured on its own images."""
-    values = [um for um, source in estimates if source == FROM_RED_CELLS and np.isfinite(um)]
+    values = red_cell_estimates(estimates)
     return float(np.median(values)) if len(values) >= MIN_IMAGES_FOR_LAB_SCALE else None
 
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from ...core.classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
 from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences
-from ...core.scale import DEFAULT_UM_PER_PX, FROM_RED_CELLS, MIN_IMAGES_FOR_LAB_SCALE, PLAUSIBLE_UM_PER_PX, lab_pixel_size
+from ...core.scale import DEFAULT_UM_PER_PX, MIN_IMAGES_FOR_LAB_SCALE, PLAUSIBLE_UM_PER_PX, lab_pixel_size, red_cell_estimates
 from ...core.vocabulary import SEGMENTERS
 from ..palette import display_name
 
@@ -160,7 +160,7 @@ class PreferencesDialog(QDialog):
     def measure_on_session(self) -> None:
         """Take the lab's pixel size from the session's images, or say why not."""
         value = lab_pixel_size(self._session_scales)
-        n = sum(1 for _, source in self._session_scales if source == FROM_RED_CELLS)
+        n = len(red_cell_estimates(self._session_scales))
         if value is None:
             self.measured.setText(
                 f"{n} of the session's images were measured on their red cells; {MIN_IMAGES_FOR_LAB_SCALE} are needed. "
