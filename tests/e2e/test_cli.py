@@ -161,6 +161,7 @@ def test_classify_says_which_images_the_model_does_not_know(pbc, unfamiliar_bund
     assert "3 of 3 images look unfamiliar to model tiny-unfamiliar" in err
     scale = rows["um_per_px"].astype(float)
     assert ((scale > 0.02) & (scale < 1.0)).all()  # measured on each image (PBC: about 0.1)
+    assert (rows["um_per_px_source"] == "red cells").all()  # PBC crops show red cells around the white one
     assert all(im.unfamiliar and im.unfamiliar_score > im.unfamiliar_threshold == 1.0 for im in images_u)
 
     rows, images_f, err = runs["familiar"]
@@ -179,7 +180,7 @@ def test_classify_at_the_labs_pixel_size(pbc, familiar_bundle, tmp_path, capsys)
     command = ["classify", *images, "--model", str(familiar_bundle), "--mode", "cell", "--quiet", "--out", str(out)]
     assert main([*command, "--session", str(session), "--um-per-px", "0.0965"]) == EXIT_OK
     rows = pd.read_csv(out, encoding="utf-8-sig", keep_default_na=False)
-    assert list(rows["um_per_px"]) == [0.0965, 0.0965]
+    assert list(rows["um_per_px"]) == [0.0965, 0.0965] and list(rows["um_per_px_source"]) == ["set by the lab"] * 2
     with ReviewSession.open(session, readonly=True) as s:
         assert [(im.um_per_px, im.scale_source) for im in s.images()] == [(0.0965, "set by the lab")] * 2
     with pytest.raises(SystemExit):

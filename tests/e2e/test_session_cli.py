@@ -130,6 +130,7 @@ def test_export_says_which_cells_wait_for_review_and_why(cells_folder, unfamilia
     rows = pd.read_csv(cells_csv, encoding="utf-8-sig", keep_default_na=False).set_index("path")
     assert list(rows.columns) == CELL_COLUMNS[1:]
     assert (rows["unfamiliar"] == "yes").all() and (rows["um_per_px"].astype(float) > 0).all()
+    assert (rows["um_per_px_source"] == "red cells").all()  # as the session stored it
     reviewed = rows.loc[first.path]
     assert (reviewed["reviewed"], reviewed["to_review"], reviewed["review_reason"]) == ("yes", "no", "")
     waiting = rows.drop(first.path)

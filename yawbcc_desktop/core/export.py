@@ -20,20 +20,26 @@ from .review_rules import join_flags, review_reasons
 
 if TYPE_CHECKING:  # annotations only: exporting a session need not load scikit-image
     from .pipeline import CellRecord, ImageResult
+    from .store.records import SessionImage
 
 SEGMENT_COLUMNS = ["path", "cell_id", "kind", "x", "y", "width", "height"]
 PROB_COLUMNS = [f"prob_{g}" for g in GROUPS]
 # Whether the model knew what it was looking at, and whether the cell waits for a reviewer
-# (core/review_rules.py): the image's pixel size and familiarity verdict, the cell's reasons.
-REVIEW_COLUMNS = ["um_per_px", "unfamiliar", "to_review", "review_reason"]
+# (core/review_rules.py): the image's pixel size and what it was measured on (core/scale.py:
+# red cells, white cell, default, set by the lab), its familiarity verdict, the cell's reasons.
+REVIEW_COLUMNS = ["um_per_px", "um_per_px_source", "unfamiliar", "to_review", "review_reason"]
 CLASSIFY_COLUMNS = SEGMENT_COLUMNS + ["predicted", "confidence", *PROB_COLUMNS, "model", *REVIEW_COLUMNS]
 
 
-def review_values(um_per_px: float, unfamiliar: bool, reasons: list[str]) -> dict[str, str]:
-    """The ``REVIEW_COLUMNS`` of one cell: ``reasons`` are why it waits for review ([] if it does not)."""
+def review_values(image: ImageResult | SessionImage | None, reasons: list[str]) -> dict[str, str]:
+    """The ``REVIEW_COLUMNS`` of one cell of ``image`` (an ``ImageResult`` or a session's image
+    record; None when unknown): ``reasons`` are why it waits for review ([] if it does not)."""
+    um_per_px = image.um_per_px if image is not None else math.nan
+    measured = um_per_px is not None and math.isfinite(um_per_px)
     return {
-        "um_per_px": f"{um_per_px:.4f}" if um_per_px is not None and math.isfinite(um_per_px) else "",
-        "unfamiliar": "yes" if unfamiliar else "no",
+        "um_per_px": f"{um_per_px:.4f}" if measured else "",
+        "um_per_px_source": image.scale_source if measured else "",
+        "unfamiliar": "yes" if image is not None and image.unfamiliar else "no",
         "to_review": "yes" if reasons else "no",
         "review_reason": join_flags(reasons),
     }
@@ -62,13 +68,7 @@ def cell_row(
         for col, p in zip(PROB_COLUMNS, cell.probs if cell.probs is not None else [float("nan")] * len(GROUPS)):
             row[col] = f"{p:.6f}"
         row["model"] = cell.model
-        row.update(
-            review_values(
-                image.um_per_px if image is not None else math.nan,
-                image is not None and image.unfamiliar,
-                review_reasons(cell.confidence, threshold, cell.flags),
-            )
-        )
+        row.update(review_values(image, review_reasons(cell.confidence, threshold, cell.flags)))
     return row
 
 

@@ -32,7 +32,7 @@ CELL_COLUMNS = [
     "corrected",
     "reviewer",
     "reviewed_at",
-    *REVIEW_COLUMNS,  # um_per_px, unfamiliar, to_review, review_reason: as the classify CSV
+    *REVIEW_COLUMNS,  # pixel size and its source, unfamiliar, to_review, review_reason: as the classify CSV
 ]
 DIFFERENTIAL_COLUMNS = [
     "scope",
@@ -91,11 +91,7 @@ def export_cells(session: ReviewSession, path: str | os.PathLike, threshold: flo
                         "corrected": "yes" if c.corrected else "no",
                         "reviewer": c.reviewer,
                         "reviewed_at": c.reviewed_at,
-                        **review_values(
-                            image.um_per_px if image is not None else math.nan,
-                            image is not None and image.unfamiliar,
-                            c.review_reasons(threshold),
-                        ),
+                        **review_values(image, c.review_reasons(threshold)),
                     }
                 )
     return len(ids)

@@ -115,9 +115,9 @@ class PreferencesDialog(QDialog):
             "Off: each image's pixel size is measured on its own red cells (to about ±7 %), and cells are "
             "resized to one physical scale before the model.\nOn: every image is taken at this size: your "
             "microscope camera's calibrated value, or the median measured on many of your images. A steady "
-            "ruler classifies better (PBC test cells 98.24 → 98.45 %, BCCD test cells 88.3 → 91.5 %).\n"
+            "ruler classifies a little better (figures in the README).\n"
             "Leave it off when images come from more than one objective or camera: the others are then "
-            "framed at the wrong size (Bio-Net, two magnifications: 44.6 % of its images unfamiliar).\n"
+            "framed at the wrong size, and many of them look unfamiliar to the model.\n"
             "Applies to images analysed from now on; Analysis › Re-analyse applies it to the open ones."
         )
         lo, hi = PLAUSIBLE_UM_PER_PX
