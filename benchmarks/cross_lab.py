@@ -177,7 +177,7 @@ def lodo_table(
 def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", lab_um: float | None = None) -> None:
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes
     (with ``lab_um``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
-    from training.domains import field_split
+    from training.domains import field_split, wbc_box_too_small
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
     from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
@@ -189,12 +189,14 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
     truth_total = found = right = 0
     wrong_total = wrong_queued = 0
     conflicts = 0
+    slips = []  # annotated "WBC" boxes too small for a white cell (training.domains.MIN_WBC_BOX_PX)
     for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter, lab_um_per_px=lab_um)):
         names = [c for c in cls.split(";") if c]
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
         if len(set(names)) != 1:
             continue  # several classes in no particular order: cannot tell which box is which
-        for _n, x0, y0, x1, y1 in boxes:
+        slips += [img for b in boxes if wbc_box_too_small(b)]
+        for _n, x0, y0, x1, y1 in [b for b in boxes if not wbc_box_too_small(b)]:
             truth_total += 1
             truth = (x0, y0, x1, y1)
             best = max(result.cells, key=lambda c: box_iou(_as_xyxy(c.region), truth), default=None)
@@ -215,6 +217,7 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
         f"({found / max(truth_total, 1):.3f}), right class {right} ({right / max(truth_total, 1):.3f} of annotated, "
         f"{right / max(found, 1):.3f} of found); wrong {wrong_total}, of them in the queue {wrong_queued}; "
         f"size/class conflicts {conflicts}"
+        + (f"; left out, boxed as a WBC but too small for one: {', '.join(slips)}" if slips else "")
     )
 
 

@@ -206,6 +206,10 @@ def test_domain_tables(data_dir):
     bionet = bionet_cells(data_dir / "deepbionet")
     assert len(bionet) == 361 and set(bionet.group) == {"NEUTROPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE"}
     assert 250 < len(bccd) < 300 and bccd[["cx", "cy"]].notna().all().all()
+    # BCCD boxed one platelet as a white cell: left out, and its field's other white cell kept.
+    field_113 = bccd[bccd.path.str.endswith("BloodImage_00113.jpg")]
+    assert len(field_113) == 1 and field_113.box_w.iloc[0] > 100
+    assert bccd[["box_w", "box_h"]].max(axis=1).min() >= 60
     # Fields are split as wholes: every cell of a field on one side.
     assert (bccd.groupby("path")["split"].nunique() == 1).all()
     for table in (bccd, bionet):
