@@ -43,7 +43,7 @@ from training.domain_fit import domain_metrics  # noqa: E402
 from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle  # noqa: E402
-from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
+from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD, AnalysisSettings  # noqa: E402
 from yawbcc_desktop.core.review_rules import analysis_flags, measured_diameter, size_ruled  # noqa: E402
 from yawbcc_desktop.core.vocabulary import SEGMENTERS  # noqa: E402
 
@@ -58,7 +58,7 @@ def measured_diameters(rows: pd.DataFrame) -> np.ndarray:
 
     out = np.full(len(rows), np.nan)
     for i, r in enumerate(rows.itertuples(index=False)):
-        result = segment_image(r.path, r.mode, lab_um_per_px=getattr(r, "um_per_px", None))
+        result = segment_image(r.path, r.mode, settings=AnalysisSettings(lab_um_per_px=getattr(r, "um_per_px", None)))
         found = result.cells
         if r.mode == "cell":
             cell = found[0] if found else None
@@ -190,7 +190,7 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
     wrong_total = wrong_queued = 0
     conflicts = 0
     slips = []  # annotated "WBC" boxes too small for a white cell (training.domains.MIN_WBC_BOX_PX)
-    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, segmenter=segmenter, lab_um_per_px=lab_um)):
+    for (img, cls), result in zip(fields, analyse(paths, "smear", bundle, settings=AnalysisSettings(segmenter, lab_um))):
         names = [c for c in cls.split(";") if c]
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
         if len(set(names)) != 1:

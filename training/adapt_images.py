@@ -31,6 +31,7 @@ from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import MODEL_FILE, ModelBundle
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
 from yawbcc_desktop.core.imageio import iter_image_paths
+from yawbcc_desktop.core.preferences import AnalysisSettings
 
 from .card import write_card
 
@@ -61,7 +62,7 @@ def lab_inputs(
     kept = np.zeros((max_cells, side, side, 3), np.uint8)
     seen = images = 0
     rng = np.random.default_rng(seed)
-    for i, result in enumerate(segmented(paths, "auto", bundle.card, lab_um_per_px=lab_um_per_px)):
+    for i, result in enumerate(segmented(paths, "auto", bundle.card, settings=AnalysisSettings(lab_um_per_px=lab_um_per_px))):
         if result.error:
             skip and skip(f"{result.path}: {result.error}")
         elif result.inputs is None or not len(result.inputs):

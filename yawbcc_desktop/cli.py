@@ -102,7 +102,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
     from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
     from .core.pipeline import analyse
-    from .core.preferences import DEFAULT_REVIEW_THRESHOLD
+    from .core.preferences import DEFAULT_REVIEW_THRESHOLD, AnalysisSettings
     from .core.store import SessionError, unfamiliar_threshold
 
     if session is not None:
@@ -144,8 +144,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
             args.mode,
             bundle,
             batch_size=args.batch_size,
-            segmenter=args.segmenter,
-            lab_um_per_px=getattr(args, "um_per_px", None),
+            settings=AnalysisSettings(args.segmenter, getattr(args, "um_per_px", None)),
         ):
             if session is not None:
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it

@@ -127,11 +127,11 @@ def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
     real = pipeline.segment_image
     calls = {"n": 0}
 
-    def crash_on_fourth(path, mode="auto", card=None, segmenter="auto", lab_um_per_px=None):
+    def crash_on_fourth(path, mode="auto", card=None, settings=pipeline.DEFAULT_ANALYSIS):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(path, mode, card, segmenter, lab_um_per_px)
+        return real(path, mode, card, settings)
 
     monkeypatch.setattr(pipeline, "segment_image", crash_on_fourth)
     out = tmp_path / "cells.csv"

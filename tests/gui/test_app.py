@@ -181,17 +181,17 @@ def test_segmenter_from_preferences_and_command_line(bare_window, tmp_path):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--segmenter", "scissors"])
     dialog = PreferencesDialog(w.review.prefs, w)
-    assert dialog.segmenter.currentData() == w.review.prefs.segmenter == w.controller.segmenter == "auto"
+    assert dialog.segmenter.currentData() == w.review.prefs.segmenter == w.controller.settings.segmenter == "auto"
     dialog.segmenter.setCurrentIndex(dialog.segmenter.findData("classic"))
     w.review.set_preferences(dialog.preferences())
-    assert w.controller.segmenter == "classic"
+    assert w.controller.settings.segmenter == "classic"
     assert load_preferences(w.review._prefs_path).segmenter == "classic"
     # What the analysis is asked for next is what the worker hands the segmentation.
     image = tmp_path / "cell.png"
     QImage(40, 40, QImage.Format.Format_RGB888).save(str(image))
-    assert w.controller.worker.segmenter == "auto"
+    assert w.controller.worker.settings.segmenter == "auto"
     w.controller.open_paths([image])
-    assert w.controller.worker.segmenter == "classic"
+    assert w.controller.worker.settings.segmenter == "classic"
     dialog.restore_defaults()
     assert dialog.preferences().segmenter == "auto"
 
@@ -223,6 +223,7 @@ def test_lab_pixel_size_from_preferences_measured_on_the_session(bare_window, tm
     image = tmp_path / "cell.png"
     QImage(40, 40, QImage.Format.Format_RGB888).save(str(image))
     w.controller.open_paths([image])
-    assert w.controller.worker.lab_um_per_px == pytest.approx(0.0995)
+    assert w.controller.worker.settings.lab_um_per_px == pytest.approx(0.0995)
+    assert w.controller.worker.settings.segmenter == "auto"  # one setting changed, the other kept
     dialog.restore_defaults()
     assert dialog.preferences().lab_um_per_px is None

@@ -181,14 +181,14 @@ def _raise(*args, **kwargs):
     raise RuntimeError("simulated library bug")
 
 
-def segment_with_a_bug(path, mode, card, segmenter="auto", lab_um_per_px=None, *, buggy_name):
+def segment_with_a_bug(path, mode, card, settings=pipeline.DEFAULT_ANALYSIS, *, buggy_name):
     """The worker's real guard around a segmentation that raises on one file.  It runs where
     the worker segments (a child process), so the bug is planted there, for that call only."""
     real = pipeline.segment_image
     if path.endswith(buggy_name):
         pipeline.segment_image = _raise
     try:
-        return REAL_GUARD(path, mode, card, segmenter, lab_um_per_px)
+        return REAL_GUARD(path, mode, card, settings)
     finally:
         pipeline.segment_image = real
 

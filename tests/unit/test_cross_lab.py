@@ -56,10 +56,11 @@ def test_a_lab_set_pixel_size_replaces_each_images_own_and_its_sizes_count(data_
     size rules trust it as they trust red cells, and the lab's value is the median of its
     images measured on red cells."""
     from yawbcc_desktop.core.pipeline import segment_image
+    from yawbcc_desktop.core.preferences import AnalysisSettings
 
     path = _sample(data_dir / "pbc" / "lymphocyte", "*.jpg", 1)[0]
     own = segment_image(path, "cell")
-    lab = segment_image(path, "cell", lab_um_per_px=0.0965)
+    lab = segment_image(path, "cell", settings=AnalysisSettings(lab_um_per_px=0.0965))
     assert own.scale_source == FROM_RED_CELLS and (lab.um_per_px, lab.scale_source) == (0.0965, FROM_LAB)
     assert own.um_per_px != 0.0965
     cell, same = own.cells[0], lab.cells[0]

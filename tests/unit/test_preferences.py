@@ -68,6 +68,10 @@ def test_lab_pixel_size_round_trips_and_an_impossible_one_falls_back(tmp_path):
     assert Preferences().lab_um_per_px is None  # by default each image is measured
     save_preferences(Preferences(lab_um_per_px=0.0965), path)
     assert load_preferences(path).lab_um_per_px == 0.0965
+    # What the analysis of new images is handed: both settings in one object.
+    from yawbcc_desktop.core.preferences import AnalysisSettings
+
+    assert Preferences(segmenter="unet", lab_um_per_px=0.0965).analysis == AnalysisSettings("unet", 0.0965)
     for odd in (7.5, -0.1, "0.1", True, None):
         path.write_text(json.dumps({"lab_um_per_px": odd, "reviewer": "AB"}))
         prefs = load_preferences(path)

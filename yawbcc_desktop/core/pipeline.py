@@ -19,6 +19,7 @@ from .classes import GROUPS
 from .classifier import ModelBundle, ModelCard
 from .familiarity import acquisition_signature
 from .imageio import ImageReadError, read_rgb
+from .preferences import DEFAULT_ANALYSIS, AnalysisSettings
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, prepare_cell_mask, resize
 from .review_rules import analysis_flags, measured_diameter, size_ruled
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
@@ -128,16 +129,16 @@ def segment_image(
     path: str | os.PathLike,
     mode: str = "auto",
     card: ModelCard | None = None,
-    segmenter: str = "auto",
-    lab_um_per_px: float | None = None,
+    settings: AnalysisSettings = DEFAULT_ANALYSIS,
 ) -> ImageResult:
     """Read and segment one file; errors become ``ImageResult.error``, never exceptions.
-    ``lab_um_per_px``: the lab's pixel size, used instead of each image's own estimate."""
+    ``settings``: the segmenter, and the lab's pixel size used instead of each image's own
+    estimate when it set one."""
     result = ImageResult(path=str(path))
     try:
         rgb = read_rgb(path)
         result.height, result.width = rgb.shape[:2]
-        result.mode, regions, rbc_radius = find_cells_measured(rgb, mode, segmenter)
+        result.mode, regions, rbc_radius = find_cells_measured(rgb, mode, settings.segmenter)
     except ImageReadError as exc:
         result.error = exc.reason
         return result
@@ -147,7 +148,7 @@ def segment_image(
     except MemoryError:
         result.error = "out of memory while analysing this image"
         return result
-    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC], rbc_radius, lab_um_per_px)
+    scale = estimate_um_per_px(rgb, [r for r in regions if r.kind == WBC], rbc_radius, settings.lab_um_per_px)
     result.um_per_px, result.scale_source = scale.um_per_px, scale.source
     if card is not None and card.extra.get("familiarity"):
         result.signature = acquisition_signature(rgb, scale.um_per_px)
@@ -186,8 +187,7 @@ def segmented(
     should_stop: Callable[[], bool] = lambda: False,
     workers: int = 2,
     lookahead: int = 16,
-    segmenter: str = "auto",
-    lab_um_per_px: float | None = None,
+    settings: AnalysisSettings = DEFAULT_ANALYSIS,
 ) -> Iterator[ImageResult]:
     """``segment_image`` over ``paths`` in worker threads, results in input order.
 
@@ -199,7 +199,7 @@ def segmented(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment") as pool:
         try:
             for path in todo:
-                pending.append(pool.submit(segment_image, path, mode, card, segmenter, lab_um_per_px))
+                pending.append(pool.submit(segment_image, path, mode, card, settings))
                 if len(pending) >= lookahead:
                     break
             while pending:
@@ -208,7 +208,7 @@ def segmented(
                 result = pending.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(segment_image, nxt, mode, card, segmenter, lab_um_per_px))
+                    pending.append(pool.submit(segment_image, nxt, mode, card, settings))
                 yield result
         finally:
             for future in pending:
@@ -221,8 +221,7 @@ def analyse(
     bundle: ModelBundle | None = None,
     batch_size: int = 32,
     should_stop: Callable[[], bool] = lambda: False,
-    segmenter: str = "auto",
-    lab_um_per_px: float | None = None,
+    settings: AnalysisSettings = DEFAULT_ANALYSIS,
 ) -> Iterator[ImageResult]:
     """Segment (and with a bundle, classify) each path, yielding results in input order.
 
@@ -233,7 +232,7 @@ def analyse(
     card = bundle.card if bundle else None
     pending: list[ImageResult] = []
     n_cells = 0
-    for result in segmented(paths, mode, card, should_stop, segmenter=segmenter, lab_um_per_px=lab_um_per_px):
+    for result in segmented(paths, mode, card, should_stop, settings=settings):
         pending.append(result)
         n_cells += len(result.cells)
         if bundle is None or n_cells >= batch_size:

@@ -31,6 +31,20 @@ DEFAULT_REVIEW_THRESHOLD = 0.90
 DEFAULT_MIN_WBC = 100
 
 
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How new images are analysed, as the preferences set it: the method that finds the
+    cells (``vocabulary.SEGMENTERS``) and the lab's pixel size (µm; None: measured on each
+    image).  One object travels from the preferences to each image's segmentation, child
+    processes included, so a further setting is added here and nowhere along the way."""
+
+    segmenter: str = "auto"
+    lab_um_per_px: float | None = None
+
+
+DEFAULT_ANALYSIS = AnalysisSettings()
+
+
 def default_reviewer() -> str:
     """The operating-system login name, a reasonable first guess at who is reviewing."""
     try:
@@ -51,6 +65,10 @@ class Preferences:
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
     problem: str = ""
+
+    @property
+    def analysis(self) -> AnalysisSettings:
+        return AnalysisSettings(self.segmenter, self.lab_um_per_px)
 
     def to_json(self) -> dict:
         return {

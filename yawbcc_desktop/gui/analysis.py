@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.classifier import ModelBundleError, ModelCard, read_card, resolve_bundle
 from ..core.imageio import iter_image_paths
+from ..core.preferences import DEFAULT_ANALYSIS
 from ..core.store import CellCache, SessionError
 from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
 from .background import in_background
@@ -92,8 +93,7 @@ class AnalysisController(QObject):
         self.images = ImageListModel(self.store, self.loader, self)
         self.progress = RunProgress()
         self.mode = mode
-        self.segmenter = "auto"  # vocabulary.SEGMENTERS; the preferences' choice
-        self.lab_um_per_px: float | None = None  # the preferences' pixel size; None: each image's own
+        self.settings = DEFAULT_ANALYSIS  # the preferences' segmenter and pixel size
         self.session = None  # the ReviewSession results are committed to (the review controller's)
         self._session_warned = False
         self._loads = 0  # session loads asked for: a load that is not the last one is dropped
@@ -274,8 +274,7 @@ class AnalysisController(QObject):
             self._problems_this_run = 0
         self.progress.add(len(paths))
         self._submitted += len(paths)
-        self._worker.segmenter = self.segmenter
-        self._worker.lab_um_per_px = self.lab_um_per_px
+        self._worker.settings = self.settings
         self._worker.analyse(paths, self.mode)
         self.progress_changed.emit()
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QPalette
@@ -108,7 +109,8 @@ def main(argv: Sequence[str]) -> int:
     unattended = bool(args.screenshot or args.startup_probe)
     window = MainWindow(AppSettings(remember=not unattended), attended=not unattended, mode=args.mode)
     if args.segmenter:
-        window.controller.segmenter = args.segmenter  # this run only; the preferences keep theirs
+        # This run only; the preferences keep theirs.
+        window.controller.settings = replace(window.controller.settings, segmenter=args.segmenter)
     if args.screenshot:
         width, height = (int(v) for v in args.screenshot_size.lower().split("x"))
         window.resize(width, height)

@@ -42,7 +42,7 @@ class ReviewController(QObject):
         self._prefs_path = folder / "preferences.json" if folder is not None else None
         self.prefs = load_preferences(self._prefs_path) if remember else Preferences()
         self.store.review_threshold = self.prefs.review_threshold
-        analysis.segmenter, analysis.lab_um_per_px = self.prefs.segmenter, self.prefs.lab_um_per_px
+        analysis.settings = self.prefs.analysis
         self._scratch: tempfile.TemporaryDirectory | None = None
 
     # ------------------------------------------------------------------ sessions
@@ -256,7 +256,7 @@ class ReviewController(QObject):
         """New reviewer, threshold or ranges: saved, and every view re-reads the review states."""
         self.prefs = prefs
         self.store.review_threshold = prefs.review_threshold
-        self.analysis.segmenter, self.analysis.lab_um_per_px = prefs.segmenter, prefs.lab_um_per_px
+        self.analysis.settings = prefs.analysis
         self._save_preferences()
         self.analysis.cells.labels_changed(range(self.store.cell_count))
         self.labels_changed.emit(list(range(self.store.cell_count)))

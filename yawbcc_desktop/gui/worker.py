@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from ..core.preferences import DEFAULT_ANALYSIS, AnalysisSettings
 from ..core.store import SessionError, unfamiliar_threshold
 from .cell_store import AnalysedImage
 
@@ -42,7 +43,7 @@ LOOKAHEAD = 32
 SEGMENT_IN_PROCESS = os.environ.get("YAWBCC_SEGMENT_IN_PROCESS", "1") != "0"
 
 
-def segment_safely(path: str, mode: str, card, segmenter: str = "auto", lab_um_per_px: float | None = None):
+def segment_safely(path: str, mode: str, card, settings: AnalysisSettings = DEFAULT_ANALYSIS):
     """``pipeline.segment_image`` that never raises: (result, traceback of a library bug or '').
 
     Module-level, so that a process pool can run it.
@@ -50,7 +51,7 @@ def segment_safely(path: str, mode: str, card, segmenter: str = "auto", lab_um_p
     from ..core import pipeline
 
     try:
-        return pipeline.segment_image(path, mode, card, segmenter, lab_um_per_px), ""
+        return pipeline.segment_image(path, mode, card, settings), ""
     except Exception as exc:  # a library bug on one odd image: that image fails, the run goes on
         result = pipeline.ImageResult(path=path, error=f"unexpected error while analysing ({type(exc).__name__}: {exc})")
         return result, traceback.format_exc()
@@ -149,10 +150,8 @@ class AnalysisWorker(QThread):
         # Worker-thread state:
         self._bundle = None
         self._cam = None
-        # How cells are found (vocabulary.SEGMENTERS) and the lab's pixel size (None: each
-        # image's own), for images submitted from now on.
-        self.segmenter = "auto"
-        self.lab_um_per_px: float | None = None
+        # How images submitted from now on are analysed (segmenter, the lab's pixel size).
+        self.settings = DEFAULT_ANALYSIS
 
     # ------------------------------------------------------------ called from the GUI thread
     def load_model(self, folder: str) -> None:
@@ -281,7 +280,7 @@ class AnalysisWorker(QThread):
         if getattr(self._helpers, "_broken", False):  # its child died: start another
             self._helpers.shutdown(wait=False, cancel_futures=True)
             self._helpers = segmenting_pool()
-        return self._helpers.submit(segment_safely, path, mode, card, self.segmenter, self.lab_um_per_px)
+        return self._helpers.submit(segment_safely, path, mode, card, self.settings)
 
     def _segmented(self, pipeline, future: Future, path: str, mode: str):
         """The segmentation of ``path``; a failure is that image's, and the run goes on."""
