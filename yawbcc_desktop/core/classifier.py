@@ -23,7 +23,7 @@ from .familiarity import FAMILIARITY_FILE, Familiarity
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
 DEFAULT_MODEL = "lite0-multilab"  # trained on three labs (PBC, BCCD, Bio-Net), frames cells in µm
-FALLBACK_MODEL = "lite0-fast"
+FALLBACK_MODEL = "lite0-multilab-fast"  # the default missing: the cross-lab model that is faster
 
 
 class ModelBundleError(Exception):
