@@ -195,8 +195,9 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
         boxes = [b for b in read_voc_boxes(DATA / "bccd" / "Annotations" / f"{img}.xml") if b[0] == "WBC"]
         if len(set(names)) != 1:
             continue  # several classes in no particular order: cannot tell which box is which
-        slips += [img for b in boxes if wbc_box_too_small(b)]
-        for _n, x0, y0, x1, y1 in [b for b in boxes if not wbc_box_too_small(b)]:
+        white_cells = [b for b in boxes if not wbc_box_too_small(b)]
+        slips += [img] * (len(boxes) - len(white_cells))
+        for _n, x0, y0, x1, y1 in white_cells:
             truth_total += 1
             truth = (x0, y0, x1, y1)
             best = max(result.cells, key=lambda c: box_iou(_as_xyxy(c.region), truth), default=None)

@@ -155,16 +155,13 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
     from yawbcc_desktop.core.pipeline import model_input
 
     inputs, signatures = [], []
-    cache: dict[str, tuple[np.ndarray, float | None]] = {}
+    path = rgb = measured = None  # the image being read: rows come image by image
     for r in rows.itertuples(index=False):
-        if r.path not in cache:
-            cache = {r.path: (read_rgb(r.path), None)}  # rows come image by image
-        rgb, measured = cache[r.path]
+        if r.path != path:
+            path, rgb, measured = r.path, read_rgb(r.path), None
         um = _stored_pixel_size(r)
-        if um is None:  # measured only when the row does not say (an older export)
-            if measured is None:
-                measured = estimate_um_per_px(rgb).um_per_px
-                cache[r.path] = (rgb, measured)
+        if um is None:  # measured only when the row does not say (an older export), once per image
+            measured = measured or estimate_um_per_px(rgb).um_per_px
             um = measured
         mode = getattr(r, "mode", "") or "cell"
         if mode == "smear":

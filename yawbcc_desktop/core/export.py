@@ -35,10 +35,10 @@ def review_values(image: ImageResult | SessionImage | None, reasons: list[str]) 
     """The ``REVIEW_COLUMNS`` of one cell of ``image`` (an ``ImageResult`` or a session's image
     record; None when unknown): ``reasons`` are why it waits for review ([] if it does not)."""
     um_per_px = image.um_per_px if image is not None else math.nan
-    measured = um_per_px is not None and math.isfinite(um_per_px)
+    known = um_per_px is not None and math.isfinite(um_per_px)  # nan: not measured, or an older session
     return {
-        "um_per_px": f"{um_per_px:.4f}" if measured else "",
-        "um_per_px_source": image.scale_source if measured else "",
+        "um_per_px": f"{um_per_px:.4f}" if known else "",
+        "um_per_px_source": image.scale_source if known else "",
         "unfamiliar": "yes" if image is not None and image.unfamiliar else "no",
         "to_review": "yes" if reasons else "no",
         "review_reason": join_flags(reasons),
