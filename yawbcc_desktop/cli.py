@@ -299,7 +299,7 @@ def _cmd_train(argv: Sequence[str]) -> int:
 def _cmd_adapt(argv: Sequence[str]) -> int:
     """``yawbcc adapt``: ``python -m training adapt`` with its progress on stderr and the
     before/after figures in plain words on stdout (``--json``: the JSON events instead)."""
-    adapt = _training_module("adapt", "adapting a model")
+    adapt = _training_module("adapt_command", "adapting a model")
     if adapt is None:
         return EXIT_UNUSABLE
     parser = argparse.ArgumentParser(

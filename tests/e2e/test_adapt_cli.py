@@ -188,7 +188,7 @@ def test_the_installed_build_says_adapting_needs_the_source_install(monkeypatch,
     import sys
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setitem(sys.modules, "training.adapt", None)  # as in the build: no training module
+    monkeypatch.setitem(sys.modules, "training.adapt_command", None)  # as in the build: no training module
     args = ["adapt", "--model", "x", "--corrections", str(tmp_path / "c.csv"), "--name", "y"]
     assert main(args) == EXIT_UNUSABLE
     assert "adapting a model is not part of this installation; use a source install" in capsys.readouterr().err

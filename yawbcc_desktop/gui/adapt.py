@@ -242,7 +242,7 @@ class AdaptJob(TrainingJob):
     # -- endings
 
     def partial_folder(self) -> Path:
-        """Where the command writes the bundle before renaming it (training.adapt.partial_folder)."""
+        """Where the command writes the bundle before renaming it (training.whole_folder.partial_folder)."""
         return self.models_dir / f".{self.name}.partial"
 
     def _step_failed(self, stage: str, how: str) -> None:
