@@ -48,6 +48,8 @@ from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E4
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "pseudo", "minutes")
+QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
 def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
@@ -122,6 +124,9 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     queue = q0 | ruled
     truth = lab.labels[rest]
     wrong = pred != truth
+    # How well confidence ranks the mistakes: wrong cells among the least sure QUEUE_BUDGET of the rest.
+    least_sure = np.argsort(conf)[: int(round(QUEUE_BUDGET * len(rest)))]
+    at_budget = float(wrong[least_sure].sum() / max(wrong.sum(), 1))
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
     return {
@@ -132,6 +137,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "w→q0": float(q0[wrong].mean()) if wrong.any() else 1.0,
         "queued": float(queue.mean()),
         "w→q": float(queue[wrong].mean()) if wrong.any() else 1.0,
+        "w→q@35": at_budget,
         "pseudo": result.report["pseudo_labelled_cells"],
         "head": (result.w, result.b),
         "minutes": minutes,
@@ -155,7 +161,7 @@ def main() -> None:
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     pbc_test = cells[cells.domain.eq("pbc") & cells.split.eq("test")]
     head = f"{'bundle':18} {'lab':7} {'k':>3} {'pick':19} {'variant':10} {'before':>6} {'after (worst)':>14} {'acc':>6} "
-    print(head + f"{'q0':>6} {'w→q0':>6} {'queued':>7} {'w→q':>6} {'pseudo':>6} {'PBC':>7} {'min':>5}")
+    print(head + f"{'q0':>6} {'w→q0':>6} {'queued':>7} {'w→q':>6} {'w@35%':>6} {'pseudo':>6} {'PBC':>7} {'min':>5}")
     for run in args.runs:
         bundle = ModelBundle(run)
         pbc = None if args.no_pbc else Lab(bundle, pbc_test)
@@ -170,22 +176,20 @@ def main() -> None:
                         picks = [cells_to_review_for_adapting(lab.session_probs, k, feats)]
                     for variant in args.variants:
                         runs = [one_session(lab, p, variant == "semi", args.threshold, seed=i) for i, p in enumerate(picks)]
-                        mean = {
-                            key: np.mean([r[key] for r in runs])
-                            for key in ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "pseudo", "minutes")
-                        }
+                        mean = {key: np.mean([r[key] for r in runs]) for key in FIGURES}
                         worst = min(r["after"] for r in runs)
                         pbc_acc = np.mean([_pbc_accuracy(pbc, *r["head"], bundle) for r in runs]) if pbc else float("nan")
                         print(
                             f"{bundle.name:18} {lab_name:7} {k:3d} {how:19} {variant:10} {mean['before']:6.3f} "
                             f"{mean['after']:6.3f} ({worst:.3f}) {mean['accuracy']:6.3f} {mean['q0']:6.3f} {mean['w→q0']:6.3f} "
-                            f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['pseudo']:6.0f} {pbc_acc:7.4f} "
-                            f"{mean['minutes']:5.2f}",
+                            f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['w→q@35']:6.3f} {mean['pseudo']:6.0f} "
+                            f"{pbc_acc:7.4f} {mean['minutes']:5.2f}",
                             flush=True,
                         )
     print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")
     print("q0: share of them queued by confidence and familiarity alone; queued, w→q: with the lab's review rule; w→q0, w→q:")
-    print("share of the wrong ones queued; pseudo: unreviewed cells that joined the fit; min: minutes of the adaptation.")
+    print("share of the wrong ones queued; w@35%: share of the wrong ones among the least sure 35 % (how well confidence")
+    print("ranks the mistakes); pseudo: unreviewed cells that joined the fit; min: minutes of the adaptation.")
 
 
 def _pbc_accuracy(pbc: Lab, w: np.ndarray, b: np.ndarray, bundle: ModelBundle) -> float:

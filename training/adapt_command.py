@@ -48,11 +48,13 @@ from .adapt import adapt, write_adapted
 from .adapt_images import ImagesError, adapt_to_images, write_adapted_to_images
 from .adapt_images import summary_lines as images_summary
 from .corrections import CorrectionsError, counts_text, read_corrections, usable_rows
+from .semi_supervised import lab_cells
 
 STAGE_TEXT = {
     "reading": "checking the corrected cells' images",
     "loading": "loading the model",
     "features": "framing the cells and computing their features",
+    "unlabelled": "framing the unreviewed cells (the lab's unlabelled cells)",
     "fitting": "fitting the classifier head (cross-validation folds, then all cells)",
     "measuring": "measuring the batch-norm statistics on the lab's cells",
     "writing": "writing the new bundle",
@@ -164,6 +166,18 @@ def summary_lines(report: dict) -> list[str]:
     if base.get("accuracy") is not None:
         f1 = f", macro F1 {base['macro_f1']:.3f}" if base.get("macro_f1") is not None else ""
         lines.append(f"The base model's own test figures (not measured again): accuracy {_pct(base['accuracy'])}{f1}.")
+    if report.get("unreviewed_cells"):
+        lines.append(
+            f"Unreviewed cells of the lab: {report['unreviewed_cells']}; {report['pseudo_labelled_cells']} of them joined the "
+            "fit with the class the model gave them (both views agreeing, sure)."
+        )
+    rule = report.get("lab_review") or {}
+    if rule:
+        unreliable = ", ".join(rule["unreliable_classes"]) or "none"
+        lines.append(
+            f"For this lab a cell waits for review below {100 * rule['min_confidence']:.0f} % confidence (the surest "
+            f"out-of-fold mistake) or when called one of the classes not yet reliable: {unreliable}."
+        )
     lines.append(f"Temperature {report['temperature']:.3f} ({report['temperature_how']}).")
     lines.append(f"New bundle: {report['bundle']} ({report['seconds']:.0f} s). Use it with --model {report['name']}.")
     return lines
@@ -194,6 +208,11 @@ def add_arguments(p) -> None:
         "--um-per-px",
         type=float,
         help="with --images: the lab's pixel size in micrometres, as its Preferences set it (default: each image's own)",
+    )
+    p.add_argument(
+        "--reviewed-only",
+        action="store_true",
+        help="with --corrections: learn from the reviewed rows alone (default: the unreviewed rows join as unlabelled cells)",
     )
     p.add_argument("--name", required=True, help="name of the adapted bundle")
     p.add_argument("--lab", default="", help="the lab's name in the card (default: the new bundle's name)")
@@ -278,14 +297,23 @@ def _run(args, rep: Reporter) -> dict:
         )
     card = read_card(folder)
     corrections = read_corrections(args.corrections, rep.progress)
-    for line in corrections.skipped:
+
+    def skip(line: str) -> None:
         rep.log(f"{args.corrections}: {line}")
         rep.event("skipped", message=f"{args.corrections}: {line}")
+
+    for line in corrections.skipped:
+        skip(line)
     usable_rows(corrections.rows, card.class_order)
     rep.progress("loading", 0, 0)
     bundle = ModelBundle(folder)
+    unlabelled = None
+    if not args.reviewed_only and len(corrections.unreviewed):
+        unlabelled = lab_cells(bundle, corrections.unreviewed, rep.progress, args.seed)
+        for line in unlabelled.skipped:
+            skip(line)
     with _one_blas_thread():
-        result = adapt(bundle, corrections, args.seed, rep.log, progress=rep.progress)
+        result = adapt(bundle, corrections, args.seed, rep.log, progress=rep.progress, unlabelled=unlabelled)
     lab = args.lab or name
     out = write_adapted(bundle, result, corrections, name, dest, lab, rep.progress)
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ class Corrections:
     skipped: list[str]  # one line per row left out, naming it and why
     sha256: str
     reviewers: list[str]
+    # The export's classified, unreviewed rows (the lab's other cells: unlabelled data);
+    # their images are read, and an unreadable one named, when their features are computed.
+    unreviewed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) -> Corrections:
@@ -56,6 +59,7 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
     if "path" not in frame.columns or label_col is None:
         raise CorrectionsError(f"{csv_path}: needs the columns path and final_label (as yawbcc export --cells writes)")
     frame = frame.assign(row=np.arange(2, len(frame) + 2))  # spreadsheet row numbers (header is row 1)
+    unreviewed = unreviewed_rows(frame)
     if "reviewed" in frame.columns:
         frame = frame[frame["reviewed"].str.lower().isin(["yes", "true", "1"])]
     skipped = []
@@ -85,7 +89,17 @@ def read_corrections(csv_path: str | Path, progress: ProgressFn = _no_progress) 
     rows = pd.DataFrame(keep, columns=frame.columns) if keep else frame.iloc[0:0]
     rows = rows.assign(label=rows[label_col].str.strip().str.upper())
     reviewers = sorted({v for v in rows.get("reviewer", pd.Series(dtype=str)) if v})
-    return Corrections(rows.reset_index(drop=True), skipped, hashlib.sha256(raw).hexdigest(), reviewers)
+    return Corrections(rows.reset_index(drop=True), skipped, hashlib.sha256(raw).hexdigest(), reviewers, unreviewed)
+
+
+def unreviewed_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The classified, unreviewed rows of a cells CSV (its reviewed column saying no, a
+    predicted class; an artefact or an unclassified cell is not one of the lab's cells)."""
+    if "reviewed" not in frame.columns or "predicted" not in frame.columns:
+        return frame.iloc[0:0]
+    said = frame["predicted"].str.strip().str.upper()
+    rows = frame[~frame["reviewed"].str.lower().isin(["yes", "true", "1"]) & said.isin(GROUPS)]
+    return rows.reset_index(drop=True)
 
 
 def _stored_pixel_size(row) -> float | None:

@@ -40,15 +40,6 @@ class LabCells:
         return len(self.plain)
 
 
-def unreviewed_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The classified, unreviewed rows of a cells CSV (a reviewed column saying no, a
-    predicted class), with their spreadsheet row numbers in ``row``."""
-    if "reviewed" not in frame.columns or "predicted" not in frame.columns:
-        return frame.iloc[0:0]
-    rows = frame[~frame["reviewed"].str.lower().isin(["yes", "true", "1"]) & frame["predicted"].str.strip().ne("")]
-    return rows.reset_index(drop=True)
-
-
 def lab_cells(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _no_progress, seed: int = 0) -> LabCells:
     """Features of ``rows`` (at most ``MAX_UNLABELLED``, sampled evenly) and of their mirror
     views; an image that cannot be read is named once and its rows left out."""
