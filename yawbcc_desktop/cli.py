@@ -14,14 +14,17 @@ With ``--session`` every analysed image is committed to the session as it arrive
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+from . import __version__
 from .core.vocabulary import FAILED, MODES, SEGMENTERS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger(__name__)
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 
@@ -150,6 +153,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
                 n_failed += 1
+                log.warning("%s: %s", result.path, result.error)
                 print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
             else:
                 n_read += 1
@@ -180,10 +184,9 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     targets = " and ".join(str(t) for t in (args.out, getattr(args, "session", None)) if t)
     if masks is not None:
         targets = " and ".join(filter(None, [targets, f"{masks.written} masks in {args.masks}"]))
-    print(
-        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
-        file=sys.stderr,
-    )
+    summary = f"{n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}"
+    log.info("%s: %s", args.command, summary)
+    print(f"yawbcc: {summary}", file=sys.stderr)
     if n_unfamiliar:
         print(
             f"yawbcc: {n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
@@ -287,7 +290,7 @@ def _training_module(module: str, what: str):
     except ImportError:
         if not getattr(sys, "frozen", False):
             raise
-        print(f"yawbcc: {what} is not part of this installation; use a source install (README, Training)", file=sys.stderr)
+        print(f"yawbcc: {what} is not part of this installation; use a source install (docs/training.md)", file=sys.stderr)
         return None
 
 
@@ -335,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, preprocess and classify blood cells in microscope images (headless).",
         epilog="Exit status: 0 all files analysed, 1 some files failed, 2 nothing could be done, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"yawbcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
@@ -391,6 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .core.logs import start_logging
+    from .core.preferences import load_preferences
+
+    start_logging("yawbcc", load_preferences().log_level)
+    try:
+        status = _main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        log.info("yawbcc %s: exit status %s", " ".join(argv[:1]), exc.code)
+        raise
+    except Exception:
+        log.exception("yawbcc %s failed", " ".join(argv[:1]))
+        raise
+    log.info("yawbcc %s: exit status %d", " ".join(argv[:1]), status)
+    return status
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
     if argv and argv[0] == "adapt":
