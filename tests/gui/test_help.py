@@ -19,29 +19,15 @@ from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.logs import log_path
 from yawbcc_desktop.core.store import ReviewSession
 from yawbcc_desktop.gui import actions
-from yawbcc_desktop.gui.app import application, main
+from yawbcc_desktop.gui.app import main
 from yawbcc_desktop.gui.crash import CrashReporter
 from yawbcc_desktop.gui.help import docs_root, shortcuts_markdown
-from yawbcc_desktop.gui.main_window import MainWindow
-from yawbcc_desktop.gui.settings import AppSettings
 from yawbcc_desktop.gui.widgets.label_bar import LABEL_KEYS
 
 from .conftest import started_window
 from .test_review_window import RUN_TIMEOUT_MS
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    """A window without a model: the Help menu needs none."""
-    application()
-    win = MainWindow(AppSettings(tmp_path / "config"), attended=False, mode="cell")
-    qtbot.addWidget(win)
-    win.show()
-    win.controller.start()
-    yield win
-    win.close()
 
 
 @pytest.fixture
@@ -76,9 +62,9 @@ def click_link(qtbot, browser, href: str) -> None:
     qtbot.mouseClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=point)
 
 
-def test_user_guide_opens_offline_and_its_links_lead_to_the_other_pages(window, qtbot):
-    window.user_guide_action.trigger()
-    guide = window.help.guide
+def test_user_guide_opens_offline_and_its_links_lead_to_the_other_pages(bare_window, qtbot):
+    bare_window.user_guide_action.trigger()
+    guide = bare_window.help.guide
     assert guide is not None and guide.isVisible()
     browser = guide.browser
     assert browser.source().toLocalFile() == str(docs_root() / "user-guide.md")
@@ -103,16 +89,16 @@ def test_user_guide_opens_offline_and_its_links_lead_to_the_other_pages(window, 
     assert top.startswith("Logs"), top
 
 
-def test_keyboard_shortcuts_list_every_action_key_from_the_action_table(window, qtbot):
-    window.shortcuts_action.trigger()
-    table = window.help.shortcuts_dialog.table
+def test_keyboard_shortcuts_list_every_action_key_from_the_action_table(bare_window, qtbot):
+    bare_window.shortcuts_action.trigger()
+    table = bare_window.help.shortcuts_dialog.table
     shown = [tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())]
     assert shown == actions.shortcut_rows()
     keys = {row[2] for row in shown}
     for spec in actions.ACTIONS:
         if isinstance(spec, actions.Action) and spec.shortcut:
             # What the window's action answers to is what the table says.
-            action = getattr(window, f"{spec.name}_action")
+            action = getattr(bare_window, f"{spec.name}_action")
             bound = ", ".join(k.toString(k.SequenceFormat.NativeText) for k in action.shortcuts())
             assert bound == "" or bound in keys, (spec.name, bound)
     assert {row[2] for row in shown if row[0] == "Review › Set class"} == set(LABEL_KEYS.values())
@@ -123,10 +109,10 @@ def test_keyboard_shortcuts_list_every_action_key_from_the_action_table(window, 
     assert written == shortcuts_markdown(), "regenerate it: python -m yawbcc_desktop.gui.help --shortcuts"
 
 
-def test_open_log_folder_shows_the_log_folder(window, log_folder, monkeypatch):
+def test_open_log_folder_shows_the_log_folder(bare_window, log_folder, monkeypatch):
     opened = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
-    window.log_folder_action.trigger()
+    bare_window.log_folder_action.trigger()
     assert [u.toLocalFile() for u in opened] == [str(log_folder)] and log_folder.is_dir()
 
 
@@ -156,7 +142,7 @@ def test_a_window_session_writes_the_log(tiny_bundle, cell_folder, tmp_path, log
     assert "yawbcc-desktop started" in log and "window closed, exit status 0" in log
 
 
-def test_preferences_set_the_log_level(window, log_folder, monkeypatch):
+def test_preferences_set_the_log_level(bare_window, log_folder, monkeypatch):
     import logging
 
     from yawbcc_desktop.gui.widgets.preferences_dialog import PreferencesDialog
@@ -167,11 +153,11 @@ def test_preferences_set_the_log_level(window, log_folder, monkeypatch):
         return PreferencesDialog.DialogCode.Accepted
 
     monkeypatch.setattr(PreferencesDialog, "exec", choose_everything)
-    window.edit_preferences()
-    assert window.review.prefs.log_level == "DEBUG" and logging.getLogger().level == logging.DEBUG
+    bare_window.edit_preferences()
+    assert bare_window.review.prefs.log_level == "DEBUG" and logging.getLogger().level == logging.DEBUG
     monkeypatch.setattr(PreferencesDialog, "exec", lambda d: (d.restore_defaults(), d.accept(), 1)[2])
-    window.edit_preferences()
-    assert window.review.prefs.log_level == "INFO" and logging.getLogger().level == logging.INFO
+    bare_window.edit_preferences()
+    assert bare_window.review.prefs.log_level == "INFO" and logging.getLogger().level == logging.INFO
 
 
 @pytest.mark.qt_no_exception_capture

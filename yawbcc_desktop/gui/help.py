@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
     QTextBrowser,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..core.logs import log_dir, log_path
@@ -120,6 +121,16 @@ class GuideDialog(QDialog):
         self.resize(980, 760)
 
 
+def _with_close_button(dialog: QDialog, content: QWidget, size: tuple[int, int]) -> None:
+    """Lay ``dialog`` out as ``content`` over a Close button."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(content)
+    layout.addWidget(buttons)
+    dialog.resize(*size)
+
+
 class ShortcutsDialog(QDialog):
     """Help › Keyboard shortcuts: every action's keys, read from ``actions.ACTIONS``."""
 
@@ -138,12 +149,7 @@ class ShortcutsDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.table)
-        layout.addWidget(buttons)
-        self.resize(640, 640)
+        _with_close_button(self, self.table, (640, 640))
 
 
 class AboutDialog(QDialog):
@@ -155,12 +161,7 @@ class AboutDialog(QDialog):
         self.text = QTextBrowser(self)
         self.text.setOpenExternalLinks(True)
         self.text.setHtml(about_html(card, folder))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.text)
-        layout.addWidget(buttons)
-        self.resize(720, 640)
+        _with_close_button(self, self.text, (720, 640))
 
 
 class HelpDialogs:
