@@ -136,10 +136,14 @@ def test_about_shows_version_model_card_and_the_licences(qapp, tiny_bundle, tmp_
 
 def test_a_window_session_writes_the_log(tiny_bundle, cell_folder, tmp_path, log_folder):
     out = tmp_path / "shot.png"
-    files = sorted(str(p) for p in cell_folder.rglob("*.jpg"))[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    files = [*sorted(str(p) for p in cell_folder.rglob("*.jpg"))[:2], str(broken)]
     assert main(["--screenshot", str(out), "--model", str(tiny_bundle), "--mode", "cell", *files]) == 0
     log = (log_folder / "yawbcc.log").read_text(encoding="utf-8")
     assert "yawbcc-desktop started" in log and "window closed, exit status 0" in log
+    assert re.search(rf"WARNING \d+ yawbcc_desktop\.gui\.analysis: {re.escape(str(broken))}: \S", log), log
+    assert re.search(r"INFO .* Analysed 3 images in [\d.]+ s: \d+ cells, 1 failed", log), log
 
 
 def test_preferences_set_the_log_level(bare_window, log_folder, monkeypatch):
