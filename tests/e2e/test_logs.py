@@ -21,7 +21,7 @@ def test_classify_run_writes_the_log_with_failures_and_summary(pbc, tiny_bundle,
     log = (tmp_path / "logs" / logs.LOG_FILE).read_text(encoding="utf-8")
     assert "yawbcc started" in log
     assert "WARNING" in log and "broken.jpg" in log  # the failed file, named
-    assert "classify: 2 files read" in log and "yawbcc classify: exit status 1" in log
+    assert "INFO" in log and "2 files read, " in log and "yawbcc classify: exit status 1" in log
 
 
 def test_the_preferences_level_applies_to_the_command(tmp_path, monkeypatch, capsys):
