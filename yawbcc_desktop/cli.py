@@ -14,14 +14,17 @@ With ``--session`` every analysed image is committed to the session as it arrive
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+from . import __version__
 from .core.vocabulary import FAILED, MODES, SEGMENTERS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger(__name__)
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 
@@ -50,6 +53,12 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+
+
+def tell(text: str, level: int = logging.INFO) -> None:
+    """One line for the user on stderr (``yawbcc: text``), kept in the log too."""
+    log.log(level, "%s", text)
+    print(f"yawbcc: {text}", file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -82,14 +91,14 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
 
     paths = list(iter_image_paths(args.paths))
     if not paths:
-        print("yawbcc: no image files found in the given paths", file=sys.stderr)
+        tell("no image files found in the given paths", logging.WARNING)
         return EXIT_UNUSABLE
     session = None
     if getattr(args, "session", None):
         try:
             session = ReviewSession.open_or_create(args.session)
         except SessionError as exc:
-            print(f"yawbcc: {exc}", file=sys.stderr)
+            tell(str(exc), logging.ERROR)
             return EXIT_UNUSABLE
     try:
         return _analyse_into(args, classify, paths, session)
@@ -110,7 +119,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         done = session.analysed_paths()
         kept = [p for p in paths if os.path.abspath(p) not in done]
         if len(kept) < len(paths):
-            print(f"yawbcc: {len(paths) - len(kept)} files already in {args.session}, kept as they are", file=sys.stderr)
+            tell(f"{len(paths) - len(kept)} files already in {args.session}, kept as they are", logging.INFO)
         paths = kept
     bundle = None
     if classify and paths:
@@ -118,7 +127,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         try:
             bundle = ModelBundle(resolve_bundle(args.model))
         except ModelBundleError as exc:
-            print(f"yawbcc: {exc}", file=sys.stderr)
+            tell(str(exc), logging.ERROR)
             return EXIT_UNUSABLE
     progress = Progress(len(paths), None if args.quiet else sys.stderr)
     n_read = n_failed = n_cells = n_unfamiliar = 0
@@ -134,7 +143,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         try:
             masks = MaskWriter(args.masks)
         except OSError as exc:
-            print(f"yawbcc: cannot write masks to {args.masks}: {exc}", file=sys.stderr)
+            tell(f"cannot write masks to {args.masks}: {exc}", logging.ERROR)
             return EXIT_UNUSABLE
     # A familiarity model's threshold is kept with each image, to say why one is unfamiliar.
     threshold_of_unfamiliar = unfamiliar_threshold(bundle)
@@ -150,7 +159,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
                 n_failed += 1
-                print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
+                tell(f"{result.path}: {result.error}", logging.WARNING)
             else:
                 n_read += 1
                 n_cells += len(result.cells)
@@ -161,34 +170,31 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                     try:
                         masks.write_image(result)
                     except OSError as exc:  # disk full or gone: say so, the CSV goes on
-                        print(f"yawbcc: {result.path}: masks not written ({exc})", file=sys.stderr, flush=True)
+                        tell(f"{result.path}: masks not written ({exc})", logging.WARNING)
             progress.step()
     except KeyboardInterrupt:
         kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
         kept += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
         if writer is not None:
             writer.abort()
-        print(f"yawbcc: interrupted; {', '.join(kept)}", file=sys.stderr)
+        tell(f"interrupted; {', '.join(kept)}", logging.WARNING)
         return EXIT_INTERRUPTED
     except SessionError as exc:  # the session's disk is full or gone: stop, keep what is saved
         if writer is not None:
             writer.abort()
-        print(f"yawbcc: stopped: {exc}", file=sys.stderr)
+        tell(f"stopped: {exc}", logging.ERROR)
         return EXIT_UNUSABLE
     if writer is not None:
         writer.close()
     targets = " and ".join(str(t) for t in (args.out, getattr(args, "session", None)) if t)
     if masks is not None:
         targets = " and ".join(filter(None, [targets, f"{masks.written} masks in {args.masks}"]))
-    print(
-        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
-        file=sys.stderr,
-    )
+    tell(f"{n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}", logging.INFO)
     if n_unfamiliar:
-        print(
-            f"yawbcc: {n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
+        tell(
+            f"{n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
             "microscope or magnification than it was trained on): their cells all wait for review",
-            file=sys.stderr,
+            logging.WARNING,
         )
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
@@ -200,24 +206,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     prefs = load_preferences()
     if prefs.problem:
-        print(f"yawbcc: {prefs.problem}", file=sys.stderr)
+        tell(prefs.problem, logging.WARNING)
     threshold = args.threshold if args.threshold is not None else prefs.review_threshold
     try:
         # Read-only: works while the GUI has the session open for review.
         with ReviewSession.open(args.session, readonly=True) as session:
             if args.cells:
                 n = export_cells(session, args.cells, threshold)
-                print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
+                tell(f"{n} cells -> {args.cells}", logging.INFO)
             if args.differential:
                 diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
                 total = diffs[0]
                 note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
-                print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
+                tell(f"differential of {total.wbc} white cells{note} -> {args.differential}", logging.INFO)
     except SessionError as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
+        tell(str(exc), logging.ERROR)
         return EXIT_UNUSABLE
     except OSError as exc:
-        print(f"yawbcc: could not write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        tell(f"could not write {exc.filename}: {exc.strerror}", logging.ERROR)
         return EXIT_UNUSABLE
     return EXIT_OK
 
@@ -269,7 +275,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     try:
         index = index_folder(args.folder)
     except FileNotFoundError as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
+        tell(str(exc), logging.ERROR)
         return EXIT_UNUSABLE
     print(index_report(index))
     if args.out:
@@ -287,7 +293,7 @@ def _training_module(module: str, what: str):
     except ImportError:
         if not getattr(sys, "frozen", False):
             raise
-        print(f"yawbcc: {what} is not part of this installation; use a source install (README, Training)", file=sys.stderr)
+        tell(f"{what} is not part of this installation; use a source install (docs/training.md)", logging.ERROR)
         return None
 
 
@@ -335,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, preprocess and classify blood cells in microscope images (headless).",
         epilog="Exit status: 0 all files analysed, 1 some files failed, 2 nothing could be done, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"yawbcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
@@ -391,6 +398,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .core.logs import start_logging
+    from .core.preferences import load_preferences
+
+    start_logging("yawbcc", load_preferences().log_level)
+    try:
+        status = _main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        log.info("yawbcc %s: exit status %s", " ".join(argv[:1]), exc.code)
+        raise
+    except Exception:
+        log.exception("yawbcc %s failed", " ".join(argv[:1]))
+        raise
+    log.info("yawbcc %s: exit status %d", " ".join(argv[:1]), status)
+    return status
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
     if argv and argv[0] == "adapt":

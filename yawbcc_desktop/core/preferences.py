@@ -1,4 +1,4 @@
-"""A reviewer's preferences: name, review threshold, reference ranges, last session.
+"""A reviewer's preferences: name, review threshold, reference ranges, last session, log level.
 
 One small JSON file in the user's configuration folder, shared by the GUI and the
 ``yawbcc`` command.  ``YAWBCC_CONFIG_DIR`` overrides the folder (tests, portable installs).
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from .logs import DEFAULT_LEVEL, LEVELS
 from .vocabulary import SEGMENTERS
 
 CONFIG_ENV = "YAWBCC_CONFIG_DIR"
@@ -64,6 +65,7 @@ class Preferences:
     last_session: str = ""
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
+    log_level: str = DEFAULT_LEVEL  # logs.LEVELS: how much the log file keeps
     problem: str = ""
 
     @property
@@ -79,6 +81,7 @@ class Preferences:
             "last_session": self.last_session,
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
+            "log_level": self.log_level,
         }
 
     @classmethod
@@ -97,6 +100,8 @@ class Preferences:
             prefs.last_session = data["last_session"]
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
+        if data.get("log_level") in LEVELS:
+            prefs.log_level = data["log_level"]
         um = data.get("lab_um_per_px")
         if isinstance(um, int | float) and not isinstance(um, bool):
             from .scale import check_um_per_px  # here: core.scale loads OpenCV, which yawbcc --help need not

@@ -140,11 +140,36 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
     SEPARATOR(VIEW),
     Part("docks", menu=VIEW),
     # -- Help
-    Action("about", "&About YAWBCC Desktop", "dialogs.about", menu=HELP),
+    Action("user_guide", "&User guide", "help.user_guide", (K.HelpContents,), tip="The user guide, offline",
+           menu=HELP),
+    Action("shortcuts", "&Keyboard shortcuts", "help.shortcuts", tip="Every action's keys", menu=HELP),
+    Action("log_folder", "Open &log folder", "help.open_log_folder",
+           tip="The folder of the log file to send with a problem report", menu=HELP),
+    SEPARATOR(HELP),
+    Action("about", "&About YAWBCC Desktop", "help.about", menu=HELP),
 )  # fmt: skip
 
 # The context menu of every cell view.
 CELL_MENU: tuple[str, ...] = ("labels", "confirm", "-", "undo")
+
+
+def key_text(keys: Iterable) -> str:
+    """The keys of an action as this platform writes them (a standard key it lacks is left out)."""
+    texts = [QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in keys]
+    return ", ".join(dict.fromkeys(t for t in texts if t))
+
+
+def shortcut_rows() -> list[tuple[str, str, str]]:
+    """(menu, action, keys) for every action with keys, in the table's order; the class keys
+    of ``LABEL_KEYS`` sit where the table puts them (Review › Set class)."""
+    rows = []
+    for spec in ACTIONS:
+        where = spec.menu.replace("&", "").replace("/", " › ") if not isinstance(spec, Separator) else ""
+        if isinstance(spec, Part) and spec.name == "labels":
+            rows += [(where, display_name(label), key_text([key])) for label, key in LABEL_KEYS.items()]
+        elif isinstance(spec, Action) and key_text(spec.shortcut):
+            rows.append((where or "Window", spec.text.replace("&", ""), key_text(spec.shortcut)))
+    return rows
 
 
 def _resolve(owner, path: str) -> Callable:

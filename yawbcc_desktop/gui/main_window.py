@@ -21,9 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.logs import set_level as set_log_level
 from ..core.vocabulary import CANCELLED, MODES
 from . import actions
 from .analysis import AnalysisController
+from .help import HelpDialogs
 from .icons import icon
 from .messages import Notifier
 from .model_dialogs import ModelDialogs
@@ -102,6 +104,7 @@ class MainWindow(QMainWindow):
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
         self.models = ModelDialogs(self)
+        self.help = HelpDialogs(self)
         self._build_actions()
         self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
         central_layout.insertWidget(0, self.banner)
@@ -433,6 +436,7 @@ class MainWindow(QMainWindow):
         dialog = PreferencesDialog(self.review.prefs, self, scales)
         if dialog.exec() == PreferencesDialog.DialogCode.Accepted:
             self.review.set_preferences(dialog.preferences())
+            set_log_level(dialog.preferences().log_level)
             self._update_counts()
             self.differential.refresh()
 
