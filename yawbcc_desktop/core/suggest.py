@@ -1,14 +1,13 @@
 """Which cells a reviewer should label first when the model meets a new lab.
 
-Adapting learns most from a few dozen labels when they cover every kind of cell the lab
-shows, and when they are the cells the model is least sure of rather than the ones it
-already gets right.  ``cells_to_review_for_adapting`` picks:
-
-1. coverage: for each class the model sees in the session, the cell most typical of it
-   (nearest its centre), so no class present is left without a label;
-2. then, greedily, the cell farthest from every cell picked so far (k-centre), each
-   distance weighted by the cell's uncertainty (1 - top-2 margin): spread over the lab's
-   variety, leaning on what the model doubts.
+Adapting learns most from a few dozen labels when they cover the kinds of cell the lab
+shows, each label standing for many cells like it (with a budget this small, typical cells
+teach more than the odd ones: Hacohen et al. 2022, "TypiClust").
+``cells_to_review_for_adapting`` splits the session's cells into k groups of alike cells
+(k-means) and picks from each group its most typical cell (nearest the group's centre),
+the largest groups first; every class the model sees in the session then has a cell, since
+a class's cells form groups of their own.  Uncertainty picked first (the least sure cells,
+spread by k-centre) did worse on LISC (``benchmarks/adaptation.py``, docs/measurements.md).
 
 It works on the pooled backbone features when the caller has them, else on the cells'
 class probabilities (all a review session stores): ``benchmarks/adaptation.py`` measures both.
@@ -17,8 +16,6 @@ class probabilities (all a review session stores): ``benchmarks/adaptation.py`` 
 from __future__ import annotations
 
 import numpy as np
-
-UNCERTAINTY_FLOOR = 0.25  # a sure cell keeps this much of its distance: diversity still counts
 
 
 def uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -36,7 +33,7 @@ def _embedding(probs: np.ndarray, features: np.ndarray | None) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-4, 1.0))
 
 
-def cells_to_review_for_adapting(probs: np.ndarray, k: int, features: np.ndarray | None = None) -> np.ndarray:
+def cells_to_review_for_adapting(probs: np.ndarray, k: int, features: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """Indices of ``k`` cells (of the rows of ``probs``, unreviewed cells) to label first, in
     the order to review them."""
     probs = np.asarray(probs, np.float64)
@@ -45,24 +42,37 @@ def cells_to_review_for_adapting(probs: np.ndarray, k: int, features: np.ndarray
     if k <= 0:
         return np.zeros(0, int)
     emb = _embedding(probs, features)
-    weight = UNCERTAINTY_FLOOR + (1 - UNCERTAINTY_FLOOR) * uncertainty(probs)
-    said = probs.argmax(axis=1)
-    picked: list[int] = []
-    # Coverage first, the commonest class first: its typical cell.
-    classes, counts = np.unique(said, return_counts=True)
-    for c in classes[np.argsort(-counts)]:
-        if len(picked) == k:
-            break
-        members = np.flatnonzero(said == c)
-        centre = emb[members].mean(axis=0)
-        picked.append(int(members[np.argmin(((emb[members] - centre) ** 2).sum(axis=1))]))
-    nearest = np.full(n, np.inf)
-    for i in picked:
-        nearest = np.minimum(nearest, ((emb - emb[i]) ** 2).sum(axis=1))
-    while len(picked) < k:
-        score = nearest * weight
-        score[picked] = -1.0
-        i = int(np.argmax(score))
-        picked.append(i)
-        nearest = np.minimum(nearest, ((emb - emb[i]) ** 2).sum(axis=1))
+    group = _kmeans(emb, k, seed)
+    picked = []
+    sizes = np.bincount(group, minlength=k)
+    for g in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(group == g)
+        if len(members):
+            centre = emb[members].mean(axis=0)
+            picked.append(int(members[np.argmin(((emb[members] - centre) ** 2).sum(axis=1))]))
+    # Empty groups (fewer distinct cells than k): the least sure of the rest.
+    rest = np.setdiff1d(np.argsort(-uncertainty(probs), kind="stable"), picked, assume_unique=False)
+    order = np.argsort(-uncertainty(probs[rest]), kind="stable")
+    picked += [int(i) for i in rest[order][: k - len(picked)]]
     return np.array(picked, int)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, rounds: int = 20) -> np.ndarray:
+    """Group of each row: k-means from a k-means++ start (numpy; a session's few thousand cells)."""
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    nearest = ((x - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = nearest.sum()
+        i = int(rng.choice(len(x), p=nearest / total)) if total > 0 else int(rng.integers(len(x)))
+        centres.append(x[i])
+        nearest = np.minimum(nearest, ((x - x[i]) ** 2).sum(axis=1))
+    c = np.stack(centres)
+    group = np.zeros(len(x), int)
+    for _ in range(rounds):
+        d = (x**2).sum(axis=1)[:, None] - 2 * x @ c.T + (c**2).sum(axis=1)[None]
+        group = d.argmin(axis=1)
+        for j in range(k):
+            if np.any(group == j):
+                c[j] = x[group == j].mean(axis=0)
+    return group
