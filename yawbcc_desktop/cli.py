@@ -194,6 +194,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .core.atomic import write_failure
     from .core.preferences import load_preferences
     from .core.review_export import export_cells, export_differential
     from .core.store import ReviewSession, SessionError
@@ -202,24 +203,44 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if prefs.problem:
         print(f"yawbcc: {prefs.problem}", file=sys.stderr)
     threshold = args.threshold if args.threshold is not None else prefs.review_threshold
+    target = ""
     try:
         # Read-only: works while the GUI has the session open for review.
         with ReviewSession.open(args.session, readonly=True) as session:
             if args.cells:
+                target = args.cells
                 n = export_cells(session, args.cells, threshold)
                 print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
             if args.differential:
+                target = args.differential
                 diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
                 total = diffs[0]
                 note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
                 print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
+            for target, run in _dataset_exports(args):
+                outcome = run(session)
+                print(f"yawbcc: {outcome.cells} cells of {outcome.images} images -> {target}", file=sys.stderr)
+                for line in outcome.skipped_lines():
+                    print(f"yawbcc: {line}", file=sys.stderr)
     except SessionError as exc:
         print(f"yawbcc: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except OSError as exc:
-        print(f"yawbcc: could not write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(f"yawbcc: {write_failure(target or exc.filename, exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     return EXIT_OK
+
+
+def _dataset_exports(args: argparse.Namespace) -> list:
+    """(target, export of an open session) for the data set options given."""
+    from .core import dataset_export
+
+    out = []
+    if args.coco:
+        out.append((args.coco, lambda s: dataset_export.export_coco(s, args.coco, link=args.link)))
+    if args.crops:
+        out.append((args.crops, lambda s: dataset_export.export_crops(s, args.crops, model=args.model)))
+    return out
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -375,10 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
     )
-    p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
+    p = sub.add_parser("export", help="export a review session: cells and differential CSV, COCO or crops data set")
     p.add_argument("session", metavar="FILE", help="review session file")
     p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
     p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
+    p.add_argument("--coco", metavar="DIR", help="COCO data set: annotations.json (boxes, RLE masks, final labels) + images/")
+    p.add_argument("--link", action="store_true", help="--coco: link the images instead of copying them")
+    p.add_argument("--crops", metavar="DIR", help="class folders of the reviewed cells as the model sees them, + crops.csv")
+    p.add_argument("--model", help="--crops: frame the cells as this bundle does (default: the model that classified them)")
     p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
@@ -402,8 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "segment" and not (args.out or args.masks):
         parser.error("segment needs --out, --masks, or both")
     if args.command == "export":
-        if not (args.cells or args.differential):
-            parser.error("export needs --cells, --differential, or both")
+        if not (args.cells or args.differential or args.coco or args.crops):
+            parser.error("export needs at least one of --cells, --differential, --coco, --crops")
         return _cmd_export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")
