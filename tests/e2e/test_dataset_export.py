@@ -135,3 +135,26 @@ def test_coco_export_can_link_the_images(reviewed_session, tmp_path):
     data = json.loads((out / dataset_export.COCO_FILE).read_text())
     first = out / data["images"][0]["file_name"]
     assert first.is_symlink() and str(first.resolve()) == data["images"][0]["source"]
+
+
+def test_a_coco_export_of_smear_fields_trains_the_unet(reviewed_session, tmp_path):
+    from training.unet import UnetConfig
+    from training.unet_targets import coco_samples
+    from yawbcc_desktop.core.unet_segmentation import WEIGHTS_FILE, UnetSegmenter
+
+    out = tmp_path / "coco"
+    assert main(["export", str(reviewed_session), "--coco", str(out)]) == EXIT_OK
+    samples = coco_samples(out, UnetConfig())
+    fields = [s for s in samples if "BloodImage" in s.name]
+    assert len(samples) == len(json.loads((out / dataset_export.COCO_FILE).read_text())["images"]) and len(fields) == 2
+    reviewed, left = fields  # the first field was reviewed (a neutrophil, a confirmed cell, an artefact)
+    assert reviewed.target[..., 0].any() and (reviewed.weight[..., 0] == 1).mean() > 0.9
+    assert not left.target.any() and (left.weight[..., 0] == 0).any()  # unreviewed cells: no opinion
+
+    run = tmp_path / "unet"
+    args = ["unet", "--coco", str(out), "--coco-only", "--steps", "100", "--batch", "2", "--out", str(run)]
+    assert training_main(args) == 0
+    card = json.loads((run / "segmenter.json").read_text())
+    assert card["extra"]["trained_on"]["coco"] == sum(s.split == "train" for s in samples)
+    seg = UnetSegmenter(run)  # the app loads it as any segmenter bundle
+    assert (run / WEIGHTS_FILE).is_file() and seg.maps_of_working_image(fields[0].image).shape[-1] == 2
