@@ -217,18 +217,46 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 total = diffs[0]
                 note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
                 print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
+            if args.fhir or args.hl7:
+                from .core.lis import write_fhir, write_hl7
+
+                result = _sample_result(session, args, prefs, threshold)
+                for target, write in ((args.fhir, write_fhir), (args.hl7, write_hl7)):
+                    if target:
+                        write(result, target)
+                        print(
+                            f"yawbcc: {result.status} result of {result.differential.wbc} white cells -> {target}",
+                            file=sys.stderr,
+                        )
             for target, run in _dataset_exports(args):
                 outcome = run(session)
                 print(f"yawbcc: {outcome.cells} cells of {outcome.images} images -> {target}", file=sys.stderr)
                 for line in outcome.skipped_lines():
                     print(f"yawbcc: {line}", file=sys.stderr)
-    except SessionError as exc:
+    except (SessionError, ValueError) as exc:  # ValueError: no such folder or field, nothing to send
         print(f"yawbcc: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except OSError as exc:
         print(f"yawbcc: {write_failure(target or exc.filename, exc)}", file=sys.stderr)
         return EXIT_UNUSABLE
     return EXIT_OK
+
+
+def _sample_result(session, args: argparse.Namespace, prefs, threshold: float):
+    """The ``SampleResult`` of the scope ``--folder`` / ``--field`` pick (default: the session)."""
+    from .core.sample_result import sample_result
+
+    image_id = None
+    if args.field:
+        image = session.image(args.field)
+        if image is None or image.mode != "smear":
+            raise ValueError(f"{args.field}: not a smear field of {session.path}")
+        image_id = image.id
+    if args.folder and os.path.abspath(args.folder) not in session.folders():
+        raise ValueError(f"{args.folder}: no image of {session.path} is in that folder")
+    return sample_result(
+        session, threshold, prefs.reference_ranges, prefs.min_wbc, prefs.lab_name, args.sample, args.folder, image_id
+    )
 
 
 def _dataset_exports(args: argparse.Namespace) -> list:
@@ -348,6 +376,14 @@ def _pixel_size(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_sample_scope(p: argparse.ArgumentParser) -> None:
+    """The options of a sample's result (LIS message, report): which sample, and its identifier."""
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--folder", help="the sample is this folder of the session (default: the whole session)")
+    scope.add_argument("--field", metavar="IMAGE", help="the sample is this smear field of the session")
+    p.add_argument("--sample", metavar="ID", help="sample identifier (default: the one kept in the session)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.preferences import DEFAULT_REVIEW_THRESHOLD
 
@@ -400,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session", metavar="FILE", help="review session file")
     p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
     p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
+    p.add_argument("--fhir", metavar="JSON", help="FHIR R4 bundle for the LIS: DiagnosticReport, one Observation per class")
+    p.add_argument("--hl7", metavar="FILE", help="HL7 v2.5 ORU^R01 message for the LIS: one OBX per class")
+    add_sample_scope(p)
     p.add_argument("--coco", metavar="DIR", help="COCO data set: annotations.json (boxes, RLE masks, final labels) + images/")
     p.add_argument("--link", action="store_true", help="--coco: link the images instead of copying them")
     p.add_argument("--crops", metavar="DIR", help="class folders of the reviewed cells as the model sees them, + crops.csv")
@@ -427,8 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "segment" and not (args.out or args.masks):
         parser.error("segment needs --out, --masks, or both")
     if args.command == "export":
-        if not (args.cells or args.differential or args.coco or args.crops):
-            parser.error("export needs at least one of --cells, --differential, --coco, --crops")
+        if not (args.cells or args.differential or args.coco or args.crops or args.fhir or args.hl7):
+            parser.error("export needs at least one of --cells, --differential, --fhir, --hl7, --coco, --crops")
         return _cmd_export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")

@@ -64,6 +64,7 @@ class Preferences:
     last_session: str = ""
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
+    lab_name: str = ""  # printed at the top of each report and sent to the LIS
     problem: str = ""
 
     @property
@@ -79,6 +80,7 @@ class Preferences:
             "last_session": self.last_session,
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
+            "lab_name": self.lab_name,
         }
 
     @classmethod
@@ -95,6 +97,8 @@ class Preferences:
             prefs.min_wbc = n
         if isinstance(data.get("last_session"), str):
             prefs.last_session = data["last_session"]
+        if isinstance(data.get("lab_name"), str):
+            prefs.lab_name = data["lab_name"].strip()
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
         um = data.get("lab_um_per_px")
