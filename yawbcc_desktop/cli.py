@@ -312,6 +312,30 @@ def adaptation_text(extra: dict) -> str:
     return text
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .core.atomic import write_failure
+    from .core.preferences import load_preferences
+    from .core.store import ReviewSession, SessionError
+
+    prefs = load_preferences()
+    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
+    try:
+        with ReviewSession.open(args.session, readonly=True) as session:
+            result = _sample_result(session, args, prefs, threshold)
+            from .gui.report_pdf import write_pdf  # Qt's PDF writer: loaded only for a report
+
+            pages = write_pdf(result, args.out)
+    except (SessionError, ValueError) as exc:
+        print(f"yawbcc: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except OSError as exc:
+        print(f"yawbcc: {write_failure(args.out, exc)}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    state = "final" if result.final else "PROVISIONAL (not signed off)"
+    print(f"yawbcc: {state} report of {result.differential.wbc} white cells, {pages} pages -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from .core.dataset import index_folder, index_report
 
@@ -444,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", metavar="DIR", help="class folders of the reviewed cells as the model sees them, + crops.csv")
     p.add_argument("--model", help="--crops: frame the cells as this bundle does (default: the model that classified them)")
     p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
+    p = sub.add_parser("report", help="the sample's report as PDF: differential, flags, comments, sign-off, cell gallery")
+    p.add_argument("session", metavar="FILE", help="review session file")
+    p.add_argument("--out", required=True, metavar="PDF", help="PDF file to write")
+    add_sample_scope(p)
+    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -473,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_analysis(args, classify=args.command == "classify")
     if args.command == "models":
         return _cmd_models(args)
+    if args.command == "report":
+        return _cmd_report(args)
     if args.command == "index":
         return _cmd_index(args)
     return EXIT_UNUSABLE
