@@ -28,6 +28,7 @@ from .icons import icon
 from .messages import Notifier
 from .model_dialogs import ModelDialogs
 from .palette import display_name
+from .report_dialogs import ReportDialogs
 from .review import ReviewController
 from .selection import CellSelection
 from .session_dialogs import SessionDialogs
@@ -101,6 +102,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
+        self.reports = ReportDialogs(self, self.review, settings, self.notifier, self.differential.scope.currentData)
+        self.differential.notes.problem.connect(self.notifier.error)
         self.models = ModelDialogs(self)
         self._build_actions()
         self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
