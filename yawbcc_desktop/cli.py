@@ -218,7 +218,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
                 print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
             if args.fhir or args.hl7:
-                from .core.lis import write_fhir, write_hl7
+                from .core.lis import NOT_SENT, write_fhir, write_hl7
 
                 result = _sample_result(session, args, prefs, threshold)
                 for target, write in ((args.fhir, write_fhir), (args.hl7, write_hl7)):
@@ -228,6 +228,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
                             f"yawbcc: {result.status} result of {result.differential.wbc} white cells -> {target}",
                             file=sys.stderr,
                         )
+                for why in NOT_SENT.values():
+                    print(f"yawbcc: {why}", file=sys.stderr)
             for target, run in _dataset_exports(args):
                 outcome = run(session)
                 print(f"yawbcc: {outcome.cells} cells of {outcome.images} images -> {target}", file=sys.stderr)

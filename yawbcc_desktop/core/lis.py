@@ -42,6 +42,8 @@ LOINC_CODES: dict[str, LoincCode] = {
     "IG": LoincCode("38518-7", "Immature granulocytes/100 leukocytes in Blood", "%"),
     "ERYTHROBLAST": LoincCode("19048-8", "Nucleated erythrocytes/100 leukocytes [Ratio] in Blood", "/100{WBCs}"),
 }
+# Classes of the differential a LIS message leaves out, and why (the command line says so).
+NOT_SENT = {"PLATELET": "platelets are not sent: LOINC has no platelets per 100 leukocytes term"}
 REPORT_TITLE = "White blood cell differential (digital morphology)"
 
 
