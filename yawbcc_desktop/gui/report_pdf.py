@@ -39,7 +39,7 @@ PROVISIONAL = "PROVISIONAL"
 GALLERY_PER_CLASS = 40  # thumbnails per class; flagged and corrected cells first
 THUMB_PX = 64  # on the page, at the document's 96 dpi: 17 mm
 RESOLUTION = 96  # the document's units are 1/96 inch, as on screen
-FOOTER_PX = 28
+FOOTER_PX = 40  # two lines: PROVISIONAL above, the sample and the page number below
 
 
 def ensure_gui_application() -> QGuiApplication:
@@ -226,7 +226,7 @@ def render(result: SampleResult, device: QPagedPaintDevice) -> int:
             if not result.final:
                 painter.setPen(QColor("#c00000"))
                 notice = f"{PROVISIONAL}: not signed off"
-                painter.drawText(footer, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, notice)
+                painter.drawText(footer, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, notice)
                 _provisional(painter, page, footer_font)
     finally:
         painter.end()
