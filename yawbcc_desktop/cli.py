@@ -193,86 +193,6 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .core.atomic import write_failure
-    from .core.preferences import load_preferences
-    from .core.review_export import export_cells, export_differential
-    from .core.store import ReviewSession, SessionError
-
-    prefs = load_preferences()
-    if prefs.problem:
-        print(f"yawbcc: {prefs.problem}", file=sys.stderr)
-    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
-    target = ""
-    try:
-        # Read-only: works while the GUI has the session open for review.
-        with ReviewSession.open(args.session, readonly=True) as session:
-            if args.cells:
-                target = args.cells
-                n = export_cells(session, args.cells, threshold)
-                print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
-            if args.differential:
-                target = args.differential
-                diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
-                total = diffs[0]
-                note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
-                print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
-            if args.fhir or args.hl7:
-                from .core.lis import NOT_SENT, write_fhir, write_hl7
-
-                result = _sample_result(session, args, prefs, threshold)
-                for target, write in ((args.fhir, write_fhir), (args.hl7, write_hl7)):
-                    if target:
-                        write(result, target)
-                        print(
-                            f"yawbcc: {result.status} result of {result.differential.wbc} white cells -> {target}",
-                            file=sys.stderr,
-                        )
-                for why in NOT_SENT.values():
-                    print(f"yawbcc: {why}", file=sys.stderr)
-            for target, run in _dataset_exports(args):
-                outcome = run(session)
-                print(f"yawbcc: {outcome.cells} cells of {outcome.images} images -> {target}", file=sys.stderr)
-                for line in outcome.skipped_lines():
-                    print(f"yawbcc: {line}", file=sys.stderr)
-    except (SessionError, ValueError) as exc:  # ValueError: no such folder or field, nothing to send
-        print(f"yawbcc: {exc}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    except OSError as exc:
-        print(f"yawbcc: {write_failure(target or exc.filename, exc)}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    return EXIT_OK
-
-
-def _sample_result(session, args: argparse.Namespace, prefs, threshold: float):
-    """The ``SampleResult`` of the scope ``--folder`` / ``--field`` pick (default: the session)."""
-    from .core.sample_result import sample_result
-
-    image_id = None
-    if args.field:
-        image = session.image(args.field)
-        if image is None or image.mode != "smear":
-            raise ValueError(f"{args.field}: not a smear field of {session.path}")
-        image_id = image.id
-    if args.folder and os.path.abspath(args.folder) not in session.folders():
-        raise ValueError(f"{args.folder}: no image of {session.path} is in that folder")
-    return sample_result(
-        session, threshold, prefs.reference_ranges, prefs.min_wbc, prefs.lab_name, args.sample, args.folder, image_id
-    )
-
-
-def _dataset_exports(args: argparse.Namespace) -> list:
-    """(target, export of an open session) for the data set options given."""
-    from .core import dataset_export
-
-    out = []
-    if args.coco:
-        out.append((args.coco, lambda s: dataset_export.export_coco(s, args.coco, link=args.link)))
-    if args.crops:
-        out.append((args.crops, lambda s: dataset_export.export_crops(s, args.crops, model=args.model)))
-    return out
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
@@ -312,30 +232,6 @@ def adaptation_text(extra: dict) -> str:
     if how.get("cells"):
         text += f", {how['cells']} cells"
     return text
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .core.atomic import write_failure
-    from .core.preferences import load_preferences
-    from .core.store import ReviewSession, SessionError
-
-    prefs = load_preferences()
-    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
-    try:
-        with ReviewSession.open(args.session, readonly=True) as session:
-            result = _sample_result(session, args, prefs, threshold)
-            from .gui.report_pdf import write_pdf  # Qt's PDF writer: loaded only for a report
-
-            pages = write_pdf(result, args.out)
-    except (SessionError, ValueError) as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    except OSError as exc:
-        print(f"yawbcc: {write_failure(args.out, exc)}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    state = "final" if result.final else "PROVISIONAL (not signed off)"
-    print(f"yawbcc: {state} report of {result.differential.wbc} white cells, {pages} pages -> {args.out}", file=sys.stderr)
-    return EXIT_OK
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -402,14 +298,6 @@ def _pixel_size(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_sample_scope(p: argparse.ArgumentParser) -> None:
-    """The options of a sample's result (LIS message, report): which sample, and its identifier."""
-    scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--folder", help="the sample is this folder of the session (default: the whole session)")
-    scope.add_argument("--field", metavar="IMAGE", help="the sample is this smear field of the session")
-    p.add_argument("--sample", metavar="ID", help="sample identifier (default: the one kept in the session)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .core.preferences import DEFAULT_REVIEW_THRESHOLD
 
@@ -458,23 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
     )
-    p = sub.add_parser("export", help="export a review session: cells and differential CSV, COCO or crops data set")
-    p.add_argument("session", metavar="FILE", help="review session file")
-    p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
-    p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
-    p.add_argument("--fhir", metavar="JSON", help="FHIR R4 bundle for the LIS: DiagnosticReport, one Observation per class")
-    p.add_argument("--hl7", metavar="FILE", help="HL7 v2.5 ORU^R01 message for the LIS: one OBX per class")
-    add_sample_scope(p)
-    p.add_argument("--coco", metavar="DIR", help="COCO data set: annotations.json (boxes, RLE masks, final labels) + images/")
-    p.add_argument("--link", action="store_true", help="--coco: link the images instead of copying them")
-    p.add_argument("--crops", metavar="DIR", help="class folders of the reviewed cells as the model sees them, + crops.csv")
-    p.add_argument("--model", help="--crops: frame the cells as this bundle does (default: the model that classified them)")
-    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
-    p = sub.add_parser("report", help="the sample's report as PDF: differential, flags, comments, sign-off, cell gallery")
-    p.add_argument("session", metavar="FILE", help="review session file")
-    p.add_argument("--out", required=True, metavar="PDF", help="PDF file to write")
-    add_sample_scope(p)
-    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
+    from . import exports_cli  # the parsers of export and report live with their commands
+
+    exports_cli.add_parsers(sub)
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -499,13 +373,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         if not (args.cells or args.differential or args.coco or args.crops or args.fhir or args.hl7):
             parser.error("export needs at least one of --cells, --differential, --fhir, --hl7, --coco, --crops")
-        return _cmd_export(args)
+        from .exports_cli import export
+
+        return export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")
     if args.command == "models":
         return _cmd_models(args)
     if args.command == "report":
-        return _cmd_report(args)
+        from .exports_cli import report
+
+        return report(args)
     if args.command == "index":
         return _cmd_index(args)
     return EXIT_UNUSABLE
