@@ -9,8 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .cli import EXIT_OK, EXIT_UNUSABLE
+
+if TYPE_CHECKING:
+    from .core.dataset_export import ExportOutcome
+    from .core.preferences import Preferences
+    from .core.sample_result import SampleResult
+    from .core.store import ReviewSession
 
 
 def export(args: argparse.Namespace) -> int:
@@ -65,7 +73,7 @@ def export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _sample_result(session, args: argparse.Namespace, prefs, threshold: float):
+def _sample_result(session: ReviewSession, args: argparse.Namespace, prefs: Preferences, threshold: float) -> SampleResult:
     """The ``SampleResult`` of the scope ``--folder`` / ``--field`` pick (default: the session)."""
     from .core.sample_result import sample_result
 
@@ -82,7 +90,7 @@ def _sample_result(session, args: argparse.Namespace, prefs, threshold: float):
     )
 
 
-def _dataset_exports(args: argparse.Namespace) -> list:
+def _dataset_exports(args: argparse.Namespace) -> list[tuple[str, Callable[[ReviewSession], ExportOutcome]]]:
     """(target, export of an open session) for the data set options given."""
     from .core import dataset_export
 
@@ -127,7 +135,7 @@ def add_sample_scope(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", metavar="ID", help="sample identifier (default: the one kept in the session)")
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The ``export`` and ``report`` subcommands of ``yawbcc``."""
     p = sub.add_parser("export", help="export a review session: cells and differential CSV, COCO or crops data set")
     p.add_argument("session", metavar="FILE", help="review session file")

@@ -119,7 +119,8 @@ def export_coco(session: ReviewSession, folder: str | os.PathLike, link: bool = 
     with atomic_folder(folder) as tmp:
         (tmp / COCO_IMAGES).mkdir()
         stems = UniqueStems()
-        images, annotations = [], []
+        images: list[dict] = []
+        annotations: list[dict] = []
         for image in _usable_images(session, outcome):
             cells = session.cells(image_id=image.id)
             labelled = [c for c in cells if c.final_label in CATEGORIES]

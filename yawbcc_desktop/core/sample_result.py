@@ -30,7 +30,7 @@ from .differential import (
 )
 from .preferences import DEFAULT_MIN_WBC
 from .review_export import number_text
-from .store import COMMENTS, SAMPLE_ID, ReviewSession, SessionCell, SignOff
+from .store import COMMENTS, SAMPLE_ID, ReviewSession, SessionCell, SessionImage, SignOff
 
 FINAL, PRELIMINARY = "final", "preliminary"
 PERCENT, PER_100 = "%", "/100 WBC"
@@ -127,7 +127,7 @@ def model_version(name: str) -> str:
     return f"{name} ({card.backbone}" + (f", trained {trained})" if trained else ")")
 
 
-def _pixel_size(images) -> str:
+def _pixel_size(images: list[SessionImage]) -> str:
     measured = [(im.um_per_px, im.scale_source) for im in images if math.isfinite(im.um_per_px)]
     if not measured:
         return "not measured"
@@ -189,7 +189,7 @@ def sample_result(
     )
 
 
-def _in_scope(image, diff: Differential) -> bool:
+def _in_scope(image: SessionImage, diff: Differential) -> bool:
     if diff.scope == SESSION:
         return True
     if diff.scope == FOLDER:

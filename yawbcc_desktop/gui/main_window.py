@@ -102,7 +102,10 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
-        self.reports = ReportDialogs(self, self.review, settings, self.notifier, self.differential.scope.currentData)
+        panel = self.differential
+        self.reports = ReportDialogs(
+            self, self.review, settings, self.notifier, panel.scope.currentData, panel.notes.save_comments
+        )
         self.differential.notes.problem.connect(self.notifier.error)
         self.models = ModelDialogs(self)
         self._build_actions()

@@ -32,9 +32,12 @@ class ReportDialogs:
         settings: AppSettings,
         notifier: Notifier,
         scope: Callable[[], str | None],
+        save_notes: Callable[[], None],
     ):
-        """``scope``: the folder the differential panel shows (None: the whole session)."""
+        """``scope``: the folder the differential panel shows (None: the whole session);
+        ``save_notes``: keeps comments still being typed, so the output has them."""
         self.window, self.review, self.settings, self.notifier, self.scope = window, review, settings, notifier, scope
+        self.save_notes = save_notes
 
     def _status(self, text: str, ms: int) -> None:
         self.window.statusBar().showMessage(text, ms)
@@ -48,6 +51,7 @@ class ReportDialogs:
         session, p, folder = self.review.session, self.review.prefs, self.scope()
         if session is None:
             return
+        self.save_notes()
 
         def gather() -> SampleResult:
             return sample_result(session, p.review_threshold, p.reference_ranges, p.min_wbc, p.lab_name, folder=folder)

@@ -192,7 +192,8 @@ def render(result: SampleResult, device: QPagedPaintDevice) -> int:
             QPageLayout.Unit.Millimeter,
         )
     )
-    device.setResolution(RESOLUTION) if hasattr(device, "setResolution") else None
+    if hasattr(device, "setResolution"):  # QPdfWriter and QPrinter: the document's units, 1/96 inch
+        device.setResolution(RESOLUTION)
     dpi = device.logicalDpiY()
     area = device.pageLayout().paintRectPixels(dpi)
     doc = QTextDocument()

@@ -8,8 +8,12 @@ session's ``_write`` and ``_read``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .records import abspath, now
 
@@ -29,6 +33,12 @@ class SampleNote:
 
 
 class SampleNotes:
+    if TYPE_CHECKING:  # what the session gives its mixin
+
+        def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+
+        def _read(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
+
     def set_note(self, field: str, value: str, reviewer: str, folder: str | os.PathLike | None = None) -> bool:
         """Give ``field`` (``SAMPLE_ID`` or ``COMMENTS``) of the session (or one folder) a new
         value, recorded with ``reviewer`` and the time; False when it already had that value."""
@@ -38,7 +48,7 @@ class SampleNotes:
         if not reviewer:
             raise ValueError("a sample note needs the reviewer's name (set it in preferences)")
         scope = abspath(folder) if folder is not None else ""
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._write() as conn:
             row = conn.execute(
                 "SELECT value FROM sample_note WHERE folder = ? AND field = ? ORDER BY id DESC LIMIT 1", (scope, field)
             ).fetchone()
@@ -60,7 +70,5 @@ class SampleNotes:
     def note_history(self, folder: str | os.PathLike | None = None) -> list[SampleNote]:
         """Every change of the notes of the session (or one folder), oldest first."""
         scope = abspath(folder) if folder is not None else ""
-        rows = self._read(  # type: ignore[attr-defined]
-            "SELECT folder, field, value, reviewer, at FROM sample_note WHERE folder = ? ORDER BY id", (scope,)
-        )
+        rows = self._read("SELECT folder, field, value, reviewer, at FROM sample_note WHERE folder = ? ORDER BY id", (scope,))
         return [SampleNote(*r) for r in rows]
