@@ -199,35 +199,6 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .core.preferences import load_preferences
-    from .core.review_export import export_cells, export_differential
-    from .core.store import ReviewSession, SessionError
-
-    prefs = load_preferences()
-    if prefs.problem:
-        tell(prefs.problem, logging.WARNING)
-    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
-    try:
-        # Read-only: works while the GUI has the session open for review.
-        with ReviewSession.open(args.session, readonly=True) as session:
-            if args.cells:
-                n = export_cells(session, args.cells, threshold)
-                tell(f"{n} cells -> {args.cells}", logging.INFO)
-            if args.differential:
-                diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
-                total = diffs[0]
-                note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
-                tell(f"differential of {total.wbc} white cells{note} -> {args.differential}", logging.INFO)
-    except SessionError as exc:
-        tell(str(exc), logging.ERROR)
-        return EXIT_UNUSABLE
-    except OSError as exc:
-        tell(f"could not write {exc.filename}: {exc.strerror}", logging.ERROR)
-        return EXIT_UNUSABLE
-    return EXIT_OK
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
@@ -382,11 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
     )
-    p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
-    p.add_argument("session", metavar="FILE", help="review session file")
-    p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
-    p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
-    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
+    from . import exports_cli  # the parsers of export and report live with their commands
+
+    exports_cli.add_parsers(sub)
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -426,13 +395,19 @@ def _main(argv: list[str]) -> int:
     if args.command == "segment" and not (args.out or args.masks):
         parser.error("segment needs --out, --masks, or both")
     if args.command == "export":
-        if not (args.cells or args.differential):
-            parser.error("export needs --cells, --differential, or both")
-        return _cmd_export(args)
+        if not (args.cells or args.differential or args.coco or args.crops or args.fhir or args.hl7):
+            parser.error("export needs at least one of --cells, --differential, --fhir, --hl7, --coco, --crops")
+        from .exports_cli import export
+
+        return export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")
     if args.command == "models":
         return _cmd_models(args)
+    if args.command == "report":
+        from .exports_cli import report
+
+        return report(args)
     if args.command == "index":
         return _cmd_index(args)
     return EXIT_UNUSABLE

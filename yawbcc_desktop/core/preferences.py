@@ -66,6 +66,7 @@ class Preferences:
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
     log_level: str = DEFAULT_LEVEL  # logs.LEVELS: how much the log file keeps
+    lab_name: str = ""  # printed at the top of each report and sent to the LIS
     problem: str = ""
 
     @property
@@ -82,6 +83,7 @@ class Preferences:
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
             "log_level": self.log_level,
+            "lab_name": self.lab_name,
         }
 
     @classmethod
@@ -98,6 +100,8 @@ class Preferences:
             prefs.min_wbc = n
         if isinstance(data.get("last_session"), str):
             prefs.last_session = data["last_session"]
+        if isinstance(data.get("lab_name"), str):
+            prefs.lab_name = data["lab_name"].strip()
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
         if data.get("log_level") in LEVELS:

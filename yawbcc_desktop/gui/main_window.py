@@ -30,6 +30,7 @@ from .icons import icon
 from .messages import Notifier
 from .model_dialogs import ModelDialogs
 from .palette import display_name
+from .report_dialogs import ReportDialogs
 from .review import ReviewController
 from .selection import CellSelection
 from .session_dialogs import SessionDialogs
@@ -103,6 +104,11 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
+        panel = self.differential
+        self.reports = ReportDialogs(
+            self, self.review, settings, self.notifier, panel.scope.currentData, panel.notes.save_comments
+        )
+        self.differential.notes.problem.connect(self.notifier.error)
         self.models = ModelDialogs(self)
         self.help = HelpDialogs(self)
         self._build_actions()

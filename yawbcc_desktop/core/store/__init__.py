@@ -33,12 +33,16 @@ from .errors import (
     SessionWriteError,
     SignOffRefused,
 )
+from .notes import COMMENTS, SAMPLE_ID, SampleNote
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
 from .session import ReviewSession, unfamiliar_threshold
 
 __all__ = [
     "APPLICATION_ID",
+    "COMMENTS",
+    "SAMPLE_ID",
+    "SampleNote",
     "SCHEMA_VERSION",
     "SESSION_SUFFIX",
     "CellCache",

@@ -1,6 +1,7 @@
 """The session file's format: its tables, its version, and what each version added.
 
-Bump ``SCHEMA_VERSION`` with the columns it adds in ``ADDED_COLUMNS``; an older file is
+Bump ``SCHEMA_VERSION`` with the columns it adds in ``ADDED_COLUMNS`` (the tables in
+``ADDED_TABLES``); an older file is
 brought up to date when opened for writing (``ReviewSession._migrate``) and read through
 temporary views when opened read-only (``read_older``).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
 APPLICATION_ID = 0x59574243  # PRAGMA application_id, "YWBC": tells our files from other SQLite files
 SESSION_SUFFIX = ".yawbcc"  # suggested file name ending for file dialogs
 
@@ -87,6 +88,23 @@ CREATE TABLE sign_off (
     counts TEXT NOT NULL                -- JSON {final label: cells}, what was signed
 );
 """
+# Tables each format added: created in an older file by the migration, and as empty
+# temporary tables when it is opened read-only.
+ADDED_TABLES: dict[int, dict[str, str]] = {
+    3: {
+        "sample_note": """
+CREATE TABLE {prefix}sample_note (      -- the sample identifier and morphology comments: the latest row is current
+    id INTEGER PRIMARY KEY,
+    folder TEXT NOT NULL,               -- '' for the whole session
+    field TEXT NOT NULL CHECK (field IN ('sample_id', 'comments')),
+    value TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+""",
+    },
+}
+SCHEMA += "".join(sql.format(prefix="") for tables in ADDED_TABLES.values() for sql in tables.values())
 # Columns each format added to an older file's tables: (table, column, declaration, their
 # value in an older file).  Opened for writing, an older file gets them by ALTER TABLE;
 # opened read-only, by temporary views (``read_older``).  The CREATE TABLEs above hold them
@@ -102,6 +120,7 @@ ADDED_COLUMNS: dict[int, list[tuple[str, str, str, str]]] = {
         ("cell", "unfamiliar_score", "REAL", "NULL"),
         ("cell", "flags", "TEXT NOT NULL DEFAULT ''", "''"),
     ],
+    3: [],  # a table only (ADDED_TABLES)
 }
 assert max(ADDED_COLUMNS) == SCHEMA_VERSION
 
@@ -111,13 +130,25 @@ def columns_since(version: int) -> list[tuple[str, str, str, str]]:
     return [col for v in sorted(ADDED_COLUMNS) if v > version for col in ADDED_COLUMNS[v]]
 
 
-# History is never rewritten: undo appends rows, and SQLite itself refuses the rest.
-SCHEMA += "".join(
-    f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
-    f"BEGIN SELECT RAISE(ABORT, '{t} rows are an audit trail and cannot be changed'); END;\n"
-    for t in ("review_action", "correction", "sign_off")
-    for op in ("UPDATE", "DELETE")
-)
+def tables_since(version: int, prefix: str = "") -> list[str]:
+    """CREATE TABLE statements of the tables a file of format ``version`` lacks; with no
+    ``prefix`` (the file itself), their audit triggers too."""
+    added = [(name, sql) for v in sorted(ADDED_TABLES) if v > version for name, sql in ADDED_TABLES[v].items()]
+    out = [sql.format(prefix=prefix) for _, sql in added]
+    return out if prefix else out + audit_triggers([name for name, _ in added])
+
+
+def audit_triggers(tables) -> list[str]:
+    """History is never rewritten: undo appends rows, and SQLite itself refuses the rest."""
+    return [
+        f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, '{t} rows are an audit trail and cannot be changed'); END;\n"
+        for t in tables
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+SCHEMA += "".join(audit_triggers(("review_action", "correction", "sign_off", *ADDED_TABLES[3])))
 
 
 def read_older(conn: sqlite3.Connection) -> None:
@@ -128,6 +159,8 @@ def read_older(conn: sqlite3.Connection) -> None:
     if not 1 <= version < SCHEMA_VERSION:
         return  # this format; or not a session, which _check_schema refuses
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for sql in tables_since(version, prefix="temp."):
+        conn.execute(sql)
     missing = columns_since(version)
     for table in dict.fromkeys(t for t, *_ in missing):
         if table in tables:

@@ -29,6 +29,7 @@ from .errors import (
     read_error,
 )
 from .files import SessionLock, check_header, renamed_into_place, write_new_session
+from .notes import SampleNotes
 from .queries import CELLS, fetch_in, where_cells
 from .records import (
     CELL_INSERT,
@@ -49,7 +50,7 @@ from .records import (
     real,
     unpack_mask,
 )
-from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, columns_since, read_older
+from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, columns_since, read_older, tables_since
 
 if TYPE_CHECKING:
     from ..pipeline import ImageResult
@@ -62,7 +63,7 @@ def unfamiliar_threshold(bundle) -> float | None:
     return 1.0 if getattr(bundle, "familiarity", None) is not None else None
 
 
-class ReviewSession:
+class ReviewSession(SampleNotes):
     """An open review session file.  Use ``create``, ``open`` or ``open_or_create``."""
 
     def __init__(self, path: Path, readonly: bool, lock: SessionLock | None):
@@ -262,6 +263,8 @@ class ReviewSession:
         with self._write() as conn:
             for table, column, declaration, _ in columns_since(version):
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for sql in tables_since(version):
+                conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_integrity(self) -> None:

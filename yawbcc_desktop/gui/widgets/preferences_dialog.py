@@ -73,7 +73,10 @@ class PreferencesDialog(QDialog):
         self.min_wbc.setRange(0, 10_000)
         self.min_wbc.setValue(prefs.min_wbc)
         self.min_wbc.setToolTip("Fewer white cells than this raises a 'few cells' flag")
+        self.lab_name = QLineEdit(prefs.lab_name)
+        self.lab_name.setPlaceholderText("Printed at the top of each report and sent to the LIS")
         form = QFormLayout()
+        form.addRow("Laboratory", self.lab_name)
         form.addRow("Reviewer", self.reviewer)
         form.addRow("Review cells below", self.threshold)
         form.addRow("White cells for a full count", self.min_wbc)
@@ -202,6 +205,7 @@ class PreferencesDialog(QDialog):
         return dataclasses.replace(
             self._prefs,
             reviewer=self.reviewer.text().strip(),
+            lab_name=self.lab_name.text().strip(),
             review_threshold=self.threshold.value() / 100,
             min_wbc=self.min_wbc.value(),
             segmenter=self.segmenter.currentData(),
