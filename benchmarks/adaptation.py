@@ -48,7 +48,7 @@ from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E4
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "pseudo", "minutes")
+FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "unfam", "bar", "w→bar", "pseudo", "minutes")
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
@@ -94,7 +94,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     bundle = lab.bundle
     rest = np.setdiff1d(np.arange(len(lab.labels)), pick)
     rows = lab.rows.iloc[pick].reset_index(drop=True)
-    unlabelled = LabCells(lab.plain[rest], lab.mirror[rest]) if semi else None
+    unlabelled = LabCells(lab.plain[rest], lab.mirror[rest], [lab.signatures[i] for i in rest]) if semi else None
     t0 = time.monotonic()
     result = adapt(
         bundle,
@@ -109,7 +109,9 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     minutes = (time.monotonic() - t0 + lab.seconds_per_cell * (len(pick) + (len(rest) if semi else 0))) / 60
     kept = rows["label"].isin(result.report["cells_per_class"]).to_numpy()
     probs = lab.probs(result.w, result.b, result.temperature, rest)
-    fam = adapted_familiarity(bundle, lab.plain[pick][kept], result.lab_labels, [lab.signatures[i] for i in pick[kept]])
+    # As the adapted bundle's familiarity knows them: the reviewed images, and with "semi" the others too.
+    known = [lab.signatures[i] for i in pick[kept]] + (unlabelled.signatures if unlabelled is not None else [])
+    fam = adapted_familiarity(bundle, lab.plain[pick][kept], result.lab_labels, known)
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     if fam is not None:
@@ -121,6 +123,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         unfamiliar = np.zeros(len(rest), bool)
     q0 = (conf < threshold) | unfamiliar
     ruled = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
+    bar = conf < result.rule.min_confidence
     queue = q0 | ruled
     truth = lab.labels[rest]
     wrong = pred != truth
@@ -138,6 +141,9 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "queued": float(queue.mean()),
         "w→q": float(queue[wrong].mean()) if wrong.any() else 1.0,
         "w→q@35": at_budget,
+        "unfam": float(unfamiliar.mean()),
+        "bar": float(bar.mean()),
+        "w→bar": float(bar[wrong].mean()) if wrong.any() else 1.0,
         "pseudo": result.report["pseudo_labelled_cells"],
         "head": (result.w, result.b),
         "minutes": minutes,
@@ -183,7 +189,8 @@ def main() -> None:
                             f"{bundle.name:18} {lab_name:7} {k:3d} {how:19} {variant:10} {mean['before']:6.3f} "
                             f"{mean['after']:6.3f} ({worst:.3f}) {mean['accuracy']:6.3f} {mean['q0']:6.3f} {mean['w→q0']:6.3f} "
                             f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['w→q@35']:6.3f} {mean['pseudo']:6.0f} "
-                            f"{pbc_acc:7.4f} {mean['minutes']:5.2f}",
+                            f"{pbc_acc:7.4f} {mean['minutes']:5.2f}  unfamiliar {mean['unfam']:.3f}, "
+                            f"below the lab bar {mean['bar']:.3f} (wrong {mean['w→bar']:.3f})",
                             flush=True,
                         )
     print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")

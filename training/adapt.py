@@ -136,6 +136,8 @@ def adapt(
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
     rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "")
+    # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
+    signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
     report["lab_review"] = rule.to_card()
     return Adaptation(w, b, temperature, report, feats, labels, signatures, rule)
 

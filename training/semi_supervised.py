@@ -34,6 +34,9 @@ class LabCells:
 
     plain: np.ndarray
     mirror: np.ndarray
+    # Acquisition signatures of their images (core.familiarity): the lab's images the adapted
+    # familiarity model knows, besides the reviewed ones.
+    signatures: list[np.ndarray] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # rows left out, named with the reason
 
     def __len__(self) -> int:
@@ -45,13 +48,13 @@ def lab_cells(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _n
     views; an image that cannot be read is named once and its rows left out."""
     if len(rows) > MAX_UNLABELLED:
         rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), MAX_UNLABELLED, replace=False))]
-    plain, mirror, skipped = [], [], []
+    plain, mirror, signatures, skipped = [], [], [], []
     progress("unlabelled", 0, len(rows))
     done = 0
     # An image's rows are framed together (one read); an unreadable image is named once.
     for path, group in rows.groupby("path", sort=False):
         try:
-            x, _ = correction_inputs(bundle, group)
+            x, sigs = correction_inputs(bundle, group)
         except (ImageReadError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or str(exc)
             first = ", ".join(str(v) for v in group["row"].head(3)) if "row" in group else "?"
@@ -59,12 +62,13 @@ def lab_cells(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _n
             skipped.append(f"rows {first}{more}: {path}: {reason} (unreviewed cells: left out)")
         else:
             plain.append(bundle.features(x))
+            signatures += sigs
             mirror.append(bundle.features(TTA_VIEWS["flip_lr"](x)))
         done += len(group)
         progress("unlabelled", done, len(rows))
     dim = bundle.features(np.zeros((1, bundle.card.input_size, bundle.card.input_size, 3), np.uint8)).shape[1]
     empty = np.zeros((0, dim))
-    return LabCells(np.concatenate(plain) if plain else empty, np.concatenate(mirror) if mirror else empty, skipped)
+    return LabCells(np.concatenate(plain) if plain else empty, np.concatenate(mirror) if mirror else empty, signatures, skipped)
 
 
 def pseudo_labels(unlabelled: LabCells, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

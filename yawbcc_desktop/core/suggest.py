@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SUGGESTED_CELLS = 50  # what a reviewer's first session of a new lab is expected to review
+
 
 def uncertainty(probs: np.ndarray) -> np.ndarray:
     """1 - (top-1 - top-2 probability) per cell: 0 for a sure cell, 1 for a tie."""

@@ -29,12 +29,13 @@ from ..core.store import ReviewSession
 from .retrain import reviewed_cells
 from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name, json_event
 
-STAGES = ("reading", "loading", "features", "fitting", "writing")
+STAGES = ("reading", "loading", "features", "unlabelled", "fitting", "writing")
 IMAGE_STAGES = ("loading", "features", "measuring", "writing")  # adapting to the images, no corrections
 STAGE_TEXT = {
     "reading": "Checking the reviewed cells' images",
     "loading": "Loading the model",
     "features": "Framing the cells and computing their features",
+    "unlabelled": "Framing the session's unreviewed cells (they teach the model too)",
     "fitting": "Fitting the classifier head (cross-validation, then all cells)",
     "measuring": "Measuring the model's image statistics on this lab's cells",
     "writing": "Writing the new model",
