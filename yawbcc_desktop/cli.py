@@ -223,6 +223,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from .core.card_text import adaptation_text
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
     bundles = [(f, c) for f, c in list_bundles() if not f.name.startswith(".")]  # .NAME.partial: being written
@@ -248,19 +249,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
         if card.extra.get("adapted_from"):
             print(f"  adapted:     {adaptation_text(card.extra)}")
     return EXIT_OK
-
-
-def adaptation_text(extra: dict) -> str:
-    """``from lite0-accurate for lab X on 2025-05-02, 45 cells``: an adapted card's origin."""
-    how = extra.get("adaptation") or {}
-    text = f"from {extra.get('adapted_from')}"
-    if how.get("lab"):
-        text += f" for {how['lab']}"
-    if how.get("date"):
-        text += f" on {str(how['date'])[:10]}"
-    if how.get("cells"):
-        text += f", {how['cells']} cells"
-    return text
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
