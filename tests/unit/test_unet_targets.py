@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from training.unet import UnetConfig, bionet_cell_sample, field_sample, pbc_sample, random_patch
-from yawbcc_desktop.core.smear import read_voc_boxes
+from training.voc import read_voc_boxes
 
 CFG = UnetConfig()
 

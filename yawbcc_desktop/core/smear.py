@@ -34,13 +34,10 @@ White cells (:func:`find_cells_in_smear`):
    the paler ones.
 
 Smear field or single-cell crop: :func:`looks_like_smear` / :func:`smear_score`.
-Scoring against Pascal VOC boxes: :func:`read_voc_boxes`, :func:`match_boxes`.
+Scoring found cells against Pascal VOC boxes is training's (``training/voc.py``).
 """
 
 from __future__ import annotations
-
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -54,9 +51,6 @@ __all__ = [
     "looks_like_smear",
     "smear_score",
     "estimate_rbc_radius",
-    "match_boxes",
-    "box_iou",
-    "read_voc_boxes",
 ]
 
 # Working scale: red-cell radius in pixels after resizing.
@@ -529,68 +523,3 @@ def looks_like_smear(rgb: np.ndarray) -> bool:
     """True for a whole smear field (many cells, red cells everywhere), False for a
     single-cell crop (one cell in the centre).  See :func:`smear_score`."""
     return smear_score(rgb) > 0
-
-
-# ---------------------------------------------------------------------------- scoring
-
-
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """IoU of two (xmin, ymin, xmax, ymax) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
-
-
-def _as_xyxy(box) -> tuple[float, float, float, float]:
-    if isinstance(box, CellRegion):
-        return float(box.x), float(box.y), float(box.x + box.width), float(box.y + box.height)
-    b = tuple(box)
-    if len(b) == 5:  # (name, xmin, ymin, xmax, ymax) as read_voc_boxes gives
-        b = b[1:]
-    return tuple(float(v) for v in b[:4])  # type: ignore[return-value]
-
-
-def match_boxes(found, truth, iou: float = 0.5) -> tuple[int, int, int]:
-    """Greedy one-to-one matching of boxes; returns (true pos, false pos, false neg).
-
-    ``found`` and ``truth`` hold CellRegions, (xmin, ymin, xmax, ymax) tuples or
-    (name, xmin, ymin, xmax, ymax) tuples.  Pairs are taken in decreasing IoU order and
-    count when IoU >= ``iou``.
-    """
-    f = [_as_xyxy(b) for b in found]
-    t = [_as_xyxy(b) for b in truth]
-    pairs = []
-    for i, fb in enumerate(f):
-        for j, tb in enumerate(t):
-            v = box_iou(fb, tb)
-            if v >= iou:
-                pairs.append((v, i, j))
-    pairs.sort(key=lambda p: -p[0])
-    used_f: set[int] = set()
-    used_t: set[int] = set()
-    for _, i, j in pairs:
-        if i in used_f or j in used_t:
-            continue
-        used_f.add(i)
-        used_t.add(j)
-    tp = len(used_f)
-    return tp, len(f) - tp, len(t) - tp
-
-
-def read_voc_boxes(xml_path: str | Path) -> list[tuple[str, int, int, int, int]]:
-    """Boxes of a Pascal VOC annotation file as (name, xmin, ymin, xmax, ymax)."""
-    root = ET.parse(str(xml_path)).getroot()
-    out = []
-    for obj in root.iter("object"):
-        name_el = obj.find("name")
-        bb = obj.find("bndbox")
-        if name_el is None or bb is None or name_el.text is None:
-            continue
-        vals = []
-        for k in ("xmin", "ymin", "xmax", "ymax"):
-            el = bb.find(k)
-            vals.append(int(round(float(el.text))) if el is not None and el.text else 0)
-        out.append((name_el.text.strip(), vals[0], vals[1], vals[2], vals[3]))
-    return out
