@@ -1,4 +1,4 @@
-"""White-cell detection in smear fields and smear-vs-single-cell recognition (core.smear).
+"""White-cell detection in smear fields and smear-vs-single-cell recognition (core.smear, core.field_or_crop).
 
 The data tests read ../shared/data in place (BCCD fields with VOC boxes, PBC single cells)
 and skip when it is absent; the full-set figures are benchmarks/bccd_detection.py.
@@ -16,8 +16,9 @@ import pytest
 from tests.conftest import missing_data
 from training.voc import box_iou, match_boxes, read_voc_boxes
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
+from yawbcc_desktop.core.field_or_crop import looks_like_smear
 from yawbcc_desktop.core.imageio import read_rgb
-from yawbcc_desktop.core.smear import estimate_rbc_radius, find_cells_in_smear, looks_like_smear
+from yawbcc_desktop.core.smear import estimate_rbc_radius, find_cells_in_smear
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

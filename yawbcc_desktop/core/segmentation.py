@@ -85,7 +85,7 @@ def _central_region(rgb: np.ndarray, threshold: int, min_distance: int):
 
 def looks_like_smear(rgb: np.ndarray) -> bool:
     """True for a whole field of view, False for a single-cell crop."""
-    from .smear import looks_like_smear as _looks_like_smear
+    from .field_or_crop import looks_like_smear as _looks_like_smear
 
     return _looks_like_smear(rgb)
 
@@ -138,7 +138,8 @@ def find_cells_measured(
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if segmenter not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {', '.join(SEGMENTERS)}")
-    from .smear import detect_field_measured, field_shaped, find_cells_in_smear_measured, measure_rbc_radius, smear_score_of
+    from .field_or_crop import detect_field_measured, field_shaped, smear_score_of
+    from .smear import find_cells_in_smear_measured, measure_rbc_radius
     from .unet_segmentation import central_region
 
     radius: float | None = NOT_MEASURED

@@ -1,5 +1,4 @@
-"""Find white cells and platelets in a whole stained blood-smear field, and tell a smear
-field from a single-cell crop.
+"""Find white cells and platelets in a whole stained blood-smear field.
 
 Qt-free: numpy, OpenCV and scikit-image only.
 
@@ -33,7 +32,7 @@ White cells (:func:`find_cells_in_smear`):
    (close ones grouped into a clump); a lower threshold, halfway to the nuclei, catches
    the paler ones.
 
-Smear field or single-cell crop: :func:`looks_like_smear` / :func:`smear_score`.
+Smear field or single-cell crop (``looks_like_smear``, ``smear_score``): ``field_or_crop.py``.
 Scoring found cells against Pascal VOC boxes is training's (``training/voc.py``).
 """
 
@@ -48,16 +47,17 @@ from .preprocess import uint8_percentiles
 
 __all__ = [
     "find_cells_in_smear",
-    "looks_like_smear",
-    "smear_score",
+    "find_cells_in_smear_measured",
     "estimate_rbc_radius",
+    "measure_rbc_radius",
+    "source_rbc_radius",
+    "to_region",
 ]
 
 # Working scale: red-cell radius in pixels after resizing.
 _WORK_RBC_RADIUS = 20.0
 _MIN_WORK_RBC_RADIUS = 12.0
 _PLATELET_LEVEL = 0.5  # platelet threshold: this far from the background up to the nuclei
-FIELD_ASPECT = 1.2  # camera frames are 4:3 or wider, single-cell crops about square
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -419,107 +419,3 @@ def to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float,
     flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
     mask = cv2.warpAffine(canvas, M, (X1 - X0, Y1 - Y0), flags=flags, borderValue=0).astype(bool)
     return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, mask, kind)
-
-
-# ------------------------------------------------------------------------ smear vs crop
-
-
-def smear_score(rgb: np.ndarray) -> float:
-    """Evidence that ``rgb`` is a whole smear field (> 0) rather than a single-cell crop (< 0).
-
-    A single-cell crop (CellaVision / PBC style, or a box cut out of a field) is centred
-    on its cell and spans few red cells; a smear field is a camera frame of many red cells
-    in which white cells lie anywhere.  Points:
-
-    * centre: distance from the image centre to the nearest stained object (nucleus,
-      cell or platelet mask): <= 0.75 R -1 (a crop is centred on its cell), <= 2.5 R +1
-      (some crops are off-centre), farther or none +3;
-    * extent, in red-cell radii ``R`` along the short side: >= 16 (8 red cells across)
-      +4, >= 13 +2, < 5 (a tight crop) -4, else 0;
-    * frame shape (a weak hint: camera frames are 4:3 or wider, crops square): aspect
-      >= 1.2 +2, <= 1.1 -2, else 0;
-    * one white cell fills a quarter of the frame or more (a tight crop; in a field a
-      white cell covers a few per cent): -3;
-    * three or more white cells: +1.
-
-    BCCD fields (640x480) and PBC crops (360x363) have the same short side in red-cell
-    radii (about 9.5 R) and BCCD fields are often centred on their white cell, so for
-    those two sources the frame shape is what separates them; the content terms take over
-    for tight crops, fields at other magnifications and square fields without a
-    centred cell.
-    """
-    rgb = _as_rgb_uint8(rgb)
-    return _score(rgb, *_detect(rgb)[:2])
-
-
-def detect_field(rgb: np.ndarray) -> tuple[bool, list[CellRegion]]:
-    """Whether ``rgb`` looks like a smear field, and the cells found in it, from one detection.
-
-    Auto mode needs both; detecting once halves its cost on smear fields.
-    """
-    is_smear, cells, _ = detect_field_measured(rgb)
-    return is_smear, cells
-
-
-def detect_field_measured(rgb: np.ndarray) -> tuple[bool, list[CellRegion], float | None]:
-    """``detect_field`` and the red-cell radius it measured (None: no red cell found)."""
-    rgb = _as_rgb_uint8(rgb)
-    r_src, cells, measured = _detect(rgb)
-    return _score(rgb, r_src, cells) > 0, cells, measured
-
-
-def smear_score_of(rgb: np.ndarray, cells: list[CellRegion], measured: float | None) -> float:
-    """``smear_score`` from cells another segmenter found (``measured``: the red-cell radius,
-    None if no red cell was found)."""
-    return _score(rgb, source_rbc_radius(rgb, measured), cells)
-
-
-def field_shaped(rgb: np.ndarray) -> bool:
-    """A camera frame's proportions (4:3 or wider); crops are square."""
-    H, W = rgb.shape[:2]
-    return max(H, W) / max(1, min(H, W)) >= FIELD_ASPECT
-
-
-def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:
-    H, W = rgb.shape[:2]
-    cx, cy = W / 2.0, H / 2.0
-    d_centre = np.inf
-    for c in cells:
-        # cheap box test first
-        m = 2.5 * r_src
-        if c.x - m > cx or c.x + c.width + m < cx or c.y - m > cy or c.y + c.height + m < cy:
-            continue
-        ys, xs = np.nonzero(c.mask)
-        if len(xs):
-            d = np.sqrt((xs + c.x + 0.5 - cx) ** 2 + (ys + c.y + 0.5 - cy) ** 2).min()
-            d_centre = min(d_centre, float(d))
-    if d_centre <= 0.75 * r_src:
-        score = -1.0
-    elif d_centre <= 2.5 * r_src:
-        score = 1.0
-    else:
-        score = 3.0
-    short = min(H, W) / r_src
-    if short >= 16:
-        score += 4.0
-    elif short >= 13:
-        score += 2.0
-    elif short < 5:
-        score -= 4.0
-    aspect = max(H, W) / max(1, min(H, W))
-    if aspect >= FIELD_ASPECT:
-        score += 2.0
-    elif aspect <= 1.1:
-        score -= 2.0
-    wbcs = [c for c in cells if c.kind == WBC]
-    if wbcs and max(int(c.mask.sum()) for c in wbcs) >= 0.25 * H * W:
-        score -= 3.0
-    if len(wbcs) >= 3:
-        score += 1.0
-    return score
-
-
-def looks_like_smear(rgb: np.ndarray) -> bool:
-    """True for a whole smear field (many cells, red cells everywhere), False for a
-    single-cell crop (one cell in the centre).  See :func:`smear_score`."""
-    return smear_score(rgb) > 0
