@@ -20,8 +20,9 @@ from ..core.preferences import DEFAULT_ANALYSIS
 from ..core.store import CellCache, SessionError
 from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
 from .background import in_background
+from .cell_filter import CellFilter
 from .cell_store import AnalysedImage, CellStore, read_session
-from .cell_table_model import CellFilter, CellTableModel
+from .cell_table_model import CellTableModel
 from .image_list_model import ImageListModel
 from .image_loader import ImageLoader
 from .throttle import Throttle

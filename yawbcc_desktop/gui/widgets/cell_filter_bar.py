@@ -7,7 +7,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from ...core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import FINAL_LABELS, NOT_CLASSIFIED_LABEL, CellFilter
+from ..cell_filter import CellFilter
+from ..cell_table_model import FINAL_LABELS, NOT_CLASSIFIED_LABEL
 from ..palette import class_icon, display_name, short_name
 from ..throttle import Throttle
 

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.review_rules import CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import FINAL_LABELS, CellFilter, CellTableModel, RowIdRole
+from ..cell_filter import CellFilter
+from ..cell_table_model import FINAL_LABELS, CellTableModel, RowIdRole
 from ..palette import ACCENT, NO_VALUE, REVIEW_COLOURS, class_colour, display_name, short_name
 from ..throttle import Throttle
 

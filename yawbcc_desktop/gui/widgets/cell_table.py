@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView
 
-from ..cell_table_model import COLUMN, COLUMNS, CellFilter, RowIdRole
+from ..cell_filter import CellFilter
+from ..cell_table_model import COLUMN, COLUMNS, RowIdRole
 
 
 class CellTable(QTableView):
