@@ -18,8 +18,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, TextIO
 
 from .core.vocabulary import FAILED, MODES, SEGMENTERS
+
+if TYPE_CHECKING:  # the core loads lazily, so that --help answers at once
+    from pathlib import Path
+
+    from .core.store import ReviewSession
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
@@ -55,7 +62,7 @@ def import_tensorflow_quietly() -> None:
 class Progress:
     """Progress with rate and ETA on stderr, at most every ``interval`` seconds."""
 
-    def __init__(self, total: int, stream, interval: float = 2.0):
+    def __init__(self, total: int, stream: TextIO | None, interval: float = 2.0) -> None:
         self.total, self.done = total, 0
         self.stream = stream  # None: silent (--quiet)
         self.interval, self.start, self.last = interval, time.monotonic(), 0.0
@@ -98,7 +105,7 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
             session.close()
 
 
-def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session) -> int:
+def _analyse_into(args: argparse.Namespace, classify: bool, paths: list[Path], session: ReviewSession | None) -> int:
     from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
     from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
     from .core.pipeline import analyse
@@ -164,11 +171,11 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                         print(f"yawbcc: {result.path}: masks not written ({exc})", file=sys.stderr, flush=True)
             progress.step()
     except KeyboardInterrupt:
-        kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
-        kept += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
+        saved = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
+        saved += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
         if writer is not None:
             writer.abort()
-        print(f"yawbcc: interrupted; {', '.join(kept)}", file=sys.stderr)
+        print(f"yawbcc: interrupted; {', '.join(saved)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SessionError as exc:  # the session's disk is full or gone: stop, keep what is saved
         if writer is not None:
@@ -184,7 +191,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
         file=sys.stderr,
     )
-    if n_unfamiliar:
+    if n_unfamiliar and bundle is not None:
         print(
             f"yawbcc: {n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
             "microscope or magnification than it was trained on): their cells all wait for review",
@@ -265,7 +272,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _training_module(module: str, what: str):
+def _training_module(module: str, what: str) -> ModuleType | None:
     """``training.<module>``, or None (said on stderr) in the installed build, which leaves
     retraining and its dependencies out."""
     import importlib
@@ -281,7 +288,7 @@ def _training_module(module: str, what: str):
 
 def _cmd_train(argv: Sequence[str]) -> int:
     training = _training_module("__main__", "retraining")
-    return EXIT_UNUSABLE if training is None else training.main(list(argv))
+    return EXIT_UNUSABLE if training is None else int(training.main(list(argv)))
 
 
 def _cmd_adapt(argv: Sequence[str]) -> int:
@@ -299,7 +306,7 @@ def _cmd_adapt(argv: Sequence[str]) -> int:
     adapt.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="JSON events on stdout, as python -m training adapt writes them")
     args = parser.parse_args(list(argv))
-    return adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: "))
+    return int(adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: ")))
 
 
 def _pixel_size(text: str) -> float:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class MaskWriter:
     """Writes the masks of analysed images into one folder, keeping names unique."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._stems: dict[str, str] = {}  # file stem used -> source image path

@@ -67,7 +67,7 @@ def smear_score_of(rgb: np.ndarray, cells: list[CellRegion], measured: float | N
 def field_shaped(rgb: np.ndarray) -> bool:
     """A camera frame's proportions (4:3 or wider); crops are square."""
     H, W = rgb.shape[:2]
-    return max(H, W) / max(1, min(H, W)) >= FIELD_ASPECT
+    return bool(max(H, W) / max(1, min(H, W)) >= FIELD_ASPECT)
 
 
 def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:

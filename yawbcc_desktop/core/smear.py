@@ -92,7 +92,8 @@ def _fill_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     x, y, ww, hh, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
     inner = (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h) & (area < max_area)
     inner[0] = False
-    return m.astype(bool) | inner[lab]
+    filled: np.ndarray = m.astype(bool) | inner[lab]
+    return filled
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -172,7 +173,7 @@ def measure_rbc_radius(rgb: np.ndarray) -> float | None:
             return float(np.percentile(circles[0, :, 2], 75) / s)
         r = _granulometry_radius(_foreground(small))
         if r is not None:
-            return r / s
+            return float(r / s)
     return None
 
 
@@ -339,9 +340,9 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
     # well above the background level; red cells and background are not.
     bg_body = float(np.median(body[background])) if background.sum() > 100 else float(np.median(body))
     nuc_body = float(np.median(body[nuc])) if nuc.any() else bg_body + 8.0 * spread
-    cells = (body > bg_body + 0.2 * max(nuc_body - bg_body, 4.0 * spread)).astype(np.uint8)
-    cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(0.25 * R))
-    cells = _fill_holes(cells, 3.0 * rbc_area) | nuc
+    bodies: np.ndarray = (body > bg_body + 0.2 * max(nuc_body - bg_body, 4.0 * spread)).astype(np.uint8)
+    bodies = cv2.morphologyEx(bodies, cv2.MORPH_OPEN, _disk(0.25 * R))
+    cells = _fill_holes(bodies, 3.0 * rbc_area) | nuc
 
     wbc_min = 0.3 * rbc_area
     regions: list[tuple[np.ndarray, str, int, int]] = []  # (mask in window, kind, ox, oy)

@@ -5,7 +5,7 @@ columns of the store."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QAbstractProxyModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractItemModel, QAbstractProxyModel, QModelIndex, Qt
 
 from ..core.review_rules import CELL_STATUSES
 from .cell_table_model import COLUMNS, FINAL_LABELS, CellTableModel, Index, ThumbnailRole
@@ -33,18 +33,29 @@ class CellFilter(QAbstractProxyModel):
         self.sections: list[CellFilter] = []
         self._rows = np.zeros(0, np.int64)  # proxy row -> source row
         self._position = np.zeros(0, np.int64)  # source row -> proxy row; -1 filtered out
-        self._held: list[tuple[QPersistentModelIndex, int]] = []  # persistent indexes and their row ids
+        self._held: list[tuple[QModelIndex, int]] = []  # persistent indexes and their row ids
+        self._cells: CellTableModel | None = None  # the source model, with its type
 
     def for_group(self, group: str) -> CellFilter:
         """A proxy of this filter's cells of one class (a gallery section), kept in step."""
         section = CellFilter(self, group=group)
         section._copy_criteria(self)
-        section.setSourceModel(self.sourceModel())
+        section.setSourceModel(self.cell_model)
         self.sections.append(section)
         return section
 
-    def setSourceModel(self, model: CellTableModel) -> None:
+    @property
+    def cell_model(self) -> CellTableModel:
+        """The cell model this filter shows (its ``sourceModel``)."""
+        if self._cells is None:
+            raise RuntimeError("CellFilter has no cell model yet (setSourceModel)")
+        return self._cells
+
+    def setSourceModel(self, model: QAbstractItemModel) -> None:
+        if not isinstance(model, CellTableModel):
+            raise TypeError(f"CellFilter filters a CellTableModel, not {type(model).__name__}")
         self.beginResetModel()
+        self._cells = model
         super().setSourceModel(model)
         model.modelAboutToBeReset.connect(self.beginResetModel)
         model.modelReset.connect(self._source_reset)
@@ -94,7 +105,7 @@ class CellFilter(QAbstractProxyModel):
     # -- which rows pass
     def _accepted(self) -> np.ndarray:
         """Source rows that pass, in the source's order."""
-        model = self.sourceModel()
+        model = self._cells
         if model is None or not len(model.order):
             return np.zeros(0, np.int64)
         store = model.store
@@ -117,16 +128,16 @@ class CellFilter(QAbstractProxyModel):
     def _hold(self, *args) -> None:
         """Before the rows move: remember which cell each persistent index (selection) is on."""
         self.layoutAboutToBeChanged.emit()
-        model = self.sourceModel()
+        model = self.cell_model
         self._held = [(p, model.row_id_at(int(self._rows[p.row()]))) for p in self.persistentIndexList() if p.isValid()]
 
     def _refilter(self, *args) -> None:
         """After: filter again and put each persistent index back on its cell (or nowhere)."""
         self._filter()
-        model = self.sourceModel()
+        model = self.cell_model
         held, self._held = self._held, []
         moved = [self.mapFromSource(model.index_of_id(row_id, p.column())) for p, row_id in held]
-        self.changePersistentIndexList([QModelIndex(p) for p, _ in held], moved)
+        self.changePersistentIndexList([p for p, _ in held], moved)
         self.layoutChanged.emit()
 
     def _source_reset(self) -> None:

@@ -125,7 +125,7 @@ class CellFilterBar(QWidget):
 
     def update_summary(self, *args) -> None:
         shown, total = self._filter.rowCount(), self._filter.sourceModel().rowCount()
-        final = self._filter.sourceModel().store.columns().final
+        final = self._filter.cell_model.store.columns().final
         self.class_buttons[NOT_CLASSIFIED_LABEL].setVisible(bool(np.any(final == FINAL_LABELS.index(NOT_CLASSIFIED_LABEL))))
         if self._filter.is_filtering():
             self.summary.setText(f"Showing {shown:,} of {total:,} cells")
