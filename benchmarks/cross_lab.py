@@ -181,9 +181,10 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes
     (with ``lab_um``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
     from training.domains import field_split, wbc_box_too_small
+    from training.voc import as_xyxy as _as_xyxy
+    from training.voc import box_iou, read_voc_boxes
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
-    from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
 
     labels = pd.read_csv(DATA / "bccd" / "labels.csv", dtype=str).fillna("")
     fields = [(img, cls) for img, cls in zip(labels.image, labels.wbc_classes) if cls and field_split(img) == "test"]

@@ -112,7 +112,8 @@ class MainWindow(QMainWindow):
         self.models = ModelDialogs(self)
         self.help = HelpDialogs(self)
         self._build_actions()
-        self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
+        # Over the image, when the model does not know the image.
+        self.banner = UnfamiliarBanner(self.named_actions["retrain"], self.named_actions["adapt"])
         central_layout.insertWidget(0, self.banner)
         self._build_menus()
         self._build_toolbar()
@@ -325,16 +326,16 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         active = self.controller.progress.active
-        self.cancel_action.setEnabled(active)
-        self.analyse_action.setEnabled(bool(self.controller.store.paths_with_status(CANCELLED)))
+        self.named_actions["cancel"].setEnabled(active)
+        self.named_actions["analyse"].setEnabled(bool(self.controller.store.paths_with_status(CANCELLED)))
         has_images = self.controller.store.image_count > 0
-        self.reanalyse_action.setEnabled(has_images)
+        self.named_actions["reanalyse"].setEnabled(has_images)
         has_session = self.review.session is not None
-        self.close_all_action.setEnabled(has_images or has_session)
+        self.named_actions["close_all"].setEnabled(has_images or has_session)
         for action in actions.needing_session(self.named_actions):
             action.setEnabled(has_session)
-        self.undo_action.setEnabled(self.review.can_undo)
-        self.redo_action.setEnabled(self.review.can_redo)
+        self.named_actions["undo"].setEnabled(self.review.can_undo)
+        self.named_actions["redo"].setEnabled(self.review.can_redo)
 
     def _update_counts(self, *args) -> None:
         store = self.controller.store

@@ -69,7 +69,7 @@ class ReviewController(QObject):
             n += 1
         return path
 
-    def new_session(self, path: str | os.PathLike | None = None) -> bool:
+    def new_session(self, path: str | os.PathLike[str] | None = None) -> bool:
         """Start an empty session (in the sessions folder unless ``path``); False on a problem."""
         try:
             target = Path(path) if path is not None else self.new_session_path()
@@ -81,7 +81,7 @@ class ReviewController(QObject):
         self._switch(session, new=True)
         return True
 
-    def open_session(self, path: str | os.PathLike) -> bool:
+    def open_session(self, path: str | os.PathLike[str]) -> bool:
         """Open a session file with everything committed in it; False (and a message) if it cannot be.
         Its cells reach the views a moment later (``AnalysisController.session_loaded``)."""
         try:
@@ -96,7 +96,7 @@ class ReviewController(QObject):
         """A session to save results in: the open one, or a new one made now."""
         return self.session is not None or self.new_session()
 
-    def save_session_as(self, path: str | os.PathLike) -> bool:
+    def save_session_as(self, path: str | os.PathLike[str]) -> bool:
         """Copy the session, complete, to ``path`` and go on in the copy (the original stays)."""
         session = self.session
         target = Path(path).absolute()
@@ -180,17 +180,17 @@ class ReviewController(QObject):
 
     def set_label(self, rows: Iterable[int], label: str) -> int:
         """Give ``label`` to cells (row ids); committed at once. Returns cells changed."""
-        return self._apply(lambda ids: self.session.set_label(ids, label, self.reviewer), rows)
+        return self._apply(lambda session, ids: session.set_label(ids, label, self.reviewer), rows)
 
     def confirm(self, rows: Iterable[int]) -> int:
         """Mark cells reviewed as they are; returns cells changed."""
-        return self._apply(lambda ids: self.session.confirm(ids, self.reviewer), rows)
+        return self._apply(lambda session, ids: session.confirm(ids, self.reviewer), rows)
 
     def undo(self) -> int:
-        return self._apply(lambda _ids: self.session.undo(self.reviewer), None)
+        return self._apply(lambda session, _ids: session.undo(self.reviewer), None)
 
     def redo(self) -> int:
-        return self._apply(lambda _ids: self.session.redo(self.reviewer), None)
+        return self._apply(lambda session, _ids: session.redo(self.reviewer), None)
 
     @property
     def can_undo(self) -> bool:
@@ -200,16 +200,18 @@ class ReviewController(QObject):
     def can_redo(self) -> bool:
         return self.session is not None and self.session.can_redo
 
-    def _apply(self, action: Callable[[list[int]], Correction | None], rows: Iterable[int] | None) -> int:
-        if self.session is None:
+    def _apply(self, action: Callable[[ReviewSession, list[int]], Correction | None], rows: Iterable[int] | None) -> int:
+        """``action(session, ids)`` on the cells of ``rows`` (None: no cells, as undo and redo)."""
+        session = self.session
+        if session is None:
             return 0
-        ids = None
+        ids: list[int] = []
         if rows is not None:
             ids = [i for i in (self.store.cell(r).id for r in rows) if i >= 0]
             if not ids:
                 return 0
         try:
-            correction = action(ids)  # the session relabels its cells and calls _relabelled
+            correction = action(session, ids)  # the session relabels its cells and calls _relabelled
         except (SessionError, ValueError) as exc:
             self.problem.emit("Correction not saved", f"{_message(exc)}\n\nNothing was changed.", "")
             return 0
@@ -249,6 +251,8 @@ class ReviewController(QObject):
 
     def sign_off(self, folder: str | None = None) -> SignOff:
         """Record the reviewer's sign-off; raises ``SignOffRefused`` while cells wait for review."""
+        if self.session is None:
+            raise SessionError("", "no review session is open")
         return self.session.sign_off(self.reviewer, self.prefs.review_threshold, folder)
 
     # --------------------------------------------------------------- preferences
