@@ -76,7 +76,8 @@ class Lab:
         self.plain = bundle.features(inputs)
         self.mirror = bundle.features(TTA_VIEWS["flip_lr"](inputs))
         self.seconds_per_cell = (time.monotonic() - t0) / len(self.rows)
-        self.session_probs = bundle.classify(inputs)[0]  # what a session stores of each cell
+        # What a session stores of each cell (64 at a time: a whole lab at once would not fit in memory).
+        self.session_probs = np.concatenate([bundle.classify(inputs[i : i + 64])[0] for i in range(0, len(inputs), 64)])
 
     def probs(self, w: np.ndarray, b: np.ndarray, temperature: float, idx: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (GROUPS order) of cells ``idx`` through a head, views as the bundle averages them."""
