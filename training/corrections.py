@@ -120,7 +120,7 @@ def correction_inputs(bundle: ModelBundle, rows: pd.DataFrame) -> tuple[np.ndarr
     inputs, signatures = [], []
     path = rgb = measured = None  # the image being read: rows come image by image
     for r in rows.itertuples(index=False):
-        if r.path != path:
+        if r.path != path or rgb is None:
             path, rgb, measured = r.path, read_rgb(r.path), None
         um = _stored_pixel_size(r)
         if um is None:  # measured only when the row does not say (an older export), once per image

@@ -184,7 +184,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list[Path], s
         saved += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
         if writer is not None:
             writer.abort()
-        tell(f"interrupted; {', '.join(kept)}", logging.WARNING)
+        tell(f"interrupted; {', '.join(saved)}", logging.WARNING)
         return EXIT_INTERRUPTED
     except SessionError as exc:  # the session's disk is full or gone: stop, keep what is saved
         if writer is not None:

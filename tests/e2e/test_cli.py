@@ -135,7 +135,7 @@ def test_models_says_where_an_adapted_bundle_comes_from(tiny_bundle, tmp_path, m
     assert "adapted:     from tiny-test for Lab A on 2026-12-01, 45 cells" in capsys.readouterr().out
 
 
-def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
+def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch, capsys):
     """Rows of images analysed before a crash stay on disk in <out>.partial."""
     import yawbcc_desktop.core.pipeline as pipeline
 
@@ -155,6 +155,8 @@ def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
     assert not out.exists()
     kept = pd.read_csv(tmp_path / "cells.csv.partial", encoding="utf-8-sig")
     assert len(kept) == 3
+    # The user is told where the rows are (a session-less run once crashed on this line).
+    assert f"yawbcc: interrupted; {len(kept)} rows kept in {tmp_path / 'cells.csv.partial'}" in capsys.readouterr().err
 
 
 def test_classify_says_which_images_the_model_does_not_know(pbc, unfamiliar_bundle, familiar_bundle, tmp_path, capsys):

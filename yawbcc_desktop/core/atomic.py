@@ -86,7 +86,7 @@ def atomic_write(path: str | os.PathLike[str], encoding: str = "utf-8", newline:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that takes a file name; renamed over
     ``path`` when the ``with`` block ends cleanly, removed on an exception."""
     target = Path(path)
@@ -105,7 +105,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary sibling folder to fill; it takes the name ``path`` when the ``with``
     block ends cleanly and is removed, with all it holds, on an exception.
 
@@ -129,7 +129,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_folder(target.parent)
 
 
-def write_failure(target: str | os.PathLike, exc: OSError) -> str:
+def write_failure(target: str | os.PathLike[str], exc: OSError) -> str:
     """One sentence for a user about a failed export to ``target``: what went wrong and
     that nothing was left behind (every export here is atomic)."""
     if exc.errno == errno.ENOSPC:

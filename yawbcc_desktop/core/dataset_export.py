@@ -24,6 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -108,7 +109,7 @@ def _place_image(source: str, target: Path, link: bool) -> None:
     shutil.copyfile(source, target)
 
 
-def export_coco(session: ReviewSession, folder: str | os.PathLike, link: bool = False) -> ExportOutcome:
+def export_coco(session: ReviewSession, folder: str | os.PathLike[str], link: bool = False) -> ExportOutcome:
     """Write the session's labelled cells as a COCO data set in ``folder`` (new or empty).
 
     ``link``: symbolic links to the images instead of copies (a copy where links are refused).
@@ -119,8 +120,8 @@ def export_coco(session: ReviewSession, folder: str | os.PathLike, link: bool = 
     with atomic_folder(folder) as tmp:
         (tmp / COCO_IMAGES).mkdir()
         stems = UniqueStems()
-        images: list[dict] = []
-        annotations: list[dict] = []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for image in _usable_images(session, outcome):
             cells = session.cells(image_id=image.id)
             labelled = [c for c in cells if c.final_label in CATEGORIES]
@@ -185,7 +186,7 @@ def export_coco(session: ReviewSession, folder: str | os.PathLike, link: bool = 
     return outcome
 
 
-def export_crops(session: ReviewSession, folder: str | os.PathLike, model: str | None = None) -> ExportOutcome:
+def export_crops(session: ReviewSession, folder: str | os.PathLike[str], model: str | None = None) -> ExportOutcome:
     """Write the reviewed cells' model inputs as class folders in ``folder`` (new or empty).
 
     ``model``: the bundle (name or folder) whose framing to use; by default each cell's own.
@@ -254,7 +255,7 @@ def _reviewed_cells(image: SessionImage, cells: list[SessionCell], outcome: Expo
     return wanted
 
 
-def _crop_row(name: str, c: SessionCell, image: SessionImage, card: ModelCard) -> dict:
+def _crop_row(name: str, c: SessionCell, image: SessionImage, card: ModelCard) -> dict[str, Any]:
     return {
         "file": name,
         "group": c.final_label,

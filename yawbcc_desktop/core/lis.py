@@ -19,6 +19,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .atomic import atomic_write
 from .sample_result import PERCENT, ResultRow, SampleResult
@@ -64,14 +65,14 @@ def _instant(text: str) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat(timespec="seconds")
 
 
-def _quantity(value: float, unit: str) -> dict:
+def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": round(value, 2), "unit": unit, "system": UCUM_URL, "code": unit}
 
 
 # -- FHIR R4
 
 
-def fhir_bundle(result: SampleResult) -> dict:
+def fhir_bundle(result: SampleResult) -> dict[str, Any]:
     """A FHIR R4 Bundle (type collection): a DiagnosticReport, one Observation per class,
     the reviewer (Practitioner) as performer and the sample (Specimen)."""
     status = result.status
@@ -83,7 +84,7 @@ def fhir_bundle(result: SampleResult) -> dict:
     entries, refs = [], []
     for row in lis_rows(result):
         code = LOINC_CODES[row.group]
-        observation: dict = {
+        observation: dict[str, Any] = {
             "resourceType": "Observation",
             "status": status,
             "category": category,
@@ -121,7 +122,7 @@ def fhir_bundle(result: SampleResult) -> dict:
         report["identifier"] = [{"value": result.sample_id}]
     if result.comments:
         report["conclusion"] = result.comments
-    specimen: dict = {"resourceType": "Specimen"}
+    specimen: dict[str, Any] = {"resourceType": "Specimen"}
     if result.sample_id:
         specimen["identifier"] = [{"value": result.sample_id}]
     head = [{"fullUrl": ids["report"], "resource": report}, {"fullUrl": ids["specimen"], "resource": specimen}]
@@ -174,7 +175,7 @@ def hl7_message(result: SampleResult, control_id: str | None = None) -> str:
     return "\r".join(segments) + "\r"
 
 
-def write_fhir(result: SampleResult, path: str | os.PathLike) -> None:
+def write_fhir(result: SampleResult, path: str | os.PathLike[str]) -> None:
     """Write the FHIR bundle as JSON, atomically."""
     bundle = fhir_bundle(result)
     with atomic_write(path) as fh:
@@ -182,7 +183,7 @@ def write_fhir(result: SampleResult, path: str | os.PathLike) -> None:
         fh.write("\n")
 
 
-def write_hl7(result: SampleResult, path: str | os.PathLike) -> None:
+def write_hl7(result: SampleResult, path: str | os.PathLike[str]) -> None:
     """Write the HL7 message, atomically (carriage returns kept as they are)."""
     message = hl7_message(result)
     with atomic_write(path, newline="") as fh:

@@ -9,6 +9,8 @@ printable ASCII (``maskApi.c``'s ``rleToString``, which ``pycocotools`` decodes)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -59,13 +61,13 @@ def decompress_counts(text: str) -> list[int]:
     return counts
 
 
-def encode(mask: np.ndarray) -> dict:
+def encode(mask: np.ndarray) -> dict[str, Any]:
     """A COCO segmentation of ``mask`` (height x width): ``{"size": [h, w], "counts": text}``."""
     h, w = np.shape(mask)[:2]
     return {"size": [int(h), int(w)], "counts": compress_counts(run_lengths(mask))}
 
 
-def decode(rle: dict) -> np.ndarray:
+def decode(rle: dict[str, Any]) -> np.ndarray:
     """The bool mask of a COCO RLE segmentation (compressed text or a list of counts)."""
     h, w = rle["size"]
     counts = rle["counts"]
@@ -78,7 +80,7 @@ def decode(rle: dict) -> np.ndarray:
     return flat.reshape((h, w), order="F")
 
 
-def area(rle: dict) -> int:
+def area(rle: dict[str, Any]) -> int:
     """Mask pixels of an RLE segmentation, without decoding it."""
     counts = rle["counts"]
     counts = decompress_counts(counts) if isinstance(counts, str) else counts

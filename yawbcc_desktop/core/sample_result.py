@@ -145,7 +145,7 @@ def sample_result(
     min_wbc: int = DEFAULT_MIN_WBC,
     lab: str = "",
     sample_id: str | None = None,
-    folder: str | os.PathLike | None = None,
+    folder: str | os.PathLike[str] | None = None,
     image_id: int | None = None,
 ) -> SampleResult:
     """The result of the session, one folder, or one smear field (by image id).

@@ -30,7 +30,9 @@ def _embedding(probs: np.ndarray, features: np.ndarray | None) -> np.ndarray:
     if features is not None:
         f = np.asarray(features, np.float64)
         f = f - f.mean(axis=0)
-        return f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-12)
+        # numpy's stubs give norm(axis=...) no array type: name the result's.
+        unit_rows: np.ndarray = f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-12)
+        return unit_rows
     # Log probabilities separate cells the softmax squeezes together near a corner.
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-4, 1.0))
 

@@ -63,10 +63,13 @@ class GuideBrowser(QTextBrowser):
         self.setSource(QUrl.fromLocalFile(str(page)), MARKDOWN)
         return True
 
-    def doSetSource(self, name: QUrl, kind: QTextDocument.ResourceType = QTextDocument.ResourceType.UnknownResource) -> None:
+    def doSetSource(
+        self, name: QUrl | str, kind: QTextDocument.ResourceType = QTextDocument.ResourceType.UnknownResource
+    ) -> None:
         super().doSetSource(name, kind)
-        if name.hasFragment():
-            self.scroll_to_heading(name.fragment())
+        url = QUrl(name)  # Qt passes a QUrl; PySide also takes text here
+        if url.hasFragment():
+            self.scroll_to_heading(url.fragment())
 
     def scroll_to_heading(self, anchor: str) -> bool:
         """Scroll to the heading whose GitHub anchor is ``anchor`` (Qt's Markdown reader names
@@ -85,7 +88,7 @@ class GuideBrowser(QTextBrowser):
             block = block.next()
         return False
 
-    def loadResource(self, kind: int, url: QUrl) -> object:
+    def loadResource(self, kind: int, url: QUrl | str) -> object:
         data = super().loadResource(kind, url)
         if kind == QTextDocument.ResourceType.ImageResource and isinstance(data, QByteArray | bytes):
             image = QImage.fromData(data)

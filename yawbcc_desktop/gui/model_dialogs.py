@@ -100,12 +100,14 @@ class ModelDialogs:
         w = self.window
         store = w.controller.store
         columns = store.columns()
-        rows = np.flatnonzero((columns.label < 0) & ~np.isnan(columns.confidence))
-        if not len(rows):
+        unreviewed = np.flatnonzero((columns.label < 0) & ~np.isnan(columns.confidence))
+        # (store row, class probabilities) of each: a classified cell has both a confidence and these.
+        classified = [(int(r), p) for r in unreviewed if (p := store.cell(int(r)).probs) is not None]
+        if not classified:
             self._status("No unreviewed classified cells to suggest: analyse images first", 8000)
             return []
-        probs = np.stack([store.cell(int(r)).probs for r in rows])
-        picked = [int(rows[i]) for i in cells_to_review_for_adapting(probs, SUGGESTED_CELLS)]
+        rows, probs = [r for r, _ in classified], np.stack([p for _, p in classified])
+        picked = [rows[i] for i in cells_to_review_for_adapting(probs, SUGGESTED_CELLS)]
         w.filter_bar.show_only_cells(picked, "Cells to review for adapting")
         self._status(
             f"{len(picked)} cells that would teach the model most about this lab: review them, then Review › Adapt model "

@@ -63,13 +63,19 @@ class ReportDialogs:
 
         in_background(self.window, gather, then, failed, reading=session)
 
-    def _stem(self) -> str:
+    def _stem(self) -> str | None:
+        """The file name to offer: the session's, and the folder's when one is shown (None: no session)."""
         session = self.review.session
+        if session is None:
+            return None
         folder = self.scope()
         return f"{session.path.stem}_{Path(folder).name}" if folder else session.path.stem
 
     def export_pdf(self) -> None:
-        path, _ = self._ask_path("Export report (PDF)", f"{self._stem()}_report.pdf", "PDF (*.pdf)")
+        stem = self._stem()
+        if stem is None:  # the action is off without a session
+            return
+        path, _ = self._ask_path("Export report (PDF)", f"{stem}_report.pdf", "PDF (*.pdf)")
         if not path:
             return
 
@@ -107,7 +113,10 @@ class ReportDialogs:
         self._with_result(send)
 
     def export_lis(self) -> None:
-        path, chosen = self._ask_path("Export to LIS", f"{self._stem()}_lis.json", f"{FHIR_FILTER};;{HL7_FILTER}")
+        stem = self._stem()
+        if stem is None:  # the action is off without a session
+            return
+        path, chosen = self._ask_path("Export to LIS", f"{stem}_lis.json", f"{FHIR_FILTER};;{HL7_FILTER}")
         if not path:
             return
         hl7 = chosen == HL7_FILTER or path.lower().endswith(".hl7")
