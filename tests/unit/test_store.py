@@ -25,6 +25,7 @@ from yawbcc_desktop.core.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     ReviewSession,
+    SampleSignedOff,
     SessionCorrupt,
     SessionExists,
     SessionLocked,
@@ -386,7 +387,11 @@ def test_sign_off_needs_an_empty_queue_and_goes_stale_on_change(session):
     whole = session.sign_off("Bob", 0.9)
     assert (whole.reviewer, whole.folder, whole.threshold) == ("Bob", "", 0.9)
     assert session.current_sign_off().id == whole.id
-    session.set_label([a[0]], "IG", "Cy")  # a later correction voids both sign-offs it touches
+    # Signed off, the cells are locked (for every station), until a reviewer reopens on purpose.
+    with pytest.raises(SampleSignedOff, match="signed off by Bob") as locked:
+        session.set_label([a[0]], "IG", "Cy")
+    assert locked.value.scope == "" and session.cell(a[0]).label is None and session.current_sign_off().id == whole.id
+    session.set_label([a[0]], "IG", "Cy", reopen=True)  # a later correction voids both sign-offs it touches
     assert session.current_sign_off() is None and session.current_sign_off("/lab/p1") is None
     assert [s.current for s in session.sign_offs()] == [False]
     session.sign_off("Bob", 0.9)

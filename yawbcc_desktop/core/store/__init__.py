@@ -22,6 +22,9 @@ whose message names the file and what to do; such a file is never written to.
 
 from .cache import CellCache, CellColumns
 from .errors import (
+    CellsChanged,
+    ChangedCell,
+    SampleSignedOff,
     SessionClosed,
     SessionCorrupt,
     SessionError,
@@ -30,18 +33,21 @@ from .errors import (
     SessionNotFound,
     SessionReadOnly,
     SessionTooNew,
+    SessionUnreachable,
     SessionWriteError,
     SignOffRefused,
 )
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
-from .session import ReviewSession, unfamiliar_threshold
+from .session import ReviewSession, is_server_url, unfamiliar_threshold
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "SESSION_SUFFIX",
     "CellCache",
+    "CellsChanged",
+    "ChangedCell",
     "CellChange",
     "CellColumns",
     "Correction",
@@ -57,9 +63,12 @@ __all__ = [
     "SessionNotFound",
     "SessionReadOnly",
     "SessionSummary",
+    "SampleSignedOff",
     "SessionTooNew",
+    "SessionUnreachable",
     "SessionWriteError",
     "SignOff",
     "SignOffRefused",
+    "is_server_url",
     "unfamiliar_threshold",
 ]

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
 APPLICATION_ID = 0x59574243  # PRAGMA application_id, "YWBC": tells our files from other SQLite files
 SESSION_SUFFIX = ".yawbcc"  # suggested file name ending for file dialogs
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-TABLES = {"session_info", "image", "cell", "review_action", "correction", "sign_off"}
+# Every table, parents first: the order a copy fills them in (``transfer``).  A table added
+# here is created, checked, copied and exported by both stores.
+TABLE_ORDER = ("session_info", "image", "cell", "review_action", "correction", "sign_off")
+TABLES = set(TABLE_ORDER)
+APPEND_ONLY = ("review_action", "correction", "sign_off")  # the audit trail
 
 SCHEMA = """
 CREATE TABLE session_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +59,9 @@ CREATE TABLE cell (
     diameter_um REAL,                   -- the segmented outline's equivalent diameter
     unfamiliar_score REAL,              -- NULL: no familiarity model
     flags TEXT NOT NULL DEFAULT '',     -- review_rules.analysis_flags, joined by '; ' ('' none)
+    -- format 3: bumped by each change of label, so a station correcting what it saw is told
+    -- when another station changed the cell meanwhile
+    version INTEGER NOT NULL DEFAULT 0,
     UNIQUE (image_id, cell_index)
 );
 CREATE INDEX cell_confidence ON cell(confidence);
@@ -63,7 +70,8 @@ CREATE TABLE review_action (            -- one reviewer action: what one undo st
     kind TEXT NOT NULL CHECK (kind IN ('set', 'confirm', 'undo', 'redo')),
     reverts INTEGER REFERENCES review_action(id),
     reviewer TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    station TEXT NOT NULL DEFAULT ''    -- format 3: the workstation (host name) it was made on
 );
 CREATE TABLE correction (               -- the audit trail: one row per cell per action
     id INTEGER PRIMARY KEY,
@@ -102,6 +110,10 @@ ADDED_COLUMNS: dict[int, list[tuple[str, str, str, str]]] = {
         ("cell", "unfamiliar_score", "REAL", "NULL"),
         ("cell", "flags", "TEXT NOT NULL DEFAULT ''", "''"),
     ],
+    3: [
+        ("cell", "version", "INTEGER NOT NULL DEFAULT 0", "0"),
+        ("review_action", "station", "TEXT NOT NULL DEFAULT ''", "''"),
+    ],
 }
 assert max(ADDED_COLUMNS) == SCHEMA_VERSION
 
@@ -111,11 +123,12 @@ def columns_since(version: int) -> list[tuple[str, str, str, str]]:
     return [col for v in sorted(ADDED_COLUMNS) if v > version for col in ADDED_COLUMNS[v]]
 
 
+TABLES_SQL = SCHEMA  # both stores' tables; each adds its own guard of the audit trail
 # History is never rewritten: undo appends rows, and SQLite itself refuses the rest.
 SCHEMA += "".join(
     f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
     f"BEGIN SELECT RAISE(ABORT, '{t} rows are an audit trail and cannot be changed'); END;\n"
-    for t in ("review_action", "correction", "sign_off")
+    for t in APPEND_ONLY
     for op in ("UPDATE", "DELETE")
 )
 
