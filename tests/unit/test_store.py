@@ -34,6 +34,7 @@ from yawbcc_desktop.core.store import (
     SessionTooNew,
     SignOffRefused,
 )
+from yawbcc_desktop.core.store.postgres_store import PostgresSession
 
 
 def probs_for(group: str, confidence: float) -> np.ndarray:
@@ -54,8 +55,9 @@ def image_result(path: str, predictions: list[tuple[str, float]], mode: str = "s
 
 
 @pytest.fixture
-def session(tmp_path):
-    s = ReviewSession.create(tmp_path / "review.yawbcc")
+def session(session_location):
+    """A new session, once in each store (SQLite file, PostgreSQL server): the one contract."""
+    s = ReviewSession.create(session_location)
     yield s
     s.close()
 
@@ -301,8 +303,19 @@ def test_set_label_undo_redo_append_to_the_audit_trail(session):
     ]
     assert all(r.predicted for r in history) and [r.id for r in session.history(ids[2])] == [history[-1].id]
     # The trail cannot be rewritten, even with SQL.
+    sqls = ["UPDATE correction SET label = 'IG'", "DELETE FROM correction", "DELETE FROM review_action"]
+    if isinstance(session, PostgresSession):
+        import psycopg
+
+        sqls.append("TRUNCATE correction")
+        with psycopg.connect(session.conninfo, autocommit=True) as raw:
+            raw.execute(f"SET search_path TO {session.schema}")
+            for sql in sqls:
+                with pytest.raises(psycopg.errors.RaiseException, match="audit trail"):
+                    raw.execute(sql)
+        return
     raw = sqlite3.connect(session.path)
-    for sql in ("UPDATE correction SET label = 'IG'", "DELETE FROM correction", "DELETE FROM review_action"):
+    for sql in sqls:
         with pytest.raises(sqlite3.IntegrityError, match="audit trail"):
             raw.execute(sql)
     raw.close()

@@ -150,6 +150,26 @@ class ReviewSession(SessionReads):
     def _begin(self, conn: Connection) -> None:
         raise NotImplementedError
 
+    _snapshot_begin = "BEGIN"  # a read transaction that sees one state of the session throughout
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """Reads that see one state of the session, whatever other writers do meanwhile."""
+        conn = self._conn()
+        conn.execute(self._snapshot_begin)
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(*self.backend_errors):
+                conn.execute("ROLLBACK")
+
+    def _after_copy(self, conn: Connection) -> None:
+        """Inside the transaction that copied rows into this new session (``transfer``)."""
+
+    def _discard(self) -> None:
+        """Close and remove a session this process has just made (a copy that failed half-way)."""
+        raise NotImplementedError
+
     def _lock_cells(self, conn: Connection, ids: list[int]) -> None:
         """Inside a correction's transaction: hold ``ids`` until it ends (other stations wait)."""
 
