@@ -110,3 +110,13 @@ def session_location(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "review.yawbcc")
     return request.getfixturevalue("postgres_server").url(f"test{os.getpid()}_{next(_session_numbers)}")
+
+
+@pytest.fixture
+def session(session_location):
+    """A new review session, once in each store (SQLite file, PostgreSQL server): one contract."""
+    from yawbcc_desktop.core.store import ReviewSession
+
+    s = ReviewSession.create(session_location)
+    yield s
+    s.close()

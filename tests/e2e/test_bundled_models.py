@@ -58,4 +58,3 @@ def test_bundle_on_unseen_test_images(folder, split):
         m = single_cell_input(rgb, card, segment_single_cell(rgb).full_mask(rgb.shape[:2]))[1]
         inside.append(h[m].mean() > h[~m].mean())
     assert np.mean(inside) >= 0.8, (folder.name, np.mean(inside))
-

@@ -54,14 +54,6 @@ def image_result(path: str, predictions: list[tuple[str, float]], mode: str = "s
     return ImageResult(path, mode, 640, 480, cells)
 
 
-@pytest.fixture
-def session(session_location):
-    """A new session, once in each store (SQLite file, PostgreSQL server): the one contract."""
-    s = ReviewSession.create(session_location)
-    yield s
-    s.close()
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

@@ -249,14 +249,15 @@ class PostgresSession(ReviewSession):
 
     _snapshot_begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
-    def _error(self, exc: BaseException, writing: bool) -> SessionError:
-        broken = (
-            isinstance(exc, psycopg.OperationalError)
-            or getattr(self._local, "conn", None) is not None
-            and (self._local.conn.raw.closed or self._local.conn.raw.broken)
-        )
-        if broken:
+    def _stale_connection(self, exc: BaseException) -> bool:
+        conn = getattr(self._local, "conn", None)
+        if isinstance(exc, psycopg.OperationalError) or (conn is not None and (conn.raw.closed or conn.raw.broken)):
             self._drop_connection()  # the next call connects again
+            return True
+        return False
+
+    def _error(self, exc: BaseException, writing: bool) -> SessionError:
+        if self._stale_connection(exc):
             return SessionUnreachable(self.location, str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__)
         if writing:
             return SessionWriteError(self.location, str(exc).strip())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,17 +52,25 @@ class SessionReads:
         """The driver's ``exc`` as the message a user sees."""
         raise NotImplementedError
 
+    def _stale_connection(self, exc: BaseException) -> bool:
+        """True when ``exc`` says this thread's connection is gone (a server restarted): it is
+        dropped, and what failed may be asked again on a new one."""
+        return False
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        try:
-            return list(self._conn().execute(sql, params).fetchall())
-        except self.backend_errors as exc:
-            raise self._error(exc, writing=False) from exc
+        return self._reading(lambda conn: list(conn.execute(sql, params).fetchall()))
 
     def _read_in(self, sql: str, ids: list[int]) -> list[tuple]:
-        try:
-            return fetch_in(self._conn(), sql, ids)
-        except self.backend_errors as exc:
-            raise self._error(exc, writing=False) from exc
+        return self._reading(lambda conn: fetch_in(conn, sql, ids))
+
+    def _reading(self, read: Callable[[Connection], list[tuple]]) -> list[tuple]:
+        for retry in (True, False):  # a read asked again changes nothing: once more on a new connection
+            try:
+                return read(self._conn())
+            except self.backend_errors as exc:
+                if not (retry and self._stale_connection(exc)):
+                    raise self._error(exc, writing=False) from exc
+        raise AssertionError("unreachable")
 
     def images(self) -> list[SessionImage]:
         """Every image, in the order first added."""

@@ -217,7 +217,13 @@ class ReviewSession(SessionReads):
         try:
             self._begin(conn)
         except self.backend_errors as exc:
-            raise self._error(exc, writing=True) from exc
+            if not self._stale_connection(exc):
+                raise self._error(exc, writing=True) from exc
+            conn = self._conn()  # nothing was sent yet: begin again on a new connection
+            try:
+                self._begin(conn)
+            except self.backend_errors as again:
+                raise self._error(again, writing=True) from again
         try:
             yield conn
             conn.execute("COMMIT")
