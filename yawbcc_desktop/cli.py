@@ -8,7 +8,8 @@ Exit status of ``yawbcc``:
   2  nothing could be done: bad arguments, no input files, an unusable model bundle or
      session file (``export`` too)
   130 interrupted (Ctrl-C); rows written so far are kept in ``<out>.partial``
-With ``--session`` every analysed image is committed to the session as it arrives.
+With ``--session`` every analysed image is committed to the session as it arrives.  A
+session is a file path, or ``postgresql://host/db?session=NAME`` on the lab's server.
 """
 
 from __future__ import annotations
@@ -222,6 +223,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_session_copy(args: argparse.Namespace) -> int:
+    from .core.store import ReviewSession, SessionError
+
+    try:
+        # Read-only: a station may go on reviewing the source meanwhile; the copy is one snapshot.
+        with ReviewSession.open(args.source, readonly=True) as source, source.copy_to(args.target) as copy:
+            summary = copy.summary(0.0)
+            print(
+                f"yawbcc: {summary.images} images, {summary.cells} cells, {len(copy.history())} audit rows -> {copy.location}",
+                file=sys.stderr,
+            )
+    except SessionError as exc:
+        print(f"yawbcc: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    return EXIT_OK
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
@@ -362,7 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", metavar="DIR", help="also write one image-sized PNG mask per cell: DIR/<image stem>_<cell_id>.png")
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
-    p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
+    p.add_argument(
+        "--session",
+        metavar="FILE|URL",
+        help="review session to write or extend (images already in it are kept): a file, "
+        "or postgresql://host/db?session=NAME on the lab's server",
+    )
     p.add_argument(
         "--um-per-px",
         type=_pixel_size,
@@ -376,10 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
     )
     p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
-    p.add_argument("session", metavar="FILE", help="review session file")
+    p.add_argument("session", metavar="FILE|URL", nargs="?", help="review session: a file or a postgresql:// URL")
+    p.add_argument("--session", dest="session_option", metavar="FILE|URL", help="the same, as an option")
     p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
     p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
     p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
+    p = sub.add_parser("session", help="review sessions: copy one between a file and the lab's server")
+    actions = p.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("copy", help="copy a whole session (cells, corrections, audit trail, sign-offs)")
+    p.add_argument("source", metavar="FROM", help="session file or postgresql://host/db?session=NAME")
+    p.add_argument("target", metavar="TO", help="where the copy goes (never over an existing session)")
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -401,7 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("classify needs --out, --session, or both")
     if args.command == "segment" and not (args.out or args.masks):
         parser.error("segment needs --out, --masks, or both")
+    if args.command == "session":
+        return _cmd_session_copy(args)
     if args.command == "export":
+        if bool(args.session) == bool(args.session_option):
+            parser.error("export needs one session: FILE|URL or --session FILE|URL")
+        args.session = args.session or args.session_option
         if not (args.cells or args.differential):
             parser.error("export needs --cells, --differential, or both")
         return _cmd_export(args)
