@@ -64,6 +64,9 @@ class Preferences:
     last_session: str = ""
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
+    # Review stations: the lab's PostgreSQL server (postgresql://host/db, never a password:
+    # libpq reads that from PGPASSFILE or a service file); '' keeps sessions in files.
+    review_server: str = ""
     problem: str = ""
 
     @property
@@ -79,6 +82,7 @@ class Preferences:
             "last_session": self.last_session,
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
+            "review_server": self.review_server,
         }
 
     @classmethod
@@ -95,6 +99,9 @@ class Preferences:
             prefs.min_wbc = n
         if isinstance(data.get("last_session"), str):
             prefs.last_session = data["last_session"]
+        server = data.get("review_server")
+        if isinstance(server, str) and server_problem(server) == "":
+            prefs.review_server = server
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
         um = data.get("lab_um_per_px")
@@ -111,6 +118,23 @@ class Preferences:
                 if group in WBC_GROUPS and _valid_range(pair):
                     prefs.reference_ranges[group] = ReferenceRange(group, float(pair[0]), float(pair[1]))
         return prefs
+
+
+def server_problem(server: str) -> str:
+    """Why ``server`` cannot be the review stations' server ('' if it can: empty, or a
+    ``postgresql://host/db`` URL without a password or a session name)."""
+    from urllib.parse import urlsplit
+
+    if not server:
+        return ""
+    if not server.startswith(("postgresql://", "postgres://")):
+        return "The review server is a URL such as postgresql://host/database."
+    parts = urlsplit(server)
+    if parts.password is not None:
+        return "The server URL must not hold a password: put it in the password file (PGPASSFILE, ~/.pgpass)."
+    if "session=" in parts.query:
+        return "The server URL names no session: each session is chosen when opened."
+    return ""
 
 
 def _valid_range(pair) -> bool:

@@ -199,7 +199,7 @@ class AnalysisController(QObject):
             return
         load = self._loads
         self.loading = True
-        self.session_loading.emit(str(session.path))
+        self.session_loading.emit(session.location)
         in_background(
             self,
             lambda: read_session(session, abandoned=lambda: load != self._loads),
@@ -233,7 +233,7 @@ class AnalysisController(QObject):
             self.open_paths(waiting)
 
     def _session_path(self) -> str:
-        return str(self.session.path) if self.session is not None else ""
+        return self.session.location if self.session is not None else ""
 
     def cell_mask(self, row: int):
         """The segmentation mask of the cell in store row ``row`` over its box, as the session

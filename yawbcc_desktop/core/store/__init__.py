@@ -39,7 +39,7 @@ from .errors import (
 )
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
-from .session import ReviewSession, is_server_url, unfamiliar_threshold
+from .session import ReviewSession, is_server_url, server_sessions, session_url, unfamiliar_threshold
 
 __all__ = [
     "APPLICATION_ID",
@@ -70,5 +70,7 @@ __all__ = [
     "SignOff",
     "SignOffRefused",
     "is_server_url",
+    "server_sessions",
+    "session_url",
     "unfamiliar_threshold",
 ]

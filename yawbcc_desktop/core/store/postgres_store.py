@@ -89,6 +89,18 @@ def pg_tables() -> str:
     return ddl
 
 
+def list_sessions(server: str) -> list[str]:
+    """Names of the sessions on ``server`` (a URL without ``session``), newest first."""
+    conninfo, _ = parse_url(f"{server}{'&' if '?' in server else '?'}session=x")
+    with _connect(conninfo, server) as conn:
+        rows = conn.execute(
+            "SELECT substr(nspname, 8) FROM pg_namespace WHERE nspname LIKE 'yawbcc\\_%%' "
+            "AND obj_description(oid, 'pg_namespace') LIKE %s ORDER BY oid DESC",
+            (f"{_FORMAT}%",),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 class _Connection:
     """A psycopg connection that reads the store's SQL (``?`` parameters, as SQLite's)."""
 

@@ -42,6 +42,18 @@ def is_server_url(location: str | os.PathLike) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
+def session_url(server: str, name: str) -> str:
+    """The URL of session ``name`` on ``server`` (``postgresql://host/db``, as the preferences keep it)."""
+    return f"{server}{'&' if '?' in server else '?'}session={name}"
+
+
+def server_sessions(server: str) -> list[str]:
+    """The names of the review sessions on ``server``, newest first (``SessionUnreachable`` if it cannot be reached)."""
+    from .postgres_store import list_sessions
+
+    return list_sessions(server)
+
+
 def _store(location: str | os.PathLike) -> type[ReviewSession]:
     # psycopg is imported only here, for a server URL: the installer needs no server.
     if is_server_url(location):

@@ -1,0 +1,83 @@
+"""The review window on a session of the lab's server (a real PostgreSQL the test starts):
+another station's corrections reach the table and the counts, a conflict is put to the
+reviewer, and a server that goes away is shown by a banner until the window reconnects."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.big_session import build_session
+from tests.conftest import missing_data
+from tests.gui.conftest import wait_until
+from tests.postgres_server import PostgresServer, server_bin
+from yawbcc_desktop.core.store import CellsChanged, ReviewSession
+
+
+@pytest.fixture
+def server():
+    if server_bin() is None:
+        missing_data("PostgreSQL's server programs are not installed (apt-get install postgresql)")
+    server = PostgresServer().start()  # its own: this test stops and starts it
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def window(tmp_path, qtbot):
+    from yawbcc_desktop.gui.main_window import MainWindow
+    from yawbcc_desktop.gui.settings import AppSettings
+
+    win = MainWindow(AppSettings(tmp_path / "config"), attended=False, mode="smear")
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    yield win
+    win.close()
+
+
+def test_the_window_follows_other_stations_and_the_server(tmp_path, server, window, qtbot):
+    url = server.url("ward")
+    with ReviewSession.open(build_session(tmp_path / "ward.yawbcc", 120), readonly=True) as local:
+        local.copy_to(url).close()
+    win, c = window, window.controller
+    assert win.review.open_session(url)
+    wait_until(lambda: not c.loading and c.store.cell_count == 120, timeout=60)
+    assert win.windowTitle().startswith("YAWBCC Desktop — ward")
+    store, session = c.store, win.review.session
+    unreviewed = [r for r in range(store.cell_count) if not store.cell(r).reviewed]
+    row, other_row = unreviewed[:2]
+    to_review = session.to_review_count(win.review.prefs.review_threshold)
+
+    with ReviewSession.open(url) as other:
+        other.station = "bench-2"
+        # Another station corrects a cell: the window's table shows it within two seconds.
+        other.set_label([store.cell(row).id], "BASOPHIL", "Bob")
+        qtbot.waitUntil(lambda: store.cell(row).label == "BASOPHIL", timeout=2000)
+        assert store.cell(row).reviewer == "Bob"
+        counted = session.to_review_count(win.review.prefs.review_threshold)
+        assert counted <= to_review and store.to_review_count() == counted  # the window's queue count follows
+
+        # Both change the same cell: the second is told who changed it to what; nothing is overwritten.
+        asked: list[Exception] = []
+        win.review.resolve = lambda exc: asked.append(exc) or False  # "Keep theirs"
+        other.set_label([store.cell(other_row).id], "EOSINOPHIL", "Bob")
+        # No event processed in between: the window still shows the cell as it was before Bob.
+        assert win.review.set_label([other_row], "MONOCYTE") == 0
+        [conflict] = asked
+        assert isinstance(conflict, CellsChanged) and "by Bob at bench-2" in str(conflict)
+        theirs = other.cell(store.cell(other_row).id).label
+        assert store.cell(other_row).label == theirs != "MONOCYTE"  # the window shows theirs
+        win.review.resolve = lambda exc: True  # "Apply mine"
+        assert win.review.set_label([other_row], "MONOCYTE") == 1
+        assert other.cell(store.cell(other_row).id).label == "MONOCYTE"
+
+    # The server goes: the banner says so; it comes back: the window reconnects by itself.
+    assert not win.server_banner.isVisible()
+    server.stop()
+    qtbot.waitUntil(win.server_banner.isVisible, timeout=10000)
+    win.grab().save(str(tmp_path.parent / "server_gone.png"))
+    server.start()
+    qtbot.waitUntil(lambda: not win.server_banner.isVisible(), timeout=10000)
+    assert win.review.set_label([unreviewed[2]], "LYMPHOCYTE") == 1  # and corrections are saved again
+    with ReviewSession.open(url, readonly=True) as check:
+        assert check.cell(store.cell(unreviewed[2]).id).label == "LYMPHOCYTE"
