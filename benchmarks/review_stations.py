@@ -20,8 +20,9 @@ It prints: ``corrections_per_s`` (acknowledged, over the run), ``latency_p50_ms`
 data holding the change), the conflicts reported, the corrections refused while the server was
 down, and the checks: every acknowledged correction in the audit trail exactly once, none
 doubled, nothing in the trail that no station asked for, the final labels equal to a serial
-replay of the trail, each cell's version its number of changes.  Last, ``window_open_s``: the
-review window opening the session from the server (File › Open session), every cell in its table.
+replay of the trail, each cell's version its number of changes.  Last, ``window_open_server_s``:
+the review window opening the session from the server (File › Open session), every cell in its
+table, beside ``window_open_file_s``: the same session from its SQLite file, before and after.
 
 Each correction's reviewer name carries its station and number (``r3#117``), so the trail can
 be checked against what each station was told.
@@ -227,7 +228,7 @@ def verify(url: str, initial: dict[int, tuple[str | None, int]], attempts: list[
     }
 
 
-def window_open_s(url: str, cells: int, scratch: Path) -> float:
+def window_open_s(location: str, cells: int, scratch: Path) -> float:
     from benchmarks.big_session import process_for, wait_until
     from yawbcc_desktop.gui.app import application
     from yawbcc_desktop.gui.main_window import MainWindow
@@ -239,7 +240,7 @@ def window_open_s(url: str, cells: int, scratch: Path) -> float:
     win.show()
     process_for(app, 0.5)
     started = time.perf_counter()
-    win.review.open_session(url)  # what File › Open session does once a session is chosen
+    win.review.open_session(location)  # what File › Open session does once a session is chosen
     c = win.controller
     wait_until(app, lambda: not c.loading and c.cells.rowCount() == c.cell_filter.rowCount() == cells)
     app.processEvents()
@@ -307,7 +308,10 @@ def main() -> None:
             )
             checks = verify(url, initial, attempts)
             print(" ".join(f"{k}={v}" for k, v in checks.items()), flush=True)
-            print(f"window_open_s={window_open_s(url, args.cells, scratch):.2f}")
+            # The same session from its file on the same machine, the run before and after: the baseline.
+            file = str(scratch / "bench.yawbcc")
+            opened = [window_open_s(where, args.cells, scratch) for where in (file, url, file)]
+            print(f"window_open_server_s={opened[1]:.2f} window_open_file_s={opened[0]:.2f},{opened[2]:.2f}")
     finally:
         server.remove()
 

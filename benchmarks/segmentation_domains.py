@@ -118,5 +118,6 @@ def write_card(per_lab: dict, args) -> None:
     card.write(folder)
     print(f"figures per lab written to {folder / 'segmenter.json'}")
 
+
 if __name__ == "__main__":
     main()

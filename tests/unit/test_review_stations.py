@@ -256,3 +256,16 @@ def test_a_server_restart_is_reported_and_the_station_reconnects():
             assert [r.label for r in bob.history()] == ["IG", "MONOCYTE"]
     finally:
         server.remove()
+
+
+def test_a_session_file_needs_no_server_driver(tmp_path):
+    """The installer ships no server: psycopg is imported only for a postgresql:// URL."""
+    script = (
+        "import sys; from yawbcc_desktop.core.store import ReviewSession\n"
+        f"s = ReviewSession.create({str(tmp_path / 'a.yawbcc')!r}); s.set_label(s.cell_ids(), 'IG', 'Ann'); s.close()\n"
+        "import yawbcc_desktop.cli\n"
+        "assert not any(m.split('.')[0] in ('psycopg', 'psycopg_binary') for m in sys.modules), 'psycopg imported'\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -275,11 +275,12 @@ class PostgresSession(ReviewSession):
             return SessionWriteError(self.location, str(exc).strip())
         return SessionError(self.location, f"Could not read {self.location}: {str(exc).strip()}.")
 
-    def _lock_cells(self, conn: _Connection, ids: list[int]) -> None:
+    def _current(self, conn: _Connection, ids: list[int]) -> list[tuple]:
         # Shared: corrections go side by side, but not past a sign-off (exclusive) in flight.
         conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(current_schema()))")
-        for start in range(0, len(ids), 5000):  # in id order, so two stations never wait on each other in a ring
-            conn.execute("SELECT id FROM cell WHERE id = ANY(?) ORDER BY id FOR UPDATE", (sorted(ids)[start : start + 5000],))
+        # The rows locked in id order, so two stations never wait on each other in a ring.
+        query = "SELECT id, label, version FROM cell WHERE id = ANY(?) ORDER BY id FOR UPDATE"
+        return list(conn.execute(query, (sorted(ids),)).fetchall())
 
     def _lock_session(self, conn: _Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")

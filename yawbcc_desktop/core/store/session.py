@@ -182,8 +182,10 @@ class ReviewSession(SessionReads):
         """Close and remove a session this process has just made (a copy that failed half-way)."""
         raise NotImplementedError
 
-    def _lock_cells(self, conn: Connection, ids: list[int]) -> None:
-        """Inside a correction's transaction: hold ``ids`` until it ends (other stations wait)."""
+    def _current(self, conn: Connection, ids: list[int]) -> list[tuple]:
+        """Inside a correction's transaction: (id, label, version) of the cells ``ids``, held
+        until it ends where other stations may write meanwhile (they wait)."""
+        return fetch_in(conn, "SELECT id, label, version FROM cell WHERE id IN ({})", ids)
 
     def _lock_session(self, conn: Connection) -> None:
         """Inside a sign-off's transaction: no correction commits until it ends."""
@@ -382,8 +384,7 @@ class ReviewSession(SessionReads):
         ids = list(wanted)
         seen = self.cache.versions(ids) if seen is None else seen
         with self._guard, self._write() as conn:
-            self._lock_cells(conn, ids)
-            current = {r[0]: (r[1], r[2]) for r in fetch_in(conn, "SELECT id, label, version FROM cell WHERE id IN ({})", ids)}
+            current = {r[0]: (r[1], r[2]) for r in self._current(conn, ids)}
             missing = set(wanted) - set(current)
             if missing:
                 raise ValueError(f"no cell with id {sorted(missing)[:5]} in {self.location}")
@@ -430,11 +431,17 @@ class ReviewSession(SessionReads):
         return [ChangedCell(*r) for r in sorted(rows)]
 
     def _refuse_if_signed_off(self, conn: Connection, ids: list[int]) -> None:
-        folders = [r[0] for r in fetch_in(conn, f"SELECT DISTINCT i.folder {CELLS} WHERE c.id IN ({{}})", ids)]
-        for scope in ["", *sorted(folders)]:
-            row = conn.execute(f"{SIGN_OFF_SELECT} WHERE folder = ? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
-            if row is not None and self._sign_off_from_row(conn, row).current:
-                raise SampleSignedOff(self.location, scope, row[2], row[3])
+        # One query where nothing is signed off (the usual case): the latest sign-off of each
+        # scope the cells are in, the whole session's included.
+        latest = fetch_in(
+            conn,
+            f"{SIGN_OFF_SELECT} WHERE id IN (SELECT MAX(id) FROM sign_off WHERE folder = '' OR folder IN "
+            f"(SELECT i.folder {CELLS} WHERE c.id IN ({{}})) GROUP BY folder) ORDER BY folder",
+            ids,
+        )
+        for row in latest:
+            if self._sign_off_from_row(conn, row).current:
+                raise SampleSignedOff(self.location, row[1], row[2], row[3])
 
     def sign_off(self, reviewer: str, threshold: float, folder: str | os.PathLike | None = None) -> SignOff:
         """Record that ``reviewer`` signs off the session (or one folder's count).
