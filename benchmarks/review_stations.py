@@ -278,7 +278,10 @@ def main() -> None:
                 copy = time.perf_counter() - started
             with ReviewSession.open(url, readonly=True) as s:
                 initial = {c.id: (c.label, c.version) for c in s.cells()}
-            print(f"cells={args.cells} build_s={build:.1f} copy_to_server_s={copy:.1f}", flush=True)
+            load = os.getloadavg()[0]  # other work on the machine weighs on every figure: say how much
+            print(
+                f"cells={args.cells} build_s={build:.1f} copy_to_server_s={copy:.1f} cpus={os.cpu_count()} load_1min={load:.1f}"
+            )
             run = run_stations(server, url, args.stations, args.corrections)
             attempts = run["attempts"]
             outcomes = {o: sum(a["outcome"] == o for a in attempts) for o in ("acked", "conflict", "unreachable")}
@@ -306,6 +309,7 @@ def main() -> None:
                 f"reached={len(reach)}/{outcomes['acked']} steady_reach_p50_ms={percentile(steady, 0.5):.0f} "
                 f"steady_reach_p99_ms={percentile(steady, 0.99):.0f}"
             )
+            print(f"load_1min_after={os.getloadavg()[0]:.1f}", flush=True)
             checks = verify(url, initial, attempts)
             print(" ".join(f"{k}={v}" for k, v in checks.items()), flush=True)
             # The same session from its file on the same machine, the run before and after: the baseline.
