@@ -105,13 +105,13 @@ class Observer:
             if not self._news.wait(0.2):
                 continue
             self._news.clear()
-            before = self.session._seen_action
             try:
-                self.session.catch_up()
+                if not self.session.catch_up():
+                    continue
             except SessionError:
                 continue
             now = time.time()
-            for action in range(before + 1, self.session._seen_action + 1):
+            for action in self.session.caught_up_actions:
                 self.seen_at.setdefault(action, now)
 
     def stop(self) -> None:

@@ -269,3 +269,30 @@ def test_a_session_file_needs_no_server_driver(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_correction_committed_after_a_later_numbered_one_is_still_caught_up(server_location):
+    """Ids are taken when a correction starts: the slower one commits last, with the lower id."""
+    import psycopg
+
+    with ReviewSession.create(server_location) as ann, ReviewSession.open(server_location) as watcher:
+        ids = _slide(ann, 1, 3)
+        watcher.cache.add(watcher.cells())
+        slow = psycopg.connect(ann.conninfo)  # a station whose correction takes its time
+        slow.execute(f"SET search_path TO {ann.schema}")
+        [(action,)] = slow.execute(
+            "INSERT INTO review_action (kind, reviewer, at, station) VALUES ('set', 'Slow', 'now', 's') RETURNING id"
+        ).fetchall()
+        slow.execute(
+            "INSERT INTO correction (action_id, cell_id, predicted, previous, label, reviewer, at) "
+            "VALUES (%s, %s, 'NEUTROPHIL', NULL, 'IG', 'Slow', 'now')",
+            (action, ids[0]),
+        )
+        slow.execute("UPDATE cell SET label = 'IG', version = version + 1 WHERE id = %s", (ids[0],))
+        later = ann.set_label([ids[1]], "MONOCYTE", "Ann")  # numbered after, committed first
+        assert later.id > action and watcher.catch_up() == [ids[1]]
+        slow.commit()
+        slow.close()
+        assert watcher.catch_up() == [ids[0]] and watcher.caught_up_actions == [action]
+        assert [c.label for c in watcher.cache.cells()] == ["IG", "MONOCYTE", None]
+        assert watcher.catch_up() == []

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..classes import REVIEW_LABELS
 from ..vocabulary import FAILED
 from .cache import CellCache
+from .catch_up import ActionsSeen
 from .errors import CellsChanged, ChangedCell, SampleSignedOff, SessionClosed, SessionReadOnly, SignOffRefused
 from .queries import CELLS, fetch_in, where_cells
 from .reads import FINAL, SIGN_OFF_SELECT, Connection, SessionReads
@@ -87,7 +88,8 @@ class ReviewSession(SessionReads):
         self._closed = False
         self._undo: list[Correction] = []
         self._redo: list[Correction] = []
-        self._seen_action = 0  # the latest review action ``catch_up`` has shown
+        self._seen = ActionsSeen()  # the review actions ``catch_up`` has shown
+        self.caught_up_actions: list[int] = []  # the review actions the last ``catch_up`` brought
         self.cache = CellCache()
 
     # -- opening and closing: the store is picked by the location
@@ -476,18 +478,18 @@ class ReviewSession(SessionReads):
     def catch_up(self) -> list[int]:
         """Read again the cells changed since the last ``catch_up`` (by any station), update
         ``cache`` and tell its listeners; returns their ids.  Cheap when nothing changed."""
-        rows = self._read("SELECT DISTINCT k.cell_id, k.action_id FROM correction k WHERE k.action_id > ?", (self._seen_action,))
+        rows = self._seen.news(self._read)
         if not rows:
             return []
-        self._seen_action = max(r[1] for r in rows)
-        ids = sorted({r[0] for r in rows})
+        self.caught_up_actions = sorted({a for _, a in rows})  # what this call brought (benchmarks)
+        ids = sorted({c for c, _ in rows})
         changed = self.cache.refresh(self.cells(ids))
         self.cache.tell(changed)
         return ids
 
     def _start_catching_up(self) -> None:
         """From now on ``catch_up`` shows only what changes later (at open)."""
-        self._seen_action = self._read("SELECT COALESCE(MAX(id), 0) FROM review_action")[0][0]
+        self._seen.start(self._read)
 
 
 def _reviewer(name: str) -> str:
