@@ -37,9 +37,10 @@ from .errors import (
     SessionWriteError,
     SignOffRefused,
 )
+from .locations import is_server_url, server_sessions, session_url
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
-from .session import ReviewSession, is_server_url, server_sessions, session_url, unfamiliar_threshold
+from .session import ReviewSession, unfamiliar_threshold
 
 __all__ = [
     "APPLICATION_ID",

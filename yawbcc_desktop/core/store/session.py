@@ -23,6 +23,7 @@ from ..vocabulary import FAILED
 from .cache import CellCache
 from .catch_up import ActionsSeen
 from .errors import CellsChanged, ChangedCell, SampleSignedOff, SessionClosed, SessionReadOnly, SignOffRefused
+from .locations import store_for
 from .queries import CELLS, fetch_in, where_cells
 from .reads import FINAL, SIGN_OFF_SELECT, Connection, SessionReads
 from .records import CELL_INSERT, CellChange, Correction, SignOff, abspath, cell_values, now, real
@@ -36,34 +37,6 @@ def unfamiliar_threshold(bundle: Any) -> float | None:
     as ``add_images`` keeps it; None without a familiarity model.  ``Familiarity.image_score``
     is in units of its thresholds: an image is unfamiliar above 1."""
     return 1.0 if getattr(bundle, "familiarity", None) is not None else None
-
-
-def is_server_url(location: str | os.PathLike) -> bool:
-    """True for a session on a PostgreSQL server (``postgresql://...``), False for a file path."""
-    return str(location).startswith(("postgresql://", "postgres://"))
-
-
-def session_url(server: str, name: str) -> str:
-    """The URL of session ``name`` on ``server`` (``postgresql://host/db``, as the preferences keep it)."""
-    return f"{server}{'&' if '?' in server else '?'}session={name}"
-
-
-def server_sessions(server: str) -> list[str]:
-    """The names of the review sessions on ``server``, newest first (``SessionUnreachable`` if it cannot be reached)."""
-    from .postgres_store import list_sessions
-
-    return list_sessions(server)
-
-
-def _store(location: str | os.PathLike) -> type[ReviewSession]:
-    # psycopg is imported only here, for a server URL: the installer needs no server.
-    if is_server_url(location):
-        from .postgres_store import PostgresSession
-
-        return PostgresSession
-    from .sqlite_store import SqliteSession
-
-    return SqliteSession
 
 
 class ReviewSession(SessionReads):
@@ -97,22 +70,22 @@ class ReviewSession(SessionReads):
     @classmethod
     def create(cls, location: str | os.PathLike) -> ReviewSession:
         """A new, empty session; ``SessionExists`` if one is already there (never overwritten)."""
-        return _store(location).create(location)
+        return store_for(location).create(location)
 
     @classmethod
     def open(cls, location: str | os.PathLike, readonly: bool = False) -> ReviewSession:
         """Reopen a session: everything committed in it, by any station or process, is there."""
-        return _store(location).open(location, readonly)
+        return store_for(location).open(location, readonly)
 
     @classmethod
     def exists(cls, location: str | os.PathLike) -> bool:
         """Whether a session (or anything in the way of a new one) is at ``location``."""
-        return _store(location).exists(location)
+        return store_for(location).exists(location)
 
     @classmethod
     def open_or_create(cls, location: str | os.PathLike) -> ReviewSession:
         """``open`` if it exists, else ``create`` (the CLI's ``--session``)."""
-        store = _store(location)
+        store = store_for(location)
         return store.open(location) if store.exists(location) else store.create(location)
 
     def copy_to(self, location: str | os.PathLike) -> ReviewSession:

@@ -22,10 +22,11 @@ from urllib.parse import quote
 
 from .errors import SessionCorrupt, SessionError, SessionExists, SessionTooNew, SessionWriteError, read_error
 from .files import SessionLock, check_header, renamed_into_place, write_new_session
+from .locations import is_server_url
 from .reads import Connection
 from .records import abspath
 from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, columns_since, read_older
-from .session import ReviewSession, is_server_url
+from .session import ReviewSession
 
 
 class SqliteSession(ReviewSession):
