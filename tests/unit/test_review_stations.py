@@ -296,3 +296,17 @@ def test_a_correction_committed_after_a_later_numbered_one_is_still_caught_up(se
         assert watcher.catch_up() == [ids[0]] and watcher.caught_up_actions == [action]
         assert [c.label for c in watcher.cache.cells()] == ["IG", "MONOCYTE", None]
         assert watcher.catch_up() == []
+
+
+def test_the_preferences_keep_a_server_but_never_a_password(tmp_path):
+    from yawbcc_desktop.core.preferences import Preferences, load_preferences, save_preferences, server_problem
+
+    assert server_problem("") == "" and server_problem("postgresql://db.lab/yawbcc?sslmode=require") == ""
+    assert "password" in server_problem("postgresql://ann:secret@db.lab/yawbcc")
+    assert "names no session" in server_problem("postgresql://db.lab/yawbcc?session=x")
+    assert "URL" in server_problem("db.lab")
+    path = tmp_path / "preferences.json"
+    save_preferences(Preferences(review_server="postgresql://db.lab/yawbcc"), path)
+    assert load_preferences(path).review_server == "postgresql://db.lab/yawbcc"
+    path.write_text(path.read_text().replace("db.lab", "ann:secret@db.lab"))
+    assert load_preferences(path).review_server == ""  # a file edited by hand with a password: not used

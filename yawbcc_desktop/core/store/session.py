@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..classes import REVIEW_LABELS
@@ -347,7 +347,7 @@ class ReviewSession(SessionReads):
         self,
         kind: str,
         reviewer: str,
-        wanted: dict[int, str | None],
+        wanted: Mapping[int, str | None],
         reverts: int | None = None,
         seen: dict[int, int] | None = None,
         reopen: bool = False,
