@@ -88,15 +88,27 @@ def adaptable_bundle(tmp_path_factory) -> Path:
     return write_random_bundle(folder, "tiny-adaptable", 64, 1.5, familiarity=True, familiarity_threshold=1e300, replay=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A real PostgreSQL server for this test run (tests/postgres_server.py), stopped at the end.
-    Missing server programs skip, or fail under ``YAWBCC_REQUIRE_DATA=1`` (CI)."""
+def _postgres_server():
     from tests.postgres_server import PostgresServer, server_bin
 
     if server_bin() is None:
         missing_data("PostgreSQL's server programs are not installed (apt-get install postgresql)")
-    server = PostgresServer().start()
+    return PostgresServer().start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test run (tests/postgres_server.py), stopped at the end.
+    Missing server programs skip, or fail under ``YAWBCC_REQUIRE_DATA=1`` (CI)."""
+    server = _postgres_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def own_postgres_server():
+    """A server of the test's own, for a test that stops and restarts it."""
+    server = _postgres_server()
     yield server
     server.remove()
 

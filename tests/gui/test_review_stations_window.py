@@ -7,19 +7,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.big_session import build_session
-from tests.conftest import missing_data
 from tests.gui.conftest import wait_until
-from tests.postgres_server import PostgresServer, server_bin
 from yawbcc_desktop.core.store import CellsChanged, ReviewSession
-
-
-@pytest.fixture
-def server():
-    if server_bin() is None:
-        missing_data("PostgreSQL's server programs are not installed (apt-get install postgresql)")
-    server = PostgresServer().start()  # its own: this test stops and starts it
-    yield server
-    server.remove()
 
 
 @pytest.fixture
@@ -35,7 +24,8 @@ def window(tmp_path, qtbot):
     win.close()
 
 
-def test_the_window_follows_other_stations_and_the_server(tmp_path, server, window, qtbot):
+def test_the_window_follows_other_stations_and_the_server(tmp_path, own_postgres_server, window, qtbot):
+    server = own_postgres_server
     url = server.url("ward")
     with ReviewSession.open(build_session(tmp_path / "ward.yawbcc", 120), readonly=True) as local:
         local.copy_to(url).close()

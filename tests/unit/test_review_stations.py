@@ -117,6 +117,7 @@ def test_concurrent_corrections_of_the_same_cells_are_each_saved_or_refused(serv
         ids = _slide(s, 1, 3)
     acked: list[tuple[int, str]] = []
     refused: list[int] = []
+    unchanged: list[int] = []
     lock = threading.Lock()
 
     def station(k: int) -> None:
@@ -126,15 +127,18 @@ def test_concurrent_corrections_of_the_same_cells_are_each_saved_or_refused(serv
                 cell = ids[n % 3]
                 seen = {cell: me.cell(cell).version}
                 label = ["IG", "MONOCYTE", "LYMPHOCYTE", "BASOPHIL"][(k + n) % 4]
+                time.sleep(0.005)  # the reviewer looks at the cell: others may change it meanwhile
                 try:
                     done = me.set_label([cell], label, f"r{k}", seen=seen)
                 except CellsChanged:
                     with lock:
                         refused.append(k)
                     continue
-                if done is not None:
-                    with lock:
+                with lock:
+                    if done is not None:
                         acked.append((done.id, label))
+                    else:
+                        unchanged.append(k)  # it already had that label
 
     threads = [threading.Thread(target=station, args=(k,)) for k in range(4)]
     for t in threads:
@@ -144,7 +148,7 @@ def test_concurrent_corrections_of_the_same_cells_are_each_saved_or_refused(serv
     with ReviewSession.open(server_location, readonly=True) as s:
         trail = s.history()
         assert sorted((r.action_id, r.label) for r in trail) == sorted(acked)  # each exactly once
-        assert len(acked) + len(refused) + sum(1 for _ in ()) <= 60 and refused  # the race did happen
+        assert len(acked) + len(refused) + len(unchanged) == 60 and refused  # every one answered; the race happened
         final = {}
         for r in trail:
             final[r.cell_id] = r.label
@@ -228,34 +232,29 @@ def test_a_station_killed_mid_correction_loses_nothing_it_acknowledged(server_lo
         s.set_label(s.cell_ids()[:1], "BASOPHIL", "Ann", reopen=True)  # the killed station blocks nobody
 
 
-def test_a_server_restart_is_reported_and_the_station_reconnects():
-    from tests.postgres_server import PostgresServer
-
-    server = PostgresServer().start()
-    try:
-        url = server.url("restart")
-        with ReviewSession.create(url) as ann, ReviewSession.open(url) as bob:
-            ids = _slide(ann, 1, 3)
-            links: list[bool] = []
-            news = threading.Event()
-            bob.watch(news.set, links.append)
-            time.sleep(0.3)
-            ann.set_label(ids[:1], "IG", "Ann")
-            server.stop()
-            with pytest.raises(SessionUnreachable, match="cannot be reached"):
-                ann.set_label(ids[1:2], "IG", "Ann")
-            deadline = time.monotonic() + 10
-            while links != [False] and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert links == [False]  # Bob's window is told the server is gone
-            server.start()
-            news.clear()
-            ann.set_label(ids[1:2], "MONOCYTE", "Ann")  # Ann's station reconnects by itself
-            assert news.wait(5) and links == [False, True]
-            assert [c.label for c in bob.cells(ids)] == ["IG", "MONOCYTE", None]
-            assert [r.label for r in bob.history()] == ["IG", "MONOCYTE"]
-    finally:
-        server.remove()
+def test_a_server_restart_is_reported_and_the_station_reconnects(own_postgres_server):
+    server = own_postgres_server
+    url = server.url("restart")
+    with ReviewSession.create(url) as ann, ReviewSession.open(url) as bob:
+        ids = _slide(ann, 1, 3)
+        links: list[bool] = []
+        news = threading.Event()
+        bob.watch(news.set, links.append)
+        time.sleep(0.3)
+        ann.set_label(ids[:1], "IG", "Ann")
+        server.stop()
+        with pytest.raises(SessionUnreachable, match="cannot be reached"):
+            ann.set_label(ids[1:2], "IG", "Ann")
+        deadline = time.monotonic() + 10
+        while links != [False] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert links == [False]  # Bob's window is told the server is gone
+        server.start()
+        news.clear()
+        ann.set_label(ids[1:2], "MONOCYTE", "Ann")  # Ann's station reconnects by itself
+        assert news.wait(5) and links == [False, True]
+        assert [c.label for c in bob.cells(ids)] == ["IG", "MONOCYTE", None]
+        assert [r.label for r in bob.history()] == ["IG", "MONOCYTE"]
 
 
 def test_a_session_file_needs_no_server_driver(tmp_path):
