@@ -71,3 +71,25 @@ def test_the_window_follows_other_stations_and_the_server(tmp_path, own_postgres
     assert win.review.set_label([unreviewed[2]], "LYMPHOCYTE") == 1  # and corrections are saved again
     with ReviewSession.open(url, readonly=True) as check:
         assert check.cell(store.cell(unreviewed[2]).id).label == "LYMPHOCYTE"
+
+
+def test_open_session_lists_the_server_s_sessions_and_takes_a_url(tmp_path, postgres_server, window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    name = f"open{tmp_path.name[-12:].replace('-', '_')}"
+    url = postgres_server.url(name)
+    with ReviewSession.open(build_session(tmp_path / "ward.yawbcc", 40), readonly=True) as local:
+        local.copy_to(url).close()
+    win, c = window, window.controller
+    win.review.prefs.review_server = url.replace(f"&session={name}", "")  # Preferences › Review stations: server
+    offered: list[list[str]] = []
+
+    def choose(_parent, _title, _label, items, *_args):
+        offered.append(list(items))
+        return name, True
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(choose))
+    win.dialogs.open_session()
+    assert name in offered[0] and offered[0][-1].startswith("A session file")
+    wait_until(lambda: not c.loading and c.store.cell_count == 40, timeout=60)
+    assert win.review.session.location == url == win.review.prefs.last_session  # offered again at the next start
