@@ -30,7 +30,7 @@ def server_bin() -> Path | None:
 class PostgresServer:
     """One throw-away server; ``url(name)`` is a session's URL on it."""
 
-    def __init__(self, port: int | None = None, durable: bool = False):
+    def __init__(self, port: int | None = None, durable: bool = False, password: str | None = None):
         binaries = server_bin()
         if binaries is None:
             raise FileNotFoundError("PostgreSQL's server programs (pg_ctl, initdb) are not installed")
@@ -40,6 +40,7 @@ class PostgresServer:
         self.port = port
         # Tests need no crash safety from the server's disk; the benchmark keeps it (durable).
         self.durable = durable
+        self.password = password  # None: every local connection trusted; else scram-sha-256 with it
         self._as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
         if self._as_user:
             os.chown(self.folder, _nobody(), -1)
@@ -51,19 +52,26 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         if not self.data.exists():
-            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync", "-E", "UTF8")
+            auth = ["-A", "trust"]
+            if self.password is not None:
+                secret = self.folder / "initdb-password"
+                secret.write_text(self.password)
+                if self._as_user:
+                    os.chown(secret, _nobody(), -1)
+                auth = ["-A", "scram-sha-256", f"--pwfile={secret}"]
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), *auth, "-U", USER, "--no-sync", "-E", "UTF8")
         self._pg_ctl("start")
         if not self._has_database():
             import psycopg
 
-            with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            with psycopg.connect(self.conninfo("postgres"), autocommit=True, password=self.password) as conn:
                 conn.execute(f"CREATE DATABASE {DATABASE}")
         return self
 
     def _has_database(self) -> bool:
         import psycopg
 
-        with psycopg.connect(self.conninfo("postgres")) as conn:
+        with psycopg.connect(self.conninfo("postgres"), password=self.password) as conn:
             return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
 
     def _pg_ctl(self, action: str, *extra: str) -> None:

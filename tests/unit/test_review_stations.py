@@ -309,3 +309,29 @@ def test_the_preferences_keep_a_server_but_never_a_password(tmp_path):
     assert load_preferences(path).review_server == "postgresql://db.lab/yawbcc"
     path.write_text(path.read_text().replace("db.lab", "ann:secret@db.lab"))
     assert load_preferences(path).review_server == ""  # a file edited by hand with a password: not used
+
+
+def test_the_password_comes_from_libpq_s_password_file(tmp_path, monkeypatch):
+    """A server that asks for a password: the URL holds none, the password file does."""
+    from tests.conftest import missing_data
+    from tests.postgres_server import PostgresServer, server_bin
+
+    if server_bin() is None:
+        missing_data("PostgreSQL's server programs are not installed (apt-get install postgresql)")
+    server = PostgresServer(password="s3cret-ward").start()
+    try:
+        url = server.url("ward")
+        monkeypatch.delenv("PGPASSWORD", raising=False)
+        monkeypatch.setenv("PGPASSFILE", str(tmp_path / "nothing-here"))
+        with pytest.raises(SessionUnreachable, match="password"):
+            ReviewSession.create(url)
+        passfile = tmp_path / "pgpass"
+        passfile.write_text("*:*:*:yawbcc:s3cret-ward\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+        with ReviewSession.create(url) as s:
+            _slide(s, 1, 2)
+        with ReviewSession.open(url, readonly=True) as s:
+            assert len(s.cell_ids()) == 2 and "s3cret" not in s.location
+    finally:
+        server.remove()
