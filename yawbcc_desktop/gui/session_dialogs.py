@@ -30,6 +30,7 @@ from ..core.store import (
 from .background import in_background
 from .icons import icon
 from .messages import Notifier
+from .palette import display_name
 from .review import ReviewController
 from .settings import AppSettings
 
@@ -203,7 +204,12 @@ class SessionDialogs:
             return False
         box = QMessageBox(QMessageBox.Icon.Warning, "Changed at another station", "", parent=self.window)
         if isinstance(exc, CellsChanged):
-            box.setText(f"{len(exc.changes)} of these cells were changed at another station since you saw them.")
+            shown = "<br>".join(
+                f"• cell {c.cell_id}: {display_name(c.label) if c.label else 'not reviewed'}, by {c.reviewer}"
+                f"{f' at {c.station}' if c.station else ''} ({c.at[:16].replace('T', ' ')} UTC)"
+                for c in exc.changes[:3]
+            ) + ("<br>…" if len(exc.changes) > 3 else "")
+            box.setText(f"{len(exc.changes)} of these cells were changed at another station since you saw them:<br>{shown}")
             box.setInformativeText("The window now shows their labels. Apply yours over them, or keep theirs?")
             box.setDetailedText("\n".join(str(c) for c in exc.changes))
             apply = box.addButton("Apply mine", QMessageBox.ButtonRole.AcceptRole)
