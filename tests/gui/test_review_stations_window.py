@@ -4,10 +4,13 @@ reviewer, and a server that goes away is shown by a banner until the window reco
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from benchmarks.big_session import build_session
 from tests.gui.conftest import wait_until
+from tests.unit.test_store import image_result
 from yawbcc_desktop.core.store import CellsChanged, ReviewSession
 
 
@@ -60,6 +63,13 @@ def test_the_window_follows_other_stations_and_the_server(tmp_path, own_postgres
         win.review.resolve = lambda exc: True  # "Apply mine"
         assert win.review.set_label([other_row], "MONOCYTE") == 1
         assert other.cell(store.cell(other_row).id).label == "MONOCYTE"
+
+        # Another station analyses a field into the session: it joins the window's images and cells.
+        field = shutil.copy(store.paths()[0], tmp_path / "new_field.jpg")
+        other.add_image(image_result(str(field), [("NEUTROPHIL", 0.99), ("LYMPHOCYTE", 0.5)]))
+        qtbot.waitUntil(lambda: store.image_count == 4 and store.cell_count == 122, timeout=3000)
+        assert [store.cell(r).predicted for r in (120, 121)] == ["NEUTROPHIL", "LYMPHOCYTE"]
+        assert store.to_review_count() == session.to_review_count(win.review.prefs.review_threshold)
 
     # The server goes: the banner says so; it comes back: the window reconnects by itself.
     assert not win.server_banner.isVisible()

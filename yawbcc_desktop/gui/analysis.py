@@ -208,6 +208,24 @@ class AnalysisController(QObject):
             reading=session,
         )
 
+    def add_session_images(self) -> int:
+        """Show the images another station analysed into the shared session since it was read,
+        with their cells, as if they had been read at open; returns how many."""
+        session = self.session
+        if session is None or self.loading or session.image_count() == self.store.image_count:
+            return 0
+        new = [im for im in session.images() if self.store.image(im.path) is None]
+        if not new:
+            return 0
+        first_row = self.store.cell_count
+        self.store.add_images(im.path for im in new)
+        self.images.images_added()
+        for image in new:
+            self.store.record(AnalysedImage.from_session(image, session.cells(image_id=image.id)))
+        self.cells.cells_added(range(first_row, self.store.cell_count))
+        self.images.images_changed([im.path for im in new])
+        return len(new)
+
     def _session_read(self, load: int, store: CellStore | None) -> None:
         if load != self._loads or store is None:
             return  # another session was opened meanwhile

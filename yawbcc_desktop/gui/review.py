@@ -257,6 +257,7 @@ class ReviewController(QObject):
             return
         try:
             session.catch_up()
+            self.analysis.add_session_images()  # fields another station analysed meanwhile
         except SessionError:
             return  # the server is gone: the banner says so, and this runs again once it is back
         self.others_changed.emit()

@@ -84,6 +84,10 @@ class SessionReads:
         rows = self._read(IMAGE_SELECT + " WHERE i.id = ?", (int(image_id),))
         return image_from_row(rows[0]) if rows else None
 
+    def image_count(self) -> int:
+        """Images in the session, failed ones included (cheap: whether another station added some)."""
+        return int(self._read("SELECT COUNT(*) FROM image")[0][0])
+
     def analysed_paths(self) -> set[str]:
         """Absolute paths already analysed here (failed ones excluded: they may be retried)."""
         return {r[0] for r in self._read("SELECT path FROM image WHERE status != ?", (FAILED,))}

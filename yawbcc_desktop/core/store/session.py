@@ -242,6 +242,7 @@ class ReviewSession(SessionReads):
         with self._write() as conn:
             for result in results:
                 out.append(self._insert_image(conn, result, analysed_at, unfamiliar_threshold))
+            self._announce(conn, 0)
         return out
 
     def _insert_image(
