@@ -1,17 +1,26 @@
-"""Adapting a bundle to a lab it never saw, from k of that lab's labelled cells.
+"""Adapting a bundle to a lab it never saw, from k of that lab's reviewed cells and its others.
 
-    .venv/bin/python benchmarks/adaptation.py [--runs runs/lodo-bccd runs/lodo-bionet] [--k 10 25 50 100] [--repeats 3]
+    .venv/bin/python benchmarks/adaptation.py --runs runs/lodo-lisc-v4 [--labs lisc] [--k 10 25 50] [--repeats 5]
+        [--pick random suggested suggested-features] [--variants supervised semi]
 
-For each leave-one-domain-out bundle (trained without domain D, see benchmarks/cross_lab.py)
-k cells of D are drawn (stratified as far as D's classes allow), the head is adapted with
-``training.adapt`` exactly as ``python -m training adapt`` does, and the rest of D is
-scored.  Printed: balanced accuracy over neutrophil / lymphocyte / monocyte / eosinophil on
-the rest of D before and after, PBC test-split accuracy after (before in brackets), the
-minutes the adaptation took (framing, features and fit of the k cells).  Each k is repeated
-with different draws; mean and range are shown.  The cells are framed by the application's
-own code (``pipeline.model_input`` at each image's estimated µm per pixel); the backbone is
-unchanged by adaptation, so the rest of D and the PBC test cells are scored on their pooled
-features with the new head, which is exactly what the adapted bundle computes.
+A first review session of a new lab, simulated on a lab a bundle never saw (a
+leave-one-domain-out run, or any bundle with ``--labs``): every cell of the lab is in the
+session; k of them are reviewed — drawn at random, stratified by their true class
+(``random``), or the cells the window suggests (``suggested``: ``core.suggest`` on the
+session's class probabilities; ``suggested-features``: the same on the cells' pooled
+features) — and the bundle is adapted as ``yawbcc adapt --corrections`` adapts it
+(``training.adapt.adapt``): ``supervised`` from the reviewed cells alone, ``semi`` with the
+session's unreviewed cells as unlabelled data (``training/semi_supervised.py``).  The rest of
+the lab (its unreviewed cells) is then scored as the adapted bundle scores it: the new head
+on both views, the refitted temperature, the familiarity model that now knows the lab's
+reviewed images, and the lab's review rule from cross-validation (``LabReviewRule``).
+
+Printed per k, pick and variant (mean over the draws, and the worst): balanced accuracy over
+neutrophil / lymphocyte / monocyte / eosinophil on the rest, before (the bundle as it was)
+and after; the share of the rest queued and the share of its wrong cells queued — by
+confidence and familiarity alone (``q0``) and with the lab's review rule (``queued``,
+``w→q``); PBC test accuracy through the new head; minutes of the adaptation itself.
+The backbone is unchanged by adaptation, so every cell's pooled features are computed once.
 """
 
 from __future__ import annotations
@@ -26,13 +35,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import Corrections, _softmax, adapt, correction_inputs, head_weights  # noqa: E402
+from training.adapt import adapt, adapted_familiarity  # noqa: E402
+from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
+from training.head_fit import _softmax, head_weights  # noqa: E402
+from training.semi_supervised import LabCells  # noqa: E402
+from yawbcc_desktop.core.adaptation import MIN_PER_CLASS  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
-from yawbcc_desktop.core.classifier import ModelBundle  # noqa: E402
+from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle, softmax_with_temperature  # noqa: E402
+from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
+from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "unfam", "bar", "w→bar", "pseudo", "minutes")
+QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
 def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
@@ -47,66 +64,144 @@ def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
     return np.concatenate([rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)])
 
 
+class Lab:
+    """One lab's cells through one bundle: inputs framed once, features of both views."""
+
+    def __init__(self, bundle: ModelBundle, cells):
+        self.bundle = bundle
+        self.rows = cells_as_rows(cells)
+        self.labels = cells["group"].map(GROUPS.index).to_numpy()
+        t0 = time.monotonic()
+        inputs, self.signatures = correction_inputs(bundle, self.rows)
+        self.plain = bundle.features(inputs)
+        self.mirror = bundle.features(TTA_VIEWS["flip_lr"](inputs))
+        self.seconds_per_cell = (time.monotonic() - t0) / len(self.rows)
+        self.session_probs = bundle.classify(inputs)[0]  # what a session stores of each cell
+
+    def probs(self, w: np.ndarray, b: np.ndarray, temperature: float, idx: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (GROUPS order) of cells ``idx`` through a head, views as the bundle averages them."""
+        order = self.bundle.card.class_order
+        logs = np.log(np.clip(_softmax(self.plain[idx] @ w + b), 1e-30, 1))
+        if self.bundle.card.tta:
+            logs = (logs + np.log(np.clip(_softmax(self.mirror[idx] @ w + b), 1e-30, 1))) / 2
+        raw = np.exp(logs - logs.max(axis=1, keepdims=True))
+        raw /= raw.sum(axis=1, keepdims=True)
+        out = softmax_with_temperature(raw, temperature)
+        return out[:, [order.index(g) for g in GROUPS]]
+
+
+def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: int) -> dict:
+    bundle = lab.bundle
+    rest = np.setdiff1d(np.arange(len(lab.labels)), pick)
+    rows = lab.rows.iloc[pick].reset_index(drop=True)
+    unlabelled = LabCells(lab.plain[rest], lab.mirror[rest], [lab.signatures[i] for i in rest]) if semi else None
+    t0 = time.monotonic()
+    result = adapt(
+        bundle,
+        Corrections(rows, [], "", []),
+        seed=seed,
+        log=lambda _m: None,
+        min_per_class=MIN_PER_CLASS,
+        min_cells=5,
+        features=lab.plain[pick],
+        unlabelled=unlabelled,
+    )
+    minutes = (time.monotonic() - t0 + lab.seconds_per_cell * (len(pick) + (len(rest) if semi else 0))) / 60
+    kept = rows["label"].isin(result.report["cells_per_class"]).to_numpy()
+    probs = lab.probs(result.w, result.b, result.temperature, rest)
+    # As the adapted bundle's familiarity knows them: the reviewed images, and with "semi" the others too.
+    known = [lab.signatures[i] for i in pick[kept]] + (unlabelled.signatures if unlabelled is not None else [])
+    fam = adapted_familiarity(bundle, lab.plain[pick][kept], result.lab_labels, known)
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    if fam is not None:
+        cell = fam.cell_scores(lab.plain[rest])
+        unfamiliar = np.array(
+            [fam.is_unfamiliar(fam.image_score(cell[j : j + 1], lab.signatures[i])) for j, i in enumerate(rest)]
+        )
+    else:
+        unfamiliar = np.zeros(len(rest), bool)
+    q0 = (conf < threshold) | unfamiliar
+    ruled = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
+    bar = conf < result.rule.min_confidence
+    queue = q0 | ruled
+    truth = lab.labels[rest]
+    wrong = pred != truth
+    # How well confidence ranks the mistakes: wrong cells among the least sure QUEUE_BUDGET of the rest.
+    least_sure = np.argsort(conf)[: int(round(QUEUE_BUDGET * len(rest)))]
+    at_budget = float(wrong[least_sure].sum() / max(wrong.sum(), 1))
+    w0, b0 = head_weights(bundle)
+    base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
+    return {
+        "before": balanced_accuracy_four(truth, base),
+        "after": balanced_accuracy_four(truth, pred),
+        "accuracy": float(np.mean(~wrong)),
+        "q0": float(q0.mean()),
+        "w→q0": float(q0[wrong].mean()) if wrong.any() else 1.0,
+        "queued": float(queue.mean()),
+        "w→q": float(queue[wrong].mean()) if wrong.any() else 1.0,
+        "w→q@35": at_budget,
+        "unfam": float(unfamiliar.mean()),
+        "bar": float(bar.mean()),
+        "w→bar": float(bar[wrong].mean()) if wrong.any() else 1.0,
+        "pseudo": result.report["pseudo_labelled_cells"],
+        "head": (result.w, result.b),
+        "minutes": minutes,
+        "rule": result.rule,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", default=[str(ROOT / "runs" / "lodo-bccd"), str(ROOT / "runs" / "lodo-bionet")])
-    parser.add_argument("--k", nargs="+", type=int, default=[10, 25, 50, 100])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", required=True)
+    parser.add_argument("--labs", nargs="+", help="labs to adapt to (default: each run's held-out lab)")
+    parser.add_argument("--k", nargs="+", type=int, default=[10, 25, 50])
+    parser.add_argument("--repeats", type=int, default=5, help="random draws per k")
     parser.add_argument(
-        "--labs", nargs="+", help="labs to adapt to (default: each run's held-out lab); for bundles trained on PBC alone"
+        "--pick", nargs="+", default=["random", "suggested"], choices=["random", "suggested", "suggested-features"]
     )
+    parser.add_argument("--variants", nargs="+", default=["supervised", "semi"], choices=["supervised", "semi"])
+    parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument("--no-pbc", action="store_true", help="skip PBC test accuracy through the new heads")
     args = parser.parse_args()
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     pbc_test = cells[cells.domain.eq("pbc") & cells.split.eq("test")]
-    pbc_labels = pbc_test["group"].map(GROUPS.index).to_numpy()
-    print(
-        f"{'bundle':16} {'lab':7} {'k':>4} {'rest':>5} {'bal-4 before':>12} {'bal-4 after':>18} "
-        f"{'PBC acc after':>20} {'minutes':>8}"
-    )
-    for run, lab in [(r, lab) for r in args.runs for lab in args.labs or [ModelBundle(r).card.extra.get("held_out_domain")]]:
+    head = f"{'bundle':18} {'lab':7} {'k':>3} {'pick':19} {'variant':10} {'before':>6} {'after (worst)':>14} {'acc':>6} "
+    print(head + f"{'q0':>6} {'w→q0':>6} {'queued':>7} {'w→q':>6} {'w@35%':>6} {'pseudo':>6} {'PBC':>7} {'min':>5}")
+    for run in args.runs:
         bundle = ModelBundle(run)
-        order = bundle.card.class_order
-        dom = cells[cells.domain.eq(lab)].reset_index(drop=True)
-        rows = cells_as_rows(dom)
-        t0 = time.monotonic()
-        inputs, _ = correction_inputs(bundle, rows)
-        feats = bundle.features(inputs)
-        per_cell_s = (time.monotonic() - t0) / len(rows)
-        pbc_inputs, _ = correction_inputs(bundle, cells_as_rows(pbc_test))
-        pbc_feats = bundle.features(pbc_inputs)
-        w0, b0 = head_weights(bundle)
-        to_groups = np.array([GROUPS.index(g) for g in order])
-        labels = dom["group"].map(GROUPS.index).to_numpy()
-        base_pred = to_groups[(feats @ w0 + b0).argmax(axis=1)]
-        pbc_before = float(np.mean(to_groups[(pbc_feats @ w0 + b0).argmax(axis=1)] == pbc_labels))
-        for k in args.k:
-            before, after, pbc_after, minutes = [], [], [], []
-            for rep in range(args.repeats):
-                rng = np.random.default_rng(1000 * k + rep)
-                pick = draw(labels, k, rng)
-                rest = np.setdiff1d(np.arange(len(dom)), pick)
-                t1 = time.monotonic()
-                result = adapt(
-                    bundle,
-                    Corrections(rows.iloc[pick].reset_index(drop=True), [], "", []),
-                    seed=rep,
-                    log=lambda _m: None,
-                    min_per_class=1,
-                    min_cells=k,
-                    features=feats[pick],
-                )
-                # Framing and features of the k cells as the command computes them, plus its fit.
-                minutes.append((time.monotonic() - t1 + per_cell_s * k) / 60)
-                pred = to_groups[_softmax(feats[rest] @ result.w + result.b).argmax(axis=1)]
-                before.append(balanced_accuracy_four(labels[rest], base_pred[rest]))
-                after.append(balanced_accuracy_four(labels[rest], pred))
-                pbc_after.append(float(np.mean(to_groups[(pbc_feats @ result.w + result.b).argmax(axis=1)] == pbc_labels)))
-            print(
-                f"{bundle.name:16} {lab:7} {k:4d} {len(dom) - k:5d} {np.mean(before):12.3f} "
-                f"{np.mean(after):6.3f} ({min(after):.3f}-{max(after):.3f}) {np.mean(pbc_after):7.4f} ({pbc_before:.4f}) "
-                f"{np.mean(minutes):8.2f}",
-                flush=True,
-            )
+        pbc = None if args.no_pbc else Lab(bundle, pbc_test)
+        for lab_name in args.labs or [bundle.card.extra.get("held_out_domain")]:
+            lab = Lab(bundle, cells[cells.domain.eq(lab_name)].reset_index(drop=True))
+            for k in args.k:
+                for how in args.pick:
+                    if how == "random":
+                        picks = [draw(lab.labels, k, np.random.default_rng(1000 * k + r)) for r in range(args.repeats)]
+                    else:
+                        feats = lab.plain if how == "suggested-features" else None
+                        picks = [cells_to_review_for_adapting(lab.session_probs, k, feats)]
+                    for variant in args.variants:
+                        runs = [one_session(lab, p, variant == "semi", args.threshold, seed=i) for i, p in enumerate(picks)]
+                        mean = {key: np.mean([r[key] for r in runs]) for key in FIGURES}
+                        worst = min(r["after"] for r in runs)
+                        pbc_acc = np.mean([_pbc_accuracy(pbc, *r["head"], bundle) for r in runs]) if pbc else float("nan")
+                        print(
+                            f"{bundle.name:18} {lab_name:7} {k:3d} {how:19} {variant:10} {mean['before']:6.3f} "
+                            f"{mean['after']:6.3f} ({worst:.3f}) {mean['accuracy']:6.3f} {mean['q0']:6.3f} {mean['w→q0']:6.3f} "
+                            f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['w→q@35']:6.3f} {mean['pseudo']:6.0f} "
+                            f"{pbc_acc:7.4f} {mean['minutes']:5.2f}  unfamiliar {mean['unfam']:.3f}, "
+                            f"below the lab bar {mean['bar']:.3f} (wrong {mean['w→bar']:.3f})",
+                            flush=True,
+                        )
+    print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")
+    print("q0: share of them queued by confidence and familiarity alone; queued, w→q: with the lab's review rule; w→q0, w→q:")
+    print("share of the wrong ones queued; w@35%: share of the wrong ones among the least sure 35 % (how well confidence")
+    print("ranks the mistakes); pseudo: unreviewed cells that joined the fit; min: minutes of the adaptation.")
+
+
+def _pbc_accuracy(pbc: Lab, w: np.ndarray, b: np.ndarray, bundle: ModelBundle) -> float:
+    probs = pbc.probs(w, b, bundle.card.temperature, np.arange(len(pbc.labels)))
+    return float(np.mean(probs.argmax(axis=1) == pbc.labels))
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import correction_inputs  # noqa: E402
 from training.card import write_card as write_card_file  # noqa: E402
+from training.corrections import correction_inputs  # noqa: E402
 from training.domain_fit import domain_metrics  # noqa: E402
 from training.domains import DOMAINS, all_cells, cells_as_rows  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402

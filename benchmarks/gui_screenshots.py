@@ -1,4 +1,4 @@
-"""Make the README's screenshots with ``yawbcc-desktop --screenshot`` (offscreen).
+"""Make the screenshots of the README and the user guide (docs/screenshots/) with ``yawbcc-desktop --screenshot`` (offscreen).
 
     .venv/bin/python benchmarks/gui_screenshots.py [--out docs/screenshots] [--model NAME|DIR]
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests' runs log to a folder of their own, never the user's log (core/logs.py).
+os.environ.setdefault("YAWBCC_LOG_DIR", tempfile.mkdtemp(prefix="yawbcc-test-logs-"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("domains", help="fine-tune a bundle across PBC, BCCD and Bio-Net (stain-robust, one µm per pixel)")
     domain_fit.add_arguments(p)
-    from . import adapt
+    from . import adapt_command as adapt
 
     p = sub.add_parser("adapt", help="adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)")
     adapt.add_arguments(p)
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _adapt(args) -> int:
-    from .adapt import run
+    from .adapt_command import run
 
     return run(args)
 

@@ -165,9 +165,9 @@ def _counts(classes: np.ndarray) -> dict[str, int]:
 
 def write_adapted_to_images(bundle: ModelBundle, report: dict, name: str, dest: Path, lab: str, progress=None) -> Path:
     """The adapted bundle: the model as measured, the base's familiarity model, a card saying what
-    was done; written whole or not at all (``adapt.write_whole``)."""
-    from .adapt import write_whole
+    was done; written whole or not at all (``whole_folder.write_whole``)."""
     from .fit import save_for_inference
+    from .whole_folder import write_whole
 
     def fill(tmp: Path) -> None:
         tmp.mkdir(parents=True)

@@ -34,6 +34,7 @@ UM_PER_PX = 0.175
 CACHE_MARGIN = 1.2  # cached squares are this much larger than the input, for scale jitter
 WBC_FOUR = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL")
 REVIEW_THRESHOLD = 0.90
+DEFAULT_DOMAIN_WEIGHTS = {"pbc": 0.4, "bccd": 0.2, "bionet": 0.2, "lisc": 0.2}
 UNFAMILIAR_QUANTILE = 0.99  # of held-out images of the training domains
 
 
@@ -49,7 +50,7 @@ class DomainFitConfig:
     lr: float = 2e-4
     tune_layers: int = -1  # last N backbone layers trainable (-1: all)
     train_bn: bool = True
-    domain_weights: dict = field(default_factory=lambda: {"pbc": 0.4, "bccd": 0.3, "bionet": 0.3})
+    domain_weights: dict = field(default_factory=lambda: dict(DEFAULT_DOMAIN_WEIGHTS))
     strength: float = 1.0
     clean_share: float = 0.0  # share of training images without colour augmentation
     coarse_share: float = 0.0  # share of the colour-augmented images also seen through a coarser camera
@@ -227,6 +228,9 @@ def train(config: DomainFitConfig, data_root: str, split_csv: str, cache: str, o
     log(f"training domains {train_domains}, held out: {config.held_out or 'none'}; {int(is_train.sum())} training cells")
 
     stats = yuv_stats(images[np.flatnonzero(is_train)])
+    missing = [d for d in train_domains if d not in config.domain_weights]
+    if missing:
+        raise SystemExit(f"--domain-weights names no share for {', '.join(missing)}: give each training lab one")
     weights = {d: config.domain_weights[d] for d in train_domains}
     total = sum(weights.values())
     per_domain = []
@@ -414,7 +418,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--tune-layers", type=int, default=d.tune_layers, help="last N backbone layers trainable (-1 all)")
     p.add_argument("--frozen-bn", action="store_true", help="keep batch-norm statistics and scales as the base had them")
-    p.add_argument("--domain-weights", default="pbc=0.4,bccd=0.3,bionet=0.3", help="share of each domain in a batch")
+    weights = ",".join(f"{k}={v}" for k, v in DEFAULT_DOMAIN_WEIGHTS.items())
+    p.add_argument("--domain-weights", default=weights, help="share of each domain in a batch (a lab left out: none of it)")
     p.add_argument("--strength", type=float, default=d.strength, help="colour augmentation strength (0 = none)")
     p.add_argument("--clean-share", type=float, default=d.clean_share, help="share of images left without colour augmentation")
     coarse = "share of the colour-augmented images seen through a coarser camera"
@@ -426,7 +431,7 @@ def add_arguments(p) -> None:
     p.add_argument("--style-share", type=float, default=d.style_share, help="share of a batch's images given another style")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--evaluate-only", action="store_true", help="recalibrate and re-score the model already in --out")
-    p.add_argument("--tta", default="", help="test-time views for the bundle, e.g. flip_lr (with --evaluate-only)")
+    p.add_argument("--tta", default="", help="test-time views the bundle averages over, e.g. flip_lr")
     p.add_argument("--out", required=True)
 
 
@@ -448,6 +453,7 @@ def run(args, log=print) -> int:
         feature_style=args.feature_style or "",
         style_share=args.style_share,
         seed=args.seed,
+        tta=[v for v in args.tta.split(",") if v],
         domain_weights={k: float(v) for k, v in (kv.split("=") for kv in args.domain_weights.split(","))},
     )
     if args.evaluate_only:

@@ -1,4 +1,4 @@
-"""The three staining domains as one table of labelled cells, and their model inputs at one
+"""The four staining domains as one table of labelled cells, and their model inputs at one
 physical scale.
 
 - ``pbc``: CellaVision single-cell crops (the duplicate-aware split of ``training split``);
@@ -7,6 +7,9 @@ physical scale.
   its classes can be matched to its boxes (one box and one class, or every class the same).
 - ``bionet``: Bio-Net fields holding one white cell of a known class and no box; the cell
   is found by its nucleus (``locate_nucleus``).
+- ``lisc``: LISC's single-cell crops (about 250 source cells, each augmented about five
+  times: ``lisc_cells`` groups the copies of one cell, ``training/source_cells.py``, and
+  splits by source cell); the cell is the crop's centre, as the application frames a crop.
 - platelets of BCCD and of Bio-Net's detection series, from their boxes (``platelet_cells``):
   without them the platelet class was PBC's alone, and other labs' platelets were read as
   white cells (mostly neutrophils).
@@ -34,7 +37,7 @@ from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
 from yawbcc_desktop.core.smear import read_voc_boxes
 
-DOMAINS = ("pbc", "bccd", "bionet")
+DOMAINS = ("pbc", "bccd", "bionet", "lisc")
 CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split", "box_w", "box_h"]
 # Share of a smear domain's fields held out for testing (never trained on) and for validation.
 FIELD_TEST, FIELD_VALID = 0.25, 0.15
@@ -96,6 +99,22 @@ def bionet_cells(root: str | Path) -> pd.DataFrame:
         for path in sorted(group_dir.glob("*.jpg")):
             split = field_split(path.stem + group_dir.name)
             rows.append((str(path), "bionet", group_dir.name.upper(), np.nan, np.nan, split, np.nan, np.nan))
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def lisc_cells(root: str | Path) -> pd.DataFrame:
+    """LISC's crops, split by source cell: the copies of one cell (``group_copies``) share the
+    split of the cell's first file."""
+    from .source_cells import group_copies
+
+    rows = []
+    for group_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        paths = sorted(group_dir.glob("*.jpg"))
+        cells = group_copies(paths)
+        first = {c: paths[int(np.flatnonzero(cells == c)[0])].stem for c in np.unique(cells)}
+        for path, cell in zip(paths, cells):
+            split = field_split(f"lisc/{group_dir.name}/{first[cell]}")
+            rows.append((str(path), "lisc", group_dir.name.upper(), np.nan, np.nan, split, np.nan, np.nan))
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -193,6 +212,7 @@ def all_cells(data_root: str | Path, split_csv: str | Path) -> pd.DataFrame:
             pbc_cells(split_csv),
             bccd_cells(data_root / "bccd"),
             bionet_cells(data_root / "deepbionet"),
+            lisc_cells(data_root / "lisc"),
             platelet_cells(data_root),
         ],
         ignore_index=True,

@@ -19,8 +19,8 @@ import pandas as pd
 from yawbcc_desktop.core.adaptation import REPLAY_FILE
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle
 
-from .adapt import correction_inputs
 from .card import write_card
+from .corrections import correction_inputs
 from .domain_fit import _labels, write_replay
 from .domains import cells_as_rows, pbc_cells
 from .splits import split_checksum

@@ -1,6 +1,6 @@
 """U-Net segmentation trained across the three labs (report §3.3), and its evaluation.
 
-    python -m training unet --out runs/unet-xyz [--steps 2500] [--colour xyz|rgb]
+    python -m training unet --out runs/unet-xyz [--steps 2500] [--colour xyz|rgb] [--coco DIR ...]
 
 What the network learns, per pixel of an image resized to one red-cell radius
 (``core.unet_segmentation``): white cell (channel 0) and platelet (channel 1).  Targets
@@ -14,7 +14,11 @@ believed (0 = no opinion):
   nucleus (``domains.locate_nucleus``), grown by a third of a red cell; no platelet opinion;
 - PBC crops: the classic method's central mask, kept when its size is that of its class
   (the report's quality filter); elsewhere in the crop, stained blobs are not white cells
-  (a neighbouring one is rare) but may be platelets (no opinion).
+  (a neighbouring one is rare) but may be platelets (no opinion);
+- a lab's reviewed sessions (``yawbcc export --coco DIR``, ``--coco DIR``): the cells'
+  segmented masks under the reviewers' labels (``--coco-only``: those alone).
+
+The targets are built in ``training/unet_targets.py``.
 
 A thin band along every target outline carries no weight: boxes are hand-drawn and
 ellipses only approximate a cell.  Held-out fields (``domains.field_split`` == "test",
@@ -35,25 +39,16 @@ import pandas as pd
 
 from yawbcc_desktop.core.cells import PLATELET, WBC
 from yawbcc_desktop.core.imageio import read_rgb
-from yawbcc_desktop.core.segmentation import SegmentationError, segment_single_cell
 from yawbcc_desktop.core.smear import match_boxes, measure_rbc_radius, read_voc_boxes
-from yawbcc_desktop.core.unet_segmentation import (
-    WEIGHTS_FILE,
-    SegmenterCard,
-    UnetSegmenter,
-    central_region,
-    working_image,
-)
+from yawbcc_desktop.core.unet_segmentation import WEIGHTS_FILE, SegmenterCard, UnetSegmenter, central_region
 
-from .domains import field_split, find_nucleus, locate_nucleus
+from .domains import field_split, locate_nucleus
+from .unet_targets import DOMAINS, PLATELET_NAMES, WBC_NAMES, Sample, build_samples, coco_samples
 
 # OpenCV's RGB -> XYZ (D65) matrix, applied to 0..1 values inside the network.
 XYZ_FROM_RGB = np.array(
     [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], np.float32
 )
-WBC_NAMES = {"WBC", "W"}
-PLATELET_NAMES = {"Platelets", "Platlets", "Platelet"}
-DOMAINS = ("pbc", "bccd", "bionet", "bionet_cells")
 
 
 @dataclass
@@ -70,155 +65,6 @@ class UnetConfig:
     # A platelet is a few dozen pixels among thousands of background: its pixels count more.
     platelet_weight: float = 4.0
     seed: int = 0
-
-
-@dataclass
-class Sample:
-    image: np.ndarray  # working scale, uint8 RGB
-    target: np.ndarray  # (h, w, 2) uint8: white cell, platelet
-    weight: np.ndarray  # (h, w, 2) float32
-    domain: str
-    split: str
-    name: str
-    centres: np.ndarray  # (k, 2) x, y of labelled objects: patches are drawn around them half the time
-
-
-# ------------------------------------------------------------------------------ targets
-
-
-def _ellipse(shape, box, scale) -> np.ndarray:
-    x0, y0, x1, y1 = (v * scale for v in box)
-    m = np.zeros(shape[:2], np.uint8)
-    centre = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
-    axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
-    cv2.ellipse(m, centre, axes, 0, 0, 360, 1, -1)
-    return m.astype(bool)
-
-
-def _band(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` of the mask's outline (no opinion there)."""
-    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
-    m = mask.astype(np.uint8)
-    return (cv2.dilate(m, k) > 0) & ~(cv2.erode(m, k) > 0)
-
-
-def _finish(img, wbc, plt, w_wbc, w_plt, band: int, domain, split, name) -> Sample:
-    w_wbc = w_wbc * ~_band(wbc, band)
-    w_plt = w_plt * ~_band(plt, max(1, band // 2))
-    w_plt = np.where(wbc, 1.0, w_plt)  # no platelet inside a white cell
-    target = np.stack([wbc, plt], -1).astype(np.uint8)
-    weight = np.stack([w_wbc, w_plt], -1).astype(np.float32)
-    # One centre per labelled object: platelets, a hundredth of a white cell's area, are
-    # drawn as often as white cells.
-    centres = [cv2.connectedComponentsWithStats(m.astype(np.uint8))[3][1:] for m in (wbc, plt)]
-    return Sample(img, target, weight, domain, split, name, np.concatenate(centres).reshape(-1, 2))
-
-
-def _scaled(rgb: np.ndarray, cfg: UnetConfig) -> tuple[np.ndarray, float]:
-    return working_image(rgb, measure_rbc_radius(rgb), cfg.work_rbc_radius)
-
-
-def field_sample(image_path: Path, xml_path: Path, domain: str, cfg: UnetConfig) -> Sample:
-    rgb = read_rgb(image_path)
-    img, s = _scaled(rgb, cfg)
-    wbc = np.zeros(img.shape[:2], bool)
-    plt = np.zeros(img.shape[:2], bool)
-    near_plt = np.zeros(img.shape[:2], bool)
-    for name, *box in read_voc_boxes(xml_path):
-        if name in WBC_NAMES:
-            wbc |= _ellipse(img.shape, box, s)
-        elif name in PLATELET_NAMES:
-            plt |= _ellipse(img.shape, box, s)
-    if plt.any():
-        near_plt = cv2.dilate(plt.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    # BCCD leaves some platelets unlabelled: away from its boxes, a weak opinion only.
-    w_plt = np.where(near_plt, 1.0, 1.0 / 3 if domain == "bccd" else 1.0)
-    band = max(1, round(0.15 * cfg.work_rbc_radius))
-    return _finish(img, wbc, plt, np.ones(img.shape[:2]), w_plt, band, domain, field_split(image_path.stem), image_path.stem)
-
-
-def bionet_cell_sample(image_path: Path, cfg: UnetConfig) -> Sample:
-    rgb = read_rgb(image_path)
-    img, s = _scaled(rgb, cfg)
-    R = cfg.work_rbc_radius
-    # The nucleus' extent (the locator's own component), then a third of a red cell of cytoplasm.
-    nucleus = find_nucleus(rgb)
-    x, y, w, h = (v * s for v in nucleus.box)
-    if w > 0:
-        radius = float(np.clip(max(w, h) / 2 + R / 3, 1.1 * R, 2.4 * R))
-        cx, cy = x + w / 2, y + h / 2
-    else:
-        radius, cx, cy = 1.6 * R, nucleus.cx * s, nucleus.cy * s
-    wbc = np.zeros(img.shape[:2], np.uint8)
-    cv2.circle(wbc, (int(round(cx)), int(round(cy))), int(round(radius)), 1, -1)
-    band = max(2, round(0.25 * R))  # a guessed outline: a wider band without opinion
-    split = field_split(image_path.stem + image_path.parent.name)
-    zeros = np.zeros(img.shape[:2])
-    return _finish(
-        img,
-        wbc.astype(bool),
-        zeros.astype(bool),
-        np.ones(img.shape[:2]),
-        zeros,
-        band,
-        "bionet_cells",
-        split,
-        f"{image_path.parent.name}/{image_path.name}",
-    )
-
-
-def pbc_sample(image_path: Path, group: str, split: str, cfg: UnetConfig) -> Sample | None:
-    """A PBC crop with the classic central mask, or None when that mask fails the quality
-    filter (its size is not its class's, or it misses the centre)."""
-    rgb = read_rgb(image_path)
-    try:
-        cell = segment_single_cell(rgb)
-    except SegmentationError:
-        return None
-    img, s = _scaled(rgb, cfg)
-    full = cv2.resize(cell.full_mask(rgb.shape).astype(np.uint8), img.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
-    h, w = img.shape[:2]
-    if not full[h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3].any():
-        return None
-    # Diameter in red-cell radii.  Measured on PBC: platelet crops 1.2-1.8 R (a clump, or
-    # the halo the threshold takes), other classes 1.9-4.0 R.
-    d = 2 * np.sqrt(full.sum() / np.pi) / cfg.work_rbc_radius
-    is_platelet = group.upper() == "PLATELET"
-    if (is_platelet and not 0.3 <= d <= 2.0) or (not is_platelet and not 1.5 <= d <= 4.5):
-        return None
-    grey = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (5, 5), 0)
-    _, stained = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    other = stained.astype(bool) & ~full
-    wbc, plt = (np.zeros_like(full), full) if is_platelet else (full, np.zeros_like(full))
-    w_plt = np.where(other, 0.0, 1.0)  # a neighbouring blob may be a platelet
-    band = max(1, round(0.1 * cfg.work_rbc_radius))
-    return _finish(img, wbc, plt, np.ones((h, w)), w_plt, band, "pbc", split, f"{group}/{image_path.name}")
-
-
-def build_samples(data_root: str | Path, split_csv: str | Path, cfg: UnetConfig, log=print) -> list[Sample]:
-    data_root = Path(data_root)
-    out: list[Sample] = []
-    for domain, root in (("bccd", data_root / "bccd"), ("bionet", data_root / "deepbionet" / "fields")):
-        for path in sorted((root / "JPEGImages").glob("*.jpg")):
-            xml = root / "Annotations" / f"{path.stem}.xml"
-            if xml.exists():
-                out.append(field_sample(path, xml, domain, cfg))
-        log(f"{domain}: {sum(s.domain == domain for s in out)} fields")
-    for path in sorted((data_root / "deepbionet" / "cells").glob("*/*.jpg")):
-        out.append(bionet_cell_sample(path, cfg))
-    log(f"bionet_cells: {sum(s.domain == 'bionet_cells' for s in out)} fields")
-    split = pd.read_csv(split_csv)
-    rng = np.random.default_rng(cfg.seed)
-    kept = dropped = 0
-    for (group, part), rows in split.groupby(["group", "split"]):
-        n = cfg.pbc_per_class if part == "train" else cfg.pbc_per_class // 5
-        for path in rows["path"].iloc[rng.permutation(len(rows))[:n]]:
-            s = pbc_sample(Path(path), group, part, cfg)
-            kept, dropped = kept + (s is not None), dropped + (s is None)
-            if s is not None:
-                out.append(s)
-    log(f"pbc: {kept} crops kept, {dropped} dropped by the mask quality filter")
-    return out
 
 
 # ------------------------------------------------------------------------------- model
@@ -330,6 +176,7 @@ def train(cfg: UnetConfig, samples: list[Sample], out: Path, log=print):
     model = build_unet(cfg)
     log(f"U-Net: {model.count_params():,} parameters, levels {cfg.levels}, {cfg.colour.upper()} input")
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.steps, alpha=0.05)
+
     def loss(y_true, y_pred):  # named, not a lambda: Keras saves a loss by its name
         return weighted_loss(y_true, y_pred, cfg.platelet_weight)
 
@@ -377,7 +224,9 @@ def run(args, log=print) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    samples = build_samples(args.data, args.split, cfg, log)
+    samples = [] if args.coco_only else build_samples(args.data, args.split, cfg, log)
+    for folder in args.coco:
+        samples += coco_samples(folder, cfg, log)
     log(f"targets built in {time.time() - t0:.0f} s")
     if not args.evaluate_only:
         train(cfg, samples, out, log)
@@ -386,9 +235,13 @@ def run(args, log=print) -> int:
         "recipe": asdict(cfg),
         "trained_on": {d: sum(s.domain == d and s.split == "train" for s in samples) for d in DOMAINS},
         "command": f"python -m training unet --steps {cfg.steps} --colour {cfg.colour} --platelet-weight {cfg.platelet_weight}",
+        "coco": [str(Path(f).resolve()) for f in args.coco],
     }
     card.write(out)
-    figures = evaluate(out, args.data, args.split, samples, out, log, n_pbc=args.n_pbc)
+    if args.coco_only:  # no held-out data set here: the held-out COCO images' pixels only
+        figures = pixel_figures(UnetSegmenter(out), samples, out)
+    else:
+        figures = evaluate(out, args.data, args.split, samples, out, log, n_pbc=args.n_pbc)
     card.extra["figures"] = figures
     card.write(out)
     (out / "metrics.json").write_text(json.dumps(figures, indent=2))
@@ -408,6 +261,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-pbc", type=int, default=1000, help="PBC test crops for the central-cell figure")
     p.add_argument("--evaluate-only", action="store_true", help="evaluate the run's unet.keras again")
+    p.add_argument("--coco", action="append", default=[], metavar="DIR", help="a yawbcc export --coco folder (repeatable)")
+    p.add_argument("--coco-only", action="store_true", help="train on the --coco folders alone (no --data, no --split)")
 
 
 # -------------------------------------------------------------------------- evaluation
@@ -440,6 +295,23 @@ def evaluate(
     """Figures of the bundle on held-out images, through the app's code."""
     seg = UnetSegmenter(bundle)
     data_root = Path(data_root)
+    figures = pixel_figures(seg, samples, out)
+
+    def field(rgb):  # as the app runs it: the red cells measured, then the network
+        return seg.find_cells(rgb, measure_rbc_radius(rgb))
+
+    for domain, root in (("bccd", data_root / "bccd"), ("bionet", data_root / "deepbionet" / "fields")):
+        figures[f"{domain}_objects"] = object_figures(root, field)
+        log(f"{domain} held-out fields: {figures[f'{domain}_objects']}")
+    figures["bionet_cells_objects"] = bionet_cells_figures(data_root / "deepbionet" / "cells", field)
+    log(f"bionet labelled held-out fields: {figures['bionet_cells_objects']}")
+    figures["pbc_central"] = pbc_central_figures(split_csv, n_pbc, lambda rgb: central_region(field(rgb), rgb.shape))
+    log(f"pbc test crops: {figures['pbc_central']}")
+    return figures
+
+
+def pixel_figures(seg: UnetSegmenter, samples: list[Sample], out: Path) -> dict:
+    """White-cell pixel precision / recall per source on its held-out images, with Type I / II pictures."""
     figures: dict = {}
     pictures = out / "type_pictures"
     pictures.mkdir(parents=True, exist_ok=True)
@@ -453,17 +325,6 @@ def evaluate(
                 cv2.imwrite(str(pictures / f"{domain}_{i}.png"), type_picture(s, pred)[..., ::-1])
         if held:
             figures[f"{domain}_pixels"] = _prf(*counts) | {"images": len(held)}
-
-    def field(rgb):  # as the app runs it: the red cells measured, then the network
-        return seg.find_cells(rgb, measure_rbc_radius(rgb))
-
-    for domain, root in (("bccd", data_root / "bccd"), ("bionet", data_root / "deepbionet" / "fields")):
-        figures[f"{domain}_objects"] = object_figures(root, field)
-        log(f"{domain} held-out fields: {figures[f'{domain}_objects']}")
-    figures["bionet_cells_objects"] = bionet_cells_figures(data_root / "deepbionet" / "cells", field)
-    log(f"bionet labelled held-out fields: {figures['bionet_cells_objects']}")
-    figures["pbc_central"] = pbc_central_figures(split_csv, n_pbc, lambda rgb: central_region(field(rgb), rgb.shape))
-    log(f"pbc test crops: {figures['pbc_central']}")
     return figures
 
 

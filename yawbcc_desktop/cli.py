@@ -15,14 +15,17 @@ session is a file path, or ``postgresql://host/db?session=NAME`` on the lab's se
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+from . import __version__
 from .core.vocabulary import FAILED, MODES, SEGMENTERS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger(__name__)
 TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 
@@ -51,6 +54,12 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+
+
+def tell(text: str, level: int = logging.INFO) -> None:
+    """One line for the user on stderr (``yawbcc: text``), kept in the log too."""
+    log.log(level, "%s", text)
+    print(f"yawbcc: {text}", file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -83,14 +92,14 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
 
     paths = list(iter_image_paths(args.paths))
     if not paths:
-        print("yawbcc: no image files found in the given paths", file=sys.stderr)
+        tell("no image files found in the given paths", logging.WARNING)
         return EXIT_UNUSABLE
     session = None
     if getattr(args, "session", None):
         try:
             session = ReviewSession.open_or_create(args.session)
         except SessionError as exc:
-            print(f"yawbcc: {exc}", file=sys.stderr)
+            tell(str(exc), logging.ERROR)
             return EXIT_UNUSABLE
     try:
         return _analyse_into(args, classify, paths, session)
@@ -111,7 +120,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         done = session.analysed_paths()
         kept = [p for p in paths if os.path.abspath(p) not in done]
         if len(kept) < len(paths):
-            print(f"yawbcc: {len(paths) - len(kept)} files already in {args.session}, kept as they are", file=sys.stderr)
+            tell(f"{len(paths) - len(kept)} files already in {args.session}, kept as they are", logging.INFO)
         paths = kept
     bundle = None
     if classify and paths:
@@ -119,7 +128,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         try:
             bundle = ModelBundle(resolve_bundle(args.model))
         except ModelBundleError as exc:
-            print(f"yawbcc: {exc}", file=sys.stderr)
+            tell(str(exc), logging.ERROR)
             return EXIT_UNUSABLE
     progress = Progress(len(paths), None if args.quiet else sys.stderr)
     n_read = n_failed = n_cells = n_unfamiliar = 0
@@ -135,7 +144,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
         try:
             masks = MaskWriter(args.masks)
         except OSError as exc:
-            print(f"yawbcc: cannot write masks to {args.masks}: {exc}", file=sys.stderr)
+            tell(f"cannot write masks to {args.masks}: {exc}", logging.ERROR)
             return EXIT_UNUSABLE
     # A familiarity model's threshold is kept with each image, to say why one is unfamiliar.
     threshold_of_unfamiliar = unfamiliar_threshold(bundle)
@@ -151,7 +160,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                 session.add_image(result, threshold_of_unfamiliar)  # committed before the next image: a crash keeps it
             if result.status == FAILED:
                 n_failed += 1
-                print(f"yawbcc: {result.path}: {result.error}", file=sys.stderr, flush=True)
+                tell(f"{result.path}: {result.error}", logging.WARNING)
             else:
                 n_read += 1
                 n_cells += len(result.cells)
@@ -162,65 +171,33 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                     try:
                         masks.write_image(result)
                     except OSError as exc:  # disk full or gone: say so, the CSV goes on
-                        print(f"yawbcc: {result.path}: masks not written ({exc})", file=sys.stderr, flush=True)
+                        tell(f"{result.path}: masks not written ({exc})", logging.WARNING)
             progress.step()
     except KeyboardInterrupt:
         kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
         kept += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
         if writer is not None:
             writer.abort()
-        print(f"yawbcc: interrupted; {', '.join(kept)}", file=sys.stderr)
+        tell(f"interrupted; {', '.join(kept)}", logging.WARNING)
         return EXIT_INTERRUPTED
     except SessionError as exc:  # the session's disk is full or gone: stop, keep what is saved
         if writer is not None:
             writer.abort()
-        print(f"yawbcc: stopped: {exc}", file=sys.stderr)
+        tell(f"stopped: {exc}", logging.ERROR)
         return EXIT_UNUSABLE
     if writer is not None:
         writer.close()
     targets = " and ".join(str(t) for t in (args.out, getattr(args, "session", None)) if t)
     if masks is not None:
         targets = " and ".join(filter(None, [targets, f"{masks.written} masks in {args.masks}"]))
-    print(
-        f"yawbcc: {n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}",
-        file=sys.stderr,
-    )
+    tell(f"{n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}", logging.INFO)
     if n_unfamiliar:
-        print(
-            f"yawbcc: {n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
+        tell(
+            f"{n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
             "microscope or magnification than it was trained on): their cells all wait for review",
-            file=sys.stderr,
+            logging.WARNING,
         )
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .core.preferences import load_preferences
-    from .core.review_export import export_cells, export_differential
-    from .core.store import ReviewSession, SessionError
-
-    prefs = load_preferences()
-    if prefs.problem:
-        print(f"yawbcc: {prefs.problem}", file=sys.stderr)
-    threshold = args.threshold if args.threshold is not None else prefs.review_threshold
-    try:
-        # Read-only: works while the GUI has the session open for review.
-        with ReviewSession.open(args.session, readonly=True) as session:
-            if args.cells:
-                n = export_cells(session, args.cells, threshold)
-                print(f"yawbcc: {n} cells -> {args.cells}", file=sys.stderr)
-            if args.differential:
-                diffs = export_differential(session, args.differential, threshold, prefs.reference_ranges, prefs.min_wbc)
-                total = diffs[0]
-                note = f", {total.unreviewed} cells still to review" if total.unreviewed else ""
-                print(f"yawbcc: differential of {total.wbc} white cells{note} -> {args.differential}", file=sys.stderr)
-    except SessionError as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    except OSError as exc:
-        print(f"yawbcc: could not write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    return EXIT_OK
 
 
 def _cmd_session_copy(args: argparse.Namespace) -> int:
@@ -230,12 +207,11 @@ def _cmd_session_copy(args: argparse.Namespace) -> int:
         # Read-only: a station may go on reviewing the source meanwhile; the copy is one snapshot.
         with ReviewSession.open(args.source, readonly=True) as source, source.copy_to(args.target) as copy:
             summary = copy.summary(0.0)
-            print(
-                f"yawbcc: {summary.images} images, {summary.cells} cells, {len(copy.history())} audit rows -> {copy.location}",
-                file=sys.stderr,
-            )
+            notes = len(copy.note_history()) + sum(len(copy.note_history(f)) for f in copy.folders())
+            audit = f"{len(copy.history())} audit rows, {notes} sample note changes"
+            tell(f"{summary.images} images, {summary.cells} cells, {audit} -> {copy.location}")
     except SessionError as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
+        tell(str(exc), logging.ERROR)
         return EXIT_UNUSABLE
     return EXIT_OK
 
@@ -287,7 +263,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     try:
         index = index_folder(args.folder)
     except FileNotFoundError as exc:
-        print(f"yawbcc: {exc}", file=sys.stderr)
+        tell(str(exc), logging.ERROR)
         return EXIT_UNUSABLE
     print(index_report(index))
     if args.out:
@@ -305,7 +281,7 @@ def _training_module(module: str, what: str):
     except ImportError:
         if not getattr(sys, "frozen", False):
             raise
-        print(f"yawbcc: {what} is not part of this installation; use a source install (README, Training)", file=sys.stderr)
+        tell(f"{what} is not part of this installation; use a source install (docs/training.md)", logging.ERROR)
         return None
 
 
@@ -317,7 +293,7 @@ def _cmd_train(argv: Sequence[str]) -> int:
 def _cmd_adapt(argv: Sequence[str]) -> int:
     """``yawbcc adapt``: ``python -m training adapt`` with its progress on stderr and the
     before/after figures in plain words on stdout (``--json``: the JSON events instead)."""
-    adapt = _training_module("adapt", "adapting a model")
+    adapt = _training_module("adapt_command", "adapting a model")
     if adapt is None:
         return EXIT_UNUSABLE
     parser = argparse.ArgumentParser(
@@ -353,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, preprocess and classify blood cells in microscope images (headless).",
         epilog="Exit status: 0 all files analysed, 1 some files failed, 2 nothing could be done, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"yawbcc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_analysis(name: str, help_: str) -> argparse.ArgumentParser:
@@ -398,15 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"review threshold of the CSV's to_review column (default {DEFAULT_REVIEW_THRESHOLD:.2f}, not the preferences')",
     )
-    p = sub.add_parser("export", help="export a review session: cells and/or differential as CSV")
-    p.add_argument("session", metavar="FILE|URL", nargs="?", help="review session: a file or a postgresql:// URL")
-    p.add_argument("--session", dest="session_option", metavar="FILE|URL", help="the same, as an option")
-    p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
-    p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
-    p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
+    from . import exports_cli  # the parsers of export and report live with their commands
+
+    exports_cli.add_parsers(sub)
     p = sub.add_parser("session", help="review sessions: copy one between a file and the lab's server")
     actions = p.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("copy", help="copy a whole session (cells, corrections, audit trail, sign-offs)")
+    p = actions.add_parser("copy", help="copy a whole session (cells, corrections, audit trail, sign-offs, sample notes)")
     p.add_argument("source", metavar="FROM", help="session file or postgresql://host/db?session=NAME")
     p.add_argument("target", metavar="TO", help="where the copy goes (never over an existing session)")
     sub.add_parser("models", help="list the model bundles and their model cards")
@@ -420,6 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .core.logs import start_logging
+    from .core.preferences import load_preferences
+
+    start_logging("yawbcc", load_preferences().log_level)
+    try:
+        status = _main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        log.info("yawbcc %s: exit status %s", " ".join(argv[:1]), exc.code)
+        raise
+    except Exception:
+        log.exception("yawbcc %s failed", " ".join(argv[:1]))
+        raise
+    log.info("yawbcc %s: exit status %d", " ".join(argv[:1]), status)
+    return status
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
     if argv and argv[0] == "adapt":
@@ -432,17 +423,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("segment needs --out, --masks, or both")
     if args.command == "session":
         return _cmd_session_copy(args)
-    if args.command == "export":
+    if args.command in ("export", "report"):
         if bool(args.session) == bool(args.session_option):
-            parser.error("export needs one session: FILE|URL or --session FILE|URL")
+            parser.error(f"{args.command} needs one session: FILE|URL or --session FILE|URL")
         args.session = args.session or args.session_option
-        if not (args.cells or args.differential):
-            parser.error("export needs --cells, --differential, or both")
-        return _cmd_export(args)
+    if args.command == "export":
+        if not (args.cells or args.differential or args.coco or args.crops or args.fhir or args.hl7):
+            parser.error("export needs at least one of --cells, --differential, --fhir, --hl7, --coco, --crops")
+        from .exports_cli import export
+
+        return export(args)
     if args.command in ("segment", "classify"):
         return _run_analysis(args, classify=args.command == "classify")
     if args.command == "models":
         return _cmd_models(args)
+    if args.command == "report":
+        from .exports_cli import report
+
+        return report(args)
     if args.command == "index":
         return _cmd_index(args)
     return EXIT_UNUSABLE

@@ -188,7 +188,7 @@ def test_the_installed_build_says_adapting_needs_the_source_install(monkeypatch,
     import sys
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setitem(sys.modules, "training.adapt", None)  # as in the build: no training module
+    monkeypatch.setitem(sys.modules, "training.adapt_command", None)  # as in the build: no training module
     args = ["adapt", "--model", "x", "--corrections", str(tmp_path / "c.csv"), "--name", "y"]
     assert main(args) == EXIT_UNUSABLE
     assert "adapting a model is not part of this installation; use a source install" in capsys.readouterr().err
@@ -353,3 +353,45 @@ def test_at_most_the_cap_of_the_lab_cells_is_kept_a_uniform_draw(bccd, adaptable
     # Each kept cell is one of the cells found, none twice.
     found = {cell.tobytes() for cell in every}
     assert {cell.tobytes() for cell in capped} <= found and len({cell.tobytes() for cell in capped}) == 4
+
+
+def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(pbc, adaptable_bundle, tmp_path, capsys):
+    # A session of 6 classes x 6 cells: 5 of each class reviewed, the sixth left for the model.
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    for group in CLASSES:
+        for src in pbc_images(pbc, group, 6, start=80):
+            shutil.copy(src, lab / f"{group.lower()}_{src.name}")
+    session_file = tmp_path / "lab.yawbcc"
+    classify = ["classify", str(lab), "--model", str(adaptable_bundle), "--mode", "cell", "--session", str(session_file)]
+    assert main([*classify, "--quiet"]) == EXIT_OK
+    with ReviewSession.open(session_file) as s:
+        cells = s.cells()
+        group = {c.id: Path(c.path).name.split("_")[0].upper() for c in cells}
+        reviewed = [c for g in CLASSES for c in [c for c in cells if group[c.id] == g][:5]]
+        for c in reviewed:
+            s.set_label([c.id], group[c.id], "Ann")
+        left = [c for c in cells if c not in reviewed]
+    cells_csv = tmp_path / "cells.csv"
+    assert main(["export", str(session_file), "--cells", str(cells_csv)]) == EXIT_OK
+    Path(left[0].path).unlink()  # an unreviewed image deleted since the export
+    frame = pd.read_csv(cells_csv, encoding="utf-8-sig")
+    gone_row = int(frame.index[frame["path"] == left[0].path][0]) + 2
+    capsys.readouterr()
+
+    dest = tmp_path / "models"
+    args = ["adapt", "--model", str(adaptable_bundle), "--corrections", str(cells_csv), "--dest", str(dest)]
+    assert main([*args, "--name", "semi"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert f"yawbcc adapt: {cells_csv}: rows {gone_row}: {left[0].path}: " in err and "(unreviewed cells: left out)" in err
+    assert "framing the unreviewed cells (the lab's unlabelled cells) 6/6" in err
+    assert "Unreviewed cells of the lab: 5;" in out and "30 cells" in out
+    card = read_card(dest / "semi")
+    assert card.extra["adaptation"]["unreviewed_cells"] == 5 and card.extra["adaptation"]["cells"] == 30
+    rule = card.extra["lab_review"]
+    assert rule["lab"] == "semi" and 0.0 <= rule["min_confidence"] <= 0.99
+    # The reviewed rows alone when asked: the unreviewed ones are not read at all.
+    assert main([*args, "--name", "supervised", "--reviewed-only"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "Unreviewed cells" not in out and "unreviewed cells: left out" not in err
+    assert read_card(dest / "supervised").extra["adaptation"]["unreviewed_cells"] == 0

@@ -50,6 +50,23 @@ def started_window(config_dir, bundle, size=(1400, 900)):
     assert win.controller.loader.threads_running() == 0
 
 
+@pytest.fixture
+def bare_window(qtbot, tmp_path):
+    """A window whose worker runs but has no model: opening, errors, settings, help."""
+    from yawbcc_desktop.gui.app import application
+    from yawbcc_desktop.gui.main_window import MainWindow
+    from yawbcc_desktop.gui.settings import AppSettings
+
+    application()
+    win = MainWindow(AppSettings(tmp_path / "config"), attended=False, mode="cell")
+    qtbot.addWidget(win)
+    win.show()
+    win.controller.start()
+    yield win
+    win.close()
+    assert win.controller.worker.isFinished() and win.controller.loader.threads_running() == 0
+
+
 @pytest.fixture(autouse=True)
 def _private_config(tmp_path, monkeypatch):
     # Settings and recent files go to a temporary folder, never the user's.

@@ -170,10 +170,12 @@ def test_adaptation_in_the_dialog_adds_a_model_choose_model_lists(qtbot, session
     assert card.extra["adapted_from"] == "tiny-adaptable" and card.extra["adaptation"]["lab"] == "Lab A"
     assert card.extra["adaptation"]["cells"] == 32 and card.extra["adaptation"]["reviewers"] == ["Ann"]
     assert card.extra["adaptation"]["classes_not_adapted"] == {"BASOPHIL": 2}
+    # The session's three unreviewed cells came along as unlabelled cells.
+    assert card.extra["adaptation"]["unreviewed_cells"] == 3 and "lab_review" in card.extra
     assert (folder / "replay.npz").is_file() and not any(p.name.startswith(".") for p in user_models_dir().iterdir())
     # Progress came from the command's events, stage by stage; its human lines are in the log.
     texts = [t for _d, _t, t in progress]
-    for step in ("Step 1 of 5", "Step 2 of 5", "Step 3 of 5", "Step 4 of 5", "Step 5 of 5"):
+    for step in ("Step 1 of 6", "Step 2 of 6", "Step 3 of 6", "Step 4 of 6", "Step 5 of 6", "Step 6 of 6"):
         assert any(t.startswith(step) for t in texts), texts
     assert any(d == t == 32 for d, t, text in progress if "Framing" in text)
     log = dialog.log.toPlainText()

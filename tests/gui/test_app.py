@@ -12,25 +12,11 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 
 from yawbcc_desktop.core.vocabulary import QUEUED
-from yawbcc_desktop.gui.app import application, build_parser, main
-from yawbcc_desktop.gui.main_window import MainWindow
-from yawbcc_desktop.gui.settings import AppSettings, config_dir
+from yawbcc_desktop.gui.app import build_parser, main
+from yawbcc_desktop.gui.settings import config_dir
 from yawbcc_desktop.gui.widgets.model_chooser import ModelChooser
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def bare_window(qtbot, tmp_path):
-    """A window whose worker runs but has no model: opening, errors, settings."""
-    application()
-    win = MainWindow(AppSettings(tmp_path / "config"), attended=False, mode="cell")
-    qtbot.addWidget(win)
-    win.show()
-    win.controller.start()
-    yield win
-    win.close()
-    assert win.controller.worker.isFinished() and win.controller.loader.threads_running() == 0
 
 
 def test_command_line():

@@ -474,3 +474,20 @@ def test_cells_never_classified_are_shown_to_review_and_count_as_the_session_cou
     recount(w, qtbot)
     assert w.differential.diff.counts["LYMPHOCYTE"] == 1 and w.differential.diff.unclassified == n - 1
     w.filter_bar.reset()
+
+
+def test_cells_to_review_for_adapting_shows_the_suggested_unreviewed_cells(reviewed, qtbot, monkeypatch):
+    from yawbcc_desktop.core import suggest
+
+    monkeypatch.setattr(suggest, "SUGGESTED_CELLS", 5)  # of the session's 16 cells
+    store = reviewed.controller.store
+    assert reviewed.review.set_label([0], "LYMPHOCYTE") == 1  # a reviewed cell is never suggested
+    reviewed.suggest_for_adapting_action.trigger()
+    f = reviewed.controller.cell_filter
+    shown = [f.sourceModel().row_id_at(f.mapToSource(f.index(r, 0)).row()) for r in range(f.rowCount())]
+    assert f.rowCount() == 5 and f.only is not None and len(f.only) == 5
+    assert 0 not in f.only and all(store.columns().label[r] < 0 for r in f.only)
+    assert reviewed.filter_bar.summary.text().startswith("Cells to review for adapting: showing 5 of 16")
+    assert sorted(shown) == sorted(f.only)
+    reviewed.filter_bar.reset()
+    assert f.rowCount() == 16 and f.only is None

@@ -313,7 +313,7 @@ def test_coarse_share_takes_away_the_fine_detail_a_low_resolution_camera_never_h
 
 
 def test_head_fit_learns_a_new_lab_and_keeps_the_replay():
-    from training.adapt import _sample_weights, _softmax, fit_head
+    from training.head_fit import _sample_weights, _softmax, fit_head
 
     rng = np.random.default_rng(3)
     centres = rng.normal(0, 2, (3, 16))
@@ -330,7 +330,7 @@ def test_head_fit_learns_a_new_lab_and_keeps_the_replay():
 
 
 def test_corrections_name_bad_rows(tmp_path, data_dir):
-    from training.adapt import read_corrections
+    from training.corrections import read_corrections
 
     good = str(sorted((data_dir / "pbc" / "basophil").glob("*.jpg"))[0])
     bad = tmp_path / "broken.jpg"

@@ -76,3 +76,14 @@ def test_lab_pixel_size_round_trips_and_an_impossible_one_falls_back(tmp_path):
         path.write_text(json.dumps({"lab_um_per_px": odd, "reviewer": "AB"}))
         prefs = load_preferences(path)
         assert (prefs.lab_um_per_px, prefs.reviewer) == (None, "AB")
+
+
+def test_log_level_round_trips_and_an_unknown_one_is_the_default(tmp_path):
+    path = tmp_path / "preferences.json"
+    prefs = load_preferences(path)
+    assert prefs.log_level == "INFO"
+    prefs.log_level = "DEBUG"
+    save_preferences(prefs, path)
+    assert load_preferences(path).log_level == "DEBUG"
+    path.write_text(json.dumps({"log_level": "LOUD"}))
+    assert load_preferences(path).log_level == "INFO"

@@ -1,11 +1,12 @@
-"""The U-Net's training targets, built from each lab's annotations (training/unet.py)."""
+"""The U-Net's training targets, built from each lab's annotations (training/unet_targets.py)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from training.unet import UnetConfig, bionet_cell_sample, field_sample, pbc_sample, random_patch
+from training.unet import UnetConfig, random_patch
+from training.unet_targets import bionet_cell_sample, field_sample, pbc_sample
 from yawbcc_desktop.core.smear import read_voc_boxes
 
 CFG = UnetConfig()

@@ -9,6 +9,9 @@ fewer cannot be checked by cross-validation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 REPLAY_FILE = "replay.npz"
 MIN_PER_CLASS = 5
 MIN_CELLS = 30
@@ -21,3 +24,37 @@ MIN_CELLS = 30
 IMAGE_STATISTICS_SHARE = 0.5
 MIN_IMAGE_CELLS = 50
 MAX_IMAGE_CELLS = 2000
+
+
+# Once adapted with corrections, a bundle carries what cross-validation on them says it can
+# be trusted with on that lab (``LabReviewRule``, in its card under ``lab_review``): cells it
+# is less sure of than its out-of-fold mistakes were, or of a class it still confused, wait for
+# review; the others stop waiting just because the lab is new.
+@dataclass(frozen=True)
+class LabReviewRule:
+    """The review rule an adapted bundle brings for its lab."""
+
+    lab: str
+    min_confidence: float  # a cell below this waits (the surest out-of-fold mistake)
+    unreliable_classes: tuple[str, ...]  # classes the corrections showed it still confuses or never saw
+
+    def reasons(self, predicted: str, confidence: float) -> list[str]:
+        """The reasons (words of ``review_rules``) this rule gives a cell, [] if none."""
+        from .review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE
+
+        out = []
+        if confidence < self.min_confidence:
+            out.append(BELOW_LAB_BAR)
+        if predicted in self.unreliable_classes:
+            out.append(CLASS_NOT_YET_RELIABLE)
+        return out
+
+    def to_card(self) -> dict[str, Any]:
+        return {"lab": self.lab, "min_confidence": self.min_confidence, "unreliable_classes": list(self.unreliable_classes)}
+
+    @classmethod
+    def from_card(cls, extra: dict[str, Any]) -> LabReviewRule | None:
+        rule = extra.get("lab_review")
+        if not isinstance(rule, dict):
+            return None
+        return cls(str(rule.get("lab", "")), float(rule.get("min_confidence", 0.0)), tuple(rule.get("unreliable_classes", ())))

@@ -18,23 +18,32 @@ if TYPE_CHECKING:
     from .pipeline import ImageResult
 
 
-class MaskWriter:
+class UniqueStems:
+    """File stems for images of several folders in one output folder (masks, data sets)."""
+
+    def __init__(self) -> None:
+        self._stems: dict[str, str] = {}  # file stem used -> source image path
+
+    def stem_for(self, image_path: str) -> str:
+        """``<image stem>``, or ``<folder>_<image stem>`` when another image took that stem
+        (and, should that be taken too, a number after it)."""
+        path = Path(image_path)
+        stem, n = path.stem, 1
+        while self._stems.get(stem, image_path) != image_path:
+            stem = f"{path.parent.name}_{path.stem}" + (f"_{n}" if n > 1 else "")
+            n += 1
+        self._stems[stem] = image_path
+        return stem
+
+
+class MaskWriter(UniqueStems):
     """Writes the masks of analysed images into one folder, keeping names unique."""
 
     def __init__(self, folder: str | os.PathLike):
+        super().__init__()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._stems: dict[str, str] = {}  # file stem used -> source image path
         self.written = 0
-
-    def stem_for(self, image_path: str) -> str:
-        """``<image stem>``, or ``<folder>_<image stem>`` when another image took that stem."""
-        path = Path(image_path)
-        stem = path.stem
-        if self._stems.get(stem, image_path) != image_path:
-            stem = f"{path.parent.name}_{path.stem}"
-        self._stems[stem] = image_path
-        return stem
 
     def write_image(self, result: ImageResult) -> list[Path]:
         """One PNG per cell of ``result`` (0 outside the cell, 255 inside); the paths written."""

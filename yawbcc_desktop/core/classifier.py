@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .adaptation import LabReviewRule
 from .classes import GROUPS
 from .familiarity import FAMILIARITY_FILE, Familiarity
 
@@ -221,6 +222,8 @@ class ModelBundle:
             raise ModelBundleError(
                 f"{self.folder}: model input {shape[1:3]} does not match the card's input_size {self.card.input_size}"
             )
+        # An adapted bundle's review rule for its lab (None for the others).
+        self.lab_rule = LabReviewRule.from_card(self.card.extra)
         # Map the model's output order onto GROUPS once.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
         # Bundles with a familiarity model also report each cell's pooled backbone features:

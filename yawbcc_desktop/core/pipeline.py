@@ -176,6 +176,8 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
             if scores is not None:
                 cell.unfamiliar_score = float(scores[start + i])
             cell.flags = analysis_flags(GROUPS[int(np.argmax(p))], size, r.unfamiliar)
+            if bundle.lab_rule is not None:
+                cell.flags += bundle.lab_rule.reasons(GROUPS[int(np.argmax(cell.probs))], float(np.max(cell.probs)))
         start += n
         r.inputs = None
 

@@ -1,4 +1,4 @@
-"""A reviewer's preferences: name, review threshold, reference ranges, last session.
+"""A reviewer's preferences: name, review threshold, reference ranges, last session, log level.
 
 One small JSON file in the user's configuration folder, shared by the GUI and the
 ``yawbcc`` command.  ``YAWBCC_CONFIG_DIR`` overrides the folder (tests, portable installs).
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from .logs import DEFAULT_LEVEL, LEVELS
 from .vocabulary import SEGMENTERS
 
 CONFIG_ENV = "YAWBCC_CONFIG_DIR"
@@ -67,6 +68,8 @@ class Preferences:
     # Review stations: the lab's PostgreSQL server (postgresql://host/db, never a password:
     # libpq reads that from PGPASSFILE or a service file); '' keeps sessions in files.
     review_server: str = ""
+    log_level: str = DEFAULT_LEVEL  # logs.LEVELS: how much the log file keeps
+    lab_name: str = ""  # printed at the top of each report and sent to the LIS
     problem: str = ""
 
     @property
@@ -83,6 +86,8 @@ class Preferences:
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
             "review_server": self.review_server,
+            "log_level": self.log_level,
+            "lab_name": self.lab_name,
         }
 
     @classmethod
@@ -102,8 +107,12 @@ class Preferences:
         server = data.get("review_server")
         if isinstance(server, str) and server_problem(server) == "":
             prefs.review_server = server
+        if isinstance(data.get("lab_name"), str):
+            prefs.lab_name = data["lab_name"].strip()
         if data.get("segmenter") in SEGMENTERS:
             prefs.segmenter = data["segmenter"]
+        if data.get("log_level") in LEVELS:
+            prefs.log_level = data["log_level"]
         um = data.get("lab_um_per_px")
         if isinstance(um, int | float) and not isinstance(um, bool):
             from .scale import check_um_per_px  # here: core.scale loads OpenCV, which yawbcc --help need not

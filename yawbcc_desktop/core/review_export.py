@@ -54,7 +54,8 @@ DIFFERENTIAL_COLUMNS = [
 ]
 
 
-def _num(value: float, digits: int) -> str:
+def number_text(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals as every export writes it; '' for a missing value."""
     return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
@@ -84,8 +85,8 @@ def export_cells(session: ReviewSession, path: str | os.PathLike, threshold: flo
                         "mode": image.mode if image is not None else "",
                         "model": c.model,
                         "predicted": c.predicted,
-                        "confidence": _num(c.confidence, 6),
-                        **{col: _num(float(p), 6) for col, p in zip(PROB_COLUMNS, probs)},
+                        "confidence": number_text(c.confidence, 6),
+                        **{col: number_text(float(p), 6) for col, p in zip(PROB_COLUMNS, probs)},
                         "final_label": c.final_label,
                         "reviewed": "yes" if c.reviewed else "no",
                         "corrected": "yes" if c.corrected else "no",
@@ -106,8 +107,8 @@ def differential_row(diff: Differential, ranges: Mapping[str, ReferenceRange], s
         "cells": sum(diff.counts.values()) + diff.artefacts + diff.unclassified,
         "wbc": diff.wbc,
         **{f"n_{g}": diff.counts[g] for g in GROUPS},
-        **{f"pct_{g}": _num(pct.get(g, math.nan), 2) for g in WBC_GROUPS},
-        **{f"{g.lower()}s_per_100_wbc": _num(per100.get(g, math.nan), 2) for g in PER_100_WBC},
+        **{f"pct_{g}": number_text(pct.get(g, math.nan), 2) for g in WBC_GROUPS},
+        **{f"{g.lower()}s_per_100_wbc": number_text(per100.get(g, math.nan), 2) for g in PER_100_WBC},
         "artefacts": diff.artefacts,
         "unclassified": diff.unclassified,
         "unreviewed": diff.unreviewed,

@@ -39,6 +39,9 @@ SIZE_SAYS_WBC = "size says white cell, model said platelet"
 SIZE_SET_ASIDE = "size says white cell, the model's platelet call set aside"
 SIZE_SAYS_PLATELET = "size says platelet, model said white cell"
 NOT_CLASSIFIED = "not classified"
+# An adapted bundle's rule for its lab (core.adaptation.LabReviewRule).
+BELOW_LAB_BAR = "less sure than this lab's corrections ask"
+CLASS_NOT_YET_RELIABLE = "class not yet reliable on this lab"
 
 # Diameters (µm) beyond which size and class contradict each other.  Measured on 40 PBC
 # crops per class (segmented outline, scale from red cells): platelets (clumps included)

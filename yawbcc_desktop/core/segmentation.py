@@ -99,7 +99,7 @@ def find_cells(rgb: np.ndarray, mode: str = "auto", segmenter: str = "auto") -> 
 NOT_MEASURED = -1.0
 
 # What ``segmenter="auto"`` runs for each kind of image, from benchmarks/segmentation_domains.py
-# (figures in the README): on held-out fields of the three labs the U-Net finds white
+# (figures in docs/models.md): on held-out fields of the three labs the U-Net finds white
 # cells the classic method merges or misses on Bio-Net's smears; on single-cell crops the
 # classic central cell is as reliable and costs no network.
 AUTO_SEGMENTER = {"smear": "unet", "cell": "classic"}

@@ -86,6 +86,11 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
            tip="Every cell with its prediction and final label", menu=FILE, needs_session=True),
     Action("export_differential", "Export &differential CSV…", "dialogs.export_differential", ("Ctrl+Shift+E",),
            tip="Counts and flags", menu=FILE, needs_session=True),
+    Action("export_report", "Export &report (PDF)…", "reports.export_pdf", ("Ctrl+Shift+P",),
+           tip="The sample's report: differential, flags, comments, sign-off, cells", menu=FILE, needs_session=True),
+    Action("print_report", "&Print report…", "reports.print_report", (K.Print,), menu=FILE, needs_session=True),
+    Action("export_lis", "Export to &LIS…", "reports.export_lis",
+           tip="The differential as a FHIR R4 bundle or an HL7 v2.5 message", menu=FILE, needs_session=True),
     Action("screenshot", "Save &screenshot…", "dialogs.save_screenshot", ("F12",), "screenshot",
            "Save a picture of the window", menu=FILE, toolbar=50, icon_only=True),
     SEPARATOR(FILE),
@@ -109,6 +114,9 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
            tip="Only the unreviewed cells that wait for review", menu=REVIEW, anywhere=True),
     SEPARATOR(REVIEW),
     Action("sign_off", "Si&gn off…", "sign_off_shown", menu=REVIEW),
+    Action("suggest_for_adapting", "Cells to review for a&dapting", "models.suggest_for_adapting",
+           tip="Show the unreviewed cells whose labels would teach the model most about this lab: review them first",
+           menu=REVIEW, needs_session=True),
     Action("adapt", "&Adapt model to this lab…", "models.adapt",
            tip="Refit the model's last layer on the reviewed cells of this session (a minute or two)",
            menu=REVIEW, needs_session=True),
@@ -140,11 +148,36 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
     SEPARATOR(VIEW),
     Part("docks", menu=VIEW),
     # -- Help
-    Action("about", "&About YAWBCC Desktop", "dialogs.about", menu=HELP),
+    Action("user_guide", "&User guide", "help.user_guide", (K.HelpContents,), tip="The user guide, offline",
+           menu=HELP),
+    Action("shortcuts", "&Keyboard shortcuts", "help.shortcuts", tip="Every action's keys", menu=HELP),
+    Action("log_folder", "Open &log folder", "help.open_log_folder",
+           tip="The folder of the log file to send with a problem report", menu=HELP),
+    SEPARATOR(HELP),
+    Action("about", "&About YAWBCC Desktop", "help.about", menu=HELP),
 )  # fmt: skip
 
 # The context menu of every cell view.
 CELL_MENU: tuple[str, ...] = ("labels", "confirm", "-", "undo")
+
+
+def key_text(keys: Iterable) -> str:
+    """The keys of an action as this platform writes them (a standard key it lacks is left out)."""
+    texts = [QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in keys]
+    return ", ".join(dict.fromkeys(t for t in texts if t))
+
+
+def shortcut_rows() -> list[tuple[str, str, str]]:
+    """(menu, action, keys) for every action with keys, in the table's order; the class keys
+    of ``LABEL_KEYS`` sit where the table puts them (Review › Set class)."""
+    rows = []
+    for spec in ACTIONS:
+        where = spec.menu.replace("&", "").replace("/", " › ") if not isinstance(spec, Separator) else ""
+        if isinstance(spec, Part) and spec.name == "labels":
+            rows += [(where, display_name(label), key_text([key])) for label, key in LABEL_KEYS.items()]
+        elif isinstance(spec, Action) and key_text(spec.shortcut):
+            rows.append((where or "Window", spec.text.replace("&", ""), key_text(spec.shortcut)))
+    return rows
 
 
 def _resolve(owner, path: str) -> Callable:

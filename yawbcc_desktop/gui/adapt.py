@@ -29,12 +29,13 @@ from ..core.store import ReviewSession
 from .retrain import reviewed_cells
 from .training_job import CORRECTIONS_CSV, TrainingJob, check_model_name, json_event
 
-STAGES = ("reading", "loading", "features", "fitting", "writing")
+STAGES = ("reading", "loading", "features", "unlabelled", "fitting", "writing")
 IMAGE_STAGES = ("loading", "features", "measuring", "writing")  # adapting to the images, no corrections
 STAGE_TEXT = {
     "reading": "Checking the reviewed cells' images",
     "loading": "Loading the model",
     "features": "Framing the cells and computing their features",
+    "unlabelled": "Framing the session's unreviewed cells (they teach the model too)",
     "fitting": "Fitting the classifier head (cross-validation, then all cells)",
     "measuring": "Measuring the model's image statistics on this lab's cells",
     "writing": "Writing the new model",
@@ -242,7 +243,7 @@ class AdaptJob(TrainingJob):
     # -- endings
 
     def partial_folder(self) -> Path:
-        """Where the command writes the bundle before renaming it (training.adapt.partial_folder)."""
+        """Where the command writes the bundle before renaming it (training.whole_folder.partial_folder)."""
         return self.models_dir / f".{self.name}.partial"
 
     def _step_failed(self, stage: str, how: str) -> None:

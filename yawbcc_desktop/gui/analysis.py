@@ -6,6 +6,7 @@ mode drive it exactly as the reviewer's clicks do.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -26,6 +27,8 @@ from .image_list_model import ImageListModel
 from .image_loader import ImageLoader
 from .throttle import Throttle
 from .worker import AnalysisWorker, GradCamRequest, GradCamResult
+
+log = logging.getLogger(__name__)
 
 RESULTS_EVERY_MS = 700
 
@@ -369,6 +372,8 @@ class AnalysisController(QObject):
             # Late results of cancelled images are kept but do not count in this run.
             in_run = entry is not None and entry.status == QUEUED
             rows = self.store.record(image)
+            if image.status == FAILED:
+                log.warning("%s: %s", image.path, image.reason)  # the image list shows it; the log keeps it
             paths.append(image.path)
             n_images += in_run
             n_cells += len(rows) if in_run else 0
@@ -393,6 +398,7 @@ class AnalysisController(QObject):
             f"{f', {counts[FAILED]} failed' if counts[FAILED] else ''}"
         )
         p.finish()
+        log.info("%s", summary)
         self.progress_changed.emit()
         self.run_finished.emit(summary)
 
@@ -433,7 +439,8 @@ class AnalysisController(QObject):
 
     # ---------------------------------------------------------------------- errors
     def _on_problem(self, summary: str, details: str) -> None:
-        # One dialog per run is enough: the image list names every failed image.
+        # One dialog per run is enough: the image list names every failed image, the log each error.
+        log.error("%s\n%s", summary, details)
         self._problems_this_run += 1
         if self._problems_this_run == 1:
             self.problem.emit(
@@ -443,6 +450,7 @@ class AnalysisController(QObject):
             )
 
     def _on_crashed(self, details: str) -> None:
+        log.error("The analysis worker stopped\n%s", details)
         self._apply_later.flush()
         queued = self.store.paths_with_status(QUEUED)
         self.problem.emit(

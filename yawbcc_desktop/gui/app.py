@@ -8,6 +8,7 @@ says when the model is ready.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -17,7 +18,10 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
+from .. import __version__
 from ..core.classifier import resource_root
+from ..core.logs import start_logging
+from ..core.preferences import load_preferences
 from ..core.vocabulary import MODES, SEGMENTERS
 
 
@@ -48,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.png",
         help="open PATH, wait for the analysis, select the first cell, save a PNG of the window and exit",
     )
+    parser.add_argument("--version", action="version", version=f"yawbcc-desktop {__version__}")
     parser.add_argument("--screenshot-size", default="1600x1000", help=argparse.SUPPRESS)
+    # The installer's smoke check: open Help › User guide offscreen, print its first lines, exit.
+    parser.add_argument("--guide-probe", action="store_true", help=argparse.SUPPRESS)
     # Benchmarks: print when the window is usable and when the model is ready, then quit.
     parser.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -99,7 +106,13 @@ def main(argv: Sequence[str]) -> int:
     """Run the review application; returns the exit status."""
     args = build_parser().parse_args(list(argv))
     launched = time.time()
+    start_logging("yawbcc-desktop", load_preferences().log_level)
     app = application()
+    if args.guide_probe:
+        from .help import probe_guide
+
+        return probe_guide()
+    from .crash import CrashReporter
     from .icons import icon
     from .main_window import MainWindow
     from .screenshot import ScreenshotJob
@@ -108,6 +121,7 @@ def main(argv: Sequence[str]) -> int:
     app.setWindowIcon(icon("yawbcc"))
     unattended = bool(args.screenshot or args.startup_probe)
     window = MainWindow(AppSettings(remember=not unattended), attended=not unattended, mode=args.mode)
+    crashes = CrashReporter(window, attended=not unattended).install()
     if args.segmenter:
         # This run only; the preferences keep theirs.
         window.controller.settings = replace(window.controller.settings, segmenter=args.segmenter)
@@ -130,6 +144,8 @@ def main(argv: Sequence[str]) -> int:
     else:
         window.controller.shutdown()
         window.review.close()
+    crashes.uninstall()
+    logging.getLogger(__name__).info("window closed, exit status %d", status)
     return int(status)
 
 

@@ -359,6 +359,7 @@ class CellFilter(QAbstractProxyModel):
         self.groups: frozenset[str] = frozenset(FINAL_LABELS)
         self.min_confidence, self.max_confidence = 0.0, 1.0
         self.statuses: frozenset[str] = frozenset(CELL_STATUSES)
+        self.only: frozenset[int] | None = None  # store row ids picked by hand (cells suggested for review)
         self.sections: list[CellFilter] = []
         self._rows = np.zeros(0, np.int64)  # proxy row -> source row
         self._position = np.zeros(0, np.int64)  # source row -> proxy row; -1 filtered out
@@ -393,8 +394,12 @@ class CellFilter(QAbstractProxyModel):
         groups: frozenset[str] | None = None,
         confidence: tuple[float, float] | None = None,
         statuses: frozenset[str] | None = None,
+        only: frozenset[int] | None | bool = False,
     ) -> None:
-        """Change any of the criteria (None keeps it) and filter again, sections too."""
+        """Change any of the criteria (None keeps it; ``only``: False keeps it, None shows
+        every cell again) and filter again, sections too."""
+        if only is not False:
+            self.only = None if only is None else frozenset(only)
         if groups is not None:
             self.groups = frozenset(groups)
         if confidence is not None:
@@ -409,7 +414,7 @@ class CellFilter(QAbstractProxyModel):
             section._refilter()
 
     def _copy_criteria(self, other: CellFilter) -> None:
-        self.groups, self.statuses = other.groups, other.statuses
+        self.groups, self.statuses, self.only = other.groups, other.statuses, other.only
         self.min_confidence, self.max_confidence = other.min_confidence, other.max_confidence
 
     def is_filtering(self) -> bool:
@@ -418,6 +423,7 @@ class CellFilter(QAbstractProxyModel):
             or self.min_confidence > 0.0
             or self.max_confidence < 1.0
             or self.statuses != frozenset(CELL_STATUSES)
+            or self.only is not None
         )
 
     # -- which rows pass
@@ -435,6 +441,8 @@ class CellFilter(QAbstractProxyModel):
         confidence = np.nan_to_num(columns.confidence, nan=0.0)
         ok &= (self.min_confidence <= confidence) & (confidence <= self.max_confidence)
         ok &= np.isin(columns.status_codes(store.review_threshold), [CELL_STATUSES.index(s) for s in self.statuses])
+        if self.only is not None:
+            ok &= np.isin(np.arange(len(ok)), np.fromiter(self.only, np.int64, len(self.only)))
         return np.flatnonzero(ok[model.order])
 
     def _filter(self) -> None:

@@ -21,13 +21,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.logs import set_level as set_log_level
 from ..core.vocabulary import CANCELLED, MODES
 from . import actions
 from .analysis import AnalysisController
+from .help import HelpDialogs
 from .icons import icon
 from .messages import Notifier
 from .model_dialogs import ModelDialogs
 from .palette import display_name
+from .report_dialogs import ReportDialogs
 from .review import ReviewController
 from .selection import CellSelection
 from .session_dialogs import SessionDialogs
@@ -102,7 +105,13 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.cells_dock, self.differential_dock], [520, 420], Qt.Orientation.Vertical)
 
         self.dialogs = SessionDialogs(self, self.review, settings, self.notifier)
+        panel = self.differential
+        self.reports = ReportDialogs(
+            self, self.review, settings, self.notifier, panel.scope.currentData, panel.notes.save_comments
+        )
+        self.differential.notes.problem.connect(self.notifier.error)
         self.models = ModelDialogs(self)
+        self.help = HelpDialogs(self)
         self._build_actions()
         self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
         central_layout.insertWidget(0, self.banner)
@@ -444,6 +453,7 @@ class MainWindow(QMainWindow):
         dialog = PreferencesDialog(self.review.prefs, self, scales)
         if dialog.exec() == PreferencesDialog.DialogCode.Accepted:
             self.review.set_preferences(dialog.preferences())
+            set_log_level(dialog.preferences().log_level)
             self._update_counts()
             self.differential.refresh()
 

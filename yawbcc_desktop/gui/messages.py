@@ -3,11 +3,14 @@ on stderr when no one is (screenshots, tests), never a traceback as the only mes
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMessageBox, QWidget
+
+log = logging.getLogger(__name__)
 
 
 def say(text: str) -> None:
@@ -25,6 +28,7 @@ class Notifier(QObject):
 
     def error(self, title: str, message: str, details: str = "") -> None:
         self.history.append((title, message))
+        log.warning("%s: %s", title, message)  # what the reviewer is told, the log keeps
         if not self.attended:
             say(f"yawbcc-desktop: {title}: {message}")
             if details:
@@ -43,6 +47,7 @@ class Notifier(QObject):
             "to restore the bundled models. Opened images wait in the queue until a model is ready."
         )
         self.history.append(("Model not available", message))
+        log.warning("Model not available: %s", message)
         if not self.attended:
             say(f"yawbcc-desktop: model not available: {message}")
             return

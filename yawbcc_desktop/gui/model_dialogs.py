@@ -83,3 +83,28 @@ class ModelDialogs:
         for dialog in (self.retrain_dialog, self.adapt_dialog):
             if dialog is not None and dialog.job is not None and dialog.job.running:
                 dialog.job.shutdown()
+
+    def suggest_for_adapting(self) -> list[int]:
+        """Show only the unreviewed cells whose labels would teach the model most about this lab
+        (``core.suggest``), for the reviewer to review before Adapt model to this lab; the
+        store rows shown ([] when the session has no unreviewed classified cell)."""
+        import numpy as np
+
+        from ..core.suggest import SUGGESTED_CELLS, cells_to_review_for_adapting
+
+        w = self.window
+        store = w.controller.store
+        columns = store.columns()
+        rows = np.flatnonzero((columns.label < 0) & ~np.isnan(columns.confidence))
+        if not len(rows):
+            self._status("No unreviewed classified cells to suggest: analyse images first", 8000)
+            return []
+        probs = np.stack([store.cell(int(r)).probs for r in rows])
+        picked = [int(rows[i]) for i in cells_to_review_for_adapting(probs, SUGGESTED_CELLS)]
+        w.filter_bar.show_only_cells(picked, "Cells to review for adapting")
+        self._status(
+            f"{len(picked)} cells that would teach the model most about this lab: review them, then Review › Adapt model "
+            "to this lab… (Reset shows every cell again)",
+            15000,
+        )
+        return picked

@@ -1,6 +1,6 @@
 """The dialogs of a review session: open images into it, open, save as, export, sign-off, the
 reviewer's name, the questions asked about a session (reopen the last one, re-analyse with
-another model), and the File and Help menus' others (recent files, screenshot, about).
+another model), and the File menu's others (recent files, screenshot).
 
 Each asks, then hands over to the review controller (``review.py``), which decides and
 keeps the session; what went wrong is told through the window's notifier, what went well
@@ -268,14 +268,3 @@ class SessionDialogs:
                 self.notifier.error(
                     "Screenshot not saved", f"{path} could not be written: check the folder exists and is writable."
                 )
-
-    def about(self) -> None:
-        from .. import __version__
-
-        QMessageBox.about(
-            self.window,
-            "About YAWBCC Desktop",
-            f"<b>YAWBCC Desktop {__version__}</b><p>Review of white blood cell images: segmentation, "
-            "classification into 8 groups with calibrated probabilities, and Grad-CAM.</p>"
-            "<p>For research and review support; every result needs a qualified reviewer's confirmation.</p>",
-        )

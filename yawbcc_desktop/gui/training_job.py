@@ -61,7 +61,7 @@ def training_command(what: str = "Retraining") -> tuple[list[str] | None, str]:
         # sys.executable is the application itself here, and the build leaves training out.
         return None, (
             f"{what} is not part of this installation: it needs the source install of YAWBCC Desktop "
-            f"(README, Training). To run it from here, set the environment variable "
+            f"(docs/training.md). To run it from here, set the environment variable "
             f"{TRAINING_PYTHON_ENV} to that installation's Python and restart the application."
         )
     if importlib.util.find_spec("training") is None:

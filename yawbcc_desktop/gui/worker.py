@@ -30,7 +30,7 @@ from .cell_store import AnalysedImage
 # Images read and segmented ahead of the model, and the child processes doing it.  Two, at
 # a lower scheduling priority: on two cores they keep the model fed (one child left the
 # window at 78 % of headless speed), and the window's thread and the model's take the CPU
-# from them whenever they need it (benchmarks/gui_review.py, README).
+# from them whenever they need it (benchmarks/gui_review.py, docs/measurements.md).
 # YAWBCC_SEGMENTING_WORKERS sets another number.
 SEGMENTING_WORKERS = int(os.environ.get("YAWBCC_SEGMENTING_WORKERS", "0")) or 2
 SEGMENTING_NICENESS = 5

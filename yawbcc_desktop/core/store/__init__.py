@@ -14,7 +14,8 @@ chosen by where the session is (``locations.py``):
 Either way each analysed image (or batch) and each correction is its own transaction, the
 audit trail refuses to be rewritten, a correction names the version of each cell it saw
 (``CellsChanged`` when another station changed one since), a sign-off locks its cells for
-every station until reopened (``SampleSignedOff``), and ``copy_to`` moves a whole session
+every station until reopened (``SampleSignedOff``), the sample notes (``notes.py``) are an
+append-only trail of their own, and ``copy_to`` moves a whole session
 from one store to the other (``transfer.py``).
 
 Threads: one session may be shared by the threads of a process; each gets its own
@@ -43,12 +44,16 @@ from .errors import (
     SignOffRefused,
 )
 from .locations import is_server_url, server_sessions, session_url
+from .notes import COMMENTS, SAMPLE_ID, SampleNote
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
 from .session import ReviewSession, unfamiliar_threshold
 
 __all__ = [
     "APPLICATION_ID",
+    "COMMENTS",
+    "SAMPLE_ID",
+    "SampleNote",
     "SCHEMA_VERSION",
     "SESSION_SUFFIX",
     "CellCache",

@@ -24,6 +24,7 @@ from .cache import CellCache
 from .catch_up import ActionsSeen
 from .errors import CellsChanged, ChangedCell, SampleSignedOff, SessionClosed, SessionReadOnly, SignOffRefused
 from .locations import store_for
+from .notes import SampleNotes
 from .queries import CELLS, fetch_in, where_cells
 from .reads import FINAL, SIGN_OFF_SELECT, Connection, SessionReads
 from .records import CELL_INSERT, CellChange, Correction, SignOff, abspath, cell_values, now, real
@@ -39,7 +40,7 @@ def unfamiliar_threshold(bundle: Any) -> float | None:
     return 1.0 if getattr(bundle, "familiarity", None) is not None else None
 
 
-class ReviewSession(SessionReads):
+class ReviewSession(SessionReads, SampleNotes):
     """An open review session.  Use ``create``, ``open`` or ``open_or_create`` with a path
     (an SQLite file) or a ``postgresql://`` URL (a session on the lab's server).
 

@@ -25,7 +25,16 @@ from .files import SessionLock, check_header, renamed_into_place, write_new_sess
 from .locations import is_server_url
 from .reads import Connection
 from .records import abspath
-from .schema import APPLICATION_ID, SCHEMA_VERSION, TABLES, columns_since, read_older
+from .schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    TABLES,
+    audit_triggers,
+    columns_since,
+    missing_tables,
+    read_older,
+    table_columns,
+)
 from .session import ReviewSession
 
 
@@ -180,10 +189,17 @@ class SqliteSession(ReviewSession):
 
     def _migrate(self, version: int) -> None:
         """Bring an older file to this format, in one transaction before any other write:
-        the columns it lacks, with their older-file values (``ADDED_COLUMNS``)."""
+        the columns it lacks, with their older-file values (``ADDED_COLUMNS``), and the tables
+        (``ADDED_TABLES``).  What the file lacks, not what its number says: a file of an
+        unmerged branch's numbering may have some of them already."""
         with self._write() as conn:
             for table, column, declaration, _ in columns_since(version):
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if column not in table_columns(conn, table):
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            added = missing_tables(tables)
+            for sql in [*added.values(), *audit_triggers(added)]:
+                conn.execute(sql)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_integrity(self) -> None:

@@ -28,6 +28,7 @@ class CellFilterBar(QWidget):
         super().__init__(parent)
         self.setObjectName("CellFilterBar")
         self._filter = cell_filter
+        self._only_what = ""  # what the cells shown by hand are (show_only_cells), for the summary
         self.class_buttons: dict[str, QToolButton] = {}
         classes = QHBoxLayout()
         classes.setSpacing(2)
@@ -67,7 +68,7 @@ class CellFilterBar(QWidget):
         self.reset_button = QToolButton()
         self.reset_button.setText("Reset")
         self.reset_button.setToolTip("Show every cell")
-        self.reset_button.clicked.connect(self.reset)
+        self.reset_button.clicked.connect(lambda: self.reset())
         self.summary = QLabel("")
         self.summary.setObjectName("Caption")
 
@@ -101,7 +102,19 @@ class CellFilterBar(QWidget):
         self.reset()
         self.status.setCurrentIndex(TO_REVIEW_CHOICE)
 
-    def reset(self) -> None:
+    def show_only_cells(self, rows: list[int], what: str) -> None:
+        """Only the cells of these store rows (every class, status and confidence), the
+        summary saying what they are."""
+        self._only_what = what
+        self.reset(keep_only=True)
+        self._filter.set_criteria(only=frozenset(rows))
+        self.update_summary()
+        self.changed.emit()
+
+    def reset(self, keep_only: bool = False) -> None:
+        if not keep_only:
+            self._only_what = ""
+            self._filter.set_criteria(only=None)
         for button in self.class_buttons.values():
             button.blockSignals(True)
             button.setChecked(True)
@@ -126,7 +139,9 @@ class CellFilterBar(QWidget):
         shown, total = self._filter.rowCount(), self._filter.sourceModel().rowCount()
         final = self._filter.sourceModel().store.columns().final
         self.class_buttons[NOT_CLASSIFIED_LABEL].setVisible(bool(np.any(final == FINAL_LABELS.index(NOT_CLASSIFIED_LABEL))))
-        if self._filter.is_filtering():
+        if self._filter.only is not None and self._only_what:
+            self.summary.setText(f"{self._only_what}: showing {shown:,} of {total:,} cells")
+        elif self._filter.is_filtering():
             self.summary.setText(f"Showing {shown:,} of {total:,} cells")
         else:
             self.summary.setText(f"{total:,} cell{'s' if total != 1 else ''}")

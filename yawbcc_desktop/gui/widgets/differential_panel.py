@@ -34,6 +34,7 @@ from ...core.store import SessionError, SignOff
 from ..background import in_background
 from ..palette import SHORT_NAMES, class_icon, display_name
 from ..review import ReviewController
+from .sample_notes import SampleNotesBox
 
 FLAG_COLOUR = "#C62828"
 COLUMNS = ("Class", "Cells", "%", "Reference", "")
@@ -85,6 +86,8 @@ class DifferentialPanel(QWidget):
         self.sign_button = QPushButton("Sign off…")
         self.sign_button.setObjectName("SignOffButton")
         self.sign_button.clicked.connect(lambda: self.sign_off_requested.emit(self.scope.currentData()))
+        self.notes = SampleNotesBox(review)
+        self.scope.currentIndexChanged.connect(lambda: self.notes.show_scope(self.scope.currentData()))
         scope_row = QHBoxLayout()
         scope_row.addWidget(QLabel("Count of"))
         scope_row.addWidget(self.scope, 1)
@@ -97,6 +100,7 @@ class DifferentialPanel(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.totals)
         layout.addWidget(flags_box, 1)
+        layout.addWidget(self.notes)
         layout.addLayout(sign_row)
         review.session_changed.connect(self.fill_scopes)
         self.fill_scopes()
@@ -119,6 +123,7 @@ class DifferentialPanel(QWidget):
             index = self.scope.findData(current)
             self.scope.setCurrentIndex(max(index, 0))
             self.scope.blockSignals(False)
+        self.notes.show_scope(self.scope.currentData())
         self.refresh()
 
     def refresh(self, *args) -> None:

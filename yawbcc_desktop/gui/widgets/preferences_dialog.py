@@ -1,5 +1,5 @@
-"""Preferences: who reviews, the review threshold, how cells are found, the lab's pixel size and
-reference ranges."""
+"""Preferences: who reviews, the review threshold, how cells are found, the lab's pixel size,
+reference ranges and how much the log keeps."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
+from ...core.logs import DEFAULT_LEVEL, LEVELS, log_path
 from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences, server_problem
 from ...core.scale import DEFAULT_UM_PER_PX, MIN_IMAGES_FOR_LAB_SCALE, PLAUSIBLE_UM_PER_PX, lab_pixel_size, red_cell_estimates
 from ...core.vocabulary import SEGMENTERS
@@ -33,6 +34,14 @@ SEGMENTER_NAMES = {
     "auto": "Automatic (network for smear fields, classic for single cells)",
     "classic": "Classic (thresholds and watershed)",
     "unet": "Network (U-Net trained on three labs)",
+}
+
+# What each log level keeps, in a reviewer's words (core.logs.LEVELS).
+LOG_LEVEL_NAMES = {
+    "DEBUG": "Everything (for a problem report)",
+    "INFO": "Information (default)",
+    "WARNING": "Warnings and errors",
+    "ERROR": "Errors only",
 }
 
 
@@ -64,7 +73,10 @@ class PreferencesDialog(QDialog):
         self.min_wbc.setRange(0, 10_000)
         self.min_wbc.setValue(prefs.min_wbc)
         self.min_wbc.setToolTip("Fewer white cells than this raises a 'few cells' flag")
+        self.lab_name = QLineEdit(prefs.lab_name)
+        self.lab_name.setPlaceholderText("Printed at the top of each report and sent to the LIS")
         form = QFormLayout()
+        form.addRow("Laboratory", self.lab_name)
         form.addRow("Reviewer", self.reviewer)
         form.addRow("Review cells below", self.threshold)
         form.addRow("White cells for a full count", self.min_wbc)
@@ -85,6 +97,12 @@ class PreferencesDialog(QDialog):
             "it is read from the password file (PGPASSFILE, ~/.pgpass) or a service file."
         )
         form.addRow("Review stations: server", self.review_server)
+        self.log_level = QComboBox()
+        for level in LEVELS:
+            self.log_level.addItem(LOG_LEVEL_NAMES[level], level)
+        self.log_level.setCurrentIndex(LEVELS.index(prefs.log_level))
+        self.log_level.setToolTip(f"How much the log file keeps; it is {log_path()} (Help › Open log folder)")
+        form.addRow("Log detail", self.log_level)
 
         ranges = QGroupBox("Reference ranges (% of white cells)")
         grid = QGridLayout(ranges)
@@ -122,7 +140,7 @@ class PreferencesDialog(QDialog):
             "Off: each image's pixel size is measured on its own red cells (to about ±7 %), and cells are "
             "resized to one physical scale before the model.\nOn: every image is taken at this size: your "
             "microscope camera's calibrated value, or the median measured on many of your images. A steady "
-            "ruler classifies a little better (figures in the README).\n"
+            "ruler classifies a little better (figures in docs/measurements.md).\n"
             "Leave it off when images come from more than one objective or camera: the others are then "
             "framed at the wrong size, and many of them look unfamiliar to the model.\n"
             "Applies to images analysed from now on; Analysis › Re-analyse applies it to the open ones."
@@ -183,6 +201,7 @@ class PreferencesDialog(QDialog):
         self.min_wbc.setValue(DEFAULT_MIN_WBC)
         self.segmenter.setCurrentIndex(SEGMENTERS.index("auto"))
         self.lab_scale.setChecked(False)
+        self.log_level.setCurrentIndex(LEVELS.index(DEFAULT_LEVEL))
         for group, (low, high) in self.ranges.items():
             low.setValue(REFERENCE_RANGES[group].low)
             high.setValue(REFERENCE_RANGES[group].high)
@@ -193,12 +212,14 @@ class PreferencesDialog(QDialog):
         return dataclasses.replace(
             self._prefs,
             reviewer=self.reviewer.text().strip(),
+            lab_name=self.lab_name.text().strip(),
             review_threshold=self.threshold.value() / 100,
             min_wbc=self.min_wbc.value(),
             segmenter=self.segmenter.currentData(),
             lab_um_per_px=self.um_per_px.value() if self.lab_scale.isChecked() else None,
             review_server=self.review_server.text().strip(),
             reference_ranges=ranges,
+            log_level=self.log_level.currentData(),
             problem="",
         )
 
