@@ -546,10 +546,10 @@ def _v1_session(path: Path) -> Path:
     return path
 
 
-def _columns(path: Path) -> dict[str, list[str]]:
+def _columns(path: Path, tables: tuple[str, ...] = ("image", "cell")) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
-        return {t: [(r[1], r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({t})")] for t in ("image", "cell")}
+        return {t: [(r[1], r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
     finally:
         conn.close()
 
