@@ -1,5 +1,6 @@
 """The review window on a session of the lab's server (a real PostgreSQL the test starts):
-another station's corrections reach the table and the counts, a conflict is put to the
+another station's corrections reach the table and the counts (its sample notes the notes
+box), a conflict is put to the
 reviewer, and a server that goes away is shown by a banner until the window reconnects."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 from benchmarks.big_session import build_session
 from tests.gui.conftest import wait_until
 from tests.unit.test_store import image_result
-from yawbcc_desktop.core.store import CellsChanged, ReviewSession
+from yawbcc_desktop.core.store import COMMENTS, SAMPLE_ID, CellsChanged, ReviewSession
 
 
 @pytest.fixture
@@ -70,6 +71,16 @@ def test_the_window_follows_other_stations_and_the_server(tmp_path, own_postgres
         qtbot.waitUntil(lambda: store.image_count == 4 and store.cell_count == 122, timeout=3000)
         assert [store.cell(r).predicted for r in (120, 121)] == ["NEUTROPHIL", "LYMPHOCYTE"]
         assert store.to_review_count() == session.to_review_count(win.review.prefs.review_threshold)
+
+        # Another station writes the sample's comments: the window shows them; a field the
+        # reviewer is typing in keeps what they typed.
+        notes = win.differential.notes
+        assert notes.isEnabled() and win.differential.scope.currentData() is None  # the whole session
+        notes.sample_id.setText("S-typed-here")
+        other.set_note(COMMENTS, "Smudge cells.", "Bob")
+        other.set_note(SAMPLE_ID, "S-from-bench-2", "Bob")
+        qtbot.waitUntil(lambda: notes.comments.toPlainText() == "Smudge cells.", timeout=3000)
+        assert notes.sample_id.text() == "S-typed-here"
 
     # The server goes: the banner says so; it comes back: the window reconnects by itself.
     assert not win.server_banner.isVisible()

@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
         r.session_changed.connect(self._session_changed)
         r.server_link.connect(self._server_link)
         r.others_changed.connect(lambda: self._differential_later())  # counts and sign-off another station changed
+        r.others_changed.connect(self.differential.notes.show_others)  # the sample notes another station changed
         self.detail.label_bar.label_requested.connect(self.set_label)
         self.detail.label_bar.confirm_requested.connect(self.confirm)
         self.differential.sign_off_requested.connect(self.sign_off)
