@@ -177,7 +177,7 @@ class CorrectionRecord:
     label: str | None
     reviewer: str
     at: str
-    station: str = ""  # the workstation it was made on ('' before format 3)
+    station: str = ""  # the workstation it was made on ('' before format 4)
 
 
 @dataclass(frozen=True, slots=True)
