@@ -25,9 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.voc import match_boxes, read_voc_boxes  # noqa: E402
 from yawbcc_desktop.core.cells import WBC  # noqa: E402
+from yawbcc_desktop.core.field_or_crop import looks_like_smear  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
-from yawbcc_desktop.core.smear import find_cells_in_smear, looks_like_smear, match_boxes, read_voc_boxes  # noqa: E402
+from yawbcc_desktop.core.smear import find_cells_in_smear  # noqa: E402
 
 
 def main() -> None:

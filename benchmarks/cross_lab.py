@@ -145,11 +145,13 @@ def lodo_table(
         folder = resolve_bundle(name)
         bundle = ModelBundle(folder)
         held = bundle.card.extra.get("held_out_domain")
+        trained = bundle.card.extra.get("training_domains") or []
         per_lab = {}
         for d in domains:
-            part = cells[cells.domain.eq(d) & (cells.split.eq(split) | (d == held))]
+            unseen = d == held or bool(trained and d not in trained)  # a lab it never saw: every cell counts
+            part = cells[cells.domain.eq(d) & (cells.split.eq(split) | unseen)]
             m = per_lab[d] = score(bundle, part, threshold, size_rule, scales.get(d))
-            tag = d + (" *" if d == held else "")
+            tag = d + (" *" if unseen else "")
             print(
                 f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} {m['macro_f1']:6.3f} "
                 f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['flagged_size_conflict']:6.3f} "
@@ -163,11 +165,12 @@ def lodo_table(
             card.extra["per_lab"] = {
                 "command": f".venv/bin/python benchmarks/cross_lab.py --bundles {name} --domains {' '.join(domains)}",
                 "review_threshold": threshold,
-                "cells": "held-out test fields of BCCD and Bio-Net, the PBC test split (all cells of a held-out domain)",
+                "cells": "held-out test fields of BCCD and Bio-Net, LISC's test cells, the PBC test split "
+                "(all cells of a lab the bundle never saw)",
                 **per_lab,
             }
             write_card_file(folder, card)
-    print(f"* held-out domain (never trained on): all its cells. Other domains: their {split} fields / split.")
+    print(f"* a lab the bundle never trained on: all its cells. Other labs: their {split} fields / split.")
     print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence, unfamiliar image, size/class)")
     print("size: share whose measured size contradicts the model's call, either way (on an unfamiliar image a")
     print("white cell's size read as a platelet is classed by its likeliest white-cell class: review_rules.size_ruled);")
@@ -178,9 +181,10 @@ def smear_fields(bundle_name: str, threshold: float, segmenter: str = "auto", la
     """BCCD held-out test fields through the smear pipeline, matched to the annotated WBC boxes
     (with ``lab_um``, at BCCD's pixel size as the lab would set it: ``lab_scales``)."""
     from training.domains import field_split, wbc_box_too_small
+    from training.voc import as_xyxy as _as_xyxy
+    from training.voc import box_iou, read_voc_boxes
     from yawbcc_desktop.core.pipeline import analyse
     from yawbcc_desktop.core.review_rules import review_reasons
-    from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
 
     labels = pd.read_csv(DATA / "bccd" / "labels.csv", dtype=str).fillna("")
     fields = [(img, cls) for img, cls in zip(labels.image, labels.wbc_classes) if cls and field_split(img) == "test"]

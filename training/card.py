@@ -23,7 +23,7 @@ def card_metrics(metrics: dict) -> dict:
     return {k: metrics[k] for k in CARD_METRICS}
 
 
-def write_card(folder: str | os.PathLike, card: ModelCard) -> Path:
+def write_card(folder: str | os.PathLike[str], card: ModelCard) -> Path:
     """Write ``folder/model.json`` (atomically) from ``card``; returns its path.
 
     A figure that does not exist (the share of wrong cells queued, with no wrong cell) is

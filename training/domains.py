@@ -35,7 +35,8 @@ import pandas as pd
 from yawbcc_desktop.core.familiarity import acquisition_signature
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.scale import estimate_um_per_px, scaled_cell_input
-from yawbcc_desktop.core.smear import read_voc_boxes
+
+from .voc import read_voc_boxes
 
 DOMAINS = ("pbc", "bccd", "bionet", "lisc")
 CELL_COLUMNS = ["path", "domain", "group", "cx", "cy", "split", "box_w", "box_h"]

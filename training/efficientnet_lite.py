@@ -286,9 +286,9 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     """Channel count scaled by ``width``, rounded like the TF reference."""
     if width == 1.0:
         return filters
-    filters *= width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if new < 0.9 * filters:  # never round down by more than 10 %
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:  # never round down by more than 10 %
         new += divisor
     return int(new)
 

@@ -39,11 +39,12 @@ import pandas as pd
 
 from yawbcc_desktop.core.cells import PLATELET, WBC
 from yawbcc_desktop.core.imageio import read_rgb
-from yawbcc_desktop.core.smear import match_boxes, measure_rbc_radius, read_voc_boxes
+from yawbcc_desktop.core.smear import measure_rbc_radius
 from yawbcc_desktop.core.unet_segmentation import WEIGHTS_FILE, SegmenterCard, UnetSegmenter, central_region
 
 from .domains import field_split, locate_nucleus
 from .unet_targets import DOMAINS, PLATELET_NAMES, WBC_NAMES, Sample, build_samples, coco_samples
+from .voc import match_boxes, read_voc_boxes
 
 # OpenCV's RGB -> XYZ (D65) matrix, applied to 0..1 values inside the network.
 XYZ_FROM_RGB = np.array(

@@ -22,10 +22,11 @@ from yawbcc_desktop.core import rle
 from yawbcc_desktop.core.classes import ARTEFACT
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.segmentation import SegmentationError, segment_single_cell
-from yawbcc_desktop.core.smear import measure_rbc_radius, read_voc_boxes
+from yawbcc_desktop.core.smear import measure_rbc_radius
 from yawbcc_desktop.core.unet_segmentation import working_image
 
 from .domains import field_split, find_nucleus
+from .voc import read_voc_boxes
 
 if TYPE_CHECKING:
     from .unet import UnetConfig

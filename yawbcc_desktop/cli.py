@@ -20,9 +20,16 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .core.vocabulary import FAILED, MODES, SEGMENTERS
+
+if TYPE_CHECKING:  # the core loads lazily, so that --help answers at once
+    from pathlib import Path
+
+    from .core.store import ReviewSession
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger(__name__)
@@ -65,7 +72,7 @@ def tell(text: str, level: int = logging.INFO) -> None:
 class Progress:
     """Progress with rate and ETA on stderr, at most every ``interval`` seconds."""
 
-    def __init__(self, total: int, stream, interval: float = 2.0):
+    def __init__(self, total: int, stream: TextIO | None, interval: float = 2.0) -> None:
         self.total, self.done = total, 0
         self.stream = stream  # None: silent (--quiet)
         self.interval, self.start, self.last = interval, time.monotonic(), 0.0
@@ -108,7 +115,7 @@ def _run_analysis(args: argparse.Namespace, classify: bool) -> int:
             session.close()
 
 
-def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session) -> int:
+def _analyse_into(args: argparse.Namespace, classify: bool, paths: list[Path], session: ReviewSession | None) -> int:
     from .core.classifier import ModelBundle, ModelBundleError, resolve_bundle
     from .core.export import CLASSIFY_COLUMNS, SEGMENT_COLUMNS, CellCsvWriter
     from .core.pipeline import analyse
@@ -174,8 +181,8 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
                         tell(f"{result.path}: masks not written ({exc})", logging.WARNING)
             progress.step()
     except KeyboardInterrupt:
-        kept = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
-        kept += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
+        saved = [f"{writer.rows} rows kept in {writer.partial}"] if writer else []
+        saved += [f"{n_read + n_failed} images saved in {args.session}"] if session is not None else []
         if writer is not None:
             writer.abort()
         tell(f"interrupted; {', '.join(kept)}", logging.WARNING)
@@ -191,7 +198,7 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list, session
     if masks is not None:
         targets = " and ".join(filter(None, [targets, f"{masks.written} masks in {args.masks}"]))
     tell(f"{n_read} files read, {n_cells} cells found, {n_failed} files failed -> {targets}", logging.INFO)
-    if n_unfamiliar:
+    if n_unfamiliar and bundle is not None:
         tell(
             f"{n_unfamiliar} of {n_read} images look unfamiliar to model {bundle.name} (another stain, "
             "microscope or magnification than it was trained on): their cells all wait for review",
@@ -217,6 +224,7 @@ def _cmd_session_copy(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from .core.card_text import adaptation_text
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
 
     bundles = [(f, c) for f, c in list_bundles() if not f.name.startswith(".")]  # .NAME.partial: being written
@@ -244,19 +252,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def adaptation_text(extra: dict) -> str:
-    """``from lite0-accurate for lab X on 2025-05-02, 45 cells``: an adapted card's origin."""
-    how = extra.get("adaptation") or {}
-    text = f"from {extra.get('adapted_from')}"
-    if how.get("lab"):
-        text += f" for {how['lab']}"
-    if how.get("date"):
-        text += f" on {str(how['date'])[:10]}"
-    if how.get("cells"):
-        text += f", {how['cells']} cells"
-    return text
-
-
 def _cmd_index(args: argparse.Namespace) -> int:
     from .core.dataset import index_folder, index_report
 
@@ -271,7 +266,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _training_module(module: str, what: str):
+def _training_module(module: str, what: str) -> ModuleType | None:
     """``training.<module>``, or None (said on stderr) in the installed build, which leaves
     retraining and its dependencies out."""
     import importlib
@@ -287,7 +282,7 @@ def _training_module(module: str, what: str):
 
 def _cmd_train(argv: Sequence[str]) -> int:
     training = _training_module("__main__", "retraining")
-    return EXIT_UNUSABLE if training is None else training.main(list(argv))
+    return EXIT_UNUSABLE if training is None else int(training.main(list(argv)))
 
 
 def _cmd_adapt(argv: Sequence[str]) -> int:
@@ -305,7 +300,7 @@ def _cmd_adapt(argv: Sequence[str]) -> int:
     adapt.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="JSON events on stdout, as python -m training adapt writes them")
     args = parser.parse_args(list(argv))
-    return adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: "))
+    return int(adapt.run(args, adapt.Reporter(events=args.json, prefix="yawbcc adapt: ")))
 
 
 def _pixel_size(text: str) -> float:

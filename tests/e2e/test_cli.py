@@ -119,6 +119,22 @@ def test_models_lists_a_bundle(tiny_bundle, monkeypatch, capsys):
     assert "tiny-test" in out and "efficientnet-lite0" in out and "64x64" in out
 
 
+def test_models_says_where_an_adapted_bundle_comes_from(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """The same words the model chooser shows (core.card_text): base model, lab, date, cells."""
+    import json
+
+    adapted = tmp_path / "tiny-test-Lab-A"
+    shutil.copytree(tiny_bundle, adapted)
+    card = json.loads((adapted / "model.json").read_text())
+    card.update(
+        name="tiny-test-Lab-A", adapted_from="tiny-test", adaptation={"lab": "Lab A", "date": "2026-12-01T10:00:00", "cells": 45}
+    )
+    (adapted / "model.json").write_text(json.dumps(card))
+    monkeypatch.setenv("YAWBCC_MODELS", str(tmp_path))
+    assert main(["models"]) == EXIT_OK
+    assert "adapted:     from tiny-test for Lab A on 2026-12-01, 45 cells" in capsys.readouterr().out
+
+
 def test_partial_rows_survive_an_interruption(pbc, tmp_path, monkeypatch):
     """Rows of images analysed before a crash stay on disk in <out>.partial."""
     import yawbcc_desktop.core.pipeline as pipeline

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from training.domains import field_split, wbc_box_too_small
+from training.voc import as_xyxy, box_iou, read_voc_boxes
 from yawbcc_desktop.core.classifier import ModelBundle, list_bundles, resolve_bundle
 from yawbcc_desktop.core.pipeline import analyse
 from yawbcc_desktop.core.review_rules import UNFAMILIAR, review_reasons
-from yawbcc_desktop.core.smear import _as_xyxy, box_iou, read_voc_boxes
 
 CROSS_LAB = [f for f, card in list_bundles() if "resources" in f.parts and not isinstance(card, Exception) and card.um_per_px]
 
@@ -43,8 +43,8 @@ def test_held_out_bccd_fields_in_smear_mode(default_bundle, bccd):
         boxes = read_voc_boxes(bccd / "Annotations" / f"{img}.xml")
         for _n, x0, y0, x1, y1 in (b for b in boxes if b[0] == "WBC" and not wbc_box_too_small(b)):  # the benchmark's truth
             total += 1
-            hit = max(result.cells, key=lambda c: box_iou(_as_xyxy(c.region), (x0, y0, x1, y1)), default=None)
-            if hit is not None and box_iou(_as_xyxy(hit.region), (x0, y0, x1, y1)) >= 0.5:
+            hit = max(result.cells, key=lambda c: box_iou(as_xyxy(c.region), (x0, y0, x1, y1)), default=None)
+            if hit is not None and box_iou(as_xyxy(hit.region), (x0, y0, x1, y1)) >= 0.5:
                 right += hit.predicted == cls
     assert total >= 15
     assert right / total >= 0.8, (right, total)

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from training.domains import field_split
+from training.voc import match_boxes, read_voc_boxes
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
 from yawbcc_desktop.core.cells import WBC
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.segmentation import SegmentationError, find_cells_measured
-from yawbcc_desktop.core.smear import match_boxes, read_voc_boxes
 from yawbcc_desktop.core.unet_segmentation import SegmenterError, load_segmenter, segmenter_folder
 
 

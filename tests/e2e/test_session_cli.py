@@ -1,5 +1,5 @@
 """``yawbcc classify --session`` and ``yawbcc export`` on real PBC cells, and the export
-fed back to retraining (``training.__main__.merge_extra``).
+fed back to retraining (``training.fit_command.merge_extra``).
 
 The tiny test bundle has random weights: only the bookkeeping is checked.
 """
@@ -11,7 +11,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from training.__main__ import merge_extra
+from training.fit_command import merge_extra
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
 from yawbcc_desktop.core.classes import ARTEFACT
 from yawbcc_desktop.core.dataset import file_sha1

@@ -16,8 +16,9 @@ from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.classes import REVIEW_LABELS
 from yawbcc_desktop.core.review_rules import CELL_STATUSES, CORRECTED, TO_REVIEW
 from yawbcc_desktop.core.store import ReviewSession
+from yawbcc_desktop.gui.cell_filter import CellFilter
 from yawbcc_desktop.gui.cell_store import CellStore, read_session
-from yawbcc_desktop.gui.cell_table_model import COLUMN, COLUMNS, CellFilter, CellTableModel, RowIdRole, SortRole
+from yawbcc_desktop.gui.cell_table_model import COLUMN, COLUMNS, CellTableModel, RowIdRole, SortRole
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ from yawbcc_desktop.core.classes import ARTEFACT, GROUPS, REVIEW_LABELS
 from yawbcc_desktop.core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
 from yawbcc_desktop.core.store import ReviewSession
 from yawbcc_desktop.core.vocabulary import ANALYSED, FAILED, QUEUED
+from yawbcc_desktop.gui.cell_filter import CellFilter
 from yawbcc_desktop.gui.cell_store import AnalysedImage, CellStore
 from yawbcc_desktop.gui.cell_table_model import (
     COLUMN,
     COLUMNS,
     FINAL_LABELS,
     NOT_CLASSIFIED_LABEL,
-    CellFilter,
     CellTableModel,
     GroupRole,
     RowIdRole,

@@ -141,7 +141,8 @@ def test_the_dialog_runs_fit_with_the_recipe_and_the_chosen_epochs(qtbot, tmp_pa
     assert dialog.job.recipe == chosen
     start = args.index("--backbone")
     assert args[start : start + len(chosen.fit_args())] == chosen.fit_args()
-    from training.__main__ import build_parser, fit_config  # the test may import training; the GUI does not
+    from training.__main__ import build_parser  # the test may import training; the GUI does not
+    from training.fit_command import fit_config
 
     assert fit_config(build_parser().parse_args(args)).recipe() == chosen
 

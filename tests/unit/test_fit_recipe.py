@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from training.__main__ import build_parser, fit_config
+from training.__main__ import build_parser
 from training.fit import FitConfig
+from training.fit_command import fit_config
 from yawbcc_desktop.core.classifier import CARD_FILE, resource_root
 from yawbcc_desktop.core.retraining import FIT_DEFAULTS, LITE0_FAST, FitRecipe
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from training.__main__ import merge_extra
+from training.fit_command import merge_extra
 from yawbcc_desktop.core.dataset import file_sha1
 
 

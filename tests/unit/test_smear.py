@@ -1,4 +1,4 @@
-"""White-cell detection in smear fields and smear-vs-single-cell recognition (core.smear).
+"""White-cell detection in smear fields and smear-vs-single-cell recognition (core.smear, core.field_or_crop).
 
 The data tests read ../shared/data in place (BCCD fields with VOC boxes, PBC single cells)
 and skip when it is absent; the full-set figures are benchmarks/bccd_detection.py.
@@ -14,16 +14,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import missing_data
+from training.voc import box_iou, match_boxes, read_voc_boxes
 from yawbcc_desktop.core.cells import PLATELET, WBC, CellRegion
+from yawbcc_desktop.core.field_or_crop import looks_like_smear
 from yawbcc_desktop.core.imageio import read_rgb
-from yawbcc_desktop.core.smear import (
-    box_iou,
-    estimate_rbc_radius,
-    find_cells_in_smear,
-    looks_like_smear,
-    match_boxes,
-    read_voc_boxes,
-)
+from yawbcc_desktop.core.smear import estimate_rbc_radius, find_cells_in_smear
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -145,28 +140,3 @@ def test_synthetic_field_with_one_white_cell():
     assert len(wbcs) == 1
     assert box_iou((wbcs[0].x, wbcs[0].y, wbcs[0].x + wbcs[0].width, wbcs[0].y + wbcs[0].height), (240, 160, 400, 320)) >= 0.6
     assert any(c.kind == PLATELET and abs(c.centre[0] - 560) < 15 and abs(c.centre[1] - 60) < 15 for c in cells)
-
-
-def test_match_boxes_is_greedy_one_to_one():
-    truth = [("WBC", 0, 0, 100, 100), ("WBC", 200, 200, 300, 300)]
-    found = [(5, 5, 105, 105), (0, 0, 90, 100), (400, 400, 450, 450)]
-    assert match_boxes(found, truth) == (1, 2, 1)
-    assert match_boxes([], truth) == (0, 0, 2)
-    assert match_boxes(found, []) == (0, 3, 0)
-    region = CellRegion(200, 200, 100, 100, np.ones((100, 100), bool))
-    assert match_boxes([region], truth) == (1, 0, 1)
-    assert match_boxes([(0, 0, 60, 100)], truth, iou=0.5) == (1, 0, 1)  # IoU exactly 0.6
-    assert match_boxes([(0, 0, 40, 100)], truth, iou=0.5) == (0, 1, 2)  # IoU 0.4
-    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
-
-
-def test_read_voc_boxes(tmp_path):
-    xml = tmp_path / "a.xml"
-    xml.write_text(
-        "<annotation><size><width>640</width><height>480</height></size>"
-        "<object><name>WBC</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>110.6</xmax><ymax>220</ymax></bndbox></object>"
-        "<object><name> Platelets </name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox></object>"
-        "<object><name>RBC</name></object>"
-        "</annotation>"
-    )
-    assert read_voc_boxes(xml) == [("WBC", 10, 20, 111, 220), ("Platelets", 1, 2, 3, 4)]

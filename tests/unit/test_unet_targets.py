@@ -7,7 +7,7 @@ import numpy as np
 
 from training.unet import UnetConfig, random_patch
 from training.unet_targets import bionet_cell_sample, field_sample, pbc_sample
-from yawbcc_desktop.core.smear import read_voc_boxes
+from training.voc import read_voc_boxes
 
 CFG = UnetConfig()
 

@@ -17,6 +17,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 
@@ -31,16 +32,16 @@ class AtomicFile:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         encoding: str = "utf-8",
         newline: str | None = None,
-        partial: str | os.PathLike | None = None,
+        partial: str | os.PathLike[str] | None = None,
         keep_partial: bool = False,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         unique = partial is None
-        self.partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp") if unique else Path(partial)
+        self.partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp") if partial is None else Path(partial)
         self.keep_partial = keep_partial
         self.file: TextIO = open(self.partial, "x" if unique else "w", encoding=encoding, newline=newline)
 
@@ -67,7 +68,7 @@ class AtomicFile:
     def __enter__(self) -> AtomicFile:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -75,7 +76,7 @@ class AtomicFile:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, encoding: str = "utf-8", newline: str | None = None) -> Iterator[TextIO]:
+def atomic_write(path: str | os.PathLike[str], encoding: str = "utf-8", newline: str | None = None) -> Iterator[TextIO]:
     """Open a text file for writing that replaces ``path`` when the ``with`` block ends cleanly.
 
     On an exception the temporary file is removed and ``path`` is left untouched.

@@ -39,7 +39,7 @@ class UniqueStems:
 class MaskWriter(UniqueStems):
     """Writes the masks of analysed images into one folder, keeping names unique."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike[str]):
         super().__init__()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ class DatasetIndex:
     skipped: pd.DataFrame  # columns: path, reason
 
 
-def file_sha1(path: str | os.PathLike) -> str:
+def file_sha1(path: str | os.PathLike[str]) -> str:
     """SHA-1 of a file's bytes: identical files share it, whatever their names."""
     digest = hashlib.sha1()
     with open(path, "rb") as fh:
@@ -37,7 +37,7 @@ def file_sha1(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def index_folder(root: str | os.PathLike) -> DatasetIndex:
+def index_folder(root: str | os.PathLike[str]) -> DatasetIndex:
     """Index ``root/<group>/<LABEL>_<id>.<ext>``.
 
     The group comes from the folder name, the finer label from the file-name prefix; a

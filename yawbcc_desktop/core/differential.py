@@ -99,8 +99,8 @@ def _flags(diff: Differential, ranges: Mapping[str, ReferenceRange], min_wbc: in
     if n < min_wbc:
         flags.append(Flag(FEW_CELLS, "", f"only {n} white cells counted (a differential needs {min_wbc})"))
     if diff.counts["IG"]:
-        pct = f", {diff.percent['IG']:.1f} %" if n else ""
-        flags.append(Flag(IG_PRESENT, "IG", f"immature granulocytes present (left shift): {diff.counts['IG']} cells{pct}"))
+        ig_pct = f", {diff.percent['IG']:.1f} %" if n else ""
+        flags.append(Flag(IG_PRESENT, "IG", f"immature granulocytes present (left shift): {diff.counts['IG']} cells{ig_pct}"))
     if diff.counts["ERYTHROBLAST"]:
         per100 = f", {diff.per_100_wbc['ERYTHROBLAST']:.1f} per 100 WBC" if n else ""
         message = f"erythroblasts present: {diff.counts['ERYTHROBLAST']} cells{per100}"
@@ -123,7 +123,7 @@ def session_differential(
     ranges: Mapping[str, ReferenceRange] = REFERENCE_RANGES,
     min_wbc: int = DEFAULT_MIN_WBC,
     image_id: int | None = None,
-    folder: str | os.PathLike | None = None,
+    folder: str | os.PathLike[str] | None = None,
 ) -> Differential:
     """The differential of the whole session, one folder, or one image (by id)."""
     if image_id is not None:

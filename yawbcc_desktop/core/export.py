@@ -11,6 +11,7 @@ import csv
 import math
 import os
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .atomic import AtomicFile
@@ -38,7 +39,7 @@ def review_values(image: ImageResult | SessionImage | None, reasons: list[str]) 
     known = um_per_px is not None and math.isfinite(um_per_px)  # nan: not measured, or an older session
     return {
         "um_per_px": f"{um_per_px:.4f}" if known else "",
-        "um_per_px_source": image.scale_source if known else "",
+        "um_per_px_source": image.scale_source if known and image is not None else "",
         "unfamiliar": "yes" if image is not None and image.unfamiliar else "no",
         "to_review": "yes" if reasons else "no",
         "review_reason": join_flags(reasons),
@@ -75,7 +76,7 @@ def cell_row(
 class CellCsvWriter:
     """Streams cell rows to ``<path>.partial`` and renames it to ``path`` on ``close()``."""
 
-    def __init__(self, path: str | os.PathLike, columns: list[str], threshold: float = DEFAULT_REVIEW_THRESHOLD):
+    def __init__(self, path: str | os.PathLike[str], columns: list[str], threshold: float = DEFAULT_REVIEW_THRESHOLD):
         self.path = Path(path)
         self.threshold = threshold  # the review threshold of the to_review column
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -105,7 +106,7 @@ class CellCsvWriter:
     def __enter__(self) -> CellCsvWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -10,6 +10,8 @@ saturate the way probabilities do.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -17,7 +19,7 @@ import numpy as np
 class GradCam:
     """Grad-CAM of one loaded Keras classifier (built by ``training.factory``)."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:
         import keras
 
         # The factory's models are a chain: [scaling] -> backbone -> head.  Re-applying the
@@ -34,7 +36,7 @@ class GradCam:
         for layer in layers[cut:end]:
             y = layer(y)
         self._head = keras.Model(head_in, y)
-        self._compiled = None
+        self._compiled: Any = None  # the traced tf.function, made on first use
 
     def heatmaps(self, batch: np.ndarray, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps in [0, 1] at the input size, and the class each one explains.
@@ -62,7 +64,7 @@ class GradCam:
             out[i] = cv2.resize(cam, (size[1], size[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1)
         return out, np.asarray(classes)
 
-    def _cams(self, x, classes):
+    def _cams(self, x: Any, classes: Any) -> tuple[Any, Any]:
         import tensorflow as tf
 
         feats = self._features(x, training=False)

@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,13 +32,13 @@ _WARNINGS_LOCK = threading.Lock()
 class ImageReadError(Exception):
     """A file could not be read as an image; ``str()`` is one line naming file and reason."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike[str], reason: str):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as an HxWx3 uint8 RGB array.
 
     JPEG, PNG, TIFF (8/16-bit), BMP; greyscale, palette and RGBA are converted to RGB
@@ -80,7 +81,10 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, f"corrupt or truncated image data ({exc})") from None
 
 
-def _pillow_warnings_into(damage: list[str], call: Callable):
+T = TypeVar("T")
+
+
+def _pillow_warnings_into(damage: list[str], call: Callable[[], T]) -> T:
     """``call()``, with the warnings Pillow gives meanwhile appended to ``damage`` as one-line
     texts (each once) instead of printed; other code's warnings are passed on unchanged."""
     others = []
@@ -121,12 +125,12 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def is_image_name(path: str | os.PathLike) -> bool:
+def is_image_name(path: str | os.PathLike[str]) -> bool:
     """True if the file name has one of the image suffixes the application opens."""
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def iter_image_paths(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """Expand files and folders (recursively, sorted) into candidate image paths.
 
     A file given explicitly is always yielded (so that a bad one is reported, not skipped);

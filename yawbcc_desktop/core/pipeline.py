@@ -118,7 +118,7 @@ def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None 
     x = model_input(rgb, "cell", [], card, um)[0]
     if mask is None:
         return x, None
-    if not card.um_per_px:
+    if um is None or not card.um_per_px:
         return x, prepare_cell_mask(mask, card.input_size, card.cell_field)
     centre = (rgb.shape[1] / 2.0, rgb.shape[0] / 2.0)
     as_image = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
@@ -126,7 +126,7 @@ def single_cell_input(rgb: np.ndarray, card: ModelCard, mask: np.ndarray | None 
 
 
 def segment_image(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     mode: str = "auto",
     card: ModelCard | None = None,
     settings: AnalysisSettings = DEFAULT_ANALYSIS,
@@ -167,7 +167,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
     start = 0
     for r in with_inputs:
         n = len(r.cells)
-        if scores is not None:
+        if scores is not None and bundle.familiarity is not None:
             r.unfamiliar_score = bundle.familiarity.image_score(scores[start : start + n], r.signature)
             r.unfamiliar = bundle.familiarity.is_unfamiliar(r.unfamiliar_score)
         for i, (cell, p) in enumerate(zip(r.cells, probs[start : start + n])):
@@ -183,7 +183,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
 
 
 def segmented(
-    paths: Iterable[str | os.PathLike],
+    paths: Iterable[str | os.PathLike[str]],
     mode: str,
     card: ModelCard | None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -218,7 +218,7 @@ def segmented(
 
 
 def analyse(
-    paths: Iterable[str | os.PathLike],
+    paths: Iterable[str | os.PathLike[str]],
     mode: str = "auto",
     bundle: ModelBundle | None = None,
     batch_size: int = 32,

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .atomic import atomic_write
 from .classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
@@ -76,7 +77,7 @@ class Preferences:
     def analysis(self) -> AnalysisSettings:
         return AnalysisSettings(self.segmenter, self.lab_um_per_px)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "reviewer": self.reviewer,
             "review_threshold": self.review_threshold,
@@ -91,7 +92,7 @@ class Preferences:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> Preferences:
+    def from_json(cls, data: dict[str, Any]) -> Preferences:
         """Values that are missing or out of range fall back to their defaults, one by one."""
         prefs = cls()
         if isinstance(data.get("reviewer"), str):
@@ -146,7 +147,7 @@ def server_problem(server: str) -> str:
     return ""
 
 
-def _valid_range(pair) -> bool:
+def _valid_range(pair: object) -> bool:
     return (
         isinstance(pair, list | tuple)
         and len(pair) == 2
@@ -178,7 +179,7 @@ def preferences_path() -> Path:
     return config_dir() / FILE_NAME
 
 
-def load_preferences(path: str | os.PathLike | None = None) -> Preferences:
+def load_preferences(path: str | os.PathLike[str] | None = None) -> Preferences:
     """The saved preferences, or the defaults (with ``problem`` set if the file was unreadable)."""
     path = Path(path) if path is not None else preferences_path()
     try:
@@ -196,7 +197,7 @@ def load_preferences(path: str | os.PathLike | None = None) -> Preferences:
     return Preferences.from_json(data)
 
 
-def save_preferences(prefs: Preferences, path: str | os.PathLike | None = None) -> None:
+def save_preferences(prefs: Preferences, path: str | os.PathLike[str] | None = None) -> None:
     """Write atomically; a crash mid-save leaves the previous preferences intact."""
     path = Path(path) if path is not None else preferences_path()
     with atomic_write(path) as fh:

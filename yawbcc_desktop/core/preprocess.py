@@ -6,6 +6,8 @@ run time exactly what it saw in training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -47,7 +49,7 @@ def colour_balance(image: np.ndarray) -> np.ndarray:
     cost per image, the same values bar rounding of the means (one grey level, rare pixels).
     """
     grey_mean = np.float32(cv2.mean(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))[0])
-    channel_means = np.float32(cv2.mean(image)[:3])
+    channel_means = np.asarray(cv2.mean(image)[:3], np.float32)
     gains = grey_mean / np.maximum(channel_means, 1e-6)
     lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * gains + 0.5, 0, 255).astype(np.uint8)
     return cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))
@@ -98,7 +100,7 @@ def prepare_cell_mask(mask: np.ndarray, side: int, field: int = PBC_SIZE[0]) -> 
     return cv2.resize(square, (side, side), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
-def uint8_percentiles(values: np.ndarray, qs) -> np.ndarray:
+def uint8_percentiles(values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
     """``np.percentile(values, qs, axis=0).T`` (linear interpolation) of (N, C) uint8 values,
     read off each channel's histogram: the same numbers, four times faster than sorting
     (the acquisition signature and the red-cell contrast stretch take them per image)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from .classes import GROUPS
 
@@ -63,7 +64,7 @@ class FitRecipe:
         return FitRecipe(**{f.name: getattr(self, f.name) for f in fields(FitRecipe)})
 
     @classmethod
-    def from_card_training(cls, training: dict) -> FitRecipe:
+    def from_card_training(cls, training: dict[str, Any]) -> FitRecipe:
         """The recipe a bundle was trained with (its card's ``training`` block); what the
         block does not say is ``FIT_DEFAULTS``'s."""
         known = {f.name: training[f.name] for f in fields(FitRecipe) if f.name in training}
@@ -107,7 +108,7 @@ def left_out(mode: str, label: object, path: str) -> str:
     return ""
 
 
-def progress_event(kind: str, **fields) -> None:
+def progress_event(kind: str, **fields: Any) -> None:
     """One event for the window on stdout (only when it asked, ``PROGRESS_ENV``):
     ``preparing`` (split, images), ``phase`` (phase, epochs), ``batch`` (phase, epoch,
     epochs, batch, batches), ``testing``."""

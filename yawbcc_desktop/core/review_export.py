@@ -59,7 +59,7 @@ def number_text(value: float, digits: int) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def export_cells(session: ReviewSession, path: str | os.PathLike, threshold: float = DEFAULT_REVIEW_THRESHOLD) -> int:
+def export_cells(session: ReviewSession, path: str | os.PathLike[str], threshold: float = DEFAULT_REVIEW_THRESHOLD) -> int:
     """Write every cell of the session to ``path``; returns the number of rows.
 
     ``threshold``: the review threshold of the ``to_review`` column (a reviewed cell never is).
@@ -98,7 +98,9 @@ def export_cells(session: ReviewSession, path: str | os.PathLike, threshold: flo
     return len(ids)
 
 
-def differential_row(diff: Differential, ranges: Mapping[str, ReferenceRange], signed: tuple[str, str] = ("", "")) -> dict:
+def differential_row(
+    diff: Differential, ranges: Mapping[str, ReferenceRange], signed: tuple[str, str] = ("", "")
+) -> dict[str, str | int]:
     """One CSV row of a differential; ``signed`` is (reviewer, time) of a current sign-off."""
     pct, per100 = diff.percent, diff.per_100_wbc
     return {
@@ -123,7 +125,7 @@ def differential_row(diff: Differential, ranges: Mapping[str, ReferenceRange], s
 
 def export_differential(
     session: ReviewSession,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     threshold: float,
     ranges: Mapping[str, ReferenceRange] = REFERENCE_RANGES,
     min_wbc: int = DEFAULT_MIN_WBC,

@@ -11,6 +11,7 @@ micrometres per pixel at run time as in training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class ScaleEstimate:
 
 
 def estimate_um_per_px(
-    rgb: np.ndarray, regions: list[CellRegion] = (), rbc_radius: float | None = -1.0, lab_um_per_px: float | None = None
+    rgb: np.ndarray, regions: Sequence[CellRegion] = (), rbc_radius: float | None = -1.0, lab_um_per_px: float | None = None
 ) -> ScaleEstimate:
     """The image's pixel size: the lab's when it set one, else from the image's red cells, else
     from its white cells' size.

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
@@ -14,6 +16,9 @@ from skimage.segmentation import watershed
 
 from .cells import WBC, CellRegion
 from .vocabulary import MODES, SEGMENTERS
+
+if TYPE_CHECKING:  # the U-Net module loads lazily, only when a network is asked for
+    from .unet_segmentation import UnetSegmenter
 
 
 class SegmentationError(Exception):
@@ -51,7 +56,7 @@ def segment_single_cell(rgb: np.ndarray, threshold: int = 200, min_distance: int
     return CellRegion(int(x0), int(y0), int(x1 - x0), int(y1 - y0), full[y0:y1, x0:x1], WBC)
 
 
-def _central_region(rgb: np.ndarray, threshold: int, min_distance: int):
+def _central_region(rgb: np.ndarray, threshold: int, min_distance: int) -> tuple[np.ndarray, int]:
     h, w = rgb.shape[:2]
     grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (5, 5), 0)
     _, thresh = cv2.threshold(grey, threshold, 255, cv2.THRESH_BINARY_INV)
@@ -85,7 +90,7 @@ def _central_region(rgb: np.ndarray, threshold: int, min_distance: int):
 
 def looks_like_smear(rgb: np.ndarray) -> bool:
     """True for a whole field of view, False for a single-cell crop."""
-    from .smear import looks_like_smear as _looks_like_smear
+    from .field_or_crop import looks_like_smear as _looks_like_smear
 
     return _looks_like_smear(rgb)
 
@@ -105,7 +110,7 @@ NOT_MEASURED = -1.0
 AUTO_SEGMENTER = {"smear": "unet", "cell": "classic"}
 
 
-def network_for(mode: str, segmenter: str):
+def network_for(mode: str, segmenter: str) -> UnetSegmenter | None:
     """The U-Net to use for an image of ``mode`` ("cell" or "smear"), or None for the classic
     method.  ``auto`` quietly keeps the classic method when no U-Net bundle is installed;
     an explicit ``unet`` without one is an error."""
@@ -138,7 +143,8 @@ def find_cells_measured(
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if segmenter not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {', '.join(SEGMENTERS)}")
-    from .smear import detect_field_measured, field_shaped, find_cells_in_smear_measured, measure_rbc_radius, smear_score_of
+    from .field_or_crop import detect_field_measured, field_shaped, smear_score_of
+    from .smear import find_cells_in_smear_measured, measure_rbc_radius
     from .unet_segmentation import central_region
 
     radius: float | None = NOT_MEASURED

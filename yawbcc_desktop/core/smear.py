@@ -1,5 +1,4 @@
-"""Find white cells and platelets in a whole stained blood-smear field, and tell a smear
-field from a single-cell crop.
+"""Find white cells and platelets in a whole stained blood-smear field.
 
 Qt-free: numpy, OpenCV and scikit-image only.
 
@@ -33,14 +32,11 @@ White cells (:func:`find_cells_in_smear`):
    (close ones grouped into a clump); a lower threshold, halfway to the nuclei, catches
    the paler ones.
 
-Smear field or single-cell crop: :func:`looks_like_smear` / :func:`smear_score`.
-Scoring against Pascal VOC boxes: :func:`read_voc_boxes`, :func:`match_boxes`.
+Smear field or single-cell crop (``looks_like_smear``, ``smear_score``): ``field_or_crop.py``.
+Scoring found cells against Pascal VOC boxes is training's (``training/voc.py``).
 """
 
 from __future__ import annotations
-
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -51,19 +47,17 @@ from .preprocess import uint8_percentiles
 
 __all__ = [
     "find_cells_in_smear",
-    "looks_like_smear",
-    "smear_score",
+    "find_cells_in_smear_measured",
     "estimate_rbc_radius",
-    "match_boxes",
-    "box_iou",
-    "read_voc_boxes",
+    "measure_rbc_radius",
+    "source_rbc_radius",
+    "to_region",
 ]
 
 # Working scale: red-cell radius in pixels after resizing.
 _WORK_RBC_RADIUS = 20.0
 _MIN_WORK_RBC_RADIUS = 12.0
 _PLATELET_LEVEL = 0.5  # platelet threshold: this far from the background up to the nuclei
-FIELD_ASPECT = 1.2  # camera frames are 4:3 or wider, single-cell crops about square
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -98,7 +92,8 @@ def _fill_holes(mask: np.ndarray, max_area: float) -> np.ndarray:
     x, y, ww, hh, area = st[:, 0], st[:, 1], st[:, 2], st[:, 3], st[:, 4]
     inner = (x > 0) & (y > 0) & (x + ww < w) & (y + hh < h) & (area < max_area)
     inner[0] = False
-    return m.astype(bool) | inner[lab]
+    filled: np.ndarray = m.astype(bool) | inner[lab]
+    return filled
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -178,7 +173,7 @@ def measure_rbc_radius(rgb: np.ndarray) -> float | None:
             return float(np.percentile(circles[0, :, 2], 75) / s)
         r = _granulometry_radius(_foreground(small))
         if r is not None:
-            return r / s
+            return float(r / s)
     return None
 
 
@@ -345,9 +340,9 @@ def _detect(rgb: np.ndarray) -> tuple[float, list[CellRegion], float | None]:
     # well above the background level; red cells and background are not.
     bg_body = float(np.median(body[background])) if background.sum() > 100 else float(np.median(body))
     nuc_body = float(np.median(body[nuc])) if nuc.any() else bg_body + 8.0 * spread
-    cells = (body > bg_body + 0.2 * max(nuc_body - bg_body, 4.0 * spread)).astype(np.uint8)
-    cells = cv2.morphologyEx(cells, cv2.MORPH_OPEN, _disk(0.25 * R))
-    cells = _fill_holes(cells, 3.0 * rbc_area) | nuc
+    bodies: np.ndarray = (body > bg_body + 0.2 * max(nuc_body - bg_body, 4.0 * spread)).astype(np.uint8)
+    bodies = cv2.morphologyEx(bodies, cv2.MORPH_OPEN, _disk(0.25 * R))
+    cells = _fill_holes(bodies, 3.0 * rbc_area) | nuc
 
     wbc_min = 0.3 * rbc_area
     regions: list[tuple[np.ndarray, str, int, int]] = []  # (mask in window, kind, ox, oy)
@@ -425,172 +420,3 @@ def to_region(m: np.ndarray, ox: int, oy: int, pad: float, sx: float, sy: float,
     flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
     mask = cv2.warpAffine(canvas, M, (X1 - X0, Y1 - Y0), flags=flags, borderValue=0).astype(bool)
     return CellRegion(X0, Y0, X1 - X0, Y1 - Y0, mask, kind)
-
-
-# ------------------------------------------------------------------------ smear vs crop
-
-
-def smear_score(rgb: np.ndarray) -> float:
-    """Evidence that ``rgb`` is a whole smear field (> 0) rather than a single-cell crop (< 0).
-
-    A single-cell crop (CellaVision / PBC style, or a box cut out of a field) is centred
-    on its cell and spans few red cells; a smear field is a camera frame of many red cells
-    in which white cells lie anywhere.  Points:
-
-    * centre: distance from the image centre to the nearest stained object (nucleus,
-      cell or platelet mask): <= 0.75 R -1 (a crop is centred on its cell), <= 2.5 R +1
-      (some crops are off-centre), farther or none +3;
-    * extent, in red-cell radii ``R`` along the short side: >= 16 (8 red cells across)
-      +4, >= 13 +2, < 5 (a tight crop) -4, else 0;
-    * frame shape (a weak hint: camera frames are 4:3 or wider, crops square): aspect
-      >= 1.2 +2, <= 1.1 -2, else 0;
-    * one white cell fills a quarter of the frame or more (a tight crop; in a field a
-      white cell covers a few per cent): -3;
-    * three or more white cells: +1.
-
-    BCCD fields (640x480) and PBC crops (360x363) have the same short side in red-cell
-    radii (about 9.5 R) and BCCD fields are often centred on their white cell, so for
-    those two sources the frame shape is what separates them; the content terms take over
-    for tight crops, fields at other magnifications and square fields without a
-    centred cell.
-    """
-    rgb = _as_rgb_uint8(rgb)
-    return _score(rgb, *_detect(rgb)[:2])
-
-
-def detect_field(rgb: np.ndarray) -> tuple[bool, list[CellRegion]]:
-    """Whether ``rgb`` looks like a smear field, and the cells found in it, from one detection.
-
-    Auto mode needs both; detecting once halves its cost on smear fields.
-    """
-    is_smear, cells, _ = detect_field_measured(rgb)
-    return is_smear, cells
-
-
-def detect_field_measured(rgb: np.ndarray) -> tuple[bool, list[CellRegion], float | None]:
-    """``detect_field`` and the red-cell radius it measured (None: no red cell found)."""
-    rgb = _as_rgb_uint8(rgb)
-    r_src, cells, measured = _detect(rgb)
-    return _score(rgb, r_src, cells) > 0, cells, measured
-
-
-def smear_score_of(rgb: np.ndarray, cells: list[CellRegion], measured: float | None) -> float:
-    """``smear_score`` from cells another segmenter found (``measured``: the red-cell radius,
-    None if no red cell was found)."""
-    return _score(rgb, source_rbc_radius(rgb, measured), cells)
-
-
-def field_shaped(rgb: np.ndarray) -> bool:
-    """A camera frame's proportions (4:3 or wider); crops are square."""
-    H, W = rgb.shape[:2]
-    return max(H, W) / max(1, min(H, W)) >= FIELD_ASPECT
-
-
-def _score(rgb: np.ndarray, r_src: float, cells: list[CellRegion]) -> float:
-    H, W = rgb.shape[:2]
-    cx, cy = W / 2.0, H / 2.0
-    d_centre = np.inf
-    for c in cells:
-        # cheap box test first
-        m = 2.5 * r_src
-        if c.x - m > cx or c.x + c.width + m < cx or c.y - m > cy or c.y + c.height + m < cy:
-            continue
-        ys, xs = np.nonzero(c.mask)
-        if len(xs):
-            d = np.sqrt((xs + c.x + 0.5 - cx) ** 2 + (ys + c.y + 0.5 - cy) ** 2).min()
-            d_centre = min(d_centre, float(d))
-    if d_centre <= 0.75 * r_src:
-        score = -1.0
-    elif d_centre <= 2.5 * r_src:
-        score = 1.0
-    else:
-        score = 3.0
-    short = min(H, W) / r_src
-    if short >= 16:
-        score += 4.0
-    elif short >= 13:
-        score += 2.0
-    elif short < 5:
-        score -= 4.0
-    aspect = max(H, W) / max(1, min(H, W))
-    if aspect >= FIELD_ASPECT:
-        score += 2.0
-    elif aspect <= 1.1:
-        score -= 2.0
-    wbcs = [c for c in cells if c.kind == WBC]
-    if wbcs and max(int(c.mask.sum()) for c in wbcs) >= 0.25 * H * W:
-        score -= 3.0
-    if len(wbcs) >= 3:
-        score += 1.0
-    return score
-
-
-def looks_like_smear(rgb: np.ndarray) -> bool:
-    """True for a whole smear field (many cells, red cells everywhere), False for a
-    single-cell crop (one cell in the centre).  See :func:`smear_score`."""
-    return smear_score(rgb) > 0
-
-
-# ---------------------------------------------------------------------------- scoring
-
-
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """IoU of two (xmin, ymin, xmax, ymax) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
-
-
-def _as_xyxy(box) -> tuple[float, float, float, float]:
-    if isinstance(box, CellRegion):
-        return float(box.x), float(box.y), float(box.x + box.width), float(box.y + box.height)
-    b = tuple(box)
-    if len(b) == 5:  # (name, xmin, ymin, xmax, ymax) as read_voc_boxes gives
-        b = b[1:]
-    return tuple(float(v) for v in b[:4])  # type: ignore[return-value]
-
-
-def match_boxes(found, truth, iou: float = 0.5) -> tuple[int, int, int]:
-    """Greedy one-to-one matching of boxes; returns (true pos, false pos, false neg).
-
-    ``found`` and ``truth`` hold CellRegions, (xmin, ymin, xmax, ymax) tuples or
-    (name, xmin, ymin, xmax, ymax) tuples.  Pairs are taken in decreasing IoU order and
-    count when IoU >= ``iou``.
-    """
-    f = [_as_xyxy(b) for b in found]
-    t = [_as_xyxy(b) for b in truth]
-    pairs = []
-    for i, fb in enumerate(f):
-        for j, tb in enumerate(t):
-            v = box_iou(fb, tb)
-            if v >= iou:
-                pairs.append((v, i, j))
-    pairs.sort(key=lambda p: -p[0])
-    used_f: set[int] = set()
-    used_t: set[int] = set()
-    for _, i, j in pairs:
-        if i in used_f or j in used_t:
-            continue
-        used_f.add(i)
-        used_t.add(j)
-    tp = len(used_f)
-    return tp, len(f) - tp, len(t) - tp
-
-
-def read_voc_boxes(xml_path: str | Path) -> list[tuple[str, int, int, int, int]]:
-    """Boxes of a Pascal VOC annotation file as (name, xmin, ymin, xmax, ymax)."""
-    root = ET.parse(str(xml_path)).getroot()
-    out = []
-    for obj in root.iter("object"):
-        name_el = obj.find("name")
-        bb = obj.find("bndbox")
-        if name_el is None or bb is None or name_el.text is None:
-            continue
-        vals = []
-        for k in ("xmin", "ymin", "xmax", "ymax"):
-            el = bb.find(k)
-            vals.append(int(round(float(el.text))) if el is not None and el.text else 0)
-        out.append((name_el.text.strip(), vals[0], vals[1], vals[2], vals[3]))
-    return out

@@ -19,6 +19,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,7 +49,7 @@ class SegmenterCard:
     platelet_threshold: float = 0.5
     wbc_min_area: float = 0.5  # smallest white cell, in red-cell areas at the working scale
     platelet_min_area: float = 0.02
-    extra: dict = field(default_factory=dict)  # training recipe, data, figures
+    extra: dict[str, Any] = field(default_factory=dict)  # training recipe, data, figures
 
     @classmethod
     def read(cls, folder: Path) -> SegmenterCard:
@@ -120,7 +121,7 @@ def central_region(regions: list[CellRegion], shape: tuple[int, int]) -> CellReg
 class UnetSegmenter:
     """One loaded U-Net bundle.  Thread-safe: calls into the network take a lock."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         self.card = SegmenterCard.read(self.folder)
         weights = self.folder / WEIGHTS_FILE
@@ -148,7 +149,7 @@ class UnetSegmenter:
         """The maps of an image already at the working scale (``working_image``)."""
         x = padded(img)[None].astype(np.float32)
         with self._lock:
-            probs = self._predict(x).numpy()[0]
+            probs: np.ndarray = self._predict(x).numpy()[0]
         return probs[: img.shape[0], : img.shape[1]]
 
     def find_cells(self, rgb: np.ndarray, radius: float | None) -> list[CellRegion]:
@@ -161,7 +162,7 @@ _loaded: dict[str, UnetSegmenter] = {}  # by the name or folder asked for
 _loading = threading.Lock()
 
 
-def segmenter_folder(name: str | os.PathLike | None = None) -> Path:
+def segmenter_folder(name: str | os.PathLike[str] | None = None) -> Path:
     """A segmenter bundle folder by name on the model search path, or a folder path."""
     from .classifier import model_search_path
 
@@ -175,7 +176,7 @@ def segmenter_folder(name: str | os.PathLike | None = None) -> Path:
     raise SegmenterError(f"no U-Net segmenter {wanted!r} on the model search path")
 
 
-def load_segmenter(name: str | os.PathLike | None = None) -> UnetSegmenter:
+def load_segmenter(name: str | os.PathLike[str] | None = None) -> UnetSegmenter:
     """The segmenter bundle, loaded once per process (the analysis child keeps it); asked
     for every image, so a name already loaded is not looked up on disk again."""
     key = str(name or DEFAULT_SEGMENTER)

@@ -19,7 +19,7 @@ from operator import attrgetter
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QMenu, QToolBar
+from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QMenu, QToolBar, QToolButton
 
 from ..core.vocabulary import MODES
 from .icons import icon
@@ -275,7 +275,9 @@ def build_toolbar(window: QMainWindow, actions: dict[str, QAction], parts: dict[
             continue
         tools.addAction(actions[spec.name])
         if spec.icon_only:
-            tools.widgetForAction(actions[spec.name]).setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+            button = tools.widgetForAction(actions[spec.name])
+            if isinstance(button, QToolButton):
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
     return tools
 
 

@@ -21,8 +21,9 @@ from ..core.preferences import DEFAULT_ANALYSIS
 from ..core.store import CellCache, SessionError
 from ..core.vocabulary import CANCELLED, FAILED, NO_CELL, QUEUED
 from .background import in_background
+from .cell_filter import CellFilter
 from .cell_store import AnalysedImage, CellStore, read_session
-from .cell_table_model import CellFilter, CellTableModel
+from .cell_table_model import CellTableModel
 from .image_list_model import ImageListModel
 from .image_loader import ImageLoader
 from .throttle import Throttle
@@ -101,7 +102,7 @@ class AnalysisController(QObject):
         self._session_warned = False
         self._loads = 0  # session loads asked for: a load that is not the last one is dropped
         self.loading = False  # the session's cells are being read: the views are still empty
-        self._opened_while_loading: list[str | os.PathLike] = []
+        self._opened_while_loading: list[str | os.PathLike[str]] = []
         self.model_card: ModelCard | None = None
         self.model_folder = ""
         self.model_state = "none"  # none, loading, ready, failed
@@ -114,8 +115,7 @@ class AnalysisController(QObject):
         # each update relays out and repaints the gallery, and that costs the worker CPU too.
         self._arrived: list[AnalysedImage] = []
         self._apply_later = Throttle(self._apply_results, RESULTS_EVERY_MS, self)
-        self._worker: AnalysisWorker | None = None
-        self._make_worker()
+        self._worker = self._make_worker()
 
     def start(self) -> None:
         """Start the worker thread (after the window is up: its imports compete for the CPU)."""
@@ -123,7 +123,7 @@ class AnalysisController(QObject):
             self._worker.start()
 
     # ------------------------------------------------------------------ the worker
-    def _make_worker(self) -> None:
+    def _make_worker(self) -> AnalysisWorker:
         worker = AnalysisWorker(parent=self)
         worker.model_loading.connect(self._on_model_loading)
         worker.model_ready.connect(self._on_model_ready)
@@ -136,8 +136,8 @@ class AnalysisController(QObject):
         worker.session_failed.connect(self._on_session_failed)
         worker.crashed.connect(self._on_crashed)
         worker.set_session(self.session)
-        self._worker = worker
         self._submitted = 0  # the new worker counts from zero
+        return worker
 
     @property
     def worker(self) -> AnalysisWorker:
@@ -155,7 +155,7 @@ class AnalysisController(QObject):
         return worker.wait(msecs)
 
     # --------------------------------------------------------------------- models
-    def use_model(self, name_or_folder: str | os.PathLike | None) -> bool:
+    def use_model(self, name_or_folder: str | os.PathLike[str] | None) -> bool:
         """Load a bundle (None: the default) in the worker; False if it cannot even be found."""
         try:
             folder = resolve_bundle(name_or_folder)
@@ -275,7 +275,7 @@ class AnalysisController(QObject):
             )
 
     # ------------------------------------------------------------------- analysis
-    def open_paths(self, paths: Iterable[str | os.PathLike]) -> int:
+    def open_paths(self, paths: Iterable[str | os.PathLike[str]]) -> int:
         """Open files and folders (searched recursively); new images are queued for analysis.
         While a session loads they wait for it (and 0 is returned): its images come first."""
         if self.loading:
@@ -463,7 +463,7 @@ class AnalysisController(QObject):
         old.wait(2000)
         old.deleteLater()
         self.model_state = "none"
-        self._make_worker()
+        self._worker = self._make_worker()
         self._worker.start()
         if self.model_folder:
             self._worker.load_model(self.model_folder)

@@ -88,7 +88,8 @@ def _light_palette() -> QPalette:
 
 def application() -> QApplication:
     """The QApplication, styled (an existing one is reused, as under pytest-qt)."""
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "yawbcc-desktop"])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0] if sys.argv else "yawbcc-desktop"])
     app.setApplicationName("YAWBCC Desktop")
     app.setOrganizationName("YAWBCC")
     app.setStyle("Fusion")

@@ -12,12 +12,13 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 # Its own pool, so that closing a session can wait for exactly these jobs (they read it).
 _POOL = QThreadPool()
-_reading: Counter = Counter()  # id of a session -> jobs reading it that have not ended
+_reading: Counter[int] = Counter()  # id of a session -> jobs reading it that have not ended
 _ended = threading.Condition()
 
 
@@ -60,10 +61,13 @@ class _Job(QRunnable):
         self.relay.finished.emit(result, error)
 
 
+T = TypeVar("T")
+
+
 def in_background(
     owner: QObject,
-    work: Callable[[], object],
-    done: Callable[[object], None],
+    work: Callable[[], T],
+    done: Callable[[T], None],
     failed: Callable[[Exception], None],
     reading: object | None = None,
 ) -> None:
@@ -77,7 +81,7 @@ def in_background(
         if error is not None:
             failed(error)
         else:
-            done(result)
+            done(cast(T, result))  # what ``work`` returned, through the relay's untyped signal
 
     relay.finished.connect(finish)
     _POOL.start(_Job(work, relay, reading))

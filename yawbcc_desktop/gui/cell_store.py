@@ -261,7 +261,7 @@ class CellStore:
         empty); the review threshold stays this store's.  Constant time: how a session read
         off the GUI thread (``read_session``) reaches the views in one step."""
         self._images, self._order, self._rows, self._cache = other._images, other._order, other._rows, other._cache
-        other.__init__()
+        other._images, other._order, other._rows, other._cache = {}, [], {}, CellCache()
 
 
 def read_session(session, abandoned: Callable[[], bool] = lambda: False) -> CellStore | None:

@@ -113,7 +113,8 @@ class MainWindow(QMainWindow):
         self.models = ModelDialogs(self)
         self.help = HelpDialogs(self)
         self._build_actions()
-        self.banner = UnfamiliarBanner(self.retrain_action, self.adapt_action)  # over the image, when the model does not know
+        # Over the image, when the model does not know the image.
+        self.banner = UnfamiliarBanner(self.named_actions["retrain"], self.named_actions["adapt"])
         central_layout.insertWidget(0, self.banner)
         self.server_banner = ServerBanner()  # while the review server of the session cannot be reached
         central_layout.insertWidget(0, self.server_banner)
@@ -197,8 +198,6 @@ class MainWindow(QMainWindow):
         r.history_changed.connect(self._update_actions)
         r.session_changed.connect(self._session_changed)
         r.server_link.connect(self._server_link)
-        r.others_changed.connect(lambda: self._differential_later())  # counts and sign-off another station changed
-        r.others_changed.connect(self.differential.notes.show_others)  # the sample notes another station changed
         self.detail.label_bar.label_requested.connect(self.set_label)
         self.detail.label_bar.confirm_requested.connect(self.confirm)
         self.differential.sign_off_requested.connect(self.sign_off)
@@ -207,6 +206,8 @@ class MainWindow(QMainWindow):
         self._differential_later = Throttle(self.differential.refresh, 400, self)
         c.cells.rowsInserted.connect(self._differential_later)
         c.cells.modelReset.connect(self._differential_later)
+        r.others_changed.connect(self._differential_later)  # counts and sign-off another station changed
+        r.others_changed.connect(self.differential.notes.show_others)  # the sample notes another station changed
 
     # ----------------------------------------------------------------- start-up
     def start(self, model: str | None = None, paths: list[str] | None = None, session: str | None = None) -> None:
@@ -331,16 +332,16 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         active = self.controller.progress.active
-        self.cancel_action.setEnabled(active)
-        self.analyse_action.setEnabled(bool(self.controller.store.paths_with_status(CANCELLED)))
+        self.named_actions["cancel"].setEnabled(active)
+        self.named_actions["analyse"].setEnabled(bool(self.controller.store.paths_with_status(CANCELLED)))
         has_images = self.controller.store.image_count > 0
-        self.reanalyse_action.setEnabled(has_images)
+        self.named_actions["reanalyse"].setEnabled(has_images)
         has_session = self.review.session is not None
-        self.close_all_action.setEnabled(has_images or has_session)
+        self.named_actions["close_all"].setEnabled(has_images or has_session)
         for action in actions.needing_session(self.named_actions):
             action.setEnabled(has_session)
-        self.undo_action.setEnabled(self.review.can_undo)
-        self.redo_action.setEnabled(self.review.can_redo)
+        self.named_actions["undo"].setEnabled(self.review.can_undo)
+        self.named_actions["redo"].setEnabled(self.review.can_redo)
 
     def _update_counts(self, *args) -> None:
         store = self.controller.store

@@ -5,17 +5,21 @@ process, which never outlives the window (``shutdown``)."""
 from __future__ import annotations
 
 import os
-
-from PySide6.QtWidgets import QMainWindow
+from typing import TYPE_CHECKING
 
 from .widgets.model_chooser import ModelChooser
 
+if TYPE_CHECKING:  # the window builds these dialogs; the dialogs load when first asked for
+    from .main_window import MainWindow
+    from .widgets.adapt_dialog import AdaptDialog
+    from .widgets.retrain_dialog import RetrainDialog
+
 
 class ModelDialogs:
-    def __init__(self, window: QMainWindow):
+    def __init__(self, window: MainWindow):
         self.window = window
-        self.retrain_dialog = None
-        self.adapt_dialog = None
+        self.retrain_dialog: RetrainDialog | None = None
+        self.adapt_dialog: AdaptDialog | None = None
 
     def _status(self, text: str, ms: int) -> None:
         self.window.statusBar().showMessage(text, ms)
@@ -28,9 +32,10 @@ class ModelDialogs:
         folder, store = chooser.chosen, w.controller.store
         reanalyse = False
         if (store.cell_count or w.controller.progress.active) and store.image_count:
-            reanalyse = w.dialogs.ask_reanalyse(store.image_count, os.path.basename(folder))
-            if reanalyse is None:
+            answer = w.dialogs.ask_reanalyse(store.image_count, os.path.basename(folder))
+            if answer is None:
                 return
+            reanalyse = answer
         w.switch_model(folder, reanalyse)
 
     def retrain(self) -> None:

@@ -65,8 +65,9 @@ class ReportDialogs:
 
     def _stem(self) -> str:
         session = self.review.session
+        name = session.name if session is not None else "session"
         folder = self.scope()
-        return f"{session.name}_{Path(folder).name}" if folder else session.name
+        return f"{name}_{Path(folder).name}" if folder else name
 
     def export_pdf(self) -> None:
         path, _ = self._ask_path("Export report (PDF)", f"{self._stem()}_report.pdf", "PDF (*.pdf)")

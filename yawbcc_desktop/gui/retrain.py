@@ -68,7 +68,7 @@ def reviewed_cells(session: ReviewSession) -> Iterator[tuple[SessionCell, str]]:
 
 def count_retraining_cells(session: ReviewSession) -> RetrainCells:
     """What ``fit --corrections`` will take from this session's cells CSV."""
-    left = Counter()
+    left: Counter[str] = Counter()
     corrected = 0
     for c, mode in reviewed_cells(session):
         why = left_out(mode, c.label, c.path)
@@ -95,12 +95,12 @@ class RetrainJob(TrainingJob):
     def __init__(
         self,
         session: ReviewSession,
-        base_data: str | os.PathLike,
+        base_data: str | os.PathLike[str],
         name: str,
         recipe: FitRecipe | None = None,
         *,
-        models_dir: str | os.PathLike | None = None,
-        work_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
         kill_after_ms: int = 5000,
         parent: QObject | None = None,
     ):
@@ -133,11 +133,11 @@ class RetrainJob(TrainingJob):
         return None
 
     def _first_step(self) -> tuple[str, list[str]]:
-        args = ["fit", "--data", str(self.base_data), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
+        args = ["fit", "--data", str(self.base_data), "--corrections", str(self.run_dir / CORRECTIONS_CSV)]
         # A cache per run: the training side's cache changes with every session (~0.7 GB for PBC at
         # 128 px), and preparing the images again takes a minute or two of a run of tens.
-        args += [*self.recipe.fit_args(), "--cache", str(self.run_folder / "cache")]
-        args += ["--name", self.name, "--out", str(self.run_folder / "run")]
+        args += [*self.recipe.fit_args(), "--cache", str(self.run_dir / "cache")]
+        args += ["--name", self.name, "--out", str(self.run_dir / "run")]
         self.progress.emit(0, 0, "Starting the training…")
         return "fit", args
 
@@ -194,19 +194,19 @@ class RetrainJob(TrainingJob):
         self._fail(f"The {'training' if stage == 'fit' else 'export'} {how}.", tail=True)
 
     def _step_done(self, stage: str) -> None:
-        run = self.run_folder / "run"
+        run = self.run_dir / "run"
         if stage == "fit":
             if not (run / MODEL_FILE).is_file() or not (run / CARD_FILE).is_file():
                 self._fail(f"The training ended without a model in {run}.", tail=True)
                 return
             self.stage = "export"
             self.progress.emit(0, 0, "Saving the new model…")
-            self._launch(["export", str(run), "--name", self.name, "--dest", str(self.run_folder / "bundle")])
+            self._launch(["export", str(run), "--name", self.name, "--dest", str(self.run_dir / "bundle")])
             return
         self._install()
 
     def _install(self) -> None:
-        staged = self.run_folder / "bundle" / self.name
+        staged = self.run_dir / "bundle" / self.name
         target = self.models_dir / self.name
         if target.exists():
             self._fail(f"A model named {self.name!r} appeared in {self.models_dir} meanwhile; the new one is in {staged}.")

@@ -88,7 +88,7 @@ class ReviewController(QObject):
             n += 1
         return path
 
-    def new_session(self, path: str | os.PathLike | None = None) -> bool:
+    def new_session(self, path: str | os.PathLike[str] | None = None) -> bool:
         """Start an empty session (in the sessions folder unless ``path``); False on a problem."""
         try:
             target = Path(path) if path is not None else self.new_session_path()
@@ -100,7 +100,7 @@ class ReviewController(QObject):
         self._switch(session, new=True)
         return True
 
-    def open_session(self, path: str | os.PathLike) -> bool:
+    def open_session(self, path: str | os.PathLike[str]) -> bool:
         """Open a session (a file, or a ``postgresql://`` URL on the lab's server) with everything
         committed in it; False (and a message) if it cannot be.  Its cells reach the views a
         moment later (``AnalysisController.session_loaded``)."""
@@ -116,7 +116,7 @@ class ReviewController(QObject):
         """A session to save results in: the open one, or a new one made now."""
         return self.session is not None or self.new_session()
 
-    def save_session_as(self, path: str | os.PathLike) -> bool:
+    def save_session_as(self, path: str | os.PathLike[str]) -> bool:
         """Copy the session, complete, to ``path`` and go on in the copy (the original stays)."""
         session = self.session
         target = Path(path).absolute()
@@ -201,17 +201,17 @@ class ReviewController(QObject):
 
     def set_label(self, rows: Iterable[int], label: str) -> int:
         """Give ``label`` to cells (row ids); committed at once. Returns cells changed."""
-        return self._apply(lambda ids, reopen: self.session.set_label(ids, label, self.reviewer, reopen=reopen), rows)
+        return self._apply(lambda session, ids, reopen: session.set_label(ids, label, self.reviewer, reopen=reopen), rows)
 
     def confirm(self, rows: Iterable[int]) -> int:
         """Mark cells reviewed as they are; returns cells changed."""
-        return self._apply(lambda ids, reopen: self.session.confirm(ids, self.reviewer, reopen=reopen), rows)
+        return self._apply(lambda session, ids, reopen: session.confirm(ids, self.reviewer, reopen=reopen), rows)
 
     def undo(self) -> int:
-        return self._apply(lambda _ids, reopen: self.session.undo(self.reviewer, reopen), None)
+        return self._apply(lambda session, _ids, reopen: session.undo(self.reviewer, reopen), None)
 
     def redo(self) -> int:
-        return self._apply(lambda _ids, reopen: self.session.redo(self.reviewer, reopen), None)
+        return self._apply(lambda session, _ids, reopen: session.redo(self.reviewer, reopen), None)
 
     @property
     def can_undo(self) -> bool:
@@ -221,10 +221,13 @@ class ReviewController(QObject):
     def can_redo(self) -> bool:
         return self.session is not None and self.session.can_redo
 
-    def _apply(self, action: Callable[[list[int] | None, bool], Correction | None], rows: Iterable[int] | None) -> int:
-        if self.session is None:
+    def _apply(self, action: Callable[[ReviewSession, list[int], bool], Correction | None], rows: Iterable[int] | None) -> int:
+        """``action(session, ids, reopen)`` on the cells of ``rows`` (None: no cells, as undo and
+        redo); ``reopen`` once the reviewer chose to change a signed-off sample."""
+        session = self.session
+        if session is None:
             return 0
-        ids = None
+        ids: list[int] = []
         if rows is not None:
             ids = [i for i in (self.store.cell(r).id for r in rows) if i >= 0]
             if not ids:
@@ -232,7 +235,7 @@ class ReviewController(QObject):
         reopen = False
         while True:
             try:
-                correction = action(ids, reopen)  # the session relabels its cells and calls _relabelled
+                correction = action(session, ids, reopen)  # the session relabels its cells and calls _relabelled
                 break
             except CellsChanged as exc:
                 self.catch_up()  # the window shows the other station's labels while the reviewer chooses
@@ -297,6 +300,8 @@ class ReviewController(QObject):
 
     def sign_off(self, folder: str | None = None) -> SignOff:
         """Record the reviewer's sign-off; raises ``SignOffRefused`` while cells wait for review."""
+        if self.session is None:
+            raise SessionError("", "no review session is open")
         return self.session.sign_off(self.reviewer, self.prefs.review_threshold, folder)
 
     # --------------------------------------------------------------- preferences

@@ -25,7 +25,7 @@ EXIT_SAVED, EXIT_INCOMPLETE, EXIT_UNUSABLE = 0, 1, 2
 class ScreenshotJob(QObject):
     finished = Signal(int)  # exit status
 
-    def __init__(self, window, out: str | os.PathLike, timeout: float = 900.0, parent=None):
+    def __init__(self, window, out: str | os.PathLike[str], timeout: float = 900.0, parent=None):
         super().__init__(parent)
         self.window, self.out, self.timeout = window, Path(out), timeout
         self._started = time.monotonic()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
 from ..core.imageio import IMAGE_SUFFIXES
 from ..core.store import (
@@ -34,12 +35,15 @@ from .palette import display_name
 from .review import ReviewController
 from .settings import AppSettings
 
+if TYPE_CHECKING:  # the window builds these dialogs
+    from .main_window import MainWindow
+
 SESSION_FILTER = f"Review sessions (*{SESSION_SUFFIX});;All files (*)"
 IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)))
 
 
 class SessionDialogs:
-    def __init__(self, window: QMainWindow, review: ReviewController, settings: AppSettings, notifier: Notifier):
+    def __init__(self, window: MainWindow, review: ReviewController, settings: AppSettings, notifier: Notifier):
         self.window, self.review, self.settings, self.notifier = window, review, settings, notifier
         review.resolve = self.resolve
 
@@ -110,6 +114,8 @@ class SessionDialogs:
 
     def save_session_as(self) -> None:
         session = self.review.session
+        if session is None:
+            return
         path, _ = QFileDialog.getSaveFileName(
             self.window,
             "Save the session as",
@@ -125,6 +131,8 @@ class SessionDialogs:
 
     def _export(self, title: str, suffix: str, write: Callable[[ReviewSession, str], int]) -> None:
         session = self.review.session  # the one open now, whatever is opened while it writes
+        if session is None:
+            return
         start = self._start_in(f"{session.name}_{suffix}.csv")
         path, _ = QFileDialog.getSaveFileName(self.window, title, start, "CSV (*.csv)")
         if not path:
@@ -180,6 +188,8 @@ class SessionDialogs:
             return False
         if self.attended:
             diff = self.review.differential(folder=folder)
+            if diff is None:
+                return False
             scope = f"folder {folder}" if folder else "the whole session"
             answer = QMessageBox.question(
                 self.window,

@@ -40,7 +40,7 @@ class AppSettings:
         if self._qs is None:
             return []
         found = self._qs.value("recent", [], type=list)
-        return [str(p) for p in found][:MAX_RECENT]
+        return [str(p) for p in found][:MAX_RECENT] if isinstance(found, list) else []
 
     def add_recent(self, paths: list[str]) -> None:
         if self._qs is None:

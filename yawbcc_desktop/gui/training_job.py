@@ -112,8 +112,8 @@ class TrainingJob(QObject):
         session: ReviewSession,
         name: str,
         *,
-        models_dir: str | os.PathLike | None = None,
-        work_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
         kill_after_ms: int = 5000,
         parent: QObject | None = None,
     ):
@@ -135,6 +135,13 @@ class TrainingJob(QObject):
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
         self._command: list[str] | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder of the run under way (``start`` makes it)."""
+        if self.run_folder is None:
+            raise RuntimeError(f"the {self.what} has no run folder yet")
+        return self.run_folder
 
     @property
     def running(self) -> bool:
@@ -229,6 +236,8 @@ class TrainingJob(QObject):
         proc.errorOccurred.connect(self._process_error)
         self._process = proc
         self._buffers = {"out": b"", "err": b""}
+        if self._command is None:
+            raise RuntimeError(f"the {self.what} has no command to run (start checks it)")
         proc.start(self._command[0], [*self._command[1:], *args])
         self._pgid = int(proc.processId()) or None
 
@@ -242,7 +251,7 @@ class TrainingJob(QObject):
         self.progress.emit(0, 0, "Cancelling…")
         if os.name == "posix" and self._pgid:
             self._signal_group(signal.SIGTERM)
-        else:
+        elif self._process is not None:
             self._process.kill()  # terminate() on Windows asks a window to close: a console process has none
         self._kill_timer.start(self.kill_after_ms)
 
@@ -264,6 +273,8 @@ class TrainingJob(QObject):
                 self._process.kill()
 
     def _signal_group(self, sig: int) -> None:
+        if self._pgid is None:
+            return
         try:
             os.killpg(self._pgid, sig)
         except (ProcessLookupError, PermissionError):
@@ -298,7 +309,9 @@ class TrainingJob(QObject):
     def _process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self._process = None
-            self._fail(f"Could not start the {self.what} ({' '.join(self._command)}): the program was not found or not runnable.")
+            self._fail(
+                f"Could not start the {self.what} ({' '.join(self._command or [])}): the program was not found or not runnable."
+            )
 
     def _process_finished(self, code: int, status: QProcess.ExitStatus) -> None:
         if self._process is not None:

@@ -19,6 +19,7 @@ from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
@@ -26,6 +27,12 @@ from PySide6.QtCore import QThread, Signal
 from ..core.preferences import DEFAULT_ANALYSIS, AnalysisSettings
 from ..core.store import SessionError, unfamiliar_threshold
 from .cell_store import AnalysedImage
+
+if TYPE_CHECKING:  # loaded on the worker thread only, when a model is
+    from ..core.classifier import ModelBundle
+    from ..core.gradcam import GradCam
+    from ..core.pipeline import ImageResult
+    from ..core.store import ReviewSession
 
 # Images read and segmented ahead of the model, and the child processes doing it.  Two, at
 # a lower scheduling priority: on two cores they keep the model fed (one child left the
@@ -145,11 +152,11 @@ class AnalysisWorker(QThread):
         self._submitted = 0  # images ever queued: lets the GUI tell a stale run_idle
         # The review session results are committed to; swapped under this lock so that a
         # session is never closed while a batch is being written to it.
-        self._session = None
+        self._session: ReviewSession | None = None
         self._session_lock = threading.Lock()
         # Worker-thread state:
-        self._bundle = None
-        self._cam = None
+        self._bundle: ModelBundle | None = None
+        self._cam: GradCam | None = None
         # How images submitted from now on are analysed (segmenter, the lab's pixel size).
         self.settings = DEFAULT_ANALYSIS
 
@@ -222,7 +229,7 @@ class AnalysisWorker(QThread):
 
     def _serve_with(self, pipeline) -> None:
         ahead: deque[tuple[Future, str, str, int]] = deque()  # (segmentation, path, mode, generation)
-        batch: list[tuple[int, object]] = []  # (generation, ImageResult) awaiting the model
+        batch: list[tuple[int, ImageResult]] = []  # (generation, ImageResult) awaiting the model
         batch_full = False
         batch_started = 0.0
         while True:
@@ -333,7 +340,10 @@ class AnalysisWorker(QThread):
         for result, cell_ids in zip(results, ids):
             if cell_ids is None:  # already in the session (with its corrections): show what it holds
                 image = session.image(result.path)
-                analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
+                if image is None:  # gone again meanwhile (another station): shown as analysed, not saved
+                    analysed = AnalysedImage.from_result(result, None, threshold)
+                else:
+                    analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
             else:
                 analysed = AnalysedImage.from_result(result, [next(written) for _ in cell_ids], threshold)
             analysed.session = session.location
@@ -360,14 +370,18 @@ class AnalysisWorker(QThread):
             return
         self.model_ready.emit(bundle.card, folder)
 
-    def _gradcam(self):
+    def _gradcam(self) -> GradCam:
         if self._cam is None:
             from ..core.gradcam import GradCam
 
+            if self._bundle is None:
+                raise RuntimeError("no model is loaded")
             self._cam = GradCam(self._bundle.model)
         return self._cam
 
     def _warm_gradcam(self) -> None:
+        if self._bundle is None:
+            return
         try:
             side = self._bundle.card.input_size
             self._gradcam().heatmaps(np.zeros((1, side, side, 3), np.uint8))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
@@ -15,6 +17,9 @@ from ..worker import GradCamResult
 from .gradcam_panel import GradCamPanel
 from .label_bar import LabelBar
 from .picture import Picture
+
+if TYPE_CHECKING:  # pyqtgraph loads after the window is up
+    from .probability_chart import ProbabilityChart
 
 CROP_SIDE = 320
 
@@ -59,10 +64,11 @@ class CellDetail(QWidget):
         self.reasons.setMinimumHeight(self.reasons.fontMetrics().height())
         self.crop = Picture("Select a cell in the gallery, the table or the image")
         # pyqtgraph takes most of a second to import: the chart is built after the window is up.
-        self._chart = None
+        self._chart: ProbabilityChart | None = None
         self._chart_box = QWidget()
         self._chart_box.setMinimumSize(260, 200)
-        QVBoxLayout(self._chart_box).setContentsMargins(0, 0, 0, 0)
+        self._chart_layout = QVBoxLayout(self._chart_box)
+        self._chart_layout.setContentsMargins(0, 0, 0, 0)
         self.gradcam = GradCamPanel()
         self.gradcam.explain_requested.connect(self._explain_other_class)
 
@@ -94,13 +100,13 @@ class CellDetail(QWidget):
         loader.image_failed.connect(self._image_failed)
 
     @property
-    def chart(self):
+    def chart(self) -> ProbabilityChart:
         """The probability chart (pyqtgraph), built on first use."""
         if self._chart is None:
             from .probability_chart import ProbabilityChart
 
             self._chart = ProbabilityChart()
-            self._chart_box.layout().addWidget(self._chart)
+            self._chart_layout.addWidget(self._chart)
         return self._chart
 
     def resizeEvent(self, event) -> None:
@@ -184,6 +190,8 @@ class CellDetail(QWidget):
     def _ask_gradcam(self, group) -> None:
         """Ask for the heatmap of the cell shown; a cell never classified gets none (no model saw it)."""
         cell = self._cell
+        if cell is None:
+            return
         self.gradcam.explains.setEnabled(cell.classified)
         if not cell.classified:
             self._waiting_for = None
@@ -194,6 +202,8 @@ class CellDetail(QWidget):
 
     def _show_crop(self) -> None:
         cell = self._cell
+        if cell is None:
+            return
         loaded = self._loader.image(cell.path)
         if loaded is None:
             self.crop.set_message("Loading…")

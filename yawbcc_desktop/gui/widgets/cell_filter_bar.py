@@ -7,7 +7,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from ...core.review_rules import CELL_STATUSES, CONFIDENT, CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import FINAL_LABELS, NOT_CLASSIFIED_LABEL, CellFilter
+from ..cell_filter import CellFilter
+from ..cell_table_model import FINAL_LABELS, NOT_CLASSIFIED_LABEL
 from ..palette import class_icon, display_name, short_name
 from ..throttle import Throttle
 
@@ -137,7 +138,7 @@ class CellFilterBar(QWidget):
 
     def update_summary(self, *args) -> None:
         shown, total = self._filter.rowCount(), self._filter.sourceModel().rowCount()
-        final = self._filter.sourceModel().store.columns().final
+        final = self._filter.cell_model.store.columns().final
         self.class_buttons[NOT_CLASSIFIED_LABEL].setVisible(bool(np.any(final == FINAL_LABELS.index(NOT_CLASSIFIED_LABEL))))
         if self._filter.only is not None and self._only_what:
             self.summary.setText(f"{self._only_what}: showing {shown:,} of {total:,} cells")

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.review_rules import CONFIRMED, CORRECTED, TO_REVIEW
-from ..cell_table_model import FINAL_LABELS, CellFilter, CellTableModel, RowIdRole
+from ..cell_filter import CellFilter
+from ..cell_table_model import FINAL_LABELS, CellTableModel, Index, RowIdRole
 from ..palette import ACCENT, NO_VALUE, REVIEW_COLOURS, class_colour, display_name, short_name
 from ..throttle import Throttle
 
@@ -48,7 +49,7 @@ class CellTileDelegate(QStyledItemDelegate):
     def __init__(self, section_model: CellFilter, parent=None):
         super().__init__(parent)
         self._proxy = section_model
-        self._cells: CellTableModel = section_model.sourceModel()
+        self._cells: CellTableModel = section_model.cell_model
         # Pens and brushes made once: a paint runs for every visible tile on each change.
         self._frame = (QPen(QColor(ACCENT), 2.5), QPen(QColor("#CFD8DC"), 1))
         self._fill = (QColor("#E3F2FD"), QColor("#F5F7F8"), QColor("white"))
@@ -63,7 +64,7 @@ class CellTileDelegate(QStyledItemDelegate):
     def sizeHint(self, option, index) -> QSize:
         return TILE
 
-    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option, index: Index) -> None:
         row_id = self._cells.row_id_at(self._proxy.mapToSource(index).row())
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
@@ -152,7 +153,7 @@ class GalleryGrid(QListView):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setMouseTracking(True)
 
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+    def dataChanged(self, top_left: Index, bottom_right: Index, roles=()) -> None:
         # Tiles have one size: repaint the changed tile only (see FixedRowListView).
         if top_left.isValid() and top_left.row() == bottom_right.row():
             rect = self.visualRect(top_left)
@@ -233,7 +234,7 @@ class GallerySection(QWidget):
         self.grid.fit_height(event.size().width())
 
     def index_of(self, row: int) -> QModelIndex:
-        return self.model.mapFromSource(self.model.sourceModel().index_of_id(row))
+        return self.model.mapFromSource(self.model.cell_model.index_of_id(row))
 
 
 class CellGallery(QScrollArea):
@@ -295,8 +296,10 @@ class CellGallery(QScrollArea):
                 if not section.grid.isVisible():
                     section.toggle.setChecked(True)
                 rect = section.grid.visualRect(index)
-                centre = section.grid.viewport().mapTo(self.widget(), rect.center())
-                self.ensureVisible(centre.x(), centre.y(), 20, TILE.height())
+                inner = self.widget()
+                if inner is not None:
+                    centre = section.grid.viewport().mapTo(inner, rect.center())
+                    self.ensureVisible(centre.x(), centre.y(), 20, TILE.height())
             else:
                 selection.clear()
             selection.blockSignals(False)

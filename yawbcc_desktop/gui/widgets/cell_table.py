@@ -5,7 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView
 
-from ..cell_table_model import COLUMN, COLUMNS, CellFilter, RowIdRole
+from ..cell_filter import CellFilter
+from ..cell_table_model import COLUMN, COLUMNS, RowIdRole
 
 
 class CellTable(QTableView):
@@ -69,7 +70,7 @@ class CellTable(QTableView):
         m = self._filter
         if not m.rowCount():
             return -1
-        at = m.mapFromSource(m.sourceModel().index_of_id(row)).row() if row >= 0 else -1
+        at = m.mapFromSource(m.cell_model.index_of_id(row)).row() if row >= 0 else -1
         target = (0 if step > 0 else m.rowCount() - 1) if at < 0 else at + step
         return m.index(target, 0).data(RowIdRole) if 0 <= target < m.rowCount() else -1
 
@@ -86,8 +87,7 @@ class CellTable(QTableView):
         if row == self._row and not force:
             return
         self._row = row
-        source = self._filter.sourceModel()
-        index = self._filter.mapFromSource(source.index_of_id(row)) if row >= 0 else QModelIndex()
+        index = self._filter.mapFromSource(self._filter.cell_model.index_of_id(row)) if row >= 0 else QModelIndex()
         selection = self.selectionModel()
         selection.blockSignals(True)
         if index.isValid():

@@ -108,7 +108,7 @@ class DifferentialPanel(QWidget):
     def fill_scopes(self) -> None:
         """The session, then each folder it has images from."""
         session = self._review.session
-        wanted = [("Whole session", None)]
+        wanted: list[tuple[str, str | None]] = [("Whole session", None)]
         if session is not None:
             folders = session.folders()
             if len(folders) > 1:

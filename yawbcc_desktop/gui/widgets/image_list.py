@@ -3,7 +3,7 @@ a "?" badge marks an image unfamiliar to the model (its tooltip says by how much
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,7 +35,10 @@ class ImageRowDelegate(QStyledItemDelegate):
     def __init__(self, proxy: ImageStatusFilter, parent=None):
         super().__init__(parent)
         self._proxy = proxy
-        self._images: ImageListModel = proxy.sourceModel()
+        images = proxy.sourceModel()
+        if not isinstance(images, ImageListModel):
+            raise TypeError(f"the image list shows an ImageListModel, not {type(images).__name__}")
+        self._images = images
         self._fonts: tuple | None = None
         self._status_colours = {s: QColor(c) for s, c in STATUS_COLOURS.items()}
         self._selected, self._hover, self._empty = QColor("#E3F2FD"), QColor("#F5F7F8"), QColor("#ECEFF1")
@@ -52,7 +55,7 @@ class ImageRowDelegate(QStyledItemDelegate):
             self._fonts = (QFont(base), bold, QFontMetrics(bold), QFontMetrics(base))
         return self._fonts
 
-    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option, index: QModelIndex | QPersistentModelIndex) -> None:
         entry = self._images.entry_at(self._proxy.mapToSource(index).row())
         normal, bold, bold_metrics, metrics = self._fonts_for(option.font)
         painter.save()
@@ -114,7 +117,9 @@ class FixedRowListView(QListView):
     sight; during a run that is a full repaint per analysed image.
     """
 
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex, roles=()) -> None:
+    def dataChanged(
+        self, top_left: QModelIndex | QPersistentModelIndex, bottom_right: QModelIndex | QPersistentModelIndex, roles=()
+    ) -> None:
         if top_left.isValid() and top_left.row() == bottom_right.row() and top_left.parent() == bottom_right.parent():
             rect = self.visualRect(top_left)
             if rect.intersects(self.viewport().rect()):
@@ -160,7 +165,7 @@ class ImageList(QWidget):
         self._path = path
         row = self._store.image_row(path)
         model = self.filter.sourceModel()
-        index = self.filter.mapFromSource(model.index(row)) if row >= 0 else QModelIndex()
+        index = self.filter.mapFromSource(model.index(row, 0)) if row >= 0 else QModelIndex()
         selection = self.view.selectionModel()
         selection.blockSignals(True)
         if index.isValid():
@@ -186,7 +191,7 @@ class ImageList(QWidget):
         counts = self._store.status_counts()
         total = self._store.image_count
         current = self.status.currentData()
-        items = [(f"All images ({total:,})", IMAGE_STATUSES, None)]
+        items: list[tuple[str, tuple[str, ...], str | None]] = [(f"All images ({total:,})", IMAGE_STATUSES, None)]
         items += [(f"{s.capitalize()} ({counts[s]:,})", (s,), s) for s in IMAGE_STATUSES if counts[s]]
         self.status.blockSignals(True)
         self.status.clear()

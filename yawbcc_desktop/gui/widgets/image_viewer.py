@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QBitmap, QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen, QPixmap, QRegion
 from PySide6.QtWidgets import (
     QGraphicsItem,
@@ -182,7 +182,7 @@ class ImageViewer(QGraphicsView):
             self._outline = None
         box = self._boxes.get(self._row)
         mask = self._mask_of(self._row) if box is not None and self._mask_of is not None else None
-        if mask is None or not mask.any():
+        if box is None or mask is None or not mask.any():
             return
         self._outline = QGraphicsPathItem(mask_outline(mask), box)
         self._outline.setPos(box.rect().topLeft())
@@ -260,7 +260,7 @@ class ImageViewer(QGraphicsView):
         if self._fitted:
             self.fit()
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
         if self._pixmap is not None and not self._message:
             return
         painter.save()
@@ -319,7 +319,7 @@ class ImageViewer(QGraphicsView):
             self._show_outline()
         self._message = _status_message(entry)
 
-    def centre_of(self, row: int) -> QPointF | None:
+    def centre_of(self, row: int) -> QPoint | None:
         """Where a cell's box is on screen (tests click there)."""
         box = self._boxes.get(row)
         return self.mapFromScene(box.rect().center()) if box is not None else None

@@ -8,6 +8,8 @@ Closing the dialog while the job runs cancels it first and closes once it has st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -63,7 +65,7 @@ class JobDialog(QDialog):
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self._cancel_clicked)
 
-    def _layout(self, above: list[QWidget | QLayout], below_status: list[QWidget] = (), log_stretch: int = 1) -> None:
+    def _layout(self, above: list[QWidget | QLayout], below_status: Sequence[QWidget] = (), log_stretch: int = 1) -> None:
         """The dialog: ``above`` (the subclass's form), the problem line, progress, ``below_status``, the log, the buttons."""
         layout = QVBoxLayout(self)
         for item in above:

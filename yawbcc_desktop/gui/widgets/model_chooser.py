@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from ...cli import adaptation_text
+from ...core.card_text import adaptation_text
 from ...core.classifier import DEFAULT_MODEL, ModelBundleError, ModelCard, list_bundles, read_card, user_models_dir
 
 HEADERS = ("Model", "Backbone", "Input", "Test accuracy", "Macro F1", "Adapted", "Folder")

@@ -38,14 +38,15 @@ class Picture(QWidget):
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         area = QRectF(self.rect()).adjusted(4, 4, -4, -4)
-        if not self.has_image():
+        image = self._image
+        if image is None or not self.has_image():
             painter.setPen(QColor("#90A4AE"))
             painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
             return
-        size = self._image.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
+        size = image.size().scaled(area.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
         target = QRectF(0, 0, size.width(), size.height())
         target.moveCenter(area.center())
-        painter.drawImage(target, self._image)
+        painter.drawImage(target, image)
         if self.frame_colour is not None:
             painter.setPen(QPen(self.frame_colour, 3))
             painter.drawRect(target.adjusted(1.5, 1.5, -1.5, -1.5))

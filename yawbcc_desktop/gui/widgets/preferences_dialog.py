@@ -4,6 +4,7 @@ reference ranges and how much the log keeps."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -55,7 +56,7 @@ def _spin(low: float, high: float, value: float, decimals: int = 1, suffix: str 
 
 
 class PreferencesDialog(QDialog):
-    def __init__(self, prefs: Preferences, parent=None, session_scales: list[tuple[float, str]] = ()):
+    def __init__(self, prefs: Preferences, parent=None, session_scales: Sequence[tuple[float, str]] = ()):
         """``session_scales``: the open session's images' (µm per pixel, what it was measured on),
         from which *Measure on this session's images* takes the lab's pixel size."""
         super().__init__(parent)

@@ -168,8 +168,7 @@ class RetrainDialog(JobDialog):
             return
         self.settings.set_value(BASE_DATA_KEY, base)
         recipe = replace(self.recipe, epochs_fine=self.epochs.value())
-        extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
-        self._run(RetrainJob(self.session, base, name, recipe, parent=self, **extra))
+        self._run(RetrainJob(self.session, base, name, recipe, models_dir=self._models_dir, work_dir=self._work_dir, parent=self))
 
     def _inputs(self) -> list[QWidget]:
         return [self.base_data, self.name, self.epochs]

@@ -1,0 +1,18 @@
+"""A model card in words, shared by ``yawbcc models`` and the window's model chooser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def adaptation_text(extra: dict[str, Any]) -> str:
+    """``from lite0-accurate for lab X on 2025-05-02, 45 cells``: an adapted card's origin."""
+    how = extra.get("adaptation") or {}
+    text = f"from {extra.get('adapted_from')}"
+    if how.get("lab"):
+        text += f" for {how['lab']}"
+    if how.get("date"):
+        text += f" on {str(how['date'])[:10]}"
+    if how.get("cells"):
+        text += f", {how['cells']} cells"
+    return text
