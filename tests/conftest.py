@@ -89,3 +89,49 @@ def adaptable_bundle(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("adaptable") / "tiny-adaptable"
     return write_random_bundle(folder, "tiny-adaptable", 64, 1.5, familiarity=True, familiarity_threshold=1e300, replay=True)
+
+
+def _postgres_server():
+    from tests.postgres_server import PostgresServer, server_bin
+
+    if server_bin() is None:
+        missing_data("PostgreSQL's server programs are not installed (apt-get install postgresql)")
+    return PostgresServer().start()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test run (tests/postgres_server.py), stopped at the end.
+    Missing server programs skip, or fail under ``YAWBCC_REQUIRE_DATA=1`` (CI)."""
+    server = _postgres_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def own_postgres_server():
+    """A server of the test's own, for a test that stops and restarts it."""
+    server = _postgres_server()
+    yield server
+    server.remove()
+
+
+_session_numbers = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def session_location(request, tmp_path) -> str:
+    """Where a new session goes, once in each store: a file, and a fresh name on the server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "review.yawbcc")
+    return request.getfixturevalue("postgres_server").url(f"test{os.getpid()}_{next(_session_numbers)}")
+
+
+@pytest.fixture
+def session(session_location):
+    """A new review session, once in each store (SQLite file, PostgreSQL server): one contract."""
+    from yawbcc_desktop.core.store import ReviewSession
+
+    s = ReviewSession.create(session_location)
+    yield s
+    s.close()

@@ -8,7 +8,8 @@ Exit status of ``yawbcc``:
   2  nothing could be done: bad arguments, no input files, an unusable model bundle or
      session file (``export`` too)
   130 interrupted (Ctrl-C); rows written so far are kept in ``<out>.partial``
-With ``--session`` every analysed image is committed to the session as it arrives.
+With ``--session`` every analysed image is committed to the session as it arrives.  A
+session is a file path, or ``postgresql://host/db?session=NAME`` on the lab's server.
 """
 
 from __future__ import annotations
@@ -206,6 +207,22 @@ def _analyse_into(args: argparse.Namespace, classify: bool, paths: list[Path], s
     return EXIT_SOME_FAILED if n_failed else EXIT_OK
 
 
+def _cmd_session_copy(args: argparse.Namespace) -> int:
+    from .core.store import ReviewSession, SessionError
+
+    try:
+        # Read-only: a station may go on reviewing the source meanwhile; the copy is one snapshot.
+        with ReviewSession.open(args.source, readonly=True) as source, source.copy_to(args.target) as copy:
+            summary = copy.summary(0.0)
+            notes = len(copy.note_history()) + sum(len(copy.note_history(f)) for f in copy.folders())
+            audit = f"{len(copy.history())} audit rows, {notes} sample note changes"
+            tell(f"{summary.images} images, {summary.cells} cells, {audit} -> {copy.location}")
+    except SessionError as exc:
+        tell(str(exc), logging.ERROR)
+        return EXIT_UNUSABLE
+    return EXIT_OK
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .core.card_text import adaptation_text
     from .core.classifier import DEFAULT_MODEL, ModelBundleError, list_bundles
@@ -335,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", metavar="DIR", help="also write one image-sized PNG mask per cell: DIR/<image stem>_<cell_id>.png")
     p = add_analysis("classify", "find and classify cells; one row per cell with class probabilities")
     p.add_argument("--model", default=None, help="bundle name or folder (default: the accurate bundled model)")
-    p.add_argument("--session", metavar="FILE", help="review session to write or extend (images already in it are kept)")
+    p.add_argument(
+        "--session",
+        metavar="FILE|URL",
+        help="review session to write or extend (images already in it are kept): a file, "
+        "or postgresql://host/db?session=NAME on the lab's server",
+    )
     p.add_argument(
         "--um-per-px",
         type=_pixel_size,
@@ -351,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     from . import exports_cli  # the parsers of export and report live with their commands
 
     exports_cli.add_parsers(sub)
+    p = sub.add_parser("session", help="review sessions: copy one between a file and the lab's server")
+    actions = p.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("copy", help="copy a whole session (cells, corrections, audit trail, sign-offs, sample notes)")
+    p.add_argument("source", metavar="FROM", help="session file or postgresql://host/db?session=NAME")
+    p.add_argument("target", metavar="TO", help="where the copy goes (never over an existing session)")
     sub.add_parser("models", help="list the model bundles and their model cards")
     p = sub.add_parser("index", help="index a folder of class folders; print the report's tables 2.1 and 2.2")
     p.add_argument("folder")
@@ -389,6 +416,12 @@ def _main(argv: list[str]) -> int:
         parser.error("classify needs --out, --session, or both")
     if args.command == "segment" and not (args.out or args.masks):
         parser.error("segment needs --out, --masks, or both")
+    if args.command == "session":
+        return _cmd_session_copy(args)
+    if args.command in ("export", "report"):
+        if bool(args.session) == bool(args.session_option):
+            parser.error(f"{args.command} needs one session: FILE|URL or --session FILE|URL")
+        args.session = args.session or args.session_option
     if args.command == "export":
         if not (args.cells or args.differential or args.coco or args.crops or args.fhir or args.hl7):
             parser.error("export needs at least one of --cells, --differential, --fhir, --hl7, --coco, --crops")

@@ -78,10 +78,10 @@ def _sample_result(session: ReviewSession, args: argparse.Namespace, prefs: Pref
     if args.field:
         image = session.image(args.field)
         if image is None or image.mode != "smear":
-            raise ValueError(f"{args.field}: not a smear field of {session.path}")
+            raise ValueError(f"{args.field}: not a smear field of {session.location}")
         image_id = image.id
     if args.folder and os.path.abspath(args.folder) not in session.folders():
-        raise ValueError(f"{args.folder}: no image of {session.path} is in that folder")
+        raise ValueError(f"{args.folder}: no image of {session.location} is in that folder")
     return sample_result(
         session, threshold, prefs.reference_ranges, prefs.min_wbc, prefs.lab_name, args.sample, args.folder, image_id
     )
@@ -124,6 +124,12 @@ def report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_session(p: argparse.ArgumentParser) -> None:
+    """The session read: a file or a server URL, given as it or as ``--session`` (one of them)."""
+    p.add_argument("session", metavar="FILE|URL", nargs="?", help="review session: a file or a postgresql:// URL")
+    p.add_argument("--session", dest="session_option", metavar="FILE|URL", help="the same, as an option")
+
+
 def add_sample_scope(p: argparse.ArgumentParser) -> None:
     """The options of a sample's result (LIS message, report): which sample, and its identifier."""
     scope = p.add_mutually_exclusive_group()
@@ -135,7 +141,7 @@ def add_sample_scope(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The ``export`` and ``report`` subcommands of ``yawbcc``."""
     p = sub.add_parser("export", help="export a review session: cells and differential CSV, COCO or crops data set")
-    p.add_argument("session", metavar="FILE", help="review session file")
+    add_session(p)
     p.add_argument("--cells", metavar="CSV", help="one row per cell: prediction, probabilities, final label, reviewer")
     p.add_argument("--differential", metavar="CSV", help="differential per session, folder and smear field, with flags")
     p.add_argument("--fhir", metavar="JSON", help="FHIR R4 bundle for the LIS: DiagnosticReport, one Observation per class")
@@ -147,7 +153,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="--crops: frame the cells as this bundle does (default: the model that classified them)")
     p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")
     p = sub.add_parser("report", help="the sample's report as PDF: differential, flags, comments, sign-off, cell gallery")
-    p.add_argument("session", metavar="FILE", help="review session file")
+    add_session(p)
     p.add_argument("--out", required=True, metavar="PDF", help="PDF file to write")
     add_sample_scope(p)
     p.add_argument("--threshold", type=float, help="to-review confidence threshold (default: from preferences)")

@@ -25,6 +25,7 @@ from yawbcc_desktop.core.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     ReviewSession,
+    SampleSignedOff,
     SessionCorrupt,
     SessionExists,
     SessionLocked,
@@ -33,6 +34,7 @@ from yawbcc_desktop.core.store import (
     SessionTooNew,
     SignOffRefused,
 )
+from yawbcc_desktop.core.store.postgres_store import PostgresSession
 
 
 def probs_for(group: str, confidence: float) -> np.ndarray:
@@ -50,13 +52,6 @@ def image_result(path: str, predictions: list[tuple[str, float]], mode: str = "s
         region = CellRegion(10 * i, 5, 20, 30, mask, "PLATELET" if group == "PLATELET" else "WBC")
         cells.append(CellRecord(path, i, region, probs_for(group, conf), model))
     return ImageResult(path, mode, 640, 480, cells)
-
-
-@pytest.fixture
-def session(tmp_path):
-    s = ReviewSession.create(tmp_path / "review.yawbcc")
-    yield s
-    s.close()
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -300,8 +295,19 @@ def test_set_label_undo_redo_append_to_the_audit_trail(session):
     ]
     assert all(r.predicted for r in history) and [r.id for r in session.history(ids[2])] == [history[-1].id]
     # The trail cannot be rewritten, even with SQL.
+    sqls = ["UPDATE correction SET label = 'IG'", "DELETE FROM correction", "DELETE FROM review_action"]
+    if isinstance(session, PostgresSession):
+        import psycopg
+
+        sqls.append("TRUNCATE correction")
+        with psycopg.connect(session.conninfo, autocommit=True) as raw:
+            raw.execute(f"SET search_path TO {session.schema}")
+            for sql in sqls:
+                with pytest.raises(psycopg.errors.RaiseException, match="audit trail"):
+                    raw.execute(sql)
+        return
     raw = sqlite3.connect(session.path)
-    for sql in ("UPDATE correction SET label = 'IG'", "DELETE FROM correction", "DELETE FROM review_action"):
+    for sql in sqls:
         with pytest.raises(sqlite3.IntegrityError, match="audit trail"):
             raw.execute(sql)
     raw.close()
@@ -386,7 +392,11 @@ def test_sign_off_needs_an_empty_queue_and_goes_stale_on_change(session):
     whole = session.sign_off("Bob", 0.9)
     assert (whole.reviewer, whole.folder, whole.threshold) == ("Bob", "", 0.9)
     assert session.current_sign_off().id == whole.id
-    session.set_label([a[0]], "IG", "Cy")  # a later correction voids both sign-offs it touches
+    # Signed off, the cells are locked (for every station), until a reviewer reopens on purpose.
+    with pytest.raises(SampleSignedOff, match="signed off by Bob") as locked:
+        session.set_label([a[0]], "IG", "Cy")
+    assert locked.value.scope == "" and session.cell(a[0]).label is None and session.current_sign_off().id == whole.id
+    session.set_label([a[0]], "IG", "Cy", reopen=True)  # a later correction voids both sign-offs it touches
     assert session.current_sign_off() is None and session.current_sign_off("/lab/p1") is None
     assert [s.current for s in session.sign_offs()] == [False]
     session.sign_off("Bob", 0.9)
@@ -536,10 +546,10 @@ def _v1_session(path: Path) -> Path:
     return path
 
 
-def _columns(path: Path) -> dict[str, list[str]]:
+def _columns(path: Path, tables: tuple[str, ...] = ("image", "cell")) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
-        return {t: [(r[1], r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({t})")] for t in ("image", "cell")}
+        return {t: [(r[1], r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
     finally:
         conn.close()
 

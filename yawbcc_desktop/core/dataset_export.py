@@ -171,10 +171,10 @@ def export_coco(session: ReviewSession, folder: str | os.PathLike[str], link: bo
                 )
         data = {
             "info": {
-                "description": f"YAWBCC review session {session.path.name}",
+                "description": f"YAWBCC review session {session.name}",
                 "version": __version__,
                 "date_created": session.info().get("created_at", ""),
-                "session": str(session.path),
+                "session": session.location,
             },
             "licenses": [],
             "images": images,

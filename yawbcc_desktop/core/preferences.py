@@ -66,6 +66,9 @@ class Preferences:
     last_session: str = ""
     segmenter: str = "auto"  # vocabulary.SEGMENTERS: how cells are found in new analyses
     lab_um_per_px: float | None = None  # the lab's pixel size (µm); None: measured on each image
+    # Review stations: the lab's PostgreSQL server (postgresql://host/db, never a password:
+    # libpq reads that from PGPASSFILE or a service file); '' keeps sessions in files.
+    review_server: str = ""
     log_level: str = DEFAULT_LEVEL  # logs.LEVELS: how much the log file keeps
     lab_name: str = ""  # printed at the top of each report and sent to the LIS
     problem: str = ""
@@ -83,6 +86,7 @@ class Preferences:
             "last_session": self.last_session,
             "segmenter": self.segmenter,
             "lab_um_per_px": self.lab_um_per_px,
+            "review_server": self.review_server,
             "log_level": self.log_level,
             "lab_name": self.lab_name,
         }
@@ -101,6 +105,9 @@ class Preferences:
             prefs.min_wbc = n
         if isinstance(data.get("last_session"), str):
             prefs.last_session = data["last_session"]
+        server = data.get("review_server")
+        if isinstance(server, str) and server_problem(server) == "":
+            prefs.review_server = server
         if isinstance(data.get("lab_name"), str):
             prefs.lab_name = data["lab_name"].strip()
         if data.get("segmenter") in SEGMENTERS:
@@ -121,6 +128,23 @@ class Preferences:
                 if group in WBC_GROUPS and _valid_range(pair):
                     prefs.reference_ranges[group] = ReferenceRange(group, float(pair[0]), float(pair[1]))
         return prefs
+
+
+def server_problem(server: str) -> str:
+    """Why ``server`` cannot be the review stations' server ('' if it can: empty, or a
+    ``postgresql://host/db`` URL without a password or a session name)."""
+    from urllib.parse import urlsplit
+
+    if not server:
+        return ""
+    if not server.startswith(("postgresql://", "postgres://")):
+        return "The review server is a URL such as postgresql://host/database."
+    parts = urlsplit(server)
+    if parts.password is not None:
+        return "The server URL must not hold a password: put it in the password file (PGPASSFILE, ~/.pgpass)."
+    if "session=" in parts.query:
+        return "The server URL names no session: each session is chosen when opened."
+    return ""
 
 
 def _valid_range(pair: object) -> bool:

@@ -171,7 +171,7 @@ def sample_result(
         sample_id=sample_id if sample_id is not None else (notes[SAMPLE_ID] or session_notes[SAMPLE_ID]),
         scope=diff.scope,
         name=diff.name,
-        session_path=str(session.path),
+        session_path=session.location,
         differential=diff,
         rows=result_rows(diff, ranges),
         comments=notes[COMMENTS] or session_notes[COMMENTS],

@@ -202,7 +202,7 @@ class AnalysisController(QObject):
             return
         load = self._loads
         self.loading = True
-        self.session_loading.emit(str(session.path))
+        self.session_loading.emit(session.location)
         in_background(
             self,
             lambda: read_session(session, abandoned=lambda: load != self._loads),
@@ -210,6 +210,24 @@ class AnalysisController(QObject):
             lambda exc: self._session_unreadable(load, exc),
             reading=session,
         )
+
+    def add_session_images(self) -> int:
+        """Show the images another station analysed into the shared session since it was read,
+        with their cells, as if they had been read at open; returns how many."""
+        session = self.session
+        if session is None or self.loading or session.image_count() == self.store.image_count:
+            return 0
+        new = [im for im in session.images() if self.store.image(im.path) is None]
+        if not new:
+            return 0
+        first_row = self.store.cell_count
+        self.store.add_images(im.path for im in new)
+        self.images.images_added()
+        for image in new:
+            self.store.record(AnalysedImage.from_session(image, session.cells(image_id=image.id)))
+        self.cells.cells_added(range(first_row, self.store.cell_count))
+        self.images.images_changed([im.path for im in new])
+        return len(new)
 
     def _session_read(self, load: int, store: CellStore | None) -> None:
         if load != self._loads or store is None:
@@ -236,7 +254,7 @@ class AnalysisController(QObject):
             self.open_paths(waiting)
 
     def _session_path(self) -> str:
-        return str(self.session.path) if self.session is not None else ""
+        return self.session.location if self.session is not None else ""
 
     def cell_mask(self, row: int):
         """The segmentation mask of the cell in store row ``row`` over its box, as the session

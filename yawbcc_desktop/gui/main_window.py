@@ -43,6 +43,7 @@ from .widgets.cell_table import CellTable
 from .widgets.differential_panel import DifferentialPanel
 from .widgets.image_list import ImageList
 from .widgets.image_viewer import ImageViewer
+from .widgets.server_banner import ServerBanner
 from .widgets.status_fields import StatusFields
 from .widgets.unfamiliar_banner import UnfamiliarBanner
 
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         # Over the image, when the model does not know the image.
         self.banner = UnfamiliarBanner(self.named_actions["retrain"], self.named_actions["adapt"])
         central_layout.insertWidget(0, self.banner)
+        self.server_banner = ServerBanner()  # while the review server of the session cannot be reached
+        central_layout.insertWidget(0, self.server_banner)
         self._build_menus()
         self._build_toolbar()
         self.status_fields = fields = StatusFields(self, controller, self.notifier, self.models.choose, self.show_to_review)
@@ -194,6 +197,7 @@ class MainWindow(QMainWindow):
         r.labels_changed.connect(self._labels_changed)
         r.history_changed.connect(self._update_actions)
         r.session_changed.connect(self._session_changed)
+        r.server_link.connect(self._server_link)
         self.detail.label_bar.label_requested.connect(self.set_label)
         self.detail.label_bar.confirm_requested.connect(self.confirm)
         self.differential.sign_off_requested.connect(self.sign_off)
@@ -202,6 +206,8 @@ class MainWindow(QMainWindow):
         self._differential_later = Throttle(self.differential.refresh, 400, self)
         c.cells.rowsInserted.connect(self._differential_later)
         c.cells.modelReset.connect(self._differential_later)
+        r.others_changed.connect(self._differential_later)  # counts and sign-off another station changed
+        r.others_changed.connect(self.differential.notes.show_others)  # the sample notes another station changed
 
     # ----------------------------------------------------------------- start-up
     def start(self, model: str | None = None, paths: list[str] | None = None, session: str | None = None) -> None:
@@ -342,7 +348,7 @@ class MainWindow(QMainWindow):
         self.status_fields.show_counts(store)
         self.banner.show_counts(*store.unfamiliar_images())
         session = self.review.session
-        name = f" — {session.path.stem}" if session is not None else ""
+        name = f" — {session.name}" if session is not None else ""
         counts = f" — {store.image_count:,} images, {store.cell_count:,} cells" if store.image_count else ""
         self.setWindowTitle(f"YAWBCC Desktop{name}{counts}")
         self._update_actions()
@@ -423,13 +429,19 @@ class MainWindow(QMainWindow):
         self._counts_later()
         self._differential_later()
 
+    def _server_link(self, up: bool) -> None:
+        self.server_banner.show_link(up)
+        if up:
+            self.statusBar().showMessage("Reconnected to the review server", 8000)
+
     def _session_changed(self) -> None:
         self.selection.clear()
         self.banner.reset()
+        self.server_banner.show_link(True)
         self._update_counts()  # (the differential panel follows the session by itself)
         session = self.review.session
         if session is not None:
-            self.statusBar().showMessage(f"Session {session.path}", 8000)
+            self.statusBar().showMessage(f"Session {session.location}", 8000)
 
     def new_session(self) -> None:
         if self.review.new_session():

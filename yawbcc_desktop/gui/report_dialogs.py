@@ -68,8 +68,9 @@ class ReportDialogs:
         session = self.review.session
         if session is None:
             return None
+        name = session.name
         folder = self.scope()
-        return f"{session.path.stem}_{Path(folder).name}" if folder else session.path.stem
+        return f"{name}_{Path(folder).name}" if folder else name
 
     def export_pdf(self) -> None:
         stem = self._stem()

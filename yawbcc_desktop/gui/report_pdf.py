@@ -43,12 +43,17 @@ FOOTER_PX = 40  # two lines: PROVISIONAL above, the sample and the page number b
 
 
 def ensure_gui_application() -> QGuiApplication:
-    """The running Qt application, or a new windowless one (``yawbcc report`` on a server)."""
+    """The running Qt application, or a new windowless one (``yawbcc report`` on a server).
+
+    A ``QApplication``, not only a ``QGuiApplication``: Qt keeps one per process, and a window
+    opened later in the same process (the tests) needs the widgets' kind."""
     app = QGuiApplication.instance()
     if app is None:
+        from PySide6.QtWidgets import QApplication
+
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QGuiApplication(["yawbcc"])
+        app = QApplication(["yawbcc"])
     return app  # type: ignore[return-value]
 
 

@@ -19,7 +19,17 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core.differential import Differential, session_differential
 from ..core.preferences import Preferences, load_preferences, save_preferences, sessions_dir
-from ..core.store import SESSION_SUFFIX, Correction, ReviewSession, SessionError, SessionExists, SignOff
+from ..core.store import (
+    SESSION_SUFFIX,
+    CellsChanged,
+    Correction,
+    ReviewSession,
+    SampleSignedOff,
+    SessionError,
+    SessionExists,
+    SignOff,
+    is_server_url,
+)
 from .analysis import AnalysisController
 from .background import wait_for_background
 
@@ -29,6 +39,10 @@ class ReviewController(QObject):
     labels_changed = Signal(list)  # row ids whose final label or review state changed
     history_changed = Signal()  # undo/redo availability
     problem = Signal(str, str, str)  # title, message, details
+    server_link = Signal(bool)  # the review server went (False) or is back (True)
+    others_changed = Signal()  # another station's change was read (labels, counts, sign-off)
+    _news = Signal()  # from the session's listener thread, queued to the GUI thread
+    _link = Signal(bool)
 
     def __init__(self, analysis: AnalysisController, remember: bool = True, folder: Path | None = None, parent=None):
         """``remember=False`` (screenshots, benchmarks): default preferences, nothing saved,
@@ -44,6 +58,11 @@ class ReviewController(QObject):
         self.store.review_threshold = self.prefs.review_threshold
         analysis.settings = self.prefs.analysis
         self._scratch: tempfile.TemporaryDirectory | None = None
+        # Asked when a correction meets another station's change (``CellsChanged``) or a
+        # signed-off sample (``SampleSignedOff``): True applies it anyway.  Unattended: never.
+        self.resolve: Callable[[SessionError], bool] = lambda _exc: False
+        self._news.connect(self.catch_up)
+        self._link.connect(self._server_link)
 
     # ------------------------------------------------------------------ sessions
     @property
@@ -82,8 +101,9 @@ class ReviewController(QObject):
         return True
 
     def open_session(self, path: str | os.PathLike[str]) -> bool:
-        """Open a session file with everything committed in it; False (and a message) if it cannot be.
-        Its cells reach the views a moment later (``AnalysisController.session_loaded``)."""
+        """Open a session (a file, or a ``postgresql://`` URL on the lab's server) with everything
+        committed in it; False (and a message) if it cannot be.  Its cells reach the views a
+        moment later (``AnalysisController.session_loaded``)."""
         try:
             session = ReviewSession.open(path)
         except SessionError as exc:
@@ -119,7 +139,7 @@ class ReviewController(QObject):
         opened unasked, nor offered over an open session.  Returns why the last session
         could not be offered ('' when it was, or when there is none)."""
         last = self.prefs.last_session
-        if not last or self.session is not None or not os.path.isfile(last):
+        if not last or self.session is not None or not (is_server_url(last) or os.path.isfile(last)):
             return ""
         try:
             with ReviewSession.open(last, readonly=True) as peek:
@@ -139,7 +159,7 @@ class ReviewController(QObject):
         if session is None or not session.images():
             self.analysis.reanalyse_all()
             return None
-        paths, old = self.store.paths(), session.path
+        paths, old = self.store.paths(), Path(session.location)
         if not self.new_session():
             return None
         self.analysis.open_paths(paths)
@@ -150,11 +170,12 @@ class ReviewController(QObject):
         self.analysis.use_session(session, new)  # the worker lets go of the old one first
         if session is not None:
             session.cache.listen(self._relabelled)
+            session.watch(self._news.emit, self._link.emit)  # other stations' corrections, if any
         if old is not None and old is not session:
             wait_for_background(old)  # an export or its load may still be reading it
             old.close()
         if session is not None and self.remember:
-            self.prefs.last_session = str(session.path)
+            self.prefs.last_session = session.location
             self._save_preferences()
         self.session_changed.emit()
         self.history_changed.emit()
@@ -180,17 +201,17 @@ class ReviewController(QObject):
 
     def set_label(self, rows: Iterable[int], label: str) -> int:
         """Give ``label`` to cells (row ids); committed at once. Returns cells changed."""
-        return self._apply(lambda session, ids: session.set_label(ids, label, self.reviewer), rows)
+        return self._apply(lambda session, ids, reopen: session.set_label(ids, label, self.reviewer, reopen=reopen), rows)
 
     def confirm(self, rows: Iterable[int]) -> int:
         """Mark cells reviewed as they are; returns cells changed."""
-        return self._apply(lambda session, ids: session.confirm(ids, self.reviewer), rows)
+        return self._apply(lambda session, ids, reopen: session.confirm(ids, self.reviewer, reopen=reopen), rows)
 
     def undo(self) -> int:
-        return self._apply(lambda session, _ids: session.undo(self.reviewer), None)
+        return self._apply(lambda session, _ids, reopen: session.undo(self.reviewer, reopen), None)
 
     def redo(self) -> int:
-        return self._apply(lambda session, _ids: session.redo(self.reviewer), None)
+        return self._apply(lambda session, _ids, reopen: session.redo(self.reviewer, reopen), None)
 
     @property
     def can_undo(self) -> bool:
@@ -200,8 +221,9 @@ class ReviewController(QObject):
     def can_redo(self) -> bool:
         return self.session is not None and self.session.can_redo
 
-    def _apply(self, action: Callable[[ReviewSession, list[int]], Correction | None], rows: Iterable[int] | None) -> int:
-        """``action(session, ids)`` on the cells of ``rows`` (None: no cells, as undo and redo)."""
+    def _apply(self, action: Callable[[ReviewSession, list[int], bool], Correction | None], rows: Iterable[int] | None) -> int:
+        """``action(session, ids, reopen)`` on the cells of ``rows`` (None: no cells, as undo and
+        redo); ``reopen`` once the reviewer chose to change a signed-off sample."""
         session = self.session
         if session is None:
             return 0
@@ -210,15 +232,42 @@ class ReviewController(QObject):
             ids = [i for i in (self.store.cell(r).id for r in rows) if i >= 0]
             if not ids:
                 return 0
-        try:
-            correction = action(session, ids)  # the session relabels its cells and calls _relabelled
-        except (SessionError, ValueError) as exc:
-            self.problem.emit("Correction not saved", f"{_message(exc)}\n\nNothing was changed.", "")
-            return 0
+        reopen = False
+        while True:
+            try:
+                correction = action(session, ids, reopen)  # the session relabels its cells and calls _relabelled
+                break
+            except CellsChanged as exc:
+                self.catch_up()  # the window shows the other station's labels while the reviewer chooses
+                if not self.resolve(exc):
+                    return 0
+            except SampleSignedOff as exc:
+                if reopen or not self.resolve(exc):
+                    return 0
+                reopen = True
+            except (SessionError, ValueError) as exc:
+                self.problem.emit("Correction not saved", f"{_message(exc)}\n\nNothing was changed.", "")
+                return 0
         if correction is None:
             return 0
         self.history_changed.emit()
         return len(correction.changes)
+
+    def catch_up(self) -> None:
+        """Read what other stations committed since last time; the views follow (``_relabelled``)."""
+        session = self.session
+        if session is None:
+            return
+        try:
+            session.catch_up()
+            self.analysis.add_session_images()  # fields another station analysed meanwhile
+        except SessionError:
+            return  # the server is gone: the banner says so, and this runs again once it is back
+        self.others_changed.emit()
+
+    def _server_link(self, up: bool) -> None:
+        if self.session is not None:
+            self.server_link.emit(up)
 
     def _relabelled(self, cell_ids: list[int]) -> None:
         """The session committed new labels for these cells (session ids): repaint them."""

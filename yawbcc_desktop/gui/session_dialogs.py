@@ -17,10 +17,21 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
 from ..core.imageio import IMAGE_SUFFIXES
-from ..core.store import SESSION_SUFFIX, ReviewSession, SessionError, SignOffRefused
+from ..core.store import (
+    SESSION_SUFFIX,
+    CellsChanged,
+    ReviewSession,
+    SampleSignedOff,
+    SessionError,
+    SignOffRefused,
+    is_server_url,
+    server_sessions,
+    session_url,
+)
 from .background import in_background
 from .icons import icon
 from .messages import Notifier
+from .palette import display_name
 from .review import ReviewController
 from .settings import AppSettings
 
@@ -34,6 +45,7 @@ IMAGE_FILTER = "Images ({})".format(" ".join(f"*{s}" for s in sorted(IMAGE_SUFFI
 class SessionDialogs:
     def __init__(self, window: MainWindow, review: ReviewController, settings: AppSettings, notifier: Notifier):
         self.window, self.review, self.settings, self.notifier = window, review, settings, notifier
+        review.resolve = self.resolve
 
     @property
     def attended(self) -> bool:
@@ -76,6 +88,25 @@ class SessionDialogs:
             menu.addAction("No recent files").setEnabled(False)
 
     def open_session(self) -> None:
+        """A session file; or, with a review server in the preferences, one of its sessions
+        (or any ``postgresql://`` URL typed in)."""
+        server = self.review.prefs.review_server
+        if server:
+            a_file = "A session file on this computer…"
+            try:
+                names = server_sessions(server)
+            except SessionError as exc:
+                self.notifier.error("Review server not reached", str(exc))
+                names = []
+            choice, ok = QInputDialog.getItem(
+                self.window, "Open a review session", f"Session on {server}, or a postgresql:// URL:", [*names, a_file], 0, True
+            )
+            if not ok or not choice.strip():
+                return
+            if choice != a_file:
+                choice = choice.strip()
+                self.review.open_session(choice if is_server_url(choice) else session_url(server, choice))
+                return
         start = str(self.review.sessions_folder())
         path, _ = QFileDialog.getOpenFileName(self.window, "Open a review session", start, SESSION_FILTER)
         if path:
@@ -88,7 +119,7 @@ class SessionDialogs:
         path, _ = QFileDialog.getSaveFileName(
             self.window,
             "Save the session as",
-            self._start_in(session.path.name),
+            self._start_in(f"{session.name}{SESSION_SUFFIX}"),
             SESSION_FILTER,
             options=QFileDialog.Option.DontConfirmOverwrite,
         )
@@ -102,7 +133,7 @@ class SessionDialogs:
         session = self.review.session  # the one open now, whatever is opened while it writes
         if session is None:
             return
-        start = self._start_in(f"{session.path.stem}_{suffix}.csv")
+        start = self._start_in(f"{session.name}_{suffix}.csv")
         path, _ = QFileDialog.getSaveFileName(self.window, title, start, "CSV (*.csv)")
         if not path:
             return
@@ -174,6 +205,34 @@ class SessionDialogs:
             return False
         self._status(f"Signed off by {done.reviewer}", 10000)
         return True
+
+    def resolve(self, exc: SessionError) -> bool:
+        """Another station changed the cells meanwhile, or signed their sample off: show who did
+        what and let the reviewer choose; True applies the correction anyway."""
+        if not self.attended:
+            self.notifier.error("Correction not saved", str(exc))
+            return False
+        box = QMessageBox(QMessageBox.Icon.Warning, "Changed at another station", "", parent=self.window)
+        if isinstance(exc, CellsChanged):
+            shown = "<br>".join(
+                f"• cell {c.cell_id}: {display_name(c.label) if c.label else 'not reviewed'}, by {c.reviewer}"
+                f"{f' at {c.station}' if c.station else ''} ({c.at[:16].replace('T', ' ')} UTC)"
+                for c in exc.changes[:3]
+            ) + ("<br>…" if len(exc.changes) > 3 else "")
+            box.setText(f"{len(exc.changes)} of these cells were changed at another station since you saw them:<br>{shown}")
+            box.setInformativeText("The window now shows their labels. Apply yours over them, or keep theirs?")
+            box.setDetailedText("\n".join(str(c) for c in exc.changes))
+            apply = box.addButton("Apply mine", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton("Keep theirs", QMessageBox.ButtonRole.RejectRole)
+        elif isinstance(exc, SampleSignedOff):
+            box.setWindowTitle("Signed off")
+            box.setText(str(exc))
+            apply = box.addButton("Reopen and change", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton(QMessageBox.StandardButton.Cancel)
+        else:
+            return False
+        box.exec()
+        return box.clickedButton() is apply
 
     # -------------------------------------------------------------- questions
     def offer_last_session(self) -> None:

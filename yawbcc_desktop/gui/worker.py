@@ -346,7 +346,7 @@ class AnalysisWorker(QThread):
                     analysed = AnalysedImage.from_session(image, session.cells(image_id=image.id))
             else:
                 analysed = AnalysedImage.from_result(result, [next(written) for _ in cell_ids], threshold)
-            analysed.session = str(session.path)
+            analysed.session = session.location
             out.append(analysed)
         return out
 

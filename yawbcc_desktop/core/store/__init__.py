@@ -1,27 +1,36 @@
-"""Review sessions: one SQLite file with the analysed images, their cells, the model's
-predictions, and every reviewer's correction as an append-only audit trail.
+"""Review sessions: the analysed images, their cells, the model's predictions, and every
+reviewer's correction as an append-only audit trail.
 
-Nothing is lost to a crash: the file is in WAL mode with ``synchronous=FULL``, each
-analysed image (or batch) and each correction is its own transaction, and a new session
-file appears by rename only once its schema is complete.
+One contract (``ReviewSession``: ``session.py`` writes, ``reads.py`` queries), two stores,
+chosen by where the session is (``locations.py``):
 
-Threads: one ``ReviewSession`` may be shared by the threads of a process (the GUI corrects
-from its main thread while the analysis worker calls ``add_image``); each thread gets its
-own SQLite connection and SQLite serialises the writes.  Undo/redo keeps its stacks in
-memory and is meant for one thread, the GUI's, as is ``ReviewSession.cache``, the cells a
-window shows, which each correction updates as it commits.  Stop the worker before ``close()``.
+- a path: one SQLite file on this workstation (``sqlite_store.py``, the embedded default).
+  WAL mode with ``synchronous=FULL``; one process writes it at a time (an OS lock on
+  ``<file>.lock`` that dies with its process, ``kill -9`` included); ``readonly=True``
+  takes no lock (export while the GUI has the session open);
+- ``postgresql://host/db?session=NAME``: a session on the lab's server, shared by several
+  review stations at once (``postgres_store.py``; psycopg is imported only then).
 
-Processes: one at a time writes a session.  ``open`` takes an OS lock on ``<file>.lock``
-for as long as the session is open; the OS drops it when the process ends, ``kill -9``
-included, so a stale lock file never blocks reopening.  ``readonly=True`` takes no lock
-(export while the GUI has the session open).
+Either way each analysed image (or batch) and each correction is its own transaction, the
+audit trail refuses to be rewritten, a correction names the version of each cell it saw
+(``CellsChanged`` when another station changed one since), a sign-off locks its cells for
+every station until reopened (``SampleSignedOff``), the sample notes (``notes.py``) are an
+append-only trail of their own, and ``copy_to`` moves a whole session
+from one store to the other (``transfer.py``).
 
-A file that is damaged, from a newer YAWBCC, or locked raises a ``SessionError`` subclass
-whose message names the file and what to do; such a file is never written to.
+Threads: one session may be shared by the threads of a process; each gets its own
+connection.  Undo/redo and ``ReviewSession.cache`` (the cells a window shows, kept in step
+by every correction, and by ``catch_up`` with other stations') are the GUI thread's.
+
+A session that is damaged, from a newer YAWBCC, locked or unreachable raises a
+``SessionError`` subclass whose message names it and what to do; it is never written to.
 """
 
 from .cache import CellCache, CellColumns
 from .errors import (
+    CellsChanged,
+    ChangedCell,
+    SampleSignedOff,
     SessionClosed,
     SessionCorrupt,
     SessionError,
@@ -30,9 +39,11 @@ from .errors import (
     SessionNotFound,
     SessionReadOnly,
     SessionTooNew,
+    SessionUnreachable,
     SessionWriteError,
     SignOffRefused,
 )
+from .locations import is_server_url, server_sessions, session_url
 from .notes import COMMENTS, SAMPLE_ID, SampleNote
 from .records import CellChange, Correction, CorrectionRecord, SessionCell, SessionImage, SessionSummary, SignOff
 from .schema import APPLICATION_ID, SCHEMA_VERSION, SESSION_SUFFIX
@@ -46,6 +57,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SESSION_SUFFIX",
     "CellCache",
+    "CellsChanged",
+    "ChangedCell",
     "CellChange",
     "CellColumns",
     "Correction",
@@ -61,9 +74,14 @@ __all__ = [
     "SessionNotFound",
     "SessionReadOnly",
     "SessionSummary",
+    "SampleSignedOff",
     "SessionTooNew",
+    "SessionUnreachable",
     "SessionWriteError",
     "SignOff",
     "SignOffRefused",
+    "is_server_url",
+    "server_sessions",
+    "session_url",
     "unfamiliar_threshold",
 ]

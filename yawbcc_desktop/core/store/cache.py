@@ -124,11 +124,33 @@ class CellCache:
             if row < 0:
                 continue
             reviewed = change.after is not None
+            cell = self._cells[row]
             self._cells[row] = replace(
-                self._cells[row], label=change.after, reviewer=reviewer if reviewed else "", reviewed_at=at if reviewed else ""
+                cell,
+                label=change.after,
+                reviewer=reviewer if reviewed else "",
+                reviewed_at=at if reviewed else "",
+                version=cell.version + 1,  # as the session's row: one change, one version
             )
             columns.label[row] = label_code(change.after)
         return changed
+
+    def refresh(self, cells: Iterable[SessionCell]) -> list[int]:
+        """Cells read again from the session after another station changed them (``ReviewSession.refresh``):
+        those held here take what the session now says; returns the ids of those held."""
+        columns = self.columns()
+        changed = []
+        for cell in cells:
+            row = self._rows.get(cell.id, -1)
+            if row >= 0:
+                self._cells[row] = cell
+                columns.label[row] = label_code(cell.label)
+                changed.append(cell.id)
+        return changed
+
+    def versions(self, cell_ids: Iterable[int]) -> dict[int, int]:
+        """The version of each held cell among ``cell_ids``: what this window saw."""
+        return {i: self._cells[self._rows[i]].version for i in cell_ids if i in self._rows}
 
     def tell(self, cell_ids: list[int]) -> None:
         """Call every listener with the ids of the cells a correction changed, shown or not."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from .schema import SCHEMA_VERSION
 
@@ -89,3 +90,57 @@ def read_error(path: Path, exc: sqlite3.DatabaseError) -> SessionError:
     if isinstance(exc, sqlite3.OperationalError):
         return SessionError(path, f"Could not read {path}: {exc}. Check that the file and its folder are reachable.")
     return SessionCorrupt(path, f"the database is damaged ({exc})")
+
+
+class CellsChanged(SessionError):
+    """A correction refused because another station changed some of its cells after this one
+    read them: nothing was saved.  ``changes`` says who changed each to what, so the reviewer
+    can look again and choose (keep theirs, or apply this one over it)."""
+
+    def __init__(self, location, changes: list[ChangedCell]):
+        shown = "; ".join(str(c) for c in changes[:5]) + ("; …" if len(changes) > 5 else "")
+        super().__init__(
+            location,
+            f"{len(changes)} cell(s) were changed at another station since you saw them: {shown}. "
+            "Nothing was saved; look at them again and choose.",
+        )
+        self.changes = changes
+
+
+class ChangedCell(NamedTuple):
+    """The latest change of a cell another station made: what a conflict names."""
+
+    cell_id: int
+    label: str | None  # None: back to not reviewed
+    reviewer: str
+    station: str
+    at: str
+    version: int
+
+    def __str__(self) -> str:
+        where = f" at {self.station}" if self.station else ""
+        return f"cell {self.cell_id} to {self.label or 'not reviewed'} by {self.reviewer}{where} ({self.at})"
+
+
+class SampleSignedOff(SessionError):
+    """A change refused because its cells are in a sample (folder or session) that is signed
+    off: the sign-off stands for every station until a reviewer reopens it on purpose."""
+
+    def __init__(self, location, scope: str, reviewer: str, at: str):
+        super().__init__(
+            location,
+            f"{scope or 'This session'} was signed off by {reviewer} ({at}); its cells are locked. "
+            "Reopen it to change them (the sign-off then no longer holds).",
+        )
+        self.scope, self.reviewer, self.at = scope, reviewer, at
+
+
+class SessionUnreachable(SessionError):
+    """The session's server could not be reached (stopped, restarted, network down)."""
+
+    def __init__(self, location, reason: str):
+        super().__init__(
+            location,
+            f"The review server of {location} cannot be reached ({reason}). What it confirmed is safe; "
+            "the last change may not have been saved: check it once the server is back.",
+        )

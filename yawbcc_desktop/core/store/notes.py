@@ -1,19 +1,19 @@
 """The sample's identifier and the reviewer's morphology comments, per session or folder.
 
 Kept as an append-only trail like the corrections: each change is a new row naming who
-made it and when, the latest row of a field is its value, and SQLite refuses to change or
-delete a row (``schema.audit_triggers``).  A mixin of ``ReviewSession``: it uses the
-session's ``_write`` and ``_read``.
+made it and when, the latest row of a field is its value, and either store refuses to change
+or delete a row (its audit guard).  A mixin of ``ReviewSession``: it uses the session's
+``_write``, ``_read`` and ``_announce``, in SQL both stores read alike, so the notes work in
+a file and on the lab's server, and other stations hear of a change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .records import abspath, now
 
@@ -33,11 +33,15 @@ class SampleNote:
 
 
 class SampleNotes:
+    """The sample notes of a ``ReviewSession``."""
+
     if TYPE_CHECKING:  # what the session gives its mixin
 
-        def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
 
-        def _read(self, sql: str, params: Sequence = ()) -> list[tuple]: ...
+        def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+        def _announce(self, conn: Any, action_id: int) -> None: ...
 
     def set_note(self, field: str, value: str, reviewer: str, folder: str | os.PathLike | None = None) -> bool:
         """Give ``field`` (``SAMPLE_ID`` or ``COMMENTS``) of the session (or one folder) a new
@@ -58,6 +62,7 @@ class SampleNotes:
                 "INSERT INTO sample_note (folder, field, value, reviewer, at) VALUES (?, ?, ?, ?, ?)",
                 (scope, field, value, reviewer, now()),
             )
+            self._announce(conn, 0)  # other stations' windows show the new value
         return True
 
     def notes(self, folder: str | os.PathLike | None = None) -> dict[str, str]:

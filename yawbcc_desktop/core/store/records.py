@@ -71,6 +71,7 @@ class SessionCell:
     diameter_um: float = math.nan  # nan: not measured (an older session)
     unfamiliar_score: float = math.nan  # nan: no familiarity model
     flags: str = ""  # reasons for review fixed at analysis (review_rules), joined by "; "
+    version: int = 0  # changes of label so far: a correction names the version it saw
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -176,6 +177,7 @@ class CorrectionRecord:
     label: str | None
     reviewer: str
     at: str
+    station: str = ""  # the workstation it was made on ('' before format 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ def abspath(path: str | os.PathLike) -> str:
 
 
 def real(value: float | None) -> float | None:
-    """A float for SQLite, NULL for None or nan (SQLite has no nan)."""
+    """A float for the store, NULL for None or nan (SQLite has no nan; both stores read NULL as nan)."""
     return float(value) if value is not None and math.isfinite(value) else None
 
 
@@ -232,8 +234,8 @@ IMAGE_SELECT = (
 )
 CELL_SELECT = (
     "SELECT c.id, c.image_id, i.path, c.cell_index, c.kind, c.x, c.y, c.width, c.height, c.model, c.predicted, "
-    "c.confidence, c.probs, c.label, c.reviewer, c.reviewed_at, c.diameter_um, c.unfamiliar_score, c.flags "
-    "FROM cell c JOIN image i ON i.id = c.image_id"
+    "c.confidence, c.probs, c.label, c.reviewer, c.reviewed_at, c.diameter_um, c.unfamiliar_score, c.flags, "
+    "c.version FROM cell c JOIN image i ON i.id = c.image_id"
 )
 
 
@@ -249,13 +251,14 @@ def cell_from_row(r: tuple) -> SessionCell:
     probs = np.frombuffer(r[12], "<f4").astype(np.float32) if r[12] is not None else None
     return SessionCell(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or "",
-        nan_if_null(r[11]), probs, r[13], r[14], r[15], nan_if_null(r[16]), nan_if_null(r[17]), r[18],
+        nan_if_null(r[11]), probs, r[13], r[14], r[15], nan_if_null(r[16]), nan_if_null(r[17]), r[18], r[19],
     )  # fmt: skip
 
 
 CELL_INSERT = (
     "INSERT INTO cell (image_id, cell_index, kind, x, y, width, height, mask, model, predicted, "
-    "confidence, probs, diameter_um, unfamiliar_score, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "confidence, probs, diameter_um, unfamiliar_score, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING id"
 )
 
 

@@ -1,21 +1,26 @@
 """The session file's format: its tables, its version, and what each version added.
 
 Bump ``SCHEMA_VERSION`` with the columns it adds in ``ADDED_COLUMNS`` (the tables in
-``ADDED_TABLES``); an older file is
-brought up to date when opened for writing (``ReviewSession._migrate``) and read through
-temporary views when opened read-only (``read_older``).
+``ADDED_TABLES``); an older session is brought up to date when opened for writing (each
+store's ``_migrate``) and an older file read through temporary views and tables when opened
+read-only (``read_older``).  Format 3 added the sample notes; 4, a version per cell and the
+station of each review action (several review stations).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
+SCHEMA_VERSION = 4  # PRAGMA user_version; bump with the columns it adds in ADDED_COLUMNS
 APPLICATION_ID = 0x59574243  # PRAGMA application_id, "YWBC": tells our files from other SQLite files
 SESSION_SUFFIX = ".yawbcc"  # suggested file name ending for file dialogs
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-TABLES = {"session_info", "image", "cell", "review_action", "correction", "sign_off"}
+# Every table, parents first: the order a copy fills them in (``transfer``).  A table added
+# here is created, checked, copied and exported by both stores.
+TABLE_ORDER = ("session_info", "image", "cell", "review_action", "correction", "sign_off", "sample_note")
+APPEND_ONLY = ("review_action", "correction", "sign_off", "sample_note")  # the audit trail
 
 SCHEMA = """
 CREATE TABLE session_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +61,9 @@ CREATE TABLE cell (
     diameter_um REAL,                   -- the segmented outline's equivalent diameter
     unfamiliar_score REAL,              -- NULL: no familiarity model
     flags TEXT NOT NULL DEFAULT '',     -- review_rules.analysis_flags, joined by '; ' ('' none)
+    -- format 4: bumped by each change of label, so a station correcting what it saw is told
+    -- when another station changed the cell meanwhile
+    version INTEGER NOT NULL DEFAULT 0,
     UNIQUE (image_id, cell_index)
 );
 CREATE INDEX cell_confidence ON cell(confidence);
@@ -64,7 +72,8 @@ CREATE TABLE review_action (            -- one reviewer action: what one undo st
     kind TEXT NOT NULL CHECK (kind IN ('set', 'confirm', 'undo', 'redo')),
     reverts INTEGER REFERENCES review_action(id),
     reviewer TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    station TEXT NOT NULL DEFAULT ''    -- format 4: the workstation (host name) it was made on
 );
 CREATE TABLE correction (               -- the audit trail: one row per cell per action
     id INTEGER PRIMARY KEY,
@@ -105,6 +114,8 @@ CREATE TABLE {prefix}sample_note (      -- the sample identifier and morphology 
     },
 }
 SCHEMA += "".join(sql.format(prefix="") for tables in ADDED_TABLES.values() for sql in tables.values())
+# The tables every session has had since format 1: opening checks a session has them all.
+TABLES = set(TABLE_ORDER) - {name for tables in ADDED_TABLES.values() for name in tables}
 # Columns each format added to an older file's tables: (table, column, declaration, their
 # value in an older file).  Opened for writing, an older file gets them by ALTER TABLE;
 # opened read-only, by temporary views (``read_older``).  The CREATE TABLEs above hold them
@@ -121,6 +132,10 @@ ADDED_COLUMNS: dict[int, list[tuple[str, str, str, str]]] = {
         ("cell", "flags", "TEXT NOT NULL DEFAULT ''", "''"),
     ],
     3: [],  # a table only (ADDED_TABLES)
+    4: [
+        ("cell", "version", "INTEGER NOT NULL DEFAULT 0", "0"),
+        ("review_action", "station", "TEXT NOT NULL DEFAULT ''", "''"),
+    ],
 }
 assert max(ADDED_COLUMNS) == SCHEMA_VERSION
 
@@ -130,15 +145,24 @@ def columns_since(version: int) -> list[tuple[str, str, str, str]]:
     return [col for v in sorted(ADDED_COLUMNS) if v > version for col in ADDED_COLUMNS[v]]
 
 
-def tables_since(version: int, prefix: str = "") -> list[str]:
-    """CREATE TABLE statements of the tables a file of format ``version`` lacks; with no
-    ``prefix`` (the file itself), their audit triggers too."""
-    added = [(name, sql) for v in sorted(ADDED_TABLES) if v > version for name, sql in ADDED_TABLES[v].items()]
-    out = [sql.format(prefix=prefix) for _, sql in added]
-    return out if prefix else out + audit_triggers([name for name, _ in added])
+TABLES_SQL = SCHEMA  # both stores' tables; each adds its own guard of the audit trail
 
 
-def audit_triggers(tables) -> list[str]:
+def missing_tables(present: Iterable[str], prefix: str = "") -> dict[str, str]:
+    """The CREATE TABLE statement of each table a session of an older format lacks (those
+    not in ``present``), by name; ``prefix`` before the name (``temp.``)."""
+    have = set(present)
+    return {
+        name: sql.format(prefix=prefix) for tables in ADDED_TABLES.values() for name, sql in tables.items() if name not in have
+    }
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The columns a table of an SQLite file has."""
+    return {r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")}
+
+
+def audit_triggers(tables: Iterable[str]) -> list[str]:
     """History is never rewritten: undo appends rows, and SQLite itself refuses the rest."""
     return [
         f"CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} "
@@ -148,7 +172,7 @@ def audit_triggers(tables) -> list[str]:
     ]
 
 
-SCHEMA += "".join(audit_triggers(("review_action", "correction", "sign_off", *ADDED_TABLES[3])))
+SCHEMA += "".join(audit_triggers(APPEND_ONLY))
 
 
 def read_older(conn: sqlite3.Connection) -> None:
@@ -159,10 +183,14 @@ def read_older(conn: sqlite3.Connection) -> None:
     if not 1 <= version < SCHEMA_VERSION:
         return  # this format; or not a session, which _check_schema refuses
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    for sql in tables_since(version, prefix="temp."):
+    for sql in missing_tables(tables, prefix="temp.").values():
         conn.execute(sql)
     missing = columns_since(version)
     for table in dict.fromkeys(t for t, *_ in missing):
         if table in tables:
-            extra = ", ".join(f"{value} AS {column}" for t, column, _, value in missing if t == table)
-            conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")
+            # What the file lacks, not what its number says: a file of an unmerged branch's
+            # numbering may have some of them already.
+            have = table_columns(conn, table)
+            extra = ", ".join(f"{value} AS {column}" for t, column, _, value in missing if t == table and column not in have)
+            if extra:
+                conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {extra} FROM main.{table}")

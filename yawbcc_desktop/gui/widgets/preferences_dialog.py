@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from ...core.classes import REFERENCE_RANGES, WBC_GROUPS, ReferenceRange
 from ...core.logs import DEFAULT_LEVEL, LEVELS, log_path
-from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences
+from ...core.preferences import DEFAULT_MIN_WBC, DEFAULT_REVIEW_THRESHOLD, Preferences, server_problem
 from ...core.scale import DEFAULT_UM_PER_PX, MIN_IMAGES_FOR_LAB_SCALE, PLAUSIBLE_UM_PER_PX, lab_pixel_size, red_cell_estimates
 from ...core.vocabulary import SEGMENTERS
 from ..palette import display_name
@@ -91,6 +91,13 @@ class PreferencesDialog(QDialog):
         )
         form.addRow("Find cells with", self.segmenter)
         form.addRow("Pixel size", self._pixel_size_row(prefs))
+        self.review_server = QLineEdit(prefs.review_server)
+        self.review_server.setPlaceholderText("postgresql://host/database — empty: sessions are files on this computer")
+        self.review_server.setToolTip(
+            "Several review stations share sessions on the lab's PostgreSQL server. No password here: "
+            "it is read from the password file (PGPASSFILE, ~/.pgpass) or a service file."
+        )
+        form.addRow("Review stations: server", self.review_server)
         self.log_level = QComboBox()
         for level in LEVELS:
             self.log_level.addItem(LOG_LEVEL_NAMES[level], level)
@@ -211,6 +218,7 @@ class PreferencesDialog(QDialog):
             min_wbc=self.min_wbc.value(),
             segmenter=self.segmenter.currentData(),
             lab_um_per_px=self.um_per_px.value() if self.lab_scale.isChecked() else None,
+            review_server=self.review_server.text().strip(),
             reference_ranges=ranges,
             log_level=self.log_level.currentData(),
             problem="",
@@ -220,5 +228,9 @@ class PreferencesDialog(QDialog):
         wrong = [display_name(g) for g, (low, high) in self.ranges.items() if low.value() > high.value()]
         if wrong:
             self.error.setText(f"Low is above high for: {', '.join(wrong)}.")
+            return
+        problem = server_problem(self.review_server.text().strip())
+        if problem:
+            self.error.setText(problem)
             return
         super().accept()

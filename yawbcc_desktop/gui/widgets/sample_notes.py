@@ -3,7 +3,8 @@
 Both belong to the scope the differential panel shows (the session or one folder) and are
 kept in the session with who wrote them and when (``ReviewSession.set_note``); the report
 and the LIS message print them.  A change is saved when the field is left (or Save is
-pressed), never on each key.
+pressed), never on each key.  Another station's change is shown when it arrives, unless the
+reviewer is changing that field here (what they type is never overwritten).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class SampleNotesBox(QWidget):
         self._review = review
         self._session = None  # the session whose notes are shown: edits go there, not to a newer one
         self._folder: str | None = None
+        self._shown = {SAMPLE_ID: "", COMMENTS: ""}  # as last read or saved: tells the reviewer's edits
         self.sample_id = QLineEdit()
         self.sample_id.setPlaceholderText("Sample identifier (printed on the report, sent to the LIS)")
         self.sample_id.editingFinished.connect(lambda: self._save(SAMPLE_ID, self.sample_id.text().strip()))
@@ -44,9 +46,29 @@ class SampleNotesBox(QWidget):
         session = self._review.session
         self._session, self._folder = session, folder
         notes = session.notes(folder) if session is not None else {SAMPLE_ID: "", COMMENTS: ""}
+        self._shown = dict(notes)
         self.sample_id.setText(notes[SAMPLE_ID])
         self.comments.setPlainText(notes[COMMENTS])
         self.setEnabled(session is not None and not session.readonly)
+
+    def show_others(self) -> None:
+        """Read the notes again (another station changed the session); a field the reviewer
+        has edited here and not saved yet keeps what they typed."""
+        session = self._session
+        if session is None or session.closed:
+            return
+        try:
+            notes = session.notes(self._folder)
+        except SessionError:
+            return  # the server is gone: the window's banner says so
+        fields = {
+            SAMPLE_ID: (self.sample_id.text, self.sample_id.setText),
+            COMMENTS: (self.comments.toPlainText, self.comments.setPlainText),
+        }
+        for field, (text, set_text) in fields.items():
+            if text().strip() == self._shown[field] != notes[field]:
+                set_text(notes[field])
+                self._shown[field] = notes[field]
 
     def save_comments(self) -> None:
         self._save(COMMENTS, self.comments.toPlainText().strip())
@@ -57,6 +79,7 @@ class SampleNotesBox(QWidget):
             return
         try:
             session.set_note(field, value, self._review.reviewer, self._folder)
+            self._shown[field] = value
         except ValueError as exc:  # no reviewer name yet
             self.problem.emit("Not saved", str(exc))
         except SessionError as exc:
