@@ -103,12 +103,13 @@ def score(
     if lab_um_per_px:
         rows["um_per_px"] = lab_um_per_px
     x, signatures = correction_inputs(bundle, rows)
-    probs, fam = [], []
+    probs, fam, odd = [], [], []
     for i in range(0, len(x), 64):
-        p, s = bundle.classify(x[i : i + 64])
+        p, s, u = bundle.classify(x[i : i + 64])
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
-    probs, fam = np.concatenate(probs), np.concatenate(fam)
+        odd.append(u if u is not None else np.zeros(len(p), bool))
+    probs, fam, unusual = np.concatenate(probs), np.concatenate(fam), np.concatenate(odd)
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
@@ -124,7 +125,9 @@ def score(
     conflict = np.array([bool(analysis_flags(g, d, False)) for g, d in zip(said, diameters)])  # size reasons alone
     if size_rule:
         probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
-    return domain_metrics(probs, labels, unfamiliar, threshold, conflict)
+    if bundle.lab_rule is not None:  # an adapted bundle's rule for its lab, as classify_batch applies it
+        unusual |= np.array([bool(bundle.lab_rule.reasons(GROUPS[int(p.argmax())], float(p.max()))) for p in probs])
+    return domain_metrics(probs, labels, unfamiliar, threshold, conflict, unusual)
 
 
 def lodo_table(
@@ -139,7 +142,7 @@ def lodo_table(
     """``scales``: each lab's pixel size (``lab_scales``); None or a lab missing: per image."""
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     scales = scales or {}
-    head = ["cells", "bal-4", "acc", "F1", "flag", "unfam", "size", "wrong", "w→q"]
+    head = ["cells", "bal-4", "acc", "F1", "flag", "unfam", "size", "cell", "wrong", "w→q"]
     print(f"{'bundle':24} {'domain':8} " + " ".join(f"{h:>6}" for h in head) + " w→q conf")
     for name in bundles:
         folder = resolve_bundle(name)
@@ -155,6 +158,7 @@ def lodo_table(
             print(
                 f"{bundle.name:24} {tag:8} {m['n']:6d} {m['balanced_accuracy_4']:6.3f} {m['accuracy']:6.3f} {m['macro_f1']:6.3f} "
                 f"{m['flagged']:6.3f} {m['flagged_unfamiliar']:6.3f} {m['flagged_size_conflict']:6.3f} "
+                f"{m['flagged_unusual']:6.3f} "
                 f"{m['wrong']:6d} {m['wrong_in_queue']:6.3f} "
                 f"{m['wrong_in_queue_confidence_only']:8.3f}",
                 flush=True,
@@ -174,6 +178,8 @@ def lodo_table(
     print(f"flag: share of cells in the to-review queue at threshold {threshold} (low confidence, unfamiliar image, size/class)")
     print("size: share whose measured size contradicts the model's call, either way (on an unfamiliar image a")
     print("white cell's size read as a platelet is classed by its likeliest white-cell class: review_rules.size_ruled);")
+    print("cell: share unlike the training cells of the class it was called (familiarity.neighbour_distances), or")
+    print("queued by an adapted bundle's rule for its lab;")
     print("w→q: share of wrong cells in the queue; w→q conf: by low confidence alone.")
 
 

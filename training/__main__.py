@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from . import adapt_command, dataset_commands, domain_fit, evaluate, export_command, fit_command, replay, soup, unet
+from . import adapt_command, cell_check, dataset_commands, domain_fit, evaluate, export_command, fit_command, replay, soup, unet
 
 
 class Command(NamedTuple):
@@ -46,6 +46,11 @@ COMMANDS: dict[str, Command] = {
         "adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)",
         adapt_command.add_arguments,
         adapt_command.run,
+    ),
+    "neighbours": Command(
+        "fit a bundle's per-cell check (distance to the training cells of the class called)",
+        cell_check.add_arguments,
+        cell_check.run,
     ),
     "replay": Command(
         "write a PBC-only bundle's replay sample, so that it can be adapted to a lab", replay.add_arguments, replay.run

@@ -111,7 +111,12 @@ def predict_with_features(model, images: np.ndarray, side: int, batch: int = 128
 
 
 def domain_metrics(
-    probs: np.ndarray, labels: np.ndarray, unfamiliar: np.ndarray, threshold: float = REVIEW_THRESHOLD, size_conflict=None
+    probs: np.ndarray,
+    labels: np.ndarray,
+    unfamiliar: np.ndarray,
+    threshold: float = REVIEW_THRESHOLD,
+    size_conflict=None,
+    unusual=None,
 ) -> dict:
     """Accuracy, balanced accuracy over the four common white cells, and what reaches the
     to-review queue (low confidence, unfamiliar image, and where measured a size/class
@@ -123,7 +128,8 @@ def domain_metrics(
     wrong = pred != labels
     low = conf < threshold
     conflict = np.zeros(len(labels), bool) if size_conflict is None else np.asarray(size_conflict, bool)
-    queue = low | unfamiliar | conflict
+    odd = np.zeros(len(labels), bool) if unusual is None else np.asarray(unusual, bool)
+    queue = low | unfamiliar | conflict | odd
     return {
         "n": int(len(labels)),
         "accuracy": float(np.mean(~wrong)),
@@ -133,6 +139,7 @@ def domain_metrics(
         "flagged_low_confidence": float(np.mean(low)),
         "flagged_unfamiliar": float(np.mean(unfamiliar)),
         **({"flagged_size_conflict": float(np.mean(conflict))} if size_conflict is not None else {}),
+        **({"flagged_unusual": float(np.mean(odd))} if unusual is not None else {}),
         "wrong": int(wrong.sum()),
         "wrong_in_queue": float(np.mean(queue[wrong])) if wrong.any() else float("nan"),
         "wrong_in_queue_confidence_only": float(np.mean(low[wrong])) if wrong.any() else float("nan"),

@@ -13,13 +13,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .adaptation import LabReviewRule
 from .classes import GROUPS
-from .familiarity import FAMILIARITY_FILE, Familiarity
+from .familiarity import FAMILIARITY_FILE, Familiarity, neighbour_distances
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
@@ -229,12 +229,14 @@ class ModelBundle:
         # Bundles with a familiarity model also report each cell's pooled backbone features:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
+        self._neighbours: tuple[np.ndarray, np.ndarray] | None = None  # replay features (unit rows), GROUPS labels
         self._with_features = None
         self._features = None  # built on first use of features()
         fam_path = self.folder / FAMILIARITY_FILE
         if fam_path.is_file():
             try:
                 self.familiarity = Familiarity.load(fam_path)
+                self._neighbours = self._training_neighbours()
                 self._with_features = keras.Model(self.model.input, [self.model.output, pooled_features(self.model)])
             except Exception as exc:
                 raise ModelBundleError(f"{fam_path}: cannot use the familiarity model ({type(exc).__name__}: {exc})") from None
@@ -295,14 +297,40 @@ class ModelBundle:
         for n in (1, 2):
             self.classify(np.zeros((n, side, side, 3), np.uint8))
 
-    def classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Calibrated probabilities and, with a familiarity model, each cell's unfamiliarity
-        score (``Familiarity.cell_scores``; None without one)."""
+    def _training_neighbours(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The replay sample (training cells' features, unit length, GROUPS labels) when the
+        familiarity model checks cells against it, else None."""
+        from .adaptation import REPLAY_FILE
+
+        path = self.folder / REPLAY_FILE
+        if self.familiarity is None or not np.isfinite(self.familiarity.neighbour_threshold) or not path.is_file():
+            return None
+        with np.load(path) as rp:
+            feats = rp["features"].astype(np.float32)
+            labels = np.asarray(rp["labels"], np.int64)
+        return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12), labels
+
+    def classify(self, batch: np.ndarray) -> Classified:
+        """Calibrated probabilities; with a familiarity model, each cell's unfamiliarity score
+        (``Familiarity.cell_scores``) and, where it checks them, whether the cell is unlike
+        the training cells of the class it was called (``neighbour_distances``)."""
         raw, feats = self._run(batch, True)
         probs = softmax_with_temperature(raw, self.card.temperature)
         if feats is None or self.familiarity is None:
-            return probs, None
-        return probs, self.familiarity.cell_scores(feats)
+            return Classified(probs, None, None)
+        unusual = None
+        if self._neighbours is not None:
+            distances = neighbour_distances(feats, probs.argmax(axis=1), *self._neighbours)
+            unusual = distances > self.familiarity.neighbour_threshold
+        return Classified(probs, self.familiarity.cell_scores(feats), unusual)
+
+
+class Classified(NamedTuple):
+    """What ``ModelBundle.classify`` says of a batch of cells."""
+
+    probs: np.ndarray  # calibrated, GROUPS order
+    scores: np.ndarray | None  # familiarity cell scores; None without a familiarity model
+    unusual: np.ndarray | None  # bool: unlike the training cells of its class; None: not checked
 
 
 def _one_blas_thread() -> None:

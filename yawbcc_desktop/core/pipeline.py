@@ -21,7 +21,7 @@ from .familiarity import acquisition_signature
 from .imageio import ImageReadError, read_rgb
 from .preferences import DEFAULT_ANALYSIS, AnalysisSettings
 from .preprocess import cell_crop, colour_balance, prepare_cell_image, prepare_cell_mask, resize
-from .review_rules import analysis_flags, measured_diameter, size_ruled
+from .review_rules import UNUSUAL_CELL, analysis_flags, measured_diameter, size_ruled
 from .scale import cell_diameter_um, estimate_um_per_px, scaled_cell_input
 from .segmentation import SegmentationError, find_cells_measured
 from .vocabulary import ANALYSED, FAILED, NO_CELL
@@ -163,7 +163,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
     with_inputs = [r for r in results if r.inputs is not None and len(r.inputs)]
     if not with_inputs:
         return
-    probs, scores = bundle.classify(np.concatenate([r.inputs for r in with_inputs]))
+    probs, scores, unusual = bundle.classify(np.concatenate([r.inputs for r in with_inputs]))
     start = 0
     for r in with_inputs:
         n = len(r.cells)
@@ -176,6 +176,8 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
             if scores is not None:
                 cell.unfamiliar_score = float(scores[start + i])
             cell.flags = analysis_flags(GROUPS[int(np.argmax(p))], size, r.unfamiliar)
+            if unusual is not None and unusual[start + i]:
+                cell.flags.append(UNUSUAL_CELL)
             if bundle.lab_rule is not None:
                 cell.flags += bundle.lab_rule.reasons(GROUPS[int(np.argmax(cell.probs))], float(np.max(cell.probs)))
         start += n

@@ -39,6 +39,9 @@ SIZE_SAYS_WBC = "size says white cell, model said platelet"
 SIZE_SET_ASIDE = "size says white cell, the model's platelet call set aside"
 SIZE_SAYS_PLATELET = "size says platelet, model said white cell"
 NOT_CLASSIFIED = "not classified"
+# The cell's features are far from the training cells of the class it was called
+# (core.familiarity.neighbour_distances): the model cannot vouch for it, whatever its confidence.
+UNUSUAL_CELL = "unlike the cells the model learnt this class from"
 # An adapted bundle's rule for its lab (core.adaptation.LabReviewRule).
 BELOW_LAB_BAR = "less sure than this lab's corrections ask"
 CLASS_NOT_YET_RELIABLE = "class not yet reliable on this lab"
