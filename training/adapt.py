@@ -34,7 +34,14 @@ from .head_fit import _folds, _softmax, head_weights
 from .semi_supervised import LabCells, fit_lab_head
 from .whole_folder import write_whole
 
-MAX_LAB_BAR = 0.99  # a lab's confidence bar never asks more than this
+MAX_LAB_BAR = 0.999  # a lab's confidence bar never asks more than this
+# The lab's queue after adapting (lab_review_rule): this many times the out-of-fold error rate
+# of the session's cells, within these bounds; a class is not yet reliable when more than
+# MAX_CLASS_ERRORS of the out-of-fold cells called it were something else.
+QUEUE_PER_ERROR = 5.0
+MIN_LAB_QUEUE, MAX_LAB_QUEUE = 0.05, 0.30
+MIN_SESSION_CELLS = 20
+MAX_CLASS_ERRORS = 0.2
 MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
 
 
@@ -135,23 +142,52 @@ def adapt(
         f"{report['balanced_accuracy_after_cross_validated']:.3f}; "
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
-    rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "")
+    session_confidence = None
+    if unlabelled is not None and len(unlabelled):
+        session_confidence = _view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta)).max(axis=1)
+    rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence)
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
     report["lab_review"] = rule.to_card()
     return Adaptation(w, b, temperature, report, feats, labels, signatures, rule)
 
 
-def lab_review_rule(oof: np.ndarray, labels: np.ndarray, order: list[str], adapted: list[str], lab: str) -> LabReviewRule:
-    """What the out-of-fold predictions (calibrated) say the adapted head can be trusted with:
-    a cell less sure than the surest mistake waits, and so does a cell of a class the
-    mistakes were called, or of a class with too few corrections to be adapted."""
+def lab_review_rule(
+    oof: np.ndarray,
+    labels: np.ndarray,
+    order: list[str],
+    adapted: list[str],
+    lab: str,
+    session_confidence: np.ndarray | None = None,
+) -> LabReviewRule:
+    """What the out-of-fold predictions (calibrated) say the adapted head can be trusted with.
+
+    A cell waits when it is less sure than the bar: the surest out-of-fold mistake, and with
+    the session's unreviewed cells (their confidences through the new head) at least the
+    confidence below which ``QUEUE_PER_ERROR`` times the out-of-fold error rate of them fall
+    (between ``MIN_LAB_QUEUE`` and ``MAX_LAB_QUEUE``): a few dozen corrections show few
+    mistakes, and the lab's wrong cells are among its least sure ones.  A cell also waits
+    when called a class that more than ``MAX_CLASS_ERRORS`` of its out-of-fold calls got
+    wrong, or one with too few corrections to be adapted."""
     said = oof.argmax(axis=1)
     wrong = said != labels
-    bar = float(np.ceil(oof.max(axis=1)[wrong].max() * 100) / 100) if wrong.any() else 0.0
-    confused = {order[i] for i in said[wrong]}
+    bar = float(oof.max(axis=1)[wrong].max()) if wrong.any() else 0.0
+    if session_confidence is not None and len(session_confidence) >= MIN_SESSION_CELLS:
+        share = float(np.clip(QUEUE_PER_ERROR * np.mean(wrong), MIN_LAB_QUEUE, MAX_LAB_QUEUE))
+        bar = max(bar, float(np.quantile(session_confidence, share)))
+    bar = float(np.ceil(bar * 1000) / 1000)
+    confused = {order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > MAX_CLASS_ERRORS}
     unreliable = tuple(g for g in order if g in confused or g not in adapted)
     return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable)
+
+
+def _view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
+    """Calibrated probabilities of the cells through a head, their views averaged as the bundle does."""
+    logs = np.log(np.clip(_softmax(cells.plain @ w + b), 1e-30, 1.0))
+    if mirror:
+        logs = (logs + np.log(np.clip(_softmax(cells.mirror @ w + b), 1e-30, 1.0))) / 2
+    raw = np.exp(logs - logs.max(axis=1, keepdims=True))
+    return softmax_with_temperature(raw / raw.sum(axis=1, keepdims=True), temperature)
 
 
 def _balanced(labels: np.ndarray, pred: np.ndarray) -> float:

@@ -377,8 +377,15 @@ def evaluate_run(
         log(f"{config.held_out} all, AdaBN: {report[f'{config.held_out}_all_adabn']}")
     report["training_minutes"] = train_minutes
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    fam.save(out / FAMILIARITY_FILE)
     write_replay(out / REPLAY_FILE, feats, labels, table, config.seed)
+    # The per-cell check against the replay sample, its bar set on the training labs' valid cells.
+    from yawbcc_desktop.core.familiarity import neighbour_distances
+
+    from .cell_check import neighbour_threshold, unit_replay
+
+    near = neighbour_distances(feats[valid], calibrated[valid].argmax(axis=1), *unit_replay(out))
+    fam.neighbour_threshold = neighbour_threshold(near, domains[valid])
+    fam.save(out / FAMILIARITY_FILE)
     pbc = report["pbc_test"]
     card = ModelCard(
         name=out.name,
