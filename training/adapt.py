@@ -39,7 +39,7 @@ MAX_LAB_BAR = 0.999  # a lab's confidence bar never asks more than this
 # of the session's cells, within these bounds; a class is not yet reliable when more than
 # MAX_CLASS_ERRORS of the out-of-fold cells called it were something else.
 QUEUE_PER_ERROR = 5.0
-MIN_LAB_QUEUE, MAX_LAB_QUEUE = 0.05, 0.30
+MIN_LAB_QUEUE, MAX_LAB_QUEUE = 0.20, 0.30
 MIN_SESSION_CELLS = 20
 MAX_CLASS_ERRORS = 0.2
 MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
