@@ -191,11 +191,11 @@ def write_replay(path: Path, feats: np.ndarray, labels: np.ndarray, table: pd.Da
     shipping their images."""
     rng = np.random.default_rng(seed)
     train = table["split"].eq("train").to_numpy()
-    pick = []
+    picked: list[int] = []
     for (_d, _g), idx in table[train].groupby(["domain", "group"]).indices.items():
         rows = np.flatnonzero(train)[idx]
-        pick.extend(rng.choice(rows, min(len(rows), per_class), replace=False))
-    pick = np.sort(np.array(pick))
+        picked.extend(rng.choice(rows, min(len(rows), per_class), replace=False))
+    pick = np.sort(np.array(picked))
     np.savez_compressed(
         path, features=feats[pick].astype(np.float16), labels=labels[pick], domains=table["domain"].to_numpy()[pick].astype(str)
     )
@@ -338,7 +338,7 @@ def evaluate_run(
     # Familiarity: fitted on the training cells (PBC subsampled so each domain has a say),
     # threshold at a high quantile of held-out cells of the training domains.
     rng = np.random.default_rng(config.seed)
-    fit_idx = []
+    fit_idx: list[int] = []
     for d in train_domains:
         idx = np.flatnonzero(table["split"].eq("train").to_numpy() & table["domain"].eq(d).to_numpy())
         fit_idx.extend(rng.choice(idx, min(len(idx), 2500), replace=False))
