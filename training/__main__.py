@@ -14,7 +14,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from . import adapt_command, cell_check, dataset_commands, domain_fit, evaluate, export_command, fit_command, replay, soup, unet
+from . import (
+    adapt_command,
+    cell_check,
+    dataset_commands,
+    domain_command,
+    evaluate,
+    export_command,
+    fit_command,
+    replay,
+    soup,
+    unet,
+)
 
 
 class Command(NamedTuple):
@@ -39,8 +50,8 @@ COMMANDS: dict[str, Command] = {
     "export": Command("copy a run's model and card into a bundle folder", export_command.add_arguments, export_command.run),
     "domains": Command(
         "fine-tune a bundle across PBC, BCCD, Bio-Net and LISC (stain-robust, one µm per pixel)",
-        domain_fit.add_arguments,
-        domain_fit.run,
+        domain_command.add_arguments,
+        domain_command.run,
     ),
     "adapt": Command(
         "adapt a bundle to a lab from its reviewers' corrections (minutes, no base images needed)",

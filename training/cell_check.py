@@ -83,7 +83,7 @@ def fit(model: str, data: str, split: str, log=print) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .domain_fit import add_data_arguments
+    from .domain_command import add_data_arguments
 
     add_data_arguments(p)
     p.add_argument("--model", required=True, help="bundle name or folder (needs familiarity.npz and replay.npz)")

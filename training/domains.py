@@ -197,7 +197,8 @@ def find_nucleus(rgb: np.ndarray) -> Nucleus:
             score -= 1e9
         if score > best_score:
             best, best_score = i, score
-    return Nucleus(float(centres[best][0]), float(centres[best][1]), tuple(int(v) for v in stats[best][:4]))
+    bx, by, bw, bh = (int(v) for v in stats[best][:4])
+    return Nucleus(float(centres[best][0]), float(centres[best][1]), (bx, by, bw, bh))
 
 
 def locate_nucleus(rgb: np.ndarray) -> tuple[float, float]:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from yawbcc_desktop.core.adaptation import REPLAY_FILE
     from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
 
-    from .domain_fit import lodo_summary
+    from .domain_command import lodo_summary
 
     for extra in (FAMILIARITY_FILE, REPLAY_FILE):  # bundles trained across labs
         if (run_dir / extra).is_file():

@@ -6,7 +6,7 @@ Runs fine-tuned from the same base bundle sit in one basin of the loss, so their
 a model of its own (Wortsman et al., *Model soups*, 2022) — often better than each on images
 of other labs, at the cost of no extra model pass.  The soup is then calibrated, given its
 familiarity model and replay sample, and scored per lab exactly as a finished run
-(``domain_fit.reevaluate``); its card lists the runs it was made of.  Choose between soups,
+(``domain_command.reevaluate``); its card lists the runs it was made of.  Choose between soups,
 and their test-time views, on the ``valid`` figures the run prints, not the ``test`` ones.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from yawbcc_desktop.core.classifier import MODEL_FILE
 
-from .domain_fit import add_data_arguments, reevaluate
+from .domain_command import add_data_arguments, reevaluate
 
 # What runs must share to be averaged: the base, the framing and the labs.
 SAME = ("base", "input_size", "um_per_px", "held_out")

@@ -348,12 +348,13 @@ def object_figures(root: Path, find) -> dict:
         boxes = read_voc_boxes(root / "Annotations" / f"{path.stem}.xml")
         wbc += match_boxes([r for r in regions if r.kind == WBC], [b for b in boxes if b[0] in WBC_NAMES])
         plt += match_boxes([r for r in regions if r.kind == PLATELET], [b for b in boxes if b[0] in PLATELET_NAMES], iou=0.3)
-    tp, fp, fn = wbc
+    tp, fp, fn = (int(v) for v in wbc)
+    plt_tp, _, plt_fn = (int(v) for v in plt)
     return {
         "fields": len(fields),
         "wbc_recall": round(tp / max(1, tp + fn), 4),
         "wbc_precision": round(tp / max(1, tp + fp), 4),
-        "platelet_recall_iou0.3": round(plt[0] / max(1, plt[0] + plt[2]), 4),
+        "platelet_recall_iou0.3": round(plt_tp / max(1, plt_tp + plt_fn), 4),
     }
 
 

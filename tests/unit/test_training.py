@@ -154,7 +154,7 @@ def test_lodo_summary_says_which_views_scored_a_run(tiny_bundle, tmp_path):
     from dataclasses import replace
 
     from training.card import write_card
-    from training.domain_fit import lodo_summary
+    from training.domain_command import lodo_summary
     from yawbcc_desktop.core.classifier import read_card
 
     run = tmp_path / "lodo-bccd"

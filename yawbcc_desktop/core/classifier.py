@@ -138,7 +138,7 @@ def model_search_path() -> list[Path]:
     return paths
 
 
-def read_card(folder: str | os.PathLike) -> ModelCard:
+def read_card(folder: str | os.PathLike[str]) -> ModelCard:
     folder = Path(folder)
     card_path = folder / CARD_FILE
     if not card_path.is_file():
@@ -152,7 +152,7 @@ def read_card(folder: str | os.PathLike) -> ModelCard:
 
 def list_bundles() -> list[tuple[Path, ModelCard | ModelBundleError]]:
     """Every bundle folder on the search path with its card, or the error reading it."""
-    found = []
+    found: list[tuple[Path, ModelCard | ModelBundleError]] = []
     for base in model_search_path():
         if not base.is_dir():
             continue
@@ -166,7 +166,7 @@ def list_bundles() -> list[tuple[Path, ModelCard | ModelBundleError]]:
     return found
 
 
-def resolve_bundle(name_or_dir: str | os.PathLike | None) -> Path:
+def resolve_bundle(name_or_dir: str | os.PathLike[str] | None) -> Path:
     """A bundle folder from a name on the search path or a folder path (None: the default)."""
     if name_or_dir is None:
         names = [DEFAULT_MODEL, FALLBACK_MODEL]
@@ -192,16 +192,17 @@ def softmax_with_temperature(probs: np.ndarray, temperature: float) -> np.ndarra
     log p differs from the logits by a per-row constant, which softmax ignores, so this is
     exactly temperature scaling of the logits.
     """
-    logits = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / temperature
+    logits: np.ndarray = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
+    e: np.ndarray = np.exp(logits)
+    calibrated: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return calibrated
 
 
 class ModelBundle:
     """A loaded model and its card.  Not thread-safe: one thread owns it."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         self.card = read_card(self.folder)
         model_path = self.folder / MODEL_FILE
@@ -230,8 +231,9 @@ class ModelBundle:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
         self._neighbours: tuple[np.ndarray, np.ndarray] | None = None  # replay features (unit rows), GROUPS labels
-        self._with_features = None
-        self._features = None  # built on first use of features()
+        # keras.Model (Keras ships no type information)
+        self._with_features: Any = None
+        self._features: Any = None  # built on first use of features()
         fam_path = self.folder / FAMILIARITY_FILE
         if fam_path.is_file():
             try:
@@ -342,8 +344,9 @@ def _one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def pooled_features(model):
-    """The output of the global-average pooling after the backbone: what the head sees."""
+def pooled_features(model: Any) -> Any:
+    """The output of the global-average pooling after the backbone: what the head sees
+    (a Keras model and tensor: Keras ships no type information)."""
     import keras
 
     for layer in model.layers:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,7 +99,7 @@ class AcquisitionModel:
         x = np.asarray(signatures, np.float64)
         centre, spread = x.mean(axis=0), x.std(axis=0) + 1e-6
         rng = np.random.default_rng(seed)
-        keep = []
+        keep: list[int] = []
         for d in np.unique(domains):
             idx = np.flatnonzero(domains == d)
             keep.extend(rng.choice(idx, min(len(idx), per_domain), replace=False))
@@ -151,7 +152,8 @@ class Familiarity:
         z = centred @ self.components.T
         d = ((z[:, None, :] - self.class_means[None]) ** 2 / self.variances).mean(axis=2).min(axis=1)
         resid = np.sum((centred - z @ self.components) ** 2, axis=1) / self.residual_scale
-        return 0.5 * (d + resid)
+        score: np.ndarray = 0.5 * (d + resid)
+        return score
 
     def image_score(self, cell_scores: np.ndarray, signature: np.ndarray | None = None) -> float:
         """The image's unfamiliarity in units of the thresholds: above 1 it is unfamiliar."""
@@ -167,27 +169,26 @@ class Familiarity:
         return bool(np.isfinite(image_score) and image_score > UNFAMILIAR_ABOVE)
 
     def save(self, path: str | Path) -> None:
-        np.savez(
-            path,
-            mean=self.mean,
-            components=self.components,
-            variances=self.variances,
-            class_means=self.class_means,
-            residual_scale=self.residual_scale,
-            threshold=self.threshold,
-            **({"neighbour_threshold": self.neighbour_threshold} if np.isfinite(self.neighbour_threshold) else {}),
-            **(
-                {
-                    "acq_centre": self.acquisition.centre,
-                    "acq_spread": self.acquisition.spread,
-                    "acq_references": self.acquisition.references.astype(np.float32),
-                    "acq_k": self.acquisition.k,
-                    "acq_threshold": self.acquisition.threshold,
-                }
-                if self.acquisition is not None
-                else {}
-            ),
-        )
+        # Any: numpy's stubs would match a dict of arrays against savez's allow_pickle too.
+        arrays: dict[str, Any] = {
+            "mean": self.mean,
+            "components": self.components,
+            "variances": self.variances,
+            "class_means": self.class_means,
+            "residual_scale": self.residual_scale,
+            "threshold": self.threshold,
+        }
+        if np.isfinite(self.neighbour_threshold):
+            arrays["neighbour_threshold"] = self.neighbour_threshold
+        if self.acquisition is not None:
+            arrays.update(
+                acq_centre=self.acquisition.centre,
+                acq_spread=self.acquisition.spread,
+                acq_references=self.acquisition.references.astype(np.float32),
+                acq_k=self.acquisition.k,
+                acq_threshold=self.acquisition.threshold,
+            )
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Familiarity:

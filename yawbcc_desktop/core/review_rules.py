@@ -142,7 +142,9 @@ def waits_for_review(confidence: np.ndarray, threshold: float, flagged: np.ndarr
     return waits
 
 
-def queue_where(threshold: float, label: str = "c.label", confidence: str = "c.confidence", flags: str = "c.flags"):
+def queue_where(
+    threshold: float, label: str = "c.label", confidence: str = "c.confidence", flags: str = "c.flags"
+) -> tuple[str, list[float]]:
     """The to-review queue as an SQL condition over a session's cell columns, and its
     parameters: not reviewed (``label`` NULL) and ``review_reasons`` gives a reason."""
     reasons = [r.sql.format(confidence=confidence) for r in QUEUE_REASONS] + [f"{flags} != ''"]
@@ -157,14 +159,16 @@ TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED = "to review", "confident", "confirme
 CELL_STATUSES = (TO_REVIEW, CONFIDENT, CONFIRMED, CORRECTED)
 
 
-def review_status(label: str | None, predicted: str, confidence: float | None, threshold: float, flags) -> str:
+def review_status(label: str | None, predicted: str, confidence: float | None, threshold: float, flags: str | list[str]) -> str:
     """The status of one cell (``label``: the reviewer's, None while not reviewed)."""
     if label is not None:
         return CORRECTED if label != predicted else CONFIRMED
     return TO_REVIEW if review_reasons(confidence, threshold, flags) else CONFIDENT
 
 
-def status_codes(label: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, threshold: float, flagged) -> np.ndarray:
+def status_codes(
+    label: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, threshold: float, flagged: np.ndarray
+) -> np.ndarray:
     """``review_status`` of many cells as indexes in ``CELL_STATUSES`` (int8): ``label`` and
     ``predicted`` are class codes, a negative ``label`` meaning not reviewed."""
     reviewed = label >= 0

@@ -122,7 +122,7 @@ def images_problem(images: AdaptImages) -> str | None:
     )
 
 
-def cannot_adapt(bundle_folder: str | os.PathLike | None) -> str | None:
+def cannot_adapt(bundle_folder: str | os.PathLike[str] | None) -> str | None:
     """Why the bundle cannot be adapted from corrections (None: it can)."""
     if not bundle_folder:
         return "No model is loaded yet: choose a model first (Analysis › Choose model…)."
@@ -163,12 +163,12 @@ class AdaptJob(TrainingJob):
     def __init__(
         self,
         session: ReviewSession,
-        base_model: str | os.PathLike,
+        base_model: str | os.PathLike[str],
         name: str,
         lab: str = "",
         *,
-        models_dir: str | os.PathLike | None = None,
-        work_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
         kill_after_ms: int = 5000,
         from_images: bool = False,
         lab_um_per_px: float | None = None,
@@ -202,12 +202,14 @@ class AdaptJob(TrainingJob):
     def _first_step(self) -> tuple[str, list[str]]:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if self.from_images:
-            image_list = self.run_folder / IMAGE_LIST
+            if self._images is None:
+                raise RuntimeError("the adaptation's images were not counted (start counts them)")
+            image_list = self.run_dir / IMAGE_LIST
             image_list.write_text("".join(f"{p}\n" for p in self._images.paths), encoding="utf-8")
             args = ["adapt", "--model", str(self.base_model), "--image-list", str(image_list)]
             args += ["--um-per-px", f"{self.lab_um_per_px:g}"] if self.lab_um_per_px else []
         else:
-            args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_folder / CORRECTIONS_CSV)]
+            args = ["adapt", "--model", str(self.base_model), "--corrections", str(self.run_dir / CORRECTIONS_CSV)]
         args += ["--name", self.name, "--dest", str(self.models_dir), "--lab", self.lab or self.name]
         self.progress.emit(0, 0, "Starting…")
         return "adapt", args

@@ -24,14 +24,14 @@ class ActionsSeen:
         self.top = 0
         self.gaps: dict[int, float] = {}  # id -> when it was first missed
 
-    def start(self, read: Callable[[str, Sequence[Any]], list[tuple]]) -> None:
+    def start(self, read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]) -> None:
         """At open: what is committed counts as seen; missing recent ids may still commit."""
         self.top = int(read("SELECT COALESCE(MAX(id), 0) FROM review_action", ())[0][0])
         low = max(0, self.top - AT_OPEN)
         present = {r[0] for r in read("SELECT id FROM review_action WHERE id > ?", (low,))}
         self._missed(set(range(low + 1, self.top)) - present)
 
-    def news(self, read: Callable[[str, Sequence[Any]], list[tuple]]) -> list[tuple[int, int]]:
+    def news(self, read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
         """(cell id, action id) of every correction row committed since the last call."""
         now = time.monotonic()
         self.gaps = {g: t for g, t in self.gaps.items() if now - t < GAP_WAIT_S}

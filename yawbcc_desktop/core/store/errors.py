@@ -13,23 +13,23 @@ from .schema import SCHEMA_VERSION
 class SessionError(Exception):
     """A session file that cannot be used; ``str()`` is the message to show."""
 
-    def __init__(self, path: str | os.PathLike, message: str):
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
         super().__init__(message)
         self.path = str(path)
 
 
 class SessionNotFound(SessionError):
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, f"Session file {path} does not exist. Check the name, or start a new session.")
 
 
 class SessionExists(SessionError):
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, f"{path} already exists; a session is never overwritten. Choose another name.")
 
 
 class SessionCorrupt(SessionError):
-    def __init__(self, path, reason: str):
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(
             path,
             f"{path} cannot be opened as a review session: {reason}. The file was left untouched; "
@@ -39,7 +39,7 @@ class SessionCorrupt(SessionError):
 
 
 class SessionTooNew(SessionError):
-    def __init__(self, path, version: int):
+    def __init__(self, path: str | os.PathLike[str], version: int) -> None:
         super().__init__(
             path,
             f"{path} was written by a newer YAWBCC (session format {version}; this version reads up to "
@@ -49,7 +49,7 @@ class SessionTooNew(SessionError):
 
 
 class SessionLocked(SessionError):
-    def __init__(self, path, holder: str):
+    def __init__(self, path: str | os.PathLike[str], holder: str) -> None:
         super().__init__(
             path,
             f"{path} is open in another YAWBCC ({holder}). Close it there first; "
@@ -59,7 +59,7 @@ class SessionLocked(SessionError):
 
 
 class SessionWriteError(SessionError):
-    def __init__(self, path, reason: str):
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(
             path,
             f"Could not save to {path}: {reason}. Everything saved before is safe; "
@@ -68,19 +68,19 @@ class SessionWriteError(SessionError):
 
 
 class SessionReadOnly(SessionError):
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, f"{path} is open read-only; open it for review to change it.")
 
 
 class SessionClosed(SessionError):
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__(path, f"{path} is closed.")
 
 
 class SignOffRefused(Exception):
     """Sign-off asked for while cells of the to-review queue are still unreviewed."""
 
-    def __init__(self, unreviewed: int, scope: str):
+    def __init__(self, unreviewed: int, scope: str) -> None:
         super().__init__(f"{unreviewed} cell(s) {scope} still wait in the to-review queue; review them before signing off.")
         self.unreviewed = unreviewed
 
@@ -97,7 +97,7 @@ class CellsChanged(SessionError):
     read them: nothing was saved.  ``changes`` says who changed each to what, so the reviewer
     can look again and choose (keep theirs, or apply this one over it)."""
 
-    def __init__(self, location, changes: list[ChangedCell]):
+    def __init__(self, location: str | os.PathLike[str], changes: list[ChangedCell]) -> None:
         shown = "; ".join(str(c) for c in changes[:5]) + ("; …" if len(changes) > 5 else "")
         super().__init__(
             location,
@@ -126,7 +126,7 @@ class SampleSignedOff(SessionError):
     """A change refused because its cells are in a sample (folder or session) that is signed
     off: the sign-off stands for every station until a reviewer reopens it on purpose."""
 
-    def __init__(self, location, scope: str, reviewer: str, at: str):
+    def __init__(self, location: str | os.PathLike[str], scope: str, reviewer: str, at: str) -> None:
         super().__init__(
             location,
             f"{scope or 'This session'} was signed off by {reviewer} ({at}); its cells are locked. "
@@ -138,7 +138,7 @@ class SampleSignedOff(SessionError):
 class SessionUnreachable(SessionError):
     """The session's server could not be reached (stopped, restarted, network down)."""
 
-    def __init__(self, location, reason: str):
+    def __init__(self, location: str | os.PathLike[str], reason: str) -> None:
         super().__init__(
             location,
             f"The review server of {location} cannot be reached ({reason}). What it confirmed is safe; "

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,7 +142,7 @@ class SessionLock:
             return "another process"
 
 
-if os.name == "nt":
+if sys.platform == "win32":  # the form mypy knows, to check only this OS's branch
     import msvcrt
 
     _LOCK_OFFSET = 1 << 30  # a byte past the holder text, so others can still read it

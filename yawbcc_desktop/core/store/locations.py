@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from .session import ReviewSession
 
 
-def is_server_url(location: str | os.PathLike) -> bool:
+def is_server_url(location: str | os.PathLike[str]) -> bool:
     """True for a session on a PostgreSQL server (``postgresql://...``), False for a file path."""
     return str(location).startswith(("postgresql://", "postgres://"))
 
@@ -27,7 +27,7 @@ def server_sessions(server: str) -> list[str]:
     return list_sessions(server)
 
 
-def store_for(location: str | os.PathLike) -> type[ReviewSession]:
+def store_for(location: str | os.PathLike[str]) -> type[ReviewSession]:
     """The store class of ``location``: the server's for a URL, else the file's."""
     # psycopg is imported only here, for a server URL: the installer needs no server.
     if is_server_url(location):

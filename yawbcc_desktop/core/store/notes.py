@@ -39,11 +39,11 @@ class SampleNotes:
 
         def _write(self) -> contextlib.AbstractContextManager[Any]: ...
 
-        def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+        def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
         def _announce(self, conn: Any, action_id: int) -> None: ...
 
-    def set_note(self, field: str, value: str, reviewer: str, folder: str | os.PathLike | None = None) -> bool:
+    def set_note(self, field: str, value: str, reviewer: str, folder: str | os.PathLike[str] | None = None) -> bool:
         """Give ``field`` (``SAMPLE_ID`` or ``COMMENTS``) of the session (or one folder) a new
         value, recorded with ``reviewer`` and the time; False when it already had that value."""
         if field not in NOTE_FIELDS:
@@ -65,14 +65,14 @@ class SampleNotes:
             self._announce(conn, 0)  # other stations' windows show the new value
         return True
 
-    def notes(self, folder: str | os.PathLike | None = None) -> dict[str, str]:
+    def notes(self, folder: str | os.PathLike[str] | None = None) -> dict[str, str]:
         """The current value of each note of the session (or one folder); '' where never set."""
         current = {f: "" for f in NOTE_FIELDS}
         for note in self.note_history(folder):
             current[note.field] = note.value
         return current
 
-    def note_history(self, folder: str | os.PathLike | None = None) -> list[SampleNote]:
+    def note_history(self, folder: str | os.PathLike[str] | None = None) -> list[SampleNote]:
         """Every change of the notes of the session (or one folder), oldest first."""
         scope = abspath(folder) if folder is not None else ""
         rows = self._read("SELECT folder, field, value, reviewer, at FROM sample_note WHERE folder = ? ORDER BY id", (scope,))

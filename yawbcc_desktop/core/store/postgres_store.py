@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -65,7 +65,7 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, "")), names[0]
 
 
-def _without_password(parts: Any) -> str:
+def _without_password(parts: SplitResult) -> str:
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
@@ -123,11 +123,11 @@ class _Connection:
         return found
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.raw.execute(self._translate(query), params or None)  # type: ignore[arg-type]
+        return self.raw.execute(self._translate(query), params or None)
 
     def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.raw.cursor() as cur:
-            cur.executemany(self._translate(query), rows)  # type: ignore[arg-type]
+            cur.executemany(self._translate(query), rows)
 
     def close(self) -> None:
         self.raw.close()
@@ -161,7 +161,7 @@ class PostgresSession(ReviewSession):
     # -- opening
 
     @classmethod
-    def exists(cls, location: str | os.PathLike) -> bool:
+    def exists(cls, location: str | os.PathLike[str]) -> bool:
         session = cls(str(location), readonly=True)
         try:
             return session._format() is not None
@@ -169,7 +169,7 @@ class PostgresSession(ReviewSession):
             session.close()
 
     @classmethod
-    def create(cls, location: str | os.PathLike) -> PostgresSession:
+    def create(cls, location: str | os.PathLike[str]) -> PostgresSession:
         """A new, empty session: its schema, tables and audit guard made in one transaction."""
         from ... import __version__
 
@@ -197,7 +197,7 @@ class PostgresSession(ReviewSession):
         return session
 
     @classmethod
-    def open(cls, location: str | os.PathLike, readonly: bool = False) -> PostgresSession:
+    def open(cls, location: str | os.PathLike[str], readonly: bool = False) -> PostgresSession:
         """Open a session of the server; any number of stations may have it open at once."""
         session = cls(str(location), readonly)
         try:
@@ -290,7 +290,7 @@ class PostgresSession(ReviewSession):
             return SessionWriteError(self.location, str(exc).strip())
         return SessionError(self.location, f"Could not read {self.location}: {str(exc).strip()}.")
 
-    def _current(self, conn: _Connection, ids: list[int]) -> list[tuple]:
+    def _current(self, conn: _Connection, ids: list[int]) -> list[tuple[Any, ...]]:
         # Shared: corrections go side by side, but not past a sign-off (exclusive) in flight.
         conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext(current_schema()))")
         # The rows locked in id order, so two stations never wait on each other in a ring.

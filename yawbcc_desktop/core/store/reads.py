@@ -57,13 +57,13 @@ class SessionReads:
         dropped, and what failed may be asked again on a new one."""
         return False
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._reading(lambda conn: list(conn.execute(sql, params).fetchall()))
 
-    def _read_in(self, sql: str, ids: list[int]) -> list[tuple]:
+    def _read_in(self, sql: str, ids: list[int]) -> list[tuple[Any, ...]]:
         return self._reading(lambda conn: fetch_in(conn, sql, ids))
 
-    def _reading(self, read: Callable[[Connection], list[tuple]]) -> list[tuple]:
+    def _reading(self, read: Callable[[Connection], list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
         for retry in (True, False):  # a read asked again changes nothing: once more on a new connection
             try:
                 return read(self._conn())
@@ -76,7 +76,7 @@ class SessionReads:
         """Every image, in the order first added."""
         return [image_from_row(r) for r in self._read(IMAGE_SELECT + " ORDER BY i.id")]
 
-    def image(self, path: str | os.PathLike) -> SessionImage | None:
+    def image(self, path: str | os.PathLike[str]) -> SessionImage | None:
         rows = self._read(IMAGE_SELECT + " WHERE i.path = ?", (abspath(path),))
         return image_from_row(rows[0]) if rows else None
 
@@ -98,7 +98,7 @@ class SessionReads:
     def cell_ids(
         self,
         image_id: int | None = None,
-        folder: str | os.PathLike | None = None,
+        folder: str | os.PathLike[str] | None = None,
         queue_threshold: float | None = None,
         label: str | None = None,
     ) -> list[int]:
@@ -134,12 +134,12 @@ class SessionReads:
             return None
         return unpack_mask(*rows[0])
 
-    def to_review_count(self, threshold: float, image_id: int | None = None, folder: str | os.PathLike | None = None) -> int:
+    def to_review_count(self, threshold: float, image_id: int | None = None, folder: str | os.PathLike[str] | None = None) -> int:
         """Unreviewed cells of the to-review queue: the count the GUI always shows."""
         where, params = where_cells(image_id, folder, threshold)
         return int(self._read(f"SELECT COUNT(*) {CELLS} {where}", params)[0][0])
 
-    def label_counts(self, image_id: int | None = None, folder: str | os.PathLike | None = None) -> Counter:
+    def label_counts(self, image_id: int | None = None, folder: str | os.PathLike[str] | None = None) -> Counter[str]:
         """Cells per final label (reviewer's, else model's); '' counts cells never classified."""
         where, params = where_cells(image_id, folder)
         rows = self._read(f"SELECT {FINAL}, COUNT(*) {CELLS} {where} GROUP BY final", params)
@@ -165,7 +165,7 @@ class SessionReads:
             return [CorrectionRecord(*r) for r in self._read(sql + " WHERE k.cell_id = ? ORDER BY k.id", (int(cell_id),))]
         return [CorrectionRecord(*r) for r in self._read(sql + " ORDER BY k.id")]
 
-    def sign_offs(self, folder: str | os.PathLike | None = None) -> list[SignOff]:
+    def sign_offs(self, folder: str | os.PathLike[str] | None = None) -> list[SignOff]:
         """Sign-offs of the session (``folder=None``) or of one folder, oldest first."""
         scope = abspath(folder) if folder is not None else ""
         rows = self._read(f"{SIGN_OFF_SELECT} WHERE folder = ? ORDER BY id", (scope,))
@@ -186,7 +186,7 @@ class SessionReads:
         ).fetchone()[0]
         return SignOff(sid, fold, reviewer, at, threshold, json.loads(counts), not changed)
 
-    def current_sign_off(self, folder: str | os.PathLike | None = None) -> SignOff | None:
+    def current_sign_off(self, folder: str | os.PathLike[str] | None = None) -> SignOff | None:
         """The latest sign-off of that scope if nothing in it changed since, else ``None``."""
         offs = self.sign_offs(folder)
         return offs[-1] if offs and offs[-1].current else None

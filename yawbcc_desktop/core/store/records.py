@@ -8,13 +8,16 @@ import os
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .. import review_rules
 from ..cells import CellRegion
 from ..classes import ARTEFACT
+
+if TYPE_CHECKING:
+    from ..pipeline import CellRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,7 @@ class SessionCell:
         return review_rules.review_status(self.label, self.predicted, self.confidence, threshold, self.flags)
 
 
-def unsaved_cell(record) -> SessionCell:
+def unsaved_cell(record: CellRecord) -> SessionCell:
     """A ``core.pipeline.CellRecord`` as a session would hold it, for a result no session
     took (none open, or its write failed): ids -1, not reviewed."""
     r = record.region
@@ -207,7 +210,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def abspath(path: str | os.PathLike) -> str:
+def abspath(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
@@ -243,11 +246,14 @@ def nan_if_null(value: float | None) -> float:
     return value if value is not None else math.nan
 
 
-def image_from_row(r: tuple) -> SessionImage:
-    return SessionImage(*r[:10], nan_if_null(r[10]), r[11], nan_if_null(r[12]), bool(r[13]), nan_if_null(r[14]))
+def image_from_row(r: tuple[Any, ...]) -> SessionImage:
+    return SessionImage(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+        nan_if_null(r[10]), r[11], nan_if_null(r[12]), bool(r[13]), nan_if_null(r[14]),
+    )  # fmt: skip
 
 
-def cell_from_row(r: tuple) -> SessionCell:
+def cell_from_row(r: tuple[Any, ...]) -> SessionCell:
     probs = np.frombuffer(r[12], "<f4").astype(np.float32) if r[12] is not None else None
     return SessionCell(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10] or "",
@@ -262,7 +268,7 @@ CELL_INSERT = (
 )
 
 
-def cell_values(image_id: int, cell) -> tuple:
+def cell_values(image_id: int, cell: CellRecord) -> tuple[Any, ...]:
     """The ``CELL_INSERT`` values of a ``core.pipeline.CellRecord``."""
     r = cell.region
     classified = cell.probs is not None

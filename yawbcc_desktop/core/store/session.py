@@ -69,27 +69,27 @@ class ReviewSession(SessionReads, SampleNotes):
     # -- opening and closing: the store is picked by the location
 
     @classmethod
-    def create(cls, location: str | os.PathLike) -> ReviewSession:
+    def create(cls, location: str | os.PathLike[str]) -> ReviewSession:
         """A new, empty session; ``SessionExists`` if one is already there (never overwritten)."""
         return store_for(location).create(location)
 
     @classmethod
-    def open(cls, location: str | os.PathLike, readonly: bool = False) -> ReviewSession:
+    def open(cls, location: str | os.PathLike[str], readonly: bool = False) -> ReviewSession:
         """Reopen a session: everything committed in it, by any station or process, is there."""
         return store_for(location).open(location, readonly)
 
     @classmethod
-    def exists(cls, location: str | os.PathLike) -> bool:
+    def exists(cls, location: str | os.PathLike[str]) -> bool:
         """Whether a session (or anything in the way of a new one) is at ``location``."""
         return store_for(location).exists(location)
 
     @classmethod
-    def open_or_create(cls, location: str | os.PathLike) -> ReviewSession:
+    def open_or_create(cls, location: str | os.PathLike[str]) -> ReviewSession:
         """``open`` if it exists, else ``create`` (the CLI's ``--session``)."""
         store = store_for(location)
         return store.open(location) if store.exists(location) else store.create(location)
 
-    def copy_to(self, location: str | os.PathLike) -> ReviewSession:
+    def copy_to(self, location: str | os.PathLike[str]) -> ReviewSession:
         """A complete copy at ``location`` (images, cells, every correction and sign-off, in
         either store), opened for review; this session stays open and as it was.
         ``SessionExists`` if a session is there already: nothing is overwritten."""
@@ -158,7 +158,7 @@ class ReviewSession(SessionReads, SampleNotes):
         """Close and remove a session this process has just made (a copy that failed half-way)."""
         raise NotImplementedError
 
-    def _current(self, conn: Connection, ids: list[int]) -> list[tuple]:
+    def _current(self, conn: Connection, ids: list[int]) -> list[tuple[Any, ...]]:
         """Inside a correction's transaction: (id, label, version) of the cells ``ids``, held
         until it ends where other stations may write meanwhile (they wait)."""
         return fetch_in(conn, "SELECT id, label, version FROM cell WHERE id IN ({})", ids)
@@ -420,7 +420,7 @@ class ReviewSession(SessionReads, SampleNotes):
             if self._sign_off_from_row(conn, row).current:
                 raise SampleSignedOff(self.location, row[1], row[2], row[3])
 
-    def sign_off(self, reviewer: str, threshold: float, folder: str | os.PathLike | None = None) -> SignOff:
+    def sign_off(self, reviewer: str, threshold: float, folder: str | os.PathLike[str] | None = None) -> SignOff:
         """Record that ``reviewer`` signs off the session (or one folder's count).
 
         Refused with ``SignOffRefused`` while any cell of the to-review queue in that scope

@@ -56,11 +56,11 @@ class SqliteSession(ReviewSession):
         return f"ReviewSession({str(self.path)!r}, readonly={self.readonly})"
 
     @classmethod
-    def exists(cls, location: str | os.PathLike) -> bool:
+    def exists(cls, location: str | os.PathLike[str]) -> bool:
         return Path(location).exists()
 
     @classmethod
-    def create(cls, location: str | os.PathLike) -> SqliteSession:
+    def create(cls, location: str | os.PathLike[str]) -> SqliteSession:
         """A new, empty session at ``path``; ``SessionExists`` if a file is already there."""
         path = Path(abspath(location))
         if path.exists():
@@ -84,7 +84,7 @@ class SqliteSession(ReviewSession):
         return session
 
     @classmethod
-    def open(cls, location: str | os.PathLike, readonly: bool = False) -> SqliteSession:
+    def open(cls, location: str | os.PathLike[str], readonly: bool = False) -> SqliteSession:
         """Reopen a session: everything committed in it, in any earlier process, is there."""
         path = Path(abspath(location))
         check_header(path)
@@ -114,7 +114,7 @@ class SqliteSession(ReviewSession):
             raise
         return session
 
-    def copy_to(self, location: str | os.PathLike) -> ReviewSession:
+    def copy_to(self, location: str | os.PathLike[str]) -> ReviewSession:
         """A complete copy (``ReviewSession.copy_to``).  To another file: SQLite's backup
         copies a consistent snapshot, what is still in the WAL included, into a temporary file
         renamed into place, so a full disk leaves nothing at ``location`` and this session

@@ -11,7 +11,7 @@ from .session import ReviewSession
 _BATCH = 2000  # rows per round trip: 100,000 cells do not sit in memory at once
 
 
-def copy_session(source: ReviewSession, location: str | os.PathLike) -> ReviewSession:
+def copy_session(source: ReviewSession, location: str | os.PathLike[str]) -> ReviewSession:
     """A complete copy of ``source`` at ``location`` (a path or a server URL), opened for
     review; ``SessionExists`` if a session is there.  The rows are written in one transaction
     and a copy that fails half-way is removed, so nothing half-copied is ever opened.

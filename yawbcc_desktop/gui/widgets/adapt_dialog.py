@@ -329,7 +329,6 @@ class AdaptDialog(JobDialog):
         for widget in (self.bar, self.status, self.log):
             widget.setVisible(True)
         self.resize(self.width(), max(self.height(), 820))
-        extra = {k: v for k, v in (("models_dir", self._models_dir), ("work_dir", self._work_dir)) if v is not None}
         job = AdaptJob(
             self.session,
             self.base.currentData(),
@@ -337,8 +336,9 @@ class AdaptDialog(JobDialog):
             self.lab.text(),
             from_images=self.from_images,
             lab_um_per_px=self.lab_um_per_px,
+            models_dir=self._models_dir,
+            work_dir=self._work_dir,
             parent=self,
-            **extra,
         )
         self._run(job)
 
@@ -354,6 +354,7 @@ class AdaptDialog(JobDialog):
         self._done = True
         super()._finished(folder)
         self.status.setText(f"The new model is in {folder}. It is now used for new images.")
-        self.results.setText(results_html(self.job.report or {}))
+        report = self.job.report if isinstance(self.job, AdaptJob) else None
+        self.results.setText(results_html(report or {}))
         self.results.setVisible(True)
         self.model_adapted.emit(folder)
