@@ -180,7 +180,10 @@ def test_on_an_unfamiliar_image_a_cell_wider_than_any_platelet_is_not_classed_as
         result.inputs = np.zeros((len(result.cells), 8, 8, 3), np.uint8)
         familiarity = SimpleNamespace(image_score=lambda scores, signature: 1.0, is_unfamiliar=lambda score, u=unfamiliar: u)
         bundle = SimpleNamespace(
-            name="platelets-only", familiarity=familiarity, classify=lambda x: (np.tile(said, (len(x), 1)), np.zeros(len(x)))
+            name="platelets-only",
+            familiarity=familiarity,
+            classify=lambda x: (np.tile(said, (len(x), 1)), np.zeros(len(x)), None),
+            lab_rule=None,
         )
         classify_batch([result], bundle)
         sizes = [c.diameter_um for c in result.cells]
