@@ -1,16 +1,8 @@
 """``python -m training adapt`` (and ``yawbcc adapt``): adapt a bundle to a new lab, in minutes.
 
-What a few dozen cells can fit without undoing what the bundle knows: the classification
-head (the last dense layer, on the backbone's pooled features), refitted on the lab's cells
-together with the bundle's *replay* sample — pooled features of its own training cells,
-stored in the bundle (``replay.npz``), so the old labs are not forgotten and no base image
-is needed at the lab.  The backbone stays as it is, so a fit is a few seconds of numpy.
-
-Honest figures: the head is fitted k-fold on the corrections, and every correction is
-scored by a head that never saw it (accuracy before = the base bundle, after = out of fold).
-The temperature is refitted on those out-of-fold predictions when there are enough cells.
-The lab's images are added to the bundle's familiarity model, so they stop being flagged
-*unfamiliar*; the base bundle's own test figures stay in the card beside the new ones.
+The fit itself, its honest figures and the bundle it writes are ``training/adapt.py``'s;
+this module reads the command line, the corrections file and the session's unreviewed
+rows, says what happens, and turns every failure into one message and an exit status.
 
     python -m training adapt --model NAME|DIR --corrections CELLS.csv --name NEW [--dest DIR]
     python -m training adapt --model NAME|DIR --images FOLDER... --name NEW [--share 0.5]   # no corrections

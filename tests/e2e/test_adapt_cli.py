@@ -41,16 +41,23 @@ def write_corrections(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
-def test_yawbcc_adapt_end_to_end_on_real_images(pbc, adaptable_bundle, tmp_path, capsys, monkeypatch):
-    # A lab's session: real cells classified by the model, then reviewed with their true class.
+def classified_lab(pbc: Path, bundle: Path, tmp_path: Path, start: int) -> tuple[Path, Path]:
+    """A lab folder of 6 real PBC cells of each of CLASSES, classified into a session by
+    ``yawbcc classify --session``: the folder and the session file."""
     lab = tmp_path / "lab"
     lab.mkdir()
     for group in CLASSES:
-        for src in pbc_images(pbc, group, 6):
+        for src in pbc_images(pbc, group, 6, start=start):
             shutil.copy(src, lab / f"{group.lower()}_{src.name}")
     session_file = tmp_path / "lab.yawbcc"
-    classify = ["classify", str(lab), "--model", str(adaptable_bundle), "--mode", "cell", "--session", str(session_file)]
+    classify = ["classify", str(lab), "--model", str(bundle), "--mode", "cell", "--session", str(session_file)]
     assert main([*classify, "--quiet"]) == EXIT_OK
+    return lab, session_file
+
+
+def test_yawbcc_adapt_end_to_end_on_real_images(pbc, adaptable_bundle, tmp_path, capsys, monkeypatch):
+    # A lab's session: real cells classified by the model, then reviewed with their true class.
+    lab, session_file = classified_lab(pbc, adaptable_bundle, tmp_path, start=50)
     with ReviewSession.open(session_file) as s:
         cells = s.cells()
         assert len(cells) == 36
@@ -357,14 +364,7 @@ def test_at_most_the_cap_of_the_lab_cells_is_kept_a_uniform_draw(bccd, adaptable
 
 def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(pbc, adaptable_bundle, tmp_path, capsys):
     # A session of 6 classes x 6 cells: 5 of each class reviewed, the sixth left for the model.
-    lab = tmp_path / "lab"
-    lab.mkdir()
-    for group in CLASSES:
-        for src in pbc_images(pbc, group, 6, start=80):
-            shutil.copy(src, lab / f"{group.lower()}_{src.name}")
-    session_file = tmp_path / "lab.yawbcc"
-    classify = ["classify", str(lab), "--model", str(adaptable_bundle), "--mode", "cell", "--session", str(session_file)]
-    assert main([*classify, "--quiet"]) == EXIT_OK
+    _lab, session_file = classified_lab(pbc, adaptable_bundle, tmp_path, start=80)
     with ReviewSession.open(session_file) as s:
         cells = s.cells()
         group = {c.id: Path(c.path).name.split("_")[0].upper() for c in cells}
