@@ -35,15 +35,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import adapt, adapted_familiarity  # noqa: E402
+from training.adapt import adapt, adapted_familiarity, view_mean  # noqa: E402
 from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
-from training.head_fit import _softmax, head_weights  # noqa: E402
+from training.head_fit import head_weights  # noqa: E402
 from training.semi_supervised import LabCells  # noqa: E402
 from yawbcc_desktop.core.adaptation import MIN_PER_CLASS  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
-from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle, softmax_with_temperature  # noqa: E402
+from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
@@ -83,12 +83,7 @@ class Lab:
     def probs(self, w: np.ndarray, b: np.ndarray, temperature: float, idx: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (GROUPS order) of cells ``idx`` through a head, views as the bundle averages them."""
         order = self.bundle.card.class_order
-        logs = np.log(np.clip(_softmax(self.plain[idx] @ w + b), 1e-30, 1))
-        if self.bundle.card.tta:
-            logs = (logs + np.log(np.clip(_softmax(self.mirror[idx] @ w + b), 1e-30, 1))) / 2
-        raw = np.exp(logs - logs.max(axis=1, keepdims=True))
-        raw /= raw.sum(axis=1, keepdims=True)
-        out = softmax_with_temperature(raw, temperature)
+        out = view_mean(LabCells(self.plain[idx], self.mirror[idx]), w, b, temperature, bool(self.bundle.card.tta))
         return out[:, [order.index(g) for g in GROUPS]]
 
 

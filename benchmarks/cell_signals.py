@@ -16,7 +16,8 @@ and the signal is for the lab whose images pass while its cells do not.
 - ``class distance``: the cell's features to the training cells of its predicted class
   (whitened distance in the familiarity model's principal subspace, plus the residual);
 - ``nearest class``: the same to the nearest class (the familiarity model's cell score);
-- ``kNN replay``: mean cosine distance to the 10 nearest replay cells of the predicted class;
+- ``kNN replay``: mean cosine distance to the 10 nearest replay cells of the predicted class
+  (``core.familiarity.neighbour_distances``, the check the application ships);
 - ``view disagreement``: 1 - the probability the mirror view gives the plain view's class;
 - ``energy``: minus the log-sum-exp of the head's logits (Liu et al. 2020), higher = less known;
 - ``margin``: 1 - (top-1 - top-2 probability).
@@ -40,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 from training.corrections import correction_inputs  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
 from training.head_fit import head_weights  # noqa: E402
-from yawbcc_desktop.core.adaptation import REPLAY_FILE  # noqa: E402
+from yawbcc_desktop.core.adaptation import unit_replay  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle, softmax_with_temperature  # noqa: E402
+from yawbcc_desktop.core.familiarity import neighbour_distances  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -86,20 +88,8 @@ def signals(bundle: ModelBundle, out: dict[str, np.ndarray]) -> dict[str, np.nda
     z = centred @ fam.components.T
     per_class = ((z[:, None, :] - fam.class_means[None]) ** 2 / fam.variances).mean(axis=2)
     resid = np.sum((centred - z @ fam.components) ** 2, axis=1) / fam.residual_scale
-    with np.load(bundle.folder / REPLAY_FILE) as rp:
-        r_feats, r_labels = rp["features"].astype(np.float64), rp["labels"]
-    rn = r_feats / np.linalg.norm(r_feats, axis=1, keepdims=True)
-    fn = feats / np.linalg.norm(feats, axis=1, keepdims=True)
-    knn = np.zeros(len(feats))
-    for c in np.unique(pred):
-        sel = pred == c
-        ref = rn[r_labels == c]
-        if len(ref) == 0:
-            knn[sel] = 2.0
-            continue
-        d = 1 - fn[sel] @ ref.T
-        k = min(10, d.shape[1])
-        knn[sel] = np.sort(d, axis=1)[:, :k].mean(axis=1)
+    # The shipped check itself (core.familiarity), against the bundle's replay sample.
+    knn = neighbour_distances(feats, pred, *unit_replay(bundle.folder))
     w, b = head_weights(bundle)
     logits = feats @ w + b
     m = logits.max(axis=1, keepdims=True)

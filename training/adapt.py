@@ -144,7 +144,7 @@ def adapt(
     )
     session_confidence = None
     if unlabelled is not None and len(unlabelled):
-        session_confidence = _view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta)).max(axis=1)
+        session_confidence = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta)).max(axis=1)
     rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence)
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
@@ -181,8 +181,9 @@ def lab_review_rule(
     return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable)
 
 
-def _view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
-    """Calibrated probabilities of the cells through a head, their views averaged as the bundle does."""
+def view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
+    """Calibrated probabilities (the head's order) of the cells through a head, their plain and,
+    with ``mirror``, mirror views averaged as the bundle averages them."""
     logs = np.log(np.clip(_softmax(cells.plain @ w + b), 1e-30, 1.0))
     if mirror:
         logs = (logs + np.log(np.clip(_softmax(cells.mirror @ w + b), 1e-30, 1.0))) / 2

@@ -16,25 +16,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from yawbcc_desktop.core.adaptation import REPLAY_FILE
+from yawbcc_desktop.core.adaptation import REPLAY_FILE, unit_replay
 from yawbcc_desktop.core.classifier import ModelBundle, read_card, resolve_bundle
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, neighbour_distances
 
 from .card import write_card
 
 QUANTILE = 0.95
-
-
-def unit_replay(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The bundle's replay features as unit rows (float32) and their GROUPS labels."""
-    with np.load(folder / REPLAY_FILE) as rp:
-        feats = rp["features"].astype(np.float32)
-        labels = np.asarray(rp["labels"], np.int64)
-    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12), labels
 
 
 def neighbour_threshold(distances: np.ndarray, domains: np.ndarray) -> float:

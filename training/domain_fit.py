@@ -379,9 +379,10 @@ def evaluate_run(
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     write_replay(out / REPLAY_FILE, feats, labels, table, config.seed)
     # The per-cell check against the replay sample, its bar set on the training labs' valid cells.
+    from yawbcc_desktop.core.adaptation import unit_replay
     from yawbcc_desktop.core.familiarity import neighbour_distances
 
-    from .cell_check import neighbour_threshold, unit_replay
+    from .cell_check import neighbour_threshold
 
     near = neighbour_distances(feats[valid], calibrated[valid].argmax(axis=1), *unit_replay(out))
     fam.neighbour_threshold = neighbour_threshold(near, domains[valid])

@@ -20,7 +20,7 @@ from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle
 from yawbcc_desktop.core.imageio import ImageReadError
 
 from .corrections import ProgressFn, _no_progress, correction_inputs
-from .head_fit import LAB_SHARE, _sample_weights, _softmax, fit_head
+from .head_fit import LAB_SHARE, _sample_weights, _softmax, fit_head, head_weights
 
 PSEUDO_CONFIDENCE = 0.9
 PSEUDO_ROUNDS = 2
@@ -66,8 +66,7 @@ def lab_cells(bundle: ModelBundle, rows: pd.DataFrame, progress: ProgressFn = _n
             mirror.append(bundle.features(TTA_VIEWS["flip_lr"](x)))
         done += len(group)
         progress("unlabelled", done, len(rows))
-    dim = bundle.features(np.zeros((1, bundle.card.input_size, bundle.card.input_size, 3), np.uint8)).shape[1]
-    empty = np.zeros((0, dim))
+    empty = np.zeros((0, head_weights(bundle)[0].shape[0]))  # the head reads the pooled features
     return LabCells(np.concatenate(plain) if plain else empty, np.concatenate(mirror) if mirror else empty, signatures, skipped)
 
 

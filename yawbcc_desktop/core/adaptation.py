@@ -10,7 +10,10 @@ fewer cannot be checked by cross-validation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPLAY_FILE = "replay.npz"
 MIN_PER_CLASS = 5
@@ -24,6 +27,15 @@ MIN_CELLS = 30
 IMAGE_STATISTICS_SHARE = 0.5
 MIN_IMAGE_CELLS = 50
 MAX_IMAGE_CELLS = 2000
+
+
+def unit_replay(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A bundle's replay sample as the per-cell check reads it: the training cells' features
+    as unit rows (float32) and their classes (GROUPS indices)."""
+    with np.load(folder / REPLAY_FILE) as rp:
+        feats = rp["features"].astype(np.float32)
+        labels = np.asarray(rp["labels"], np.int64)
+    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12), labels
 
 
 # Once adapted with corrections, a bundle carries what cross-validation on them says it can

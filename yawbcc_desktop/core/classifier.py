@@ -300,17 +300,12 @@ class ModelBundle:
             self.classify(np.zeros((n, side, side, 3), np.uint8))
 
     def _training_neighbours(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The replay sample (training cells' features, unit length, GROUPS labels) when the
-        familiarity model checks cells against it, else None."""
-        from .adaptation import REPLAY_FILE
+        """The replay sample (``unit_replay``) when the familiarity model checks cells against it, else None."""
+        from .adaptation import REPLAY_FILE, unit_replay
 
-        path = self.folder / REPLAY_FILE
-        if self.familiarity is None or not np.isfinite(self.familiarity.neighbour_threshold) or not path.is_file():
+        if self.familiarity is None or not np.isfinite(self.familiarity.neighbour_threshold):
             return None
-        with np.load(path) as rp:
-            feats = rp["features"].astype(np.float32)
-            labels = np.asarray(rp["labels"], np.int64)
-        return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12), labels
+        return unit_replay(self.folder) if (self.folder / REPLAY_FILE).is_file() else None
 
     def classify(self, batch: np.ndarray) -> Classified:
         """Calibrated probabilities; with a familiarity model, each cell's unfamiliarity score

@@ -4,6 +4,8 @@ columns of the store."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from PySide6.QtCore import QAbstractItemModel, QAbstractProxyModel, QModelIndex, Qt
 
@@ -76,18 +78,22 @@ class CellFilter(QAbstractProxyModel):
         groups: frozenset[str] | None = None,
         confidence: tuple[float, float] | None = None,
         statuses: frozenset[str] | None = None,
-        only: frozenset[int] | None | bool = False,
     ) -> None:
-        """Change any of the criteria (None keeps it; ``only``: False keeps it, None shows
-        every cell again) and filter again, sections too."""
-        if only is not False:
-            self.only = None if only is None or only is True else frozenset(only)
+        """Change any of the criteria (None keeps it) and filter again, sections too."""
         if groups is not None:
             self.groups = frozenset(groups)
         if confidence is not None:
             self.min_confidence, self.max_confidence = confidence
         if statuses is not None:
             self.statuses = frozenset(statuses)
+        self._filter_again()
+
+    def set_only(self, rows: Iterable[int] | None) -> None:
+        """Show only these store rows (cells picked by hand), or None: every row the criteria pass."""
+        self.only = None if rows is None else frozenset(rows)
+        self._filter_again()
+
+    def _filter_again(self) -> None:
         self._hold()
         self._refilter()
         for section in self.sections:
@@ -124,7 +130,9 @@ class CellFilter(QAbstractProxyModel):
         ok &= (self.min_confidence <= confidence) & (confidence <= self.max_confidence)
         ok &= np.isin(columns.status_codes(store.review_threshold), [CELL_STATUSES.index(s) for s in self.statuses])
         if self.only is not None:
-            ok &= np.isin(np.arange(len(ok)), np.fromiter(self.only, np.int64, len(self.only)))
+            picked = np.zeros(len(ok), bool)
+            picked[np.fromiter(self.only, np.int64, len(self.only))] = True
+            ok &= picked
         return np.flatnonzero(ok[model.order])
 
     def _filter(self) -> None:

@@ -108,14 +108,14 @@ class CellFilterBar(QWidget):
         summary saying what they are."""
         self._only_what = what
         self.reset(keep_only=True)
-        self._filter.set_criteria(only=frozenset(rows))
+        self._filter.set_only(rows)
         self.update_summary()
         self.changed.emit()
 
     def reset(self, keep_only: bool = False) -> None:
         if not keep_only:
             self._only_what = ""
-            self._filter.set_criteria(only=None)
+            self._filter.set_only(None)
         for button in self.class_buttons.values():
             button.blockSignals(True)
             button.setChecked(True)
