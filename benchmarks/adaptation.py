@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from training.adapt import adapt, adapted_familiarity, view_mean  # noqa: E402
+from training.adapt_images import measure_statistics  # noqa: E402
 from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
@@ -68,12 +69,16 @@ def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
 class Lab:
     """One lab's cells through one bundle: inputs framed once, features of both views."""
 
-    def __init__(self, bundle: ModelBundle, cells):
+    def __init__(self, bundle: ModelBundle, cells, statistics_share: float = 0.0):
         self.bundle = bundle
         self.rows = cells_as_rows(cells)
         self.labels = cells["group"].map(GROUPS.index).to_numpy()
         t0 = time.monotonic()
         inputs, self.signatures = correction_inputs(bundle, self.rows)
+        if statistics_share:
+            # The session's cells re-measure the backbone's batch-norm statistics before the
+            # head is fitted (the bundle is changed in place: one lab per run).
+            measure_statistics(bundle.model, inputs, statistics_share)
         self.plain = bundle.features(inputs)
         self.mirror = bundle.features(TTA_VIEWS["flip_lr"](inputs))
         self.seconds_per_cell = (time.monotonic() - t0) / len(self.rows)
@@ -162,6 +167,13 @@ def main() -> None:
     )
     parser.add_argument("--variants", nargs="+", default=["supervised", "semi"], choices=["supervised", "semi"])
     parser.add_argument("--threshold", type=float, default=DEFAULT_REVIEW_THRESHOLD)
+    parser.add_argument(
+        "--lab-statistics",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="first re-measure the batch-norm statistics on the lab's cells, this share of them (0: no)",
+    )
     parser.add_argument("--no-pbc", action="store_true", help="skip PBC test accuracy through the new heads")
     args = parser.parse_args()
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
@@ -170,9 +182,11 @@ def main() -> None:
     print(head + f"{'q0':>6} {'w→q0':>6} {'queued':>7} {'w→q':>6} {'w@35%':>6} {'pseudo':>6} {'PBC':>7} {'min':>5}")
     for run in args.runs:
         bundle = ModelBundle(run)
-        pbc = None if args.no_pbc else Lab(bundle, pbc_test)
+        pbc = None
         for lab_name in args.labs or [bundle.card.extra.get("held_out_domain")]:
-            lab = Lab(bundle, cells[cells.domain.eq(lab_name)].reset_index(drop=True))
+            lab = Lab(bundle, cells[cells.domain.eq(lab_name)].reset_index(drop=True), args.lab_statistics)
+            # After the lab's statistics (if any): PBC as the adapted bundle would see it.
+            pbc = pbc or (None if args.no_pbc else Lab(bundle, pbc_test))
             for k in args.k:
                 for how in args.pick:
                     if how == "random":

@@ -62,6 +62,12 @@ def test_unfamiliar_images_get_a_banner_a_mark_and_all_their_cells_wait(qapp, qt
         assert triggered
         if win.models.retrain_dialog is not None:
             win.models.retrain_dialog.close()
+        # Its first button shows the cells to review first: unreviewed ones, no more than the session holds.
+        assert banner.suggest_button.defaultAction() is win.suggest_for_adapting_action
+        banner.suggest_button.click()
+        only = win.controller.cell_filter.only
+        assert only is not None and 0 < len(only) <= n and all(store.columns().label[r] < 0 for r in only)
+        win.filter_bar.reset()
         banner.close_button.click()
         win._update_counts()
         assert not banner.isVisible()

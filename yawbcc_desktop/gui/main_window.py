@@ -114,7 +114,8 @@ class MainWindow(QMainWindow):
         self.help = HelpDialogs(self)
         self._build_actions()
         # Over the image, when the model does not know the image.
-        self.banner = UnfamiliarBanner(self.named_actions["retrain"], self.named_actions["adapt"])
+        actions = self.named_actions
+        self.banner = UnfamiliarBanner(actions["retrain"], actions["adapt"], actions["suggest_for_adapting"])
         central_layout.insertWidget(0, self.banner)
         self.server_banner = ServerBanner()  # while the review server of the session cannot be reached
         central_layout.insertWidget(0, self.server_banner)

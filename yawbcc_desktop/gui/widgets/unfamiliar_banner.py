@@ -24,9 +24,10 @@ QToolButton#BannerClose {{ border: none; color: #8D6E63; font-size: 13pt; paddin
 
 
 class UnfamiliarBanner(QFrame):
-    """ "N of M images look unfamiliar to model X …" with the adapting and retraining actions and a close button."""
+    """ "N of M images look unfamiliar to model X …" with the actions a lab's first session needs
+    (the cells to review first, adapting, retraining) and a close button."""
 
-    def __init__(self, retrain: QAction, adapt: QAction | None = None, parent=None):
+    def __init__(self, retrain: QAction, adapt: QAction | None = None, suggest: QAction | None = None, parent=None):
         super().__init__(parent)
         self.setObjectName("UnfamiliarBanner")
         self.setStyleSheet(_STYLE)
@@ -41,16 +42,9 @@ class UnfamiliarBanner(QFrame):
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.RichText)
         self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.retrain_button = QToolButton()
-        self.retrain_button.setObjectName("BannerAction")
-        self.retrain_button.setDefaultAction(retrain)  # enabled with the action, and triggers it
-        self.retrain_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.adapt_button = None
-        if adapt is not None:
-            self.adapt_button = QToolButton()
-            self.adapt_button.setObjectName("BannerAction")
-            self.adapt_button.setDefaultAction(adapt)
-            self.adapt_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.retrain_button = _action_button(retrain)
+        self.adapt_button = _action_button(adapt) if adapt is not None else None
+        self.suggest_button = _action_button(suggest) if suggest is not None else None
         self.close_button = QToolButton()
         self.close_button.setObjectName("BannerClose")
         self.close_button.setText("✕")
@@ -63,7 +57,7 @@ class UnfamiliarBanner(QFrame):
         layout.addWidget(self.text, 1)
         actions = QVBoxLayout()  # one above the other: the message keeps the width
         actions.setSpacing(4)
-        for button in (self.adapt_button, self.retrain_button):
+        for button in (self.suggest_button, self.adapt_button, self.retrain_button):
             if button is not None:
                 actions.addWidget(button)
         layout.addLayout(actions)
@@ -80,8 +74,9 @@ class UnfamiliarBanner(QFrame):
             self.text.setText(
                 f"<b>{unfamiliar:,} of {analysed:,} {image} unfamiliar to model {model}</b> (another stain, "
                 "microscope or magnification than it was trained on): their cells all wait for review, "
-                "whatever the confidence. Corrections made here can adapt the model to this lab in minutes "
-                "(Review › Adapt model to this lab…) or retrain it."
+                "whatever the confidence. Review first the cells that teach the model most (Review › Cells to "
+                "review for adapting), then adapt the model to this lab in minutes (Review › Adapt model to this "
+                "lab…), or retrain it."
             )
         self.setVisible(bool(unfamiliar) and not self.dismissed)
 
@@ -93,3 +88,12 @@ class UnfamiliarBanner(QFrame):
         """Another session: the bar shows again when it has unfamiliar images."""
         self.dismissed = False
         self.show_counts(0, 0, "")
+
+
+def _action_button(action: QAction) -> QToolButton:
+    """A banner button bound to a window action: enabled with it, and triggers it."""
+    button = QToolButton()
+    button.setObjectName("BannerAction")
+    button.setDefaultAction(action)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    return button
