@@ -7,7 +7,8 @@ For each bundle it prints:
   (the split checksum must equal the one in the model card);
 - images per second of ``classify`` in cell mode (read, segment, preprocess, predict:
   the CLI's pipeline) against the bare model call (``predict_on_batch``, the pipeline's batch size) on the same
-  preprocessed arrays (medians of ``--repeats`` runs, alternated);
+  preprocessed arrays (medians of ``--repeats`` runs, alternated), and for a bundle with the
+  per-cell check (``ModelBundle.cell_check``) the same pipeline without it;
 - ms per Grad-CAM (batch of 1 and batch of 32);
 - Grad-CAM sanity: on test images, the share where the mean heatmap inside the segmented
   cell mask exceeds the mean outside.
@@ -33,6 +34,13 @@ from yawbcc_desktop.core.gradcam import GradCam  # noqa: E402
 from yawbcc_desktop.core.imageio import read_rgb  # noqa: E402
 from yawbcc_desktop.core.pipeline import analyse, single_cell_input  # noqa: E402
 from yawbcc_desktop.core.segmentation import segment_single_cell  # noqa: E402
+
+
+def pipeline_speed(bundle: ModelBundle, paths: list[str]) -> float:
+    """Cells per second of the whole cell-mode pipeline on ``paths``."""
+    t = time.perf_counter()
+    n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
+    return n / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -76,11 +84,14 @@ def main() -> None:
         # The bare model sees what the bundle feeds it: the image and its test-time views.
         viewed = np.concatenate([arrays, *(TTA_VIEWS[v](arrays) for v in card.tta)]).astype(np.float32)
         bundle.model.predict_on_batch(viewed[:32])
-        pipes, bares = [], []
-        for _ in range(args.repeats):  # alternated, so that a busy moment hits both alike
-            t = time.perf_counter()
-            n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
-            pipes.append(n / (time.perf_counter() - t))
+        pipes, bares, unchecked = [], [], []
+        check = bundle.cell_check
+        for _ in range(args.repeats):  # alternated, so that a busy moment hits all alike
+            pipes.append(pipeline_speed(bundle, paths))
+            if check is not None:  # the same bundle without its per-cell check: what the check costs
+                bundle.cell_check = None
+                unchecked.append(pipeline_speed(bundle, paths))
+                bundle.cell_check = check
             # The call the pipeline makes, on batches of the pipeline's size (model.predict
             # adds a tf.data round trip per call and made "bare" slower than it is).
             step = 32 * (1 + len(card.tta))
@@ -94,6 +105,12 @@ def main() -> None:
             f"   classify (cell mode, whole pipeline): {pipe:.1f} images/s; bare model.predict_on_batch{views}: {bare:.1f} "
             f"images/s -> pipeline keeps {100 * pipe / bare:.0f} % (medians of {args.repeats} runs)"
         )
+        if unchecked:
+            off = float(np.median(unchecked))
+            print(
+                f"   without the per-cell check (unlike its class's training cells): {off:.1f} images/s -> with it "
+                f"{100 * pipe / off:.0f} %"
+            )
 
         cam = GradCam(bundle.model)
         cam.heatmaps(arrays[:1])

@@ -230,7 +230,8 @@ class ModelBundle:
         # Bundles with a familiarity model also report each cell's pooled backbone features:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
-        self._neighbours: tuple[np.ndarray, np.ndarray] | None = None  # replay features (unit rows), GROUPS labels
+        # The per-cell check's training cells: replay features (unit rows) and GROUPS labels; None: no check.
+        self.cell_check: tuple[np.ndarray, np.ndarray] | None = None
         # keras.Model (Keras ships no type information)
         self._with_features: Any = None
         self._features: Any = None  # built on first use of features()
@@ -238,7 +239,7 @@ class ModelBundle:
         if fam_path.is_file():
             try:
                 self.familiarity = Familiarity.load(fam_path)
-                self._neighbours = self._training_neighbours()
+                self.cell_check = self._training_neighbours()
                 self._with_features = keras.Model(self.model.input, [self.model.output, pooled_features(self.model)])
             except Exception as exc:
                 raise ModelBundleError(f"{fam_path}: cannot use the familiarity model ({type(exc).__name__}: {exc})") from None
@@ -316,8 +317,8 @@ class ModelBundle:
         if feats is None or self.familiarity is None:
             return Classified(probs, None, None)
         unusual = None
-        if self._neighbours is not None:
-            distances = neighbour_distances(feats, probs.argmax(axis=1), *self._neighbours)
+        if self.cell_check is not None:
+            distances = neighbour_distances(feats, probs.argmax(axis=1), *self.cell_check)
             unusual = distances > self.familiarity.neighbour_threshold
         return Classified(probs, self.familiarity.cell_scores(feats), unusual)
 
