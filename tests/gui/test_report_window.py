@@ -75,3 +75,35 @@ def test_notes_are_kept_in_the_session_and_the_report_and_lis_message_carry_them
     w.new_session()
     with ReviewSession.open(path, readonly=True) as again:
         assert again.notes()[SAMPLE_ID] == "S-2026-0077"
+
+
+def test_annotation_data_sets_from_the_file_menu(window, qtbot, cell_folder, tmp_path, monkeypatch):
+    """File › Export annotations (COCO)… and Export reviewed cells for training…: a new folder
+    named after the session in the folder chosen, another name when it is taken."""
+    import json
+
+    w = window
+    w.new_session()
+    with qtbot.waitSignal(w.controller.run_finished, timeout=RUN_TIMEOUT_MS):
+        assert w.open_paths([str(cell_folder)]) == 16
+    assert w.review.set_label([0, 1], "LYMPHOCYTE") == 2
+    assert w.review.set_label([2], "EOSINOPHIL") == 1
+    name = w.review.session.name
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+
+    assert w.datasets.export_coco() == tmp_path / f"{name}_coco"
+    qtbot.waitUntil(lambda: (tmp_path / f"{name}_coco" / "annotations.json").exists(), timeout=20000)
+    coco = json.loads((tmp_path / f"{name}_coco" / "annotations.json").read_text())
+    assert len(coco["images"]) == 16 and len(coco["annotations"]) == 16  # every classified cell, with its final label
+    reviewed = [a for a in coco["annotations"] if a["attributes"]["reviewed"]]
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert sorted(names[a["category_id"]] for a in reviewed) == ["EOSINOPHIL", "LYMPHOCYTE", "LYMPHOCYTE"]
+    qtbot.waitUntil(lambda: "COCO data set of 16 cells" in w.statusBar().currentMessage(), timeout=5000)
+
+    w.export_coco_action.trigger()  # the same name again: a second folder, the first untouched
+    qtbot.waitUntil(lambda: (tmp_path / f"{name}_coco_2" / "annotations.json").exists(), timeout=20000)
+
+    assert w.datasets.export_crops() == tmp_path / f"{name}_crops"
+    qtbot.waitUntil(lambda: (tmp_path / f"{name}_crops" / "crops.csv").exists(), timeout=20000)
+    folders = {p.name: len(list(p.glob("*.png"))) for p in (tmp_path / f"{name}_crops").iterdir() if p.is_dir()}
+    assert folders == {"lymphocyte": 2, "eosinophil": 1}  # the reviewed cells only

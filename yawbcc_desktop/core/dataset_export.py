@@ -186,11 +186,17 @@ def export_coco(session: ReviewSession, folder: str | os.PathLike[str], link: bo
     return outcome
 
 
-def export_crops(session: ReviewSession, folder: str | os.PathLike[str], model: str | None = None) -> ExportOutcome:
+def export_crops(
+    session: ReviewSession,
+    folder: str | os.PathLike[str],
+    model: str | None = None,
+    known: dict[str, str] | None = None,
+) -> ExportOutcome:
     """Write the reviewed cells' model inputs as class folders in ``folder`` (new or empty).
 
     ``model``: the bundle (name or folder) whose framing to use; by default each cell's own.
-    Artefacts and unreviewed cells are left out.
+    ``known``: folders of bundles by name, for those not found by name (the window's model
+    in use, wherever it was loaded from).  Artefacts and unreviewed cells are left out.
     """
     from .pipeline import model_input
 
@@ -200,7 +206,8 @@ def export_crops(session: ReviewSession, folder: str | os.PathLike[str], model: 
     def card_for(name: str) -> ModelCard | str:
         if name not in cards:
             try:
-                cards[name] = read_card(resolve_bundle(name))
+                where = (known or {}).get(name)
+                cards[name] = read_card(Path(where) if where else resolve_bundle(name))
             except ModelBundleError as exc:
                 cards[name] = f"its model is not here ({exc})"
         return cards[name]

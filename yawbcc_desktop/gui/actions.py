@@ -91,6 +91,11 @@ ACTIONS: tuple[Action | Part | Separator, ...] = (
     Action("print_report", "&Print report…", "reports.print_report", (K.Print,), menu=FILE, needs_session=True),
     Action("export_lis", "Export to &LIS…", "reports.export_lis",
            tip="The differential as a FHIR R4 bundle or an HL7 v2.5 message", menu=FILE, needs_session=True),
+    Action("export_coco", "Export annotations (C&OCO)…", "datasets.export_coco",
+           tip="The session's labelled cells with their boxes, masks and review, for annotation tools (CVAT, FiftyOne) "
+           "and training", menu=FILE, needs_session=True),
+    Action("export_crops", "Export reviewed cells for &training…", "datasets.export_crops",
+           tip="The reviewed cells as the model sees them, one folder per class", menu=FILE, needs_session=True),
     Action("screenshot", "Save &screenshot…", "dialogs.save_screenshot", ("F12",), "screenshot",
            "Save a picture of the window", menu=FILE, toolbar=50, icon_only=True),
     SEPARATOR(FILE),

@@ -25,6 +25,7 @@ from ..core.logs import set_level as set_log_level
 from ..core.vocabulary import CANCELLED, MODES
 from . import actions
 from .analysis import AnalysisController
+from .dataset_dialogs import DatasetDialogs
 from .help import HelpDialogs
 from .icons import icon
 from .messages import Notifier
@@ -109,13 +110,14 @@ class MainWindow(QMainWindow):
         self.reports = ReportDialogs(
             self, self.review, settings, self.notifier, panel.scope.currentData, panel.notes.save_comments
         )
+        self.datasets = DatasetDialogs(self, self.review, self.controller, settings, self.notifier)
         self.differential.notes.problem.connect(self.notifier.error)
         self.models = ModelDialogs(self)
         self.help = HelpDialogs(self)
         self._build_actions()
         # Over the image, when the model does not know the image.
-        actions = self.named_actions
-        self.banner = UnfamiliarBanner(actions["retrain"], actions["adapt"], actions["suggest_for_adapting"])
+        named = self.named_actions
+        self.banner = UnfamiliarBanner(named["retrain"], named["adapt"], named["suggest_for_adapting"])
         central_layout.insertWidget(0, self.banner)
         self.server_banner = ServerBanner()  # while the review server of the session cannot be reached
         central_layout.insertWidget(0, self.server_banner)
