@@ -54,8 +54,12 @@ FIGURES += ("pseudo", "minutes")
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
-def draw(labels: np.ndarray, k: int, rng) -> np.ndarray:
-    """k indices stratified over the classes present (each class at least one where k allows)."""
+def draw(labels: np.ndarray, k: int, rng, sources: np.ndarray | None = None) -> np.ndarray:
+    """k indices stratified over the classes present (each class at least one where k allows);
+    with ``sources``, at most one copy of each source cell (a copy drawn at random)."""
+    if sources is not None:
+        one = np.array([rng.choice(np.flatnonzero(sources == s)) for s in np.unique(sources)])
+        return one[draw(labels[one], k, rng)]
     classes, counts = np.unique(labels, return_counts=True)
     quota = np.maximum(1, np.floor(k * counts / counts.sum())).astype(int)
     while quota.sum() > k:
@@ -73,6 +77,7 @@ class Lab:
         self.bundle = bundle
         self.rows = cells_as_rows(cells)
         self.labels = cells["group"].map(GROUPS.index).to_numpy()
+        self.sources = source_cells(cells)
         t0 = time.monotonic()
         inputs, self.signatures = correction_inputs(bundle, self.rows)
         if statistics_share:
@@ -92,9 +97,25 @@ class Lab:
         return out[:, [order.index(g) for g in GROUPS]]
 
 
+def source_cells(cells) -> np.ndarray:
+    """A source-cell number per row: LISC's augmented copies of one cell share one
+    (``training.source_cells.group_copies``, per class folder), every other cell is its own."""
+    from training.source_cells import group_copies
+
+    sources = np.arange(len(cells))
+    lisc = cells["domain"].eq("lisc").to_numpy()
+    for group in cells.loc[lisc, "group"].unique():
+        idx = np.flatnonzero(lisc & cells["group"].eq(group).to_numpy())
+        idx = idx[np.argsort(cells["path"].to_numpy()[idx])]  # file-number order, as group_copies reads them
+        sources[idx] = len(cells) + 1000 * GROUPS.index(group) + group_copies(cells["path"].to_numpy()[idx])
+    return sources
+
+
 def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: int) -> dict:
     bundle = lab.bundle
-    rest = np.setdiff1d(np.arange(len(lab.labels)), pick)
+    # The session is the reviewed cells and the lab's other cells: the other copies of a
+    # reviewed source cell are neither (their labels would leak into the figures).
+    rest = np.flatnonzero(~np.isin(lab.sources, lab.sources[pick]))
     rows = lab.rows.iloc[pick].reset_index(drop=True)
     unlabelled = LabCells(lab.plain[rest], lab.mirror[rest], [lab.signatures[i] for i in rest]) if semi else None
     t0 = time.monotonic()
@@ -190,7 +211,9 @@ def main() -> None:
             for k in args.k:
                 for how in args.pick:
                     if how == "random":
-                        picks = [draw(lab.labels, k, np.random.default_rng(1000 * k + r)) for r in range(args.repeats)]
+                        picks = [
+                            draw(lab.labels, k, np.random.default_rng(1000 * k + r), lab.sources) for r in range(args.repeats)
+                        ]
                     else:
                         feats = lab.plain if how == "suggested-features" else None
                         picks = [cells_to_review_for_adapting(lab.session_probs, k, feats)]
