@@ -25,12 +25,28 @@ from .domain_command import add_data_arguments, reevaluate
 SAME = ("base", "input_size", "um_per_px", "held_out")
 
 
+def origin(base: str) -> str:
+    """The bundle a run's weights first came from: a base that was itself fine-tuned by
+    ``training domains`` (its card keeps that run's recipe under ``training``) leads back to
+    its own base, so a run fine-tuned from a soup shares the soup's basin."""
+    from yawbcc_desktop.core.classifier import read_card
+
+    seen: set[str] = set()
+    while base not in seen and (Path(base) / "model.json").is_file():
+        seen.add(base)
+        parent = read_card(Path(base)).extra.get("training", {}).get("base")
+        if not parent:
+            break
+        base = parent
+    return base
+
+
 def make_soup(runs: list[Path], out: Path, log=print) -> None:
     import keras
 
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
     for key in SAME:
-        values = {json.dumps(c.get(key)) for c in configs}
+        values = {json.dumps(origin(c[key]) if key == "base" else c.get(key)) for c in configs}
         if len(values) > 1:
             raise SystemExit(f"cannot average runs with different {key}: {', '.join(sorted(values))}")
     models = [keras.saving.load_model(r / MODEL_FILE, compile=False) for r in runs]

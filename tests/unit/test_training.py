@@ -126,6 +126,23 @@ def test_soup_averages_runs_of_one_base_and_refuses_others(tmp_path):
         make_soup(runs[1:], tmp_path / "mixed", log=lambda _: None)
 
 
+def test_soup_follows_a_fine_tuned_base_back_to_its_origin(tiny_bundle, tmp_path):
+    """A run fine-tuned from a bundle that ``training domains`` made shares that bundle's
+    origin, so the two can be averaged; an unrelated base still cannot."""
+    import shutil
+
+    from training.soup import origin
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(tiny_bundle, tuned)
+    card = json.loads((tuned / "model.json").read_text())
+    card["training"] = {"base": "lite0-accurate", "steps": 900}
+    (tuned / "model.json").write_text(json.dumps(card))
+    assert origin(str(tuned)) == "lite0-accurate"
+    assert origin("lite0-fast") == "lite0-fast"  # a name with no bundle folder is its own origin
+    assert origin(str(tiny_bundle)) == str(tiny_bundle)  # a card without a recipe ends the walk
+
+
 def test_card_writes_a_missing_figure_as_null_not_nan(tiny_bundle, tmp_path):
     """A lab with no wrong cell has no share of wrong cells queued: the card stays strict JSON."""
     import shutil
