@@ -34,6 +34,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from adaptation import draw  # noqa: E402
 
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
@@ -68,15 +71,6 @@ def source_cells(paths: pd.Series, group_copies: bool) -> np.ndarray:
         ids[part.i.to_numpy()] = cells + offset
         offset += int(cells.max()) + 1
     return ids
-
-
-def draw_reviewed(truth: np.ndarray, sources: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``k`` crops, one per source cell, stratified by class (each class its share)."""
-    first = pd.Series(np.arange(len(truth))).groupby(sources).apply(lambda s: rng.choice(s.to_numpy())).to_numpy()
-    classes, counts = np.unique(truth[first], return_counts=True)
-    quota = np.maximum(1, np.round(counts / counts.sum() * k)).astype(int)
-    picked = [rng.choice(first[truth[first] == c], min(q, int(n)), replace=False) for c, q, n in zip(classes, quota, counts)]
-    return np.concatenate(picked)[:k]
 
 
 def scores(truth: np.ndarray, rows: pd.DataFrame) -> dict[str, float]:
@@ -115,7 +109,7 @@ def main() -> None:
     results = []
     for d in range(args.draws):
         rng = np.random.default_rng(d)
-        reviewed = draw_reviewed(truth, sources, args.k, rng)
+        reviewed = draw(truth, args.k, rng, sources)  # as benchmarks/adaptation.py draws them
         rest = ~np.isin(sources, sources[reviewed])
         corrected = cells.copy()
         corrected.loc[reviewed, "final_label"] = truth[reviewed]
