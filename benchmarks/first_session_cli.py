@@ -16,7 +16,7 @@ them queued for review and of their wrong ones queued, and the minutes ``yawbcc 
 
 ``--group-copies``: a data set that holds each source cell several times (LISC: shifted,
 turned, zoomed) would score the adapted model on copies of the cells it was taught; the copies
-of a reviewed cell (``training.source_cells.group_copies``) leave the scored crops, and the
+of a reviewed cell (``adaptation.source_cells``, as that benchmark groups them) leave the scored crops, and the
 reviewed crops are drawn one per source cell.
 """
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from adaptation import draw  # noqa: E402
+from adaptation import draw, source_cells  # noqa: E402
 
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
@@ -55,22 +55,6 @@ def yawbcc(*args: str) -> float:
 
 def truth_of(paths: pd.Series) -> np.ndarray:
     return np.array([Path(p).parent.name.upper() for p in paths])
-
-
-def source_cells(paths: pd.Series, group_copies: bool) -> np.ndarray:
-    """A source-cell number per crop: its copies share one (``--group-copies``), else its own."""
-    if not group_copies:
-        return np.arange(len(paths))
-    from training.source_cells import group_copies as group
-
-    ids = np.zeros(len(paths), int)
-    frame = pd.DataFrame({"path": paths.to_numpy(), "i": np.arange(len(paths))})
-    offset = 0
-    for _, part in frame.groupby(frame.path.map(lambda p: str(Path(p).parent))):
-        cells = group([Path(p) for p in part.path])
-        ids[part.i.to_numpy()] = cells + offset
-        offset += int(cells.max()) + 1
-    return ids
 
 
 def scores(truth: np.ndarray, rows: pd.DataFrame) -> dict[str, float]:
@@ -103,7 +87,10 @@ def main() -> None:
     truth = truth_of(cells.path)
     known = np.isin(truth, GROUPS)
     cells, truth = cells[known].reset_index(drop=True), truth[known]
-    sources = source_cells(cells.path, args.group_copies)
+    # LISC-style copies are grouped as benchmarks/adaptation.py groups them (per class folder,
+    # in file order); without --group-copies every crop is its own source cell.
+    domain = "lisc" if args.group_copies else ""
+    sources = source_cells(pd.DataFrame({"path": cells.path, "group": truth, "domain": domain}))
     print(f"{len(cells)} crops of {len(set(sources))} source cells classified by {args.model} in {minutes:.1f} min ({work})")
 
     results = []
