@@ -185,12 +185,15 @@ def batchnorm_layers(model) -> list:
     return layers_of(model, keras.layers.BatchNormalization)
 
 
-def write_replay(path: Path, feats: np.ndarray, labels: np.ndarray, table: pd.DataFrame, seed: int, per_class: int = 120) -> None:
+def write_replay(
+    path: Path, feats: np.ndarray, labels: np.ndarray, table: pd.DataFrame, seed: int, domains: list[str], per_class: int = 120
+) -> None:
     """A small sample of the training cells' pooled features (float16), by domain and class:
     what adapting the head to a new lab replays so the old labs are not forgotten, without
-    shipping their images."""
+    shipping their images.  Only the ``domains`` the bundle was trained on: a held-out lab's
+    cells in it would hand its labels to every adaptation to that lab."""
     rng = np.random.default_rng(seed)
-    train = table["split"].eq("train").to_numpy()
+    train = (table["split"].eq("train") & table["domain"].isin(domains)).to_numpy()
     picked: list[int] = []
     for (_d, _g), idx in table[train].groupby(["domain", "group"]).indices.items():
         rows = np.flatnonzero(train)[idx]
@@ -377,7 +380,7 @@ def evaluate_run(
         log(f"{config.held_out} all, AdaBN: {report[f'{config.held_out}_all_adabn']}")
     report["training_minutes"] = train_minutes
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    write_replay(out / REPLAY_FILE, feats, labels, table, config.seed)
+    write_replay(out / REPLAY_FILE, feats, labels, table, config.seed, train_domains)
     # The per-cell check against the replay sample, its bar set on the training labs' valid cells.
     from yawbcc_desktop.core.adaptation import unit_replay
     from yawbcc_desktop.core.familiarity import neighbour_distances

@@ -8,12 +8,19 @@ so the old lab is not forgotten.  Bundles from ``training domains`` write that s
 they are trained; this writes it afterwards for a PBC-only bundle, from the train side of
 the PBC split it was trained on (framed by the application's code, as adaptation frames
 the lab's cells).
+
+    python -m training replay --model runs/lodo-lisc-v4 --without lisc
+
+takes a lab's cells out of a bundle's replay sample: runs of ``training domains`` from before
+2026-12-07 sampled it from every lab's training cells, the held-out lab's too, so adapting
+such a run to its held-out lab replayed that lab's own labelled cells.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from yawbcc_desktop.core.adaptation import REPLAY_FILE
@@ -34,7 +41,7 @@ def write_bundle_replay(folder: Path, split_csv: str | Path, per_class: int = 12
     log(f"{bundle.name}: pooled features of {len(sample)} PBC training cells")
     inputs, _ = correction_inputs(bundle, cells_as_rows(sample))
     out = Path(folder) / REPLAY_FILE
-    write_replay(out, bundle.features(inputs), _labels(sample), sample, seed, per_class)
+    write_replay(out, bundle.features(inputs), _labels(sample), sample, seed, ["pbc"], per_class)
     # The card says where its replay sample came from, as training domains' cards do.
     card = read_card(folder)
     card.extra["replay"] = {
@@ -49,13 +56,33 @@ def write_bundle_replay(folder: Path, split_csv: str | Path, per_class: int = 12
     return out
 
 
+def drop_domain(folder: Path, domain: str, log=print) -> int:
+    """Remove ``domain``'s cells from the bundle's replay sample (the card says so); how many."""
+    path = Path(folder) / REPLAY_FILE
+    with np.load(path) as rp:
+        data = {k: rp[k] for k in rp.files}
+    keep = data["domains"] != domain
+    dropped = int(np.sum(~keep))
+    if dropped:
+        np.savez_compressed(path, **{k: v[keep] for k, v in data.items()})
+        card = read_card(folder)
+        card.extra["replay_without"] = sorted({*card.extra.get("replay_without", []), domain})
+        write_card(folder, card)
+    log(f"{path}: {dropped} {domain} cells taken out, {int(keep.sum())} kept")
+    return dropped
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="bundle name or folder (written into)")
     p.add_argument("--split", default="runs/split.csv", help="the PBC split the bundle was trained on")
     p.add_argument("--per-class", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--without", metavar="LAB", help="only take this lab's cells out of the bundle's replay sample")
 
 
 def run(args, log=print) -> int:
+    if args.without:
+        drop_domain(resolve_bundle(args.model), args.without, log)
+        return 0
     write_bundle_replay(resolve_bundle(args.model), args.split, args.per_class, args.seed, log)
     return 0

@@ -278,3 +278,38 @@ def test_feature_style_refuses_a_classifier_it_would_train_wrongly():
         with_feature_style(keras.Model(image, head), "mixstyle")
     with pytest.raises(ValueError, match="feature style must be one of"):
         with_feature_style(keras.Model(image, head), "adain")
+
+
+def test_replay_sample_holds_only_the_labs_a_run_trained_on(tiny_bundle, tmp_path):
+    """A held-out lab's cells in the replay sample would hand its labels to every adaptation
+    to it: ``write_replay`` samples the training labs only, ``drop_domain`` repairs an old run."""
+    import shutil
+
+    import pandas as pd
+
+    from training.domain_fit import write_replay
+    from training.replay import drop_domain
+    from yawbcc_desktop.core.adaptation import REPLAY_FILE
+    from yawbcc_desktop.core.classifier import read_card
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "domain": np.repeat(["pbc", "bccd", "lisc"], 40),
+            "split": np.tile(["train"] * 30 + ["valid"] * 10, 3),
+            "group": np.tile(GROUPS[:4], 30),
+        }
+    )
+    feats, labels = rng.normal(size=(len(table), 16)), np.tile(np.arange(4), 30)
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_bundle, folder)
+    write_replay(folder / REPLAY_FILE, feats, labels, table, seed=0, domains=["pbc", "bccd"], per_class=5)
+    with np.load(folder / REPLAY_FILE) as rp:
+        assert sorted(set(rp["domains"])) == ["bccd", "pbc"] and len(rp["labels"]) == 2 * 4 * 5
+    # An old run's sample, with the held-out lab in it: taken out, the card says so.
+    write_replay(folder / REPLAY_FILE, feats, labels, table, seed=0, domains=["pbc", "bccd", "lisc"], per_class=5)
+    assert drop_domain(folder, "lisc", log=lambda _m: None) == 20
+    with np.load(folder / REPLAY_FILE) as rp:
+        assert "lisc" not in set(rp["domains"]) and len(rp["features"]) == len(rp["labels"]) == 40
+    assert read_card(folder).extra["replay_without"] == ["lisc"]
+    assert drop_domain(folder, "lisc", log=lambda _m: None) == 0
