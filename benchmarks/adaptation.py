@@ -19,7 +19,9 @@ Printed per k, pick and variant (mean over the draws, and the worst): balanced a
 neutrophil / lymphocyte / monocyte / eosinophil on the rest, before (the bundle as it was)
 and after; the share of the rest queued and the share of its wrong cells queued — by
 confidence and familiarity alone (``q0``) and with the lab's review rule (``queued``,
-``w→q``); PBC test accuracy through the new head; minutes of the adaptation itself.
+``w→q``); PBC test accuracy through the new head; minutes of the adaptation itself; how
+well confidence ranks the mistakes, and how well the agreement of each cell's nearest
+neighbours in the session does (a signal not yet in the application).
 The backbone is unchanged by adaptation, so every cell's pooled features are computed once.
 """
 
@@ -49,8 +51,10 @@ from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E4
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "w→q@10", "w→q@20", "unfam", "bar", "w→bar")
+FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "w→q@35n", "w→q@10", "w→q@20")
+FIGURES += ("unfam", "bar", "w→bar")
 FIGURES += ("pseudo", "minutes")
+NEIGHBOURS = 10  # session cells whose classes neighbour_agreement compares
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
@@ -111,6 +115,16 @@ def source_cells(cells) -> np.ndarray:
     return sources
 
 
+def neighbour_agreement(feats: np.ndarray, pred: np.ndarray, sources: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Per cell, the share of its k most similar other cells of the session (cosine, pooled
+    features; copies of the same source cell left out) that were called its class."""
+    unit = feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12)
+    sim = unit @ unit.T
+    sim[sources[:, None] == sources[None, :]] = -np.inf
+    nearest = np.argsort(-sim, axis=1)[:, :k]
+    return np.mean(pred[nearest] == pred[:, None], axis=1)
+
+
 def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: int) -> dict:
     bundle = lab.bundle
     # The session is the reviewed cells and the lab's other cells: the other copies of a
@@ -154,6 +168,10 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     order = np.argsort(conf)
     caught = {b: float(wrong[order[: int(round(b * len(rest)))]].sum() / max(wrong.sum(), 1)) for b in (0.1, 0.2, QUEUE_BUDGET)}
     at_budget = caught[QUEUE_BUDGET]
+    # The same for the cells whose nearest neighbours in the session were called another class.
+    agree = neighbour_agreement(lab.plain[rest], pred, lab.sources[rest])
+    by_agreement = np.lexsort((conf, agree))
+    caught_nb = float(wrong[by_agreement[: int(round(QUEUE_BUDGET * len(rest)))]].sum() / max(wrong.sum(), 1))
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
     return {
@@ -165,6 +183,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "queued": float(queue.mean()),
         "w→q": float(queue[wrong].mean()) if wrong.any() else 1.0,
         "w→q@35": at_budget,
+        "w→q@35n": caught_nb,
         "w→q@10": caught[0.1],
         "w→q@20": caught[0.2],
         "unfam": float(unfamiliar.mean()),
@@ -228,13 +247,16 @@ def main() -> None:
                             f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['w→q@35']:6.3f} {mean['pseudo']:6.0f} "
                             f"{pbc_acc:7.4f} {mean['minutes']:5.2f}  unfamiliar {mean['unfam']:.3f}, "
                             f"below the lab bar {mean['bar']:.3f} (wrong {mean['w→bar']:.3f}); wrong among the least "
-                            f"sure 10 / 20 %: {mean['w→q@10']:.3f} / {mean['w→q@20']:.3f}",
+                            f"sure 10 / 20 %: {mean['w→q@10']:.3f} / {mean['w→q@20']:.3f}; among the 35 % whose "
+                            f"neighbours agree least: {mean['w→q@35n']:.3f}",
                             flush=True,
                         )
     print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")
     print("q0: share of them queued by confidence and familiarity alone; queued, w→q: with the lab's review rule; w→q0, w→q:")
     print("share of the wrong ones queued; w@35%: share of the wrong ones among the least sure 35 % (how well confidence")
     print("ranks the mistakes); pseudo: unreviewed cells that joined the fit; min: minutes of the adaptation.")
+    print(f"neighbours agree: the share of a cell's {NEIGHBOURS} most similar other unreviewed cells (copies of its")
+    print("source cell left out) called its class; the least agreeing first, the least sure among equals.")
 
 
 def _pbc_accuracy(pbc: Lab, w: np.ndarray, b: np.ndarray, bundle: ModelBundle) -> float:
