@@ -47,14 +47,14 @@ from training.semi_supervised import LabCells  # noqa: E402
 from yawbcc_desktop.core.adaptation import MIN_PER_CLASS  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
+from yawbcc_desktop.core.familiarity import NEIGHBOURS, neighbour_agreement  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "w→q@35n", "w→q@10", "w→q@20")
-FIGURES += ("unfam", "bar", "w→bar")
+FIGURES += ("unfam", "bar", "w→bar", "q without", "w→q without")
 FIGURES += ("pseudo", "minutes")
-NEIGHBOURS = 10  # session cells whose classes neighbour_agreement compares
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
@@ -115,16 +115,6 @@ def source_cells(cells) -> np.ndarray:
     return sources
 
 
-def neighbour_agreement(feats: np.ndarray, pred: np.ndarray, sources: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
-    """Per cell, the share of its k most similar other cells of the session (cosine, pooled
-    features; copies of the same source cell left out) that were called its class."""
-    unit = feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12)
-    sim = unit @ unit.T
-    sim[sources[:, None] == sources[None, :]] = -np.inf
-    nearest = np.argsort(-sim, axis=1)[:, :k]
-    return np.mean(pred[nearest] == pred[:, None], axis=1)
-
-
 def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: int) -> dict:
     bundle = lab.bundle
     # The session is the reviewed cells and the lab's other cells: the other copies of a
@@ -159,19 +149,35 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     else:
         unfamiliar = np.zeros(len(rest), bool)
     q0 = (conf < threshold) | unfamiliar
-    ruled = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
+    # The neighbour check as the adapted bundle runs it, on the session's cells it keeps (the
+    # other copies of a LISC cell left out of its neighbours: the app would count them).
+    agree = np.ones(len(rest))
+    if result.session is not None:
+        refs, called = result.session
+        order = bundle.card.class_order
+        ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
+        agree = neighbour_agreement(
+            lab.plain[rest],
+            pred,
+            refs / np.linalg.norm(refs, axis=1, keepdims=True),
+            np.array([GROUPS.index(order[i]) for i in called]),
+            lab.sources[rest][:, None] == ref_sources[None, :],
+        )
+    ruled = np.array([bool(result.rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
+    ruled_before = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
     bar = conf < result.rule.min_confidence
     queue = q0 | ruled
     truth = lab.labels[rest]
     wrong = pred != truth
     # How well confidence ranks the mistakes: wrong cells among the least sure QUEUE_BUDGET of the rest.
-    order = np.argsort(conf)
-    caught = {b: float(wrong[order[: int(round(b * len(rest)))]].sum() / max(wrong.sum(), 1)) for b in (0.1, 0.2, QUEUE_BUDGET)}
-    at_budget = caught[QUEUE_BUDGET]
-    # The same for the cells whose nearest neighbours in the session were called another class.
-    agree = neighbour_agreement(lab.plain[rest], pred, lab.sources[rest])
+    by_confidence = np.argsort(conf)
+    caught = {
+        b: float(wrong[by_confidence[: int(round(b * len(rest)))]].sum() / max(wrong.sum(), 1)) for b in (0.1, 0.2, QUEUE_BUDGET)
+    }
+    # The same for the cells whose nearest cells of the session were called another class.
     by_agreement = np.lexsort((conf, agree))
     caught_nb = float(wrong[by_agreement[: int(round(QUEUE_BUDGET * len(rest)))]].sum() / max(wrong.sum(), 1))
+    without = q0 | ruled_before
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
     return {
@@ -182,8 +188,10 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "w→q0": float(q0[wrong].mean()) if wrong.any() else 1.0,
         "queued": float(queue.mean()),
         "w→q": float(queue[wrong].mean()) if wrong.any() else 1.0,
-        "w→q@35": at_budget,
+        "w→q@35": caught[QUEUE_BUDGET],
         "w→q@35n": caught_nb,
+        "q without": float(without.mean()),
+        "w→q without": float(without[wrong].mean()) if wrong.any() else 1.0,
         "w→q@10": caught[0.1],
         "w→q@20": caught[0.2],
         "unfam": float(unfamiliar.mean()),
@@ -248,15 +256,17 @@ def main() -> None:
                             f"{pbc_acc:7.4f} {mean['minutes']:5.2f}  unfamiliar {mean['unfam']:.3f}, "
                             f"below the lab bar {mean['bar']:.3f} (wrong {mean['w→bar']:.3f}); wrong among the least "
                             f"sure 10 / 20 %: {mean['w→q@10']:.3f} / {mean['w→q@20']:.3f}; among the 35 % whose "
-                            f"neighbours agree least: {mean['w→q@35n']:.3f}",
+                            f"neighbours agree least: {mean['w→q@35n']:.3f}; without the neighbour check queued "
+                            f"{mean['q without']:.3f}, wrong queued {mean['w→q without']:.3f}",
                             flush=True,
                         )
     print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")
     print("q0: share of them queued by confidence and familiarity alone; queued, w→q: with the lab's review rule; w→q0, w→q:")
     print("share of the wrong ones queued; w@35%: share of the wrong ones among the least sure 35 % (how well confidence")
     print("ranks the mistakes); pseudo: unreviewed cells that joined the fit; min: minutes of the adaptation.")
-    print(f"neighbours agree: the share of a cell's {NEIGHBOURS} most similar other unreviewed cells (copies of its")
-    print("source cell left out) called its class; the least agreeing first, the least sure among equals.")
+    print(f"neighbours agree: the share of a cell's {NEIGHBOURS} most similar other cells of the session (the reviewed with")
+    print("their class, copies of its source cell left out) called its class; the least agreeing first, the least sure among")
+    print("equals. The lab's rule (queued, w→q) queues a cell unless all of them were; without the neighbour check: as before.")
 
 
 def _pbc_accuracy(pbc: Lab, w: np.ndarray, b: np.ndarray, bundle: ModelBundle) -> float:

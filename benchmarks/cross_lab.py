@@ -105,7 +105,7 @@ def score(
     x, signatures = correction_inputs(bundle, rows)
     probs, fam, odd = [], [], []
     for i in range(0, len(x), 64):
-        p, s, u = bundle.classify(x[i : i + 64])
+        p, s, u, _agreement = bundle.classify(x[i : i + 64])
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
         odd.append(u if u is not None else np.zeros(len(p), bool))

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from yawbcc_desktop.core.adaptation import MIN_CELLS, MIN_PER_CLASS, REPLAY_FILE, LabReviewRule
+from yawbcc_desktop.core.adaptation import (
+    LAB_CELLS_FILE,
+    MIN_CELLS,
+    MIN_NEIGHBOUR_CELLS,
+    MIN_PER_CLASS,
+    REPLAY_FILE,
+    LabReviewRule,
+)
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import MODEL_FILE, ModelBundle, softmax_with_temperature
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
@@ -55,6 +62,9 @@ class Adaptation:
     lab_labels: np.ndarray
     signatures: list[np.ndarray]
     rule: LabReviewRule  # what the out-of-fold predictions say it can be trusted with (lab named when written)
+    # The session's cells for the rule's neighbour check: pooled features and classes (card
+    # order: the reviewer's, else the adapted head's call); None when the session is too small.
+    session: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def adapt(
@@ -142,14 +152,20 @@ def adapt(
         f"{report['balanced_accuracy_after_cross_validated']:.3f}; "
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
-    session_confidence = None
+    session_confidence, session = None, None
     if unlabelled is not None and len(unlabelled):
-        session_confidence = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta)).max(axis=1)
-    rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence)
+        called = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta))
+        session_confidence = called.max(axis=1)
+        if len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
+            session = (np.concatenate([feats, unlabelled.plain]), np.concatenate([labels, called.argmax(axis=1)]))
+    rule = lab_review_rule(
+        softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence, session is not None
+    )
+    report["session_cells_kept"] = len(session[1]) if session is not None else 0
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
     report["lab_review"] = rule.to_card()
-    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule)
+    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, session)
 
 
 def lab_review_rule(
@@ -159,6 +175,7 @@ def lab_review_rule(
     adapted: list[str],
     lab: str,
     session_confidence: np.ndarray | None = None,
+    neighbour_check: bool = False,
 ) -> LabReviewRule:
     """What the out-of-fold predictions (calibrated) say the adapted head can be trusted with.
 
@@ -168,7 +185,9 @@ def lab_review_rule(
     (between ``MIN_LAB_QUEUE`` and ``MAX_LAB_QUEUE``): a few dozen corrections show few
     mistakes, and the lab's wrong cells are among its least sure ones.  A cell also waits
     when called a class that more than ``MAX_CLASS_ERRORS`` of its out-of-fold calls got
-    wrong, or one with too few corrections to be adapted."""
+    wrong, or one with too few corrections to be adapted; with ``neighbour_check`` (the
+    session's cells kept in the bundle), also when not all its nearest cells of the lab were
+    called its class."""
     said = oof.argmax(axis=1)
     wrong = said != labels
     bar = float(oof.max(axis=1)[wrong].max()) if wrong.any() else 0.0
@@ -178,7 +197,7 @@ def lab_review_rule(
     bar = float(np.ceil(bar * 1000) / 1000)
     confused = {order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > MAX_CLASS_ERRORS}
     unreliable = tuple(g for g in order if g in confused or g not in adapted)
-    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable)
+    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable, neighbour_check)
 
 
 def view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
@@ -239,6 +258,12 @@ def _write_partial(
             labels=np.concatenate([rp["labels"], [GROUPS.index(order[i]) for i in result.lab_labels]]).astype(rp["labels"].dtype),
             domains=np.concatenate([rp["domains"], np.full(len(result.lab_labels), lab)]).astype(str),
         )
+    if result.session is not None:
+        feats, classes = result.session
+        feats = np.asarray(feats, np.float64)
+        unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-300)  # whatever the features' scale
+        groups = np.array([GROUPS.index(order[i]) for i in classes], np.int8)
+        np.savez_compressed(tmp / LAB_CELLS_FILE, features=unit.astype(np.float16), classes=groups)
     progress("writing", 3, 4)
     base = bundle.card
     extra = {

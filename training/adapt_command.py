@@ -168,7 +168,13 @@ def summary_lines(report: dict) -> list[str]:
         unreliable = ", ".join(rule["unreliable_classes"]) or "none"
         lines.append(
             f"For this lab a cell waits for review below {100 * rule['min_confidence']:.0f} % confidence (the surest "
-            f"out-of-fold mistake) or when called one of the classes not yet reliable: {unreliable}."
+            f"out-of-fold mistake) or when called one of the classes not yet reliable: {unreliable}"
+            + (
+                f"; or when not all its nearest cells of this session ({report['session_cells_kept']} kept in the bundle) "
+                "were called its class."
+                if rule.get("neighbour_check")
+                else "."
+            )
         )
     lines.append(f"Temperature {report['temperature']:.3f} ({report['temperature_how']}).")
     lines.append(f"New bundle: {report['bundle']} ({report['seconds']:.0f} s). Use it with --model {report['name']}.")

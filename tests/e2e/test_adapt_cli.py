@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
-from yawbcc_desktop.core.classes import ARTEFACT
+from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
+from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.classifier import ModelBundle, read_card
 from yawbcc_desktop.core.store import ReviewSession
 
@@ -362,7 +363,9 @@ def test_at_most_the_cap_of_the_lab_cells_is_kept_a_uniform_draw(bccd, adaptable
     assert {cell.tobytes() for cell in capped} <= found and len({cell.tobytes() for cell in capped}) == 4
 
 
-def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(pbc, adaptable_bundle, tmp_path, capsys):
+def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
+    pbc, adaptable_bundle, tmp_path, capsys, monkeypatch
+):
     # A session of 6 classes x 6 cells: 5 of each class reviewed, the sixth left for the model.
     _lab, session_file = classified_lab(pbc, adaptable_bundle, tmp_path, start=80)
     with ReviewSession.open(session_file) as s:
@@ -390,6 +393,18 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(pbc
     assert card.extra["adaptation"]["unreviewed_cells"] == 5 and card.extra["adaptation"]["cells"] == 30
     rule = card.extra["lab_review"]
     assert rule["lab"] == "semi" and 0.0 <= rule["min_confidence"] <= 0.99
+    # 35 cells are too few a session for the neighbour check; with a lower floor it is kept.
+    assert rule["neighbour_check"] is False and not (dest / "semi" / LAB_CELLS_FILE).exists()
+    monkeypatch.setattr("training.adapt.MIN_NEIGHBOUR_CELLS", 30)
+    assert main([*args, "--name", "semi-neighbours"]) == EXIT_OK
+    out, _err = capsys.readouterr()
+    assert "or when not all its nearest cells of this session (35 kept in the bundle)" in out
+    adapted = ModelBundle(dest / "semi-neighbours")
+    assert adapted.lab_rule is not None and adapted.lab_rule.neighbour_check and adapted.lab_cells is not None
+    feats, classes = adapted.lab_cells
+    assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
+    # The reviewed cells are kept with the reviewer's class.
+    assert sorted(GROUPS[i] for i in classes[:30]) == sorted(group[c.id] for c in reviewed)
     # The reviewed rows alone when asked: the unreviewed ones are not read at all.
     assert main([*args, "--name", "supervised", "--reviewed-only"]) == EXIT_OK
     out, err = capsys.readouterr()

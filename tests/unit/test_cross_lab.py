@@ -9,6 +9,7 @@ import pytest
 
 from yawbcc_desktop.core import review_rules
 from yawbcc_desktop.core.cells import CellRegion
+from yawbcc_desktop.core.classifier import Classified
 from yawbcc_desktop.core.familiarity import AcquisitionModel, Familiarity, acquisition_signature
 from yawbcc_desktop.core.imageio import read_rgb
 from yawbcc_desktop.core.preprocess import uint8_percentiles
@@ -182,7 +183,7 @@ def test_on_an_unfamiliar_image_a_cell_wider_than_any_platelet_is_not_classed_as
         bundle = SimpleNamespace(
             name="platelets-only",
             familiarity=familiarity,
-            classify=lambda x: (np.tile(said, (len(x), 1)), np.zeros(len(x)), None),
+            classify=lambda x: Classified(np.tile(said, (len(x), 1)), np.zeros(len(x)), None),
             lab_rule=None,
         )
         classify_batch([result], bundle)
@@ -362,5 +363,5 @@ def test_warm_up_traces_the_model_a_run_calls(familiar_bundle):
     assert bundle._with_features is not None and bundle._with_features.predict_function is None
     bundle.warm_up()
     assert bundle._with_features.predict_function is not None
-    probs, scores, _ = bundle.classify(np.zeros((3, 64, 64, 3), np.uint8))
+    probs, scores, _, _ = bundle.classify(np.zeros((3, 64, 64, 3), np.uint8))
     assert probs.shape == (3, 8) and scores.shape == (3,)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from yawbcc_desktop.core.adaptation import LabReviewRule
-from yawbcc_desktop.core.review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE
+from yawbcc_desktop.core.review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE, NEIGHBOURS_CALLED_OTHERWISE
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting, uncertainty
 
 
@@ -124,3 +124,57 @@ def test_an_adapted_bundle_queues_its_labs_cells_by_its_rule(tmp_path, data_dir)
         assert (BELOW_LAB_BAR in c.flags) == (sure < 0.4)
         assert (CLASS_NOT_YET_RELIABLE in c.flags) == (said == "NEUTROPHIL")
     assert any(c.flags for c in cells)
+
+
+def test_neighbour_agreement_counts_the_nearest_other_cells_not_the_cell_itself():
+    from yawbcc_desktop.core.familiarity import neighbour_agreement
+
+    rng = np.random.default_rng(0)
+    cell = rng.normal(size=16)
+    near = cell + 0.05 * rng.normal(size=(10, 16))  # ten cells much like it, called class 0
+    far = rng.normal(size=(10, 16))  # ten others, called class 1
+    refs = np.vstack([cell, near, far])
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    classes = np.array([2] + [0] * 10 + [1] * 10)  # the cell itself, kept in the session as class 2
+    got = neighbour_agreement(cell[None] * 3.0, np.array([0]), refs, classes)
+    assert got.tolist() == [1.0]  # its own copy is not one of its neighbours
+    assert neighbour_agreement(cell[None], np.array([2]), refs, classes).tolist() == [0.0]
+    skip = np.zeros((1, len(refs)), bool)
+    skip[0, 1:6] = True  # five of its near cells left out (copies of one source cell)
+    assert neighbour_agreement(cell[None], np.array([0]), refs, classes, skip).tolist() == [0.5]
+    rule = LabReviewRule("lab", 0.5, (), neighbour_check=True)
+    assert rule.reasons("NEUTROPHIL", 0.9, 1.0) == [] and rule.reasons("NEUTROPHIL", 0.9, 0.9) == [NEIGHBOURS_CALLED_OTHERWISE]
+    assert LabReviewRule.from_card({"lab_review": rule.to_card()}) == rule
+    # A card from before the check: no check.
+    assert LabReviewRule.from_card({"lab_review": {"lab": "x", "min_confidence": 0.5}}).neighbour_check is False
+
+
+def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_path, data_dir):
+    from dataclasses import replace
+
+    from training.bundle import write_random_bundle
+    from training.card import write_card
+    from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
+    from yawbcc_desktop.core.classes import GROUPS
+    from yawbcc_desktop.core.classifier import ModelBundle, ModelBundleError, read_card
+    from yawbcc_desktop.core.pipeline import analyse
+
+    folder = write_random_bundle(tmp_path / "lab-b", "lab-b", 64, 0.5, familiarity=True, um_per_px=0.5)
+    card = read_card(folder)
+    rule = LabReviewRule("lab-b", 0.0, (), neighbour_check=True)
+    write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
+    with pytest.raises(ModelBundleError, match=LAB_CELLS_FILE):
+        ModelBundle(folder)  # the rule asks for the lab's cells: without them the bundle is refused, not run unchecked
+    np.savez(folder / LAB_CELLS_FILE, features=np.zeros((1, 1), np.float16), classes=np.zeros(1, np.int8))
+    dim = ModelBundle(folder).features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
+    paths = [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+    refs = np.random.default_rng(1).normal(size=(30, dim))
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    for group in ("NEUTROPHIL", "LYMPHOCYTE"):
+        np.savez(folder / LAB_CELLS_FILE, features=refs.astype(np.float16), classes=np.full(30, GROUPS.index(group), np.int8))
+        cells = [c for r in analyse(paths, "cell", ModelBundle(folder)) for c in r.cells]
+        assert len(cells) == 12
+        for c in cells:
+            said = GROUPS[int(np.argmax(c.probs))]
+            # Every cell of the lab's session was called `group`: only a cell called otherwise waits for it.
+            assert (NEIGHBOURS_CALLED_OTHERWISE in c.flags) == (said != group)

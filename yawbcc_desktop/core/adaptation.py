@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 
 REPLAY_FILE = "replay.npz"
+# An adapted bundle's session cells (unit pooled features, float16, and their classes: the
+# reviewer's or the adapted model's call), for its rule's neighbour check.
+LAB_CELLS_FILE = "lab_cells.npz"
+# The neighbour check needs a session of at least this many cells: with the reviewed ones
+# alone a cell's 10 nearest would span classes by construction.
+MIN_NEIGHBOUR_CELLS = 100
 MIN_PER_CLASS = 5
 MIN_CELLS = 30
 
@@ -49,24 +55,46 @@ class LabReviewRule:
     lab: str
     min_confidence: float  # a cell below this waits (the surest out-of-fold mistake)
     unreliable_classes: tuple[str, ...]  # classes the corrections showed it still confuses or never saw
+    # With the session's cells kept (LAB_CELLS_FILE): a cell waits unless all its nearest
+    # cells of the lab were called its class (core.familiarity.neighbour_agreement).
+    neighbour_check: bool = False
 
-    def reasons(self, predicted: str, confidence: float) -> list[str]:
-        """The reasons (words of ``review_rules``) this rule gives a cell, [] if none."""
-        from .review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE
+    def reasons(self, predicted: str, confidence: float, agreement: float | None = None) -> list[str]:
+        """The reasons (words of ``review_rules``) this rule gives a cell, [] if none;
+        ``agreement``: the cell's ``neighbour_agreement`` among the lab's cells, if measured."""
+        from .review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE, NEIGHBOURS_CALLED_OTHERWISE
 
         out = []
         if confidence < self.min_confidence:
             out.append(BELOW_LAB_BAR)
         if predicted in self.unreliable_classes:
             out.append(CLASS_NOT_YET_RELIABLE)
+        if self.neighbour_check and agreement is not None and agreement < 1.0:
+            out.append(NEIGHBOURS_CALLED_OTHERWISE)
         return out
 
     def to_card(self) -> dict[str, Any]:
-        return {"lab": self.lab, "min_confidence": self.min_confidence, "unreliable_classes": list(self.unreliable_classes)}
+        return {
+            "lab": self.lab,
+            "min_confidence": self.min_confidence,
+            "unreliable_classes": list(self.unreliable_classes),
+            "neighbour_check": self.neighbour_check,
+        }
 
     @classmethod
     def from_card(cls, extra: dict[str, Any]) -> LabReviewRule | None:
         rule = extra.get("lab_review")
         if not isinstance(rule, dict):
             return None
-        return cls(str(rule.get("lab", "")), float(rule.get("min_confidence", 0.0)), tuple(rule.get("unreliable_classes", ())))
+        return cls(
+            str(rule.get("lab", "")),
+            float(rule.get("min_confidence", 0.0)),
+            tuple(rule.get("unreliable_classes", ())),
+            bool(rule.get("neighbour_check", False)),
+        )
+
+
+def lab_cells(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An adapted bundle's session cells: unit features (float32) and classes (GROUPS indices)."""
+    with np.load(Path(folder) / LAB_CELLS_FILE) as lc:
+        return lc["features"].astype(np.float32), np.asarray(lc["classes"], np.int64)

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .adaptation import LabReviewRule
+from .adaptation import LAB_CELLS_FILE, LabReviewRule, lab_cells
 from .classes import GROUPS
-from .familiarity import FAMILIARITY_FILE, Familiarity, neighbour_distances
+from .familiarity import FAMILIARITY_FILE, Familiarity, neighbour_agreement, neighbour_distances
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
@@ -223,8 +223,15 @@ class ModelBundle:
             raise ModelBundleError(
                 f"{self.folder}: model input {shape[1:3]} does not match the card's input_size {self.card.input_size}"
             )
-        # An adapted bundle's review rule for its lab (None for the others).
+        # An adapted bundle's review rule for its lab (None for the others), and the lab's
+        # session cells its neighbour check compares a cell with (None: no check).
         self.lab_rule = LabReviewRule.from_card(self.card.extra)
+        self.lab_cells: tuple[np.ndarray, np.ndarray] | None = None
+        if self.lab_rule is not None and self.lab_rule.neighbour_check:
+            try:
+                self.lab_cells = lab_cells(self.folder)
+            except (OSError, KeyError, ValueError) as exc:
+                raise ModelBundleError(f"{self.folder / LAB_CELLS_FILE}: cannot read the lab's cells ({exc})") from None
         # Map the model's output order onto GROUPS once.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
         # Bundles with a familiarity model also report each cell's pooled backbone features:
@@ -316,11 +323,13 @@ class ModelBundle:
         probs = softmax_with_temperature(raw, self.card.temperature)
         if feats is None or self.familiarity is None:
             return Classified(probs, None, None)
-        unusual = None
+        unusual = agreement = None
         if self.cell_check is not None:
             distances = neighbour_distances(feats, probs.argmax(axis=1), *self.cell_check)
             unusual = distances > self.familiarity.neighbour_threshold
-        return Classified(probs, self.familiarity.cell_scores(feats), unusual)
+        if self.lab_cells is not None:
+            agreement = neighbour_agreement(feats, probs.argmax(axis=1), *self.lab_cells)
+        return Classified(probs, self.familiarity.cell_scores(feats), unusual, agreement)
 
 
 class Classified(NamedTuple):
@@ -329,6 +338,8 @@ class Classified(NamedTuple):
     probs: np.ndarray  # calibrated, GROUPS order
     scores: np.ndarray | None  # familiarity cell scores; None without a familiarity model
     unusual: np.ndarray | None  # bool: unlike the training cells of its class; None: not checked
+    # An adapted bundle's: share of the lab's nearest session cells called the same class; None: not checked.
+    agreement: np.ndarray | None = None
 
 
 def _one_blas_thread() -> None:

@@ -45,6 +45,7 @@ UNUSUAL_CELL = "unlike the cells the model learnt this class from"
 # An adapted bundle's rule for its lab (core.adaptation.LabReviewRule).
 BELOW_LAB_BAR = "less sure than this lab's corrections ask"
 CLASS_NOT_YET_RELIABLE = "class not yet reliable on this lab"
+NEIGHBOURS_CALLED_OTHERWISE = "this lab's cells most like it were called another class"
 
 # Diameters (µm) beyond which size and class contradict each other.  Measured on 40 PBC
 # crops per class (segmented outline, scale from red cells): platelets (clumps included)
