@@ -8,7 +8,8 @@ For each bundle it prints:
 - images per second of ``classify`` in cell mode (read, segment, preprocess, predict:
   the CLI's pipeline) against the bare model call (``predict_on_batch``, the pipeline's batch size) on the same
   preprocessed arrays (medians of ``--repeats`` runs, alternated), and for a bundle with the
-  per-cell check (``ModelBundle.cell_check``) the same pipeline without it;
+  per-cell check (``ModelBundle.cell_check``) or, adapted, the lab's neighbour check
+  (``ModelBundle.lab_cells``) the same pipeline without each;
 - ms per Grad-CAM (batch of 1 and batch of 32);
 - Grad-CAM sanity: on test images, the share where the mean heatmap inside the segmented
   cell mask exceeds the mean outside.
@@ -41,6 +42,13 @@ def pipeline_speed(bundle: ModelBundle, paths: list[str]) -> float:
     t = time.perf_counter()
     n = sum(len(r.cells) for r in analyse(paths, "cell", bundle, batch_size=32))
     return n / (time.perf_counter() - t)
+
+
+# ModelBundle attributes that hold a per-cell check, and what each is.
+CHECKS = {
+    "cell_check": "the per-cell check (unlike its class's training cells)",
+    "lab_cells": "the lab's neighbour check (an adapted bundle's session cells)",
+}
 
 
 def main() -> None:
@@ -84,14 +92,16 @@ def main() -> None:
         # The bare model sees what the bundle feeds it: the image and its test-time views.
         viewed = np.concatenate([arrays, *(TTA_VIEWS[v](arrays) for v in card.tta)]).astype(np.float32)
         bundle.model.predict_on_batch(viewed[:32])
-        pipes, bares, unchecked = [], [], []
-        check = bundle.cell_check
+        pipes, bares = [], []
+        # The checks a bundle runs on each cell, and the same pipeline without each: what it costs.
+        checks = {attr: getattr(bundle, attr) for attr in CHECKS if getattr(bundle, attr) is not None}
+        unchecked: dict[str, list[float]] = {attr: [] for attr in checks}
         for _ in range(args.repeats):  # alternated, so that a busy moment hits all alike
             pipes.append(pipeline_speed(bundle, paths))
-            if check is not None:  # the same bundle without its per-cell check: what the check costs
-                bundle.cell_check = None
-                unchecked.append(pipeline_speed(bundle, paths))
-                bundle.cell_check = check
+            for attr, check in checks.items():
+                setattr(bundle, attr, None)
+                unchecked[attr].append(pipeline_speed(bundle, paths))
+                setattr(bundle, attr, check)
             # The call the pipeline makes, on batches of the pipeline's size (model.predict
             # adds a tf.data round trip per call and made "bare" slower than it is).
             step = 32 * (1 + len(card.tta))
@@ -105,12 +115,9 @@ def main() -> None:
             f"   classify (cell mode, whole pipeline): {pipe:.1f} images/s; bare model.predict_on_batch{views}: {bare:.1f} "
             f"images/s -> pipeline keeps {100 * pipe / bare:.0f} % (medians of {args.repeats} runs)"
         )
-        if unchecked:
-            off = float(np.median(unchecked))
-            print(
-                f"   without the per-cell check (unlike its class's training cells): {off:.1f} images/s -> with it "
-                f"{100 * pipe / off:.0f} %"
-            )
+        for attr, speeds in unchecked.items():
+            off = float(np.median(speeds))
+            print(f"   without {CHECKS[attr]}: {off:.1f} images/s -> with it {100 * pipe / off:.0f} %")
 
         cam = GradCam(bundle.model)
         cam.heatmaps(arrays[:1])

@@ -267,7 +267,8 @@ def _write_partial(
     progress("writing", 3, 4)
     base = bundle.card
     extra = {
-        **base.extra,
+        # The base's per-cell check does not run in the adapted bundle (adapted_familiarity).
+        **{k: v for k, v in base.extra.items() if k != "neighbour_check"},
         "adapted_from": bundle.name,
         "adaptation": {
             **result.report,
@@ -312,6 +313,9 @@ def adapted_familiarity(
     share = float(np.mean(fam.cell_scores(r_feats) <= fam.threshold))
     new = Familiarity.fit(np.concatenate([r_feats, lab_features]), np.concatenate([r_labels, lab_groups]))
     new.threshold = float(np.quantile(new.cell_scores(r_feats), share))
+    # No per-cell check against the replay sample (neighbour_threshold stays infinite): it
+    # would judge the lab's cells by other labs' and a few dozen reviewed ones.  On the lab,
+    # its rule's neighbour check against the session's own cells stands in for it.
     if fam.acquisition is not None:
         new.acquisition = fam.acquisition.with_references(np.stack(signatures)) if len(signatures) else fam.acquisition
     return new

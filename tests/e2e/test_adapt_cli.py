@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.card import write_card
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
 from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.classifier import ModelBundle, read_card
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
 from yawbcc_desktop.core.store import ReviewSession
 
 CLASSES = ("NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL", "PLATELET", "ERYTHROBLAST")
@@ -405,6 +407,22 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
     # The reviewed cells are kept with the reviewer's class.
     assert sorted(GROUPS[i] for i in classes[:30]) == sorted(group[c.id] for c in reviewed)
+    # A base with the per-cell check: the adapted bundle runs the lab's check instead, and its
+    # card does not claim the base's bar.
+    checked = tmp_path / "tiny-checked"
+    shutil.copytree(adaptable_bundle, checked)
+    familiarity = Familiarity.load(checked / FAMILIARITY_FILE)
+    familiarity.neighbour_threshold = 0.5
+    familiarity.save(checked / FAMILIARITY_FILE)
+    card = read_card(checked)
+    card.extra["neighbour_check"] = {"threshold": 0.5}
+    write_card(checked, card)
+    assert ModelBundle(checked).cell_check is not None
+    checked_args = ["adapt", "--model", str(checked), "--corrections", str(cells_csv), "--dest", str(dest)]
+    assert main([*checked_args, "--name", "from-checked"]) == EXIT_OK
+    capsys.readouterr()
+    adapted = ModelBundle(dest / "from-checked")
+    assert adapted.cell_check is None and adapted.lab_cells is not None and "neighbour_check" not in adapted.card.extra
     # The reviewed rows alone when asked: the unreviewed ones are not read at all.
     assert main([*args, "--name", "supervised", "--reviewed-only"]) == EXIT_OK
     out, err = capsys.readouterr()
