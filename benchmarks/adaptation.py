@@ -19,9 +19,9 @@ Printed per k, pick and variant (mean over the draws, and the worst): balanced a
 neutrophil / lymphocyte / monocyte / eosinophil on the rest, before (the bundle as it was)
 and after; the share of the rest queued and the share of its wrong cells queued — by
 confidence and familiarity alone (``q0``) and with the lab's review rule (``queued``,
-``w→q``); PBC test accuracy through the new head; minutes of the adaptation itself; how
-well confidence ranks the mistakes, and how well the agreement of each cell's nearest
-neighbours in the session does (a signal not yet in the application).
+``w→q``, the rule's neighbour check included; and without it); PBC test accuracy through
+the new head; minutes of the adaptation itself; how well confidence ranks the mistakes, and
+how well the agreement of each cell's nearest neighbours in the session does.
 The backbone is unchanged by adaptation, so every cell's pooled features are computed once.
 """
 
