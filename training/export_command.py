@@ -55,12 +55,13 @@ def run(args: argparse.Namespace) -> int:
     keras.saving.load_model(run_dir / "model.keras", compile=False).save(tmp)
     tmp.replace(dest / "model.keras")
 
-    from yawbcc_desktop.core.adaptation import REPLAY_FILE
+    from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE, REPLAY_FILE
     from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
 
     from .domain_command import lodo_summary
 
-    for extra in (FAMILIARITY_FILE, REPLAY_FILE):  # bundles trained across labs
+    # Bundles trained across labs; an adapted one's session cells, which its lab's rule reads.
+    for extra in (FAMILIARITY_FILE, REPLAY_FILE, LAB_CELLS_FILE):
         if (run_dir / extra).is_file():
             shutil.copyfile(run_dir / extra, dest / extra)
     if args.lodo:

@@ -407,6 +407,12 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
     # The reviewed cells are kept with the reviewer's class.
     assert sorted(GROUPS[i] for i in classes[:30]) == sorted(group[c.id] for c in reviewed)
+    # Exported as a bundle, it keeps them too.
+    from training.__main__ import main as training
+
+    assert training(["export", str(dest / "semi-neighbours"), "--name", "exported", "--dest", str(tmp_path / "out")]) == 0
+    assert ModelBundle(tmp_path / "out" / "exported").lab_cells is not None
+    capsys.readouterr()
     # A base with the per-cell check: the adapted bundle runs the lab's check instead, and its
     # card does not claim the base's bar.
     checked = tmp_path / "tiny-checked"
