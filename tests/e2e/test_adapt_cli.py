@@ -18,6 +18,7 @@ import pytest
 from training.card import write_card
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
 from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
+from yawbcc_desktop.core.card_text import adaptation_text
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.classifier import ModelBundle, read_card
 from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
@@ -402,6 +403,7 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     out, _err = capsys.readouterr()
     assert "or when not all its nearest cells of this session (35 kept in the bundle)" in out
     adapted = ModelBundle(dest / "semi-neighbours")
+    assert adaptation_text(adapted.card.extra).endswith("30 cells; checks each cell against 35 cells of that session")
     assert adapted.lab_rule is not None and adapted.lab_rule.neighbour_check and adapted.lab_cells is not None
     feats, classes = adapted.lab_cells
     assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
