@@ -153,16 +153,8 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     # other copies of a LISC cell left out of its neighbours: the app would count them).
     agree = np.ones(len(rest))
     if result.session is not None:
-        refs, called = result.session
-        order = bundle.card.class_order
         ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
-        agree = neighbour_agreement(
-            lab.plain[rest],
-            pred,
-            refs / np.linalg.norm(refs, axis=1, keepdims=True),
-            np.array([GROUPS.index(order[i]) for i in called]),
-            lab.sources[rest][:, None] == ref_sources[None, :],
-        )
+        agree = neighbour_agreement(lab.plain[rest], pred, *result.session, lab.sources[rest][:, None] == ref_sources[None, :])
     ruled = np.array([bool(result.rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
     ruled_before = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
     bar = conf < result.rule.min_confidence

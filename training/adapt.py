@@ -33,7 +33,7 @@ from yawbcc_desktop.core.adaptation import (
 )
 from yawbcc_desktop.core.classes import GROUPS
 from yawbcc_desktop.core.classifier import MODEL_FILE, ModelBundle, softmax_with_temperature
-from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity
+from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE, Familiarity, unit_rows
 
 from .card import write_card
 from .corrections import Corrections, CorrectionsError, ProgressFn, _no_progress, correction_features, usable_rows
@@ -62,8 +62,9 @@ class Adaptation:
     lab_labels: np.ndarray
     signatures: list[np.ndarray]
     rule: LabReviewRule  # what the out-of-fold predictions say it can be trusted with (lab named when written)
-    # The session's cells for the rule's neighbour check: pooled features and classes (card
-    # order: the reviewer's, else the adapted head's call); None when the session is too small.
+    # The session's cells as the bundle keeps them for the rule's neighbour check: unit pooled
+    # features and classes (GROUPS indices: the reviewer's, else the adapted head's call);
+    # None when the session is too small.
     session: tuple[np.ndarray, np.ndarray] | None = None
 
 
@@ -157,7 +158,11 @@ def adapt(
         called = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta))
         session_confidence = called.max(axis=1)
         if len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
-            session = (np.concatenate([feats, unlabelled.plain]), np.concatenate([labels, called.argmax(axis=1)]))
+            classes = np.concatenate([labels, called.argmax(axis=1)])
+            session = (
+                unit_rows(np.concatenate([feats, unlabelled.plain])),
+                np.array([GROUPS.index(order[c]) for c in classes], np.int8),
+            )
     rule = lab_review_rule(
         softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence, session is not None
     )
@@ -259,11 +264,8 @@ def _write_partial(
             domains=np.concatenate([rp["domains"], np.full(len(result.lab_labels), lab)]).astype(str),
         )
     if result.session is not None:
-        feats, classes = result.session
-        feats = np.asarray(feats, np.float64)
-        unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-300)  # whatever the features' scale
-        groups = np.array([GROUPS.index(order[i]) for i in classes], np.int8)
-        np.savez_compressed(tmp / LAB_CELLS_FILE, features=unit.astype(np.float16), classes=groups)
+        unit, classes = result.session
+        np.savez_compressed(tmp / LAB_CELLS_FILE, features=unit.astype(np.float16), classes=classes)
     progress("writing", 3, 4)
     base = bundle.card
     extra = {

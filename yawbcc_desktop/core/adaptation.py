@@ -38,10 +38,10 @@ MAX_IMAGE_CELLS = 2000
 def unit_replay(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """A bundle's replay sample as the per-cell check reads it: the training cells' features
     as unit rows (float32) and their classes (GROUPS indices)."""
+    from .familiarity import unit_rows
+
     with np.load(folder / REPLAY_FILE) as rp:
-        feats = rp["features"].astype(np.float32)
-        labels = np.asarray(rp["labels"], np.int64)
-    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12), labels
+        return unit_rows(rp["features"]), np.asarray(rp["labels"], np.int64)
 
 
 # Once adapted with corrections, a bundle carries what cross-validation on them says it can

@@ -41,6 +41,14 @@ NEIGHBOURS = 10
 SAME_CELL = 0.9995
 
 
+def unit_rows(x: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """Rows scaled to unit length (cosine similarity is then a dot product), whatever the
+    features' scale; an all-zero row stays zero."""
+    x = np.asarray(x, dtype)
+    rows: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.finfo(dtype).tiny)
+    return rows
+
+
 def neighbour_distances(
     features: np.ndarray, predicted: np.ndarray, references: np.ndarray, ref_labels: np.ndarray
 ) -> np.ndarray:
@@ -54,8 +62,7 @@ def neighbour_distances(
     cell_signals.py): confidence alone queued 70 % of its wrong cells, this distance added
     to it 94 %; the distance to the nearest class, the agreement of the mirror view, the
     energy score and the top-2 margin added 1-3 points each."""
-    f = np.asarray(features, np.float32)
-    f = f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-12)
+    f = unit_rows(features)
     out = np.full(len(f), 2.0)
     for c in np.unique(predicted):
         sel = predicted == c
@@ -85,15 +92,13 @@ def neighbour_agreement(
     called something else sits where the model's calls on the lab are mixed: the mistakes a
     few dozen corrections leave are there (LISC: 97 % of them among the 35 % that agree least,
     against 87 % among the 35 % least sure; benchmarks/adaptation.py)."""
-    f = np.asarray(features, np.float32)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), np.finfo(np.float32).tiny)
-    sim = f @ np.asarray(references, np.float32).T
+    sim = unit_rows(features) @ np.asarray(references, np.float32).T
     sim[sim > SAME_CELL] = -np.inf
     if skip is not None:
         sim[skip] = -np.inf
     k = min(NEIGHBOURS, sim.shape[1])
     if k == 0:
-        return np.ones(len(f))
+        return np.ones(len(sim))
     nearest = np.argpartition(-sim, k - 1, axis=1)[:, :k]
     agrees: np.ndarray = np.mean(np.asarray(ref_classes)[nearest] == np.asarray(predicted)[:, None], axis=1)
     return agrees

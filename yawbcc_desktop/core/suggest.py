@@ -28,11 +28,10 @@ def uncertainty(probs: np.ndarray) -> np.ndarray:
 
 def _embedding(probs: np.ndarray, features: np.ndarray | None) -> np.ndarray:
     if features is not None:
+        from .familiarity import unit_rows
+
         f = np.asarray(features, np.float64)
-        f = f - f.mean(axis=0)
-        # numpy's stubs give norm(axis=...) no array type: name the result's.
-        unit_rows: np.ndarray = f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-12)
-        return unit_rows
+        return unit_rows(f - f.mean(axis=0), np.float64)
     # Log probabilities separate cells the softmax squeezes together near a corner.
     return np.log(np.clip(np.asarray(probs, np.float64), 1e-4, 1.0))
 
