@@ -180,7 +180,7 @@ def lab_review_rule(
     adapted: list[str],
     lab: str,
     session_confidence: np.ndarray | None = None,
-    neighbour_check: bool = False,
+    session_neighbours: bool = False,
 ) -> LabReviewRule:
     """What the out-of-fold predictions (calibrated) say the adapted head can be trusted with.
 
@@ -190,7 +190,7 @@ def lab_review_rule(
     (between ``MIN_LAB_QUEUE`` and ``MAX_LAB_QUEUE``): a few dozen corrections show few
     mistakes, and the lab's wrong cells are among its least sure ones.  A cell also waits
     when called a class that more than ``MAX_CLASS_ERRORS`` of its out-of-fold calls got
-    wrong, or one with too few corrections to be adapted; with ``neighbour_check`` (the
+    wrong, or one with too few corrections to be adapted; with ``session_neighbours`` (the
     session's cells kept in the bundle), also when not all its nearest cells of the lab were
     called its class."""
     said = oof.argmax(axis=1)
@@ -202,7 +202,7 @@ def lab_review_rule(
     bar = float(np.ceil(bar * 1000) / 1000)
     confused = {order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > MAX_CLASS_ERRORS}
     unreliable = tuple(g for g in order if g in confused or g not in adapted)
-    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable, neighbour_check)
+    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable, session_neighbours)
 
 
 def view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:

@@ -172,7 +172,7 @@ def summary_lines(report: dict) -> list[str]:
             + (
                 f"; or when not all its nearest cells of this session ({report['session_cells_kept']} kept in the bundle) "
                 "were called its class."
-                if rule.get("neighbour_check")
+                if rule.get("session_neighbours")
                 else "."
             )
         )

@@ -179,7 +179,7 @@ def write_adapted_to_images(bundle: ModelBundle, report: dict, name: str, dest: 
         extra = {k: v for k, v in base.extra.items() if k not in BASE_FIGURES}
         if isinstance(extra.get("lab_review"), dict):
             # An adapted base's session cells were measured with its statistics, not these.
-            extra["lab_review"] = {**extra["lab_review"], "neighbour_check": False}
+            extra["lab_review"] = {**extra["lab_review"], "session_neighbours": False}
         extra.update(
             adapted_from=bundle.name,
             adaptation={

@@ -397,14 +397,14 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     rule = card.extra["lab_review"]
     assert rule["lab"] == "semi" and 0.0 <= rule["min_confidence"] <= 0.99
     # 35 cells are too few a session for the neighbour check; with a lower floor it is kept.
-    assert rule["neighbour_check"] is False and not (dest / "semi" / LAB_CELLS_FILE).exists()
+    assert rule["session_neighbours"] is False and not (dest / "semi" / LAB_CELLS_FILE).exists()
     monkeypatch.setattr("training.adapt.MIN_NEIGHBOUR_CELLS", 30)
     assert main([*args, "--name", "semi-neighbours"]) == EXIT_OK
     out, _err = capsys.readouterr()
     assert "or when not all its nearest cells of this session (35 kept in the bundle)" in out
     adapted = ModelBundle(dest / "semi-neighbours")
     assert adaptation_text(adapted.card.extra).endswith("30 cells; checks each cell against 35 cells of that session")
-    assert adapted.lab_rule is not None and adapted.lab_rule.neighbour_check and adapted.lab_cells is not None
+    assert adapted.lab_rule is not None and adapted.lab_rule.session_neighbours and adapted.lab_cells is not None
     feats, classes = adapted.lab_cells
     assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
     # The reviewed cells are kept with the reviewer's class.

@@ -142,11 +142,11 @@ def test_neighbour_agreement_counts_the_nearest_other_cells_not_the_cell_itself(
     skip = np.zeros((1, len(refs)), bool)
     skip[0, 1:6] = True  # five of its near cells left out (copies of one source cell)
     assert neighbour_agreement(cell[None], np.array([0]), refs, classes, skip).tolist() == [0.5]
-    rule = LabReviewRule("lab", 0.5, (), neighbour_check=True)
+    rule = LabReviewRule("lab", 0.5, (), session_neighbours=True)
     assert rule.reasons("NEUTROPHIL", 0.9, 1.0) == [] and rule.reasons("NEUTROPHIL", 0.9, 0.9) == [NEIGHBOURS_CALLED_OTHERWISE]
     assert LabReviewRule.from_card({"lab_review": rule.to_card()}) == rule
     # A card from before the check: no check.
-    assert LabReviewRule.from_card({"lab_review": {"lab": "x", "min_confidence": 0.5}}).neighbour_check is False
+    assert LabReviewRule.from_card({"lab_review": {"lab": "x", "min_confidence": 0.5}}).session_neighbours is False
 
 
 def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_path, data_dir):
@@ -161,7 +161,7 @@ def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_p
 
     folder = write_random_bundle(tmp_path / "lab-b", "lab-b", 64, 0.5, familiarity=True, um_per_px=0.5)
     card = read_card(folder)
-    rule = LabReviewRule("lab-b", 0.0, (), neighbour_check=True)
+    rule = LabReviewRule("lab-b", 0.0, (), session_neighbours=True)
     write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
     with pytest.raises(ModelBundleError, match=LAB_CELLS_FILE):
         ModelBundle(folder)  # the rule asks for the lab's cells: without them the bundle is refused, not run unchecked

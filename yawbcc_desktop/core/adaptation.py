@@ -57,7 +57,7 @@ class LabReviewRule:
     unreliable_classes: tuple[str, ...]  # classes the corrections showed it still confuses or never saw
     # With the session's cells kept (LAB_CELLS_FILE): a cell waits unless all its nearest
     # cells of the lab were called its class (core.familiarity.neighbour_agreement).
-    neighbour_check: bool = False
+    session_neighbours: bool = False
 
     def reasons(self, predicted: str, confidence: float, agreement: float | None = None) -> list[str]:
         """The reasons (words of ``review_rules``) this rule gives a cell, [] if none;
@@ -69,7 +69,7 @@ class LabReviewRule:
             out.append(BELOW_LAB_BAR)
         if predicted in self.unreliable_classes:
             out.append(CLASS_NOT_YET_RELIABLE)
-        if self.neighbour_check and agreement is not None and agreement < 1.0:
+        if self.session_neighbours and agreement is not None and agreement < 1.0:
             out.append(NEIGHBOURS_CALLED_OTHERWISE)
         return out
 
@@ -78,7 +78,7 @@ class LabReviewRule:
             "lab": self.lab,
             "min_confidence": self.min_confidence,
             "unreliable_classes": list(self.unreliable_classes),
-            "neighbour_check": self.neighbour_check,
+            "session_neighbours": self.session_neighbours,
         }
 
     @classmethod
@@ -90,7 +90,7 @@ class LabReviewRule:
             str(rule.get("lab", "")),
             float(rule.get("min_confidence", 0.0)),
             tuple(rule.get("unreliable_classes", ())),
-            bool(rule.get("neighbour_check", False)),
+            bool(rule.get("session_neighbours", False)),
         )
 
 

@@ -15,6 +15,6 @@ def adaptation_text(extra: dict[str, Any]) -> str:
         text += f" on {str(how['date'])[:10]}"
     if how.get("cells"):
         text += f", {how['cells']} cells"
-    if (extra.get("lab_review") or {}).get("neighbour_check") and how.get("session_cells_kept"):
+    if (extra.get("lab_review") or {}).get("session_neighbours") and how.get("session_cells_kept"):
         text += f"; checks each cell against {how['session_cells_kept']} cells of that session"
     return text

@@ -227,7 +227,7 @@ class ModelBundle:
         # session cells its neighbour check compares a cell with (None: no check).
         self.lab_rule = LabReviewRule.from_card(self.card.extra)
         self.lab_cells: tuple[np.ndarray, np.ndarray] | None = None
-        if self.lab_rule is not None and self.lab_rule.neighbour_check:
+        if self.lab_rule is not None and self.lab_rule.session_neighbours:
             try:
                 self.lab_cells = lab_cells(self.folder)
             except (OSError, KeyError, ValueError) as exc:
