@@ -64,7 +64,9 @@ COMMANDS: dict[str, Command] = {
         cell_check.run,
     ),
     "replay": Command(
-        "write a PBC-only bundle's replay sample, so that it can be adapted to a lab", replay.add_arguments, replay.run
+        "write a PBC-only bundle's replay sample, so that it can be adapted to a lab (--without LAB: take a lab out of one)",
+        replay.add_arguments,
+        replay.run,
     ),
     "soup": Command("average the weights of training domains runs from one base into one bundle", soup.add_arguments, soup.run),
     "unet": Command(
