@@ -47,7 +47,7 @@ from training.semi_supervised import LabCells  # noqa: E402
 from yawbcc_desktop.core.adaptation import MIN_PER_CLASS  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
-from yawbcc_desktop.core.familiarity import NEIGHBOURS, REVIEWED_WEIGHT, neighbour_agreement  # noqa: E402
+from yawbcc_desktop.core.familiarity import NEIGHBOURS, neighbour_agreement  # noqa: E402
 from yawbcc_desktop.core.preferences import DEFAULT_REVIEW_THRESHOLD  # noqa: E402
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E402
 
@@ -154,9 +154,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     agree = np.ones(len(rest))
     if result.session is not None:
         ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
-        refs, classes, reviewed = result.session
-        same = lab.sources[rest][:, None] == ref_sources[None, :]
-        agree = neighbour_agreement(lab.plain[rest], pred, refs, classes, same, np.where(reviewed, REVIEWED_WEIGHT, 1.0))
+        agree = neighbour_agreement(lab.plain[rest], pred, *result.session, lab.sources[rest][:, None] == ref_sources[None, :])
     ruled = np.array([bool(result.rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
     ruled_before = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
     bar = conf < result.rule.min_confidence

@@ -49,10 +49,6 @@ QUEUE_PER_ERROR = 5.0
 MIN_LAB_QUEUE, MAX_LAB_QUEUE = 0.20, 0.30
 MIN_SESSION_CELLS = 20
 MAX_CLASS_ERRORS = 0.2
-# With the session's cells kept, a cell waits unless this share of its nearest cells of the
-# lab (a reviewed one counting twice) were called its class: one unreviewed neighbour called
-# otherwise is the adapted model's noise, a reviewed one or two unreviewed are not.
-MIN_LAB_AGREEMENT = 0.9
 MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
 
 
@@ -67,9 +63,9 @@ class Adaptation:
     signatures: list[np.ndarray]
     rule: LabReviewRule  # what the out-of-fold predictions say it can be trusted with (lab named when written)
     # The session's cells as the bundle keeps them for the rule's neighbour check: unit pooled
-    # features, classes (GROUPS indices: the reviewer's, else the adapted head's call) and
-    # which were reviewed; None when the session is too small.
-    session: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # features and classes (GROUPS indices: the reviewer's, else the adapted head's call);
+    # None when the session is too small.
+    session: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def adapt(
@@ -158,18 +154,18 @@ def adapt(
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
     session_confidence, session = None, None
-    checked = unlabelled is not None and len(unlabelled) > 0 and len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS
     if unlabelled is not None and len(unlabelled):
         called = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta))
         session_confidence = called.max(axis=1)
-        if checked:
+        if len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
             classes = np.concatenate([labels, called.argmax(axis=1)])
             session = (
                 unit_rows(np.concatenate([feats, unlabelled.plain])),
                 np.array([GROUPS.index(order[c]) for c in classes], np.int8),
-                np.arange(len(classes)) < len(labels),
             )
-    rule = lab_review_rule(softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence, checked)
+    rule = lab_review_rule(
+        softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence, session is not None
+    )
     report["session_cells_kept"] = len(session[1]) if session is not None else 0
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
@@ -195,12 +191,8 @@ def lab_review_rule(
     mistakes, and the lab's wrong cells are among its least sure ones.  A cell also waits
     when called a class that more than ``MAX_CLASS_ERRORS`` of its out-of-fold calls got
     wrong, or one with too few corrections to be adapted; with ``session_neighbours`` (the
-    session's cells kept in the bundle), also when fewer than ``MIN_LAB_AGREEMENT`` of its
-    nearest cells of the lab were called its class.
-
-    The bar stays when the neighbour check is on: letting the check answer for the mistakes
-    it found among the corrections (the bar set by those it missed) queued a quarter of
-    Bio-Net's cells but only 63 % of its wrong ones (benchmarks/adaptation.py, 2026-12-07)."""
+    session's cells kept in the bundle), also when not all its nearest cells of the lab were
+    called its class."""
     said = oof.argmax(axis=1)
     wrong = said != labels
     bar = float(oof.max(axis=1)[wrong].max()) if wrong.any() else 0.0
@@ -210,9 +202,7 @@ def lab_review_rule(
     bar = float(np.ceil(bar * 1000) / 1000)
     confused = {order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > MAX_CLASS_ERRORS}
     unreliable = tuple(g for g in order if g in confused or g not in adapted)
-    return LabReviewRule(
-        lab, min(bar, MAX_LAB_BAR), unreliable, session_neighbours, MIN_LAB_AGREEMENT if session_neighbours else 1.0
-    )
+    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable, session_neighbours)
 
 
 def view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
@@ -274,8 +264,8 @@ def _write_partial(
             domains=np.concatenate([rp["domains"], np.full(len(result.lab_labels), lab)]).astype(str),
         )
     if result.session is not None:
-        unit, classes, reviewed = result.session
-        np.savez_compressed(tmp / LAB_CELLS_FILE, features=unit.astype(np.float16), classes=classes, reviewed=reviewed)
+        unit, classes = result.session
+        np.savez_compressed(tmp / LAB_CELLS_FILE, features=unit.astype(np.float16), classes=classes)
     progress("writing", 3, 4)
     base = bundle.card
     extra = {

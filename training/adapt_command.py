@@ -170,8 +170,8 @@ def summary_lines(report: dict) -> list[str]:
             f"For this lab a cell waits for review below {100 * rule['min_confidence']:.0f} % confidence (the surest "
             f"out-of-fold mistake) or when called one of the classes not yet reliable: {unreliable}"
             + (
-                f"; or when {_agreement_words(rule.get('min_agreement', 1.0))} its nearest cells of this session "
-                f"({report['session_cells_kept']} kept in the bundle, a reviewed one counting twice) were called its class."
+                f"; or when not all its nearest cells of this session ({report['session_cells_kept']} kept in the bundle) "
+                "were called its class."
                 if rule.get("session_neighbours")
                 else "."
             )
@@ -324,8 +324,3 @@ def _run(args, rep: Reporter) -> dict:
         "skipped": len(corrections.skipped),
         "base_test_metrics": bundle.card.metrics,
     }
-
-
-def _agreement_words(min_agreement: float) -> str:
-    """How many of a cell's nearest session cells must have been called its class, in words."""
-    return "not all" if min_agreement >= 1.0 else f"fewer than {min_agreement:.0%} of"

@@ -149,37 +149,6 @@ def test_neighbour_agreement_counts_the_nearest_other_cells_not_the_cell_itself(
     assert LabReviewRule.from_card({"lab_review": {"lab": "x", "min_confidence": 0.5}}).session_neighbours is False
 
 
-def test_a_reviewed_neighbour_called_otherwise_counts_twice(tmp_path):
-    from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE, lab_cells
-    from yawbcc_desktop.core.familiarity import neighbour_agreement
-
-    rng = np.random.default_rng(2)
-    cell = rng.normal(size=16)
-    refs = cell + 0.05 * rng.normal(size=(12, 16))  # its 10 nearest are among these 12
-    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
-    classes = np.zeros(12, int)
-    classes[0] = 1  # the nearest of all was called another class
-    nearest_first = np.argsort(-(refs @ cell))
-    refs, classes = refs[nearest_first], classes[nearest_first]
-    np.savez(tmp_path / LAB_CELLS_FILE, features=refs.astype(np.float16), classes=classes.astype(np.int8))
-    feats, kept, weights = lab_cells(tmp_path)  # a bundle written before reviewed cells were marked
-    assert weights.tolist() == [1.0] * 12
-    once = neighbour_agreement(cell[None], np.array([0]), feats, kept, weights=weights)[0]
-    assert once == pytest.approx(0.9)
-    reviewed = np.arange(12) == int(np.flatnonzero(classes == 1)[0])
-    np.savez(tmp_path / LAB_CELLS_FILE, features=refs.astype(np.float16), classes=classes.astype(np.int8), reviewed=reviewed)
-    feats, kept, weights = lab_cells(tmp_path)
-    twice = neighbour_agreement(cell[None], np.array([0]), feats, kept, weights=weights)[0]
-    assert twice == pytest.approx(9 / 11)
-    # An adapted rule lets one unreviewed neighbour called otherwise pass, not a reviewed one;
-    # a rule from a card written before min_agreement keeps asking for all of them.
-    rule = LabReviewRule("lab", 0.0, (), session_neighbours=True, min_agreement=0.9)
-    assert rule.reasons("NEUTROPHIL", 1.0, once) == [] and rule.reasons("NEUTROPHIL", 1.0, twice) == [NEIGHBOURS_CALLED_OTHERWISE]
-    assert LabReviewRule.from_card({"lab_review": rule.to_card()}) == rule
-    old = {k: v for k, v in rule.to_card().items() if k != "min_agreement"}
-    assert LabReviewRule.from_card({"lab_review": old}).reasons("NEUTROPHIL", 1.0, once) == [NEIGHBOURS_CALLED_OTHERWISE]
-
-
 def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_path, data_dir):
     from dataclasses import replace
 

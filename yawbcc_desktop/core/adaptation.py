@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 REPLAY_FILE = "replay.npz"
-# An adapted bundle's session cells (unit pooled features, float16, their classes: the
-# reviewer's or the adapted model's call, and which were reviewed), for its rule's neighbour check.
+# An adapted bundle's session cells (unit pooled features, float16, and their classes: the
+# reviewer's or the adapted model's call), for its rule's neighbour check.
 LAB_CELLS_FILE = "lab_cells.npz"
 # The neighbour check needs a session of at least this many cells: with the reviewed ones
 # alone a cell's 10 nearest would span classes by construction.
@@ -55,11 +55,9 @@ class LabReviewRule:
     lab: str
     min_confidence: float  # a cell below this waits (the surest out-of-fold mistake)
     unreliable_classes: tuple[str, ...]  # classes the corrections showed it still confuses or never saw
-    # With the session's cells kept (LAB_CELLS_FILE): a cell waits when fewer than
-    # ``min_agreement`` of its nearest cells of the lab were called its class
-    # (core.familiarity.neighbour_agreement; 1.0, all of them, in bundles adapted before 2026-12-08).
+    # With the session's cells kept (LAB_CELLS_FILE): a cell waits unless all its nearest
+    # cells of the lab were called its class (core.familiarity.neighbour_agreement).
     session_neighbours: bool = False
-    min_agreement: float = 1.0
 
     def reasons(self, predicted: str, confidence: float, agreement: float | None = None) -> list[str]:
         """The reasons (words of ``review_rules``) this rule gives a cell, [] if none;
@@ -71,7 +69,7 @@ class LabReviewRule:
             out.append(BELOW_LAB_BAR)
         if predicted in self.unreliable_classes:
             out.append(CLASS_NOT_YET_RELIABLE)
-        if self.session_neighbours and agreement is not None and agreement < self.min_agreement:
+        if self.session_neighbours and agreement is not None and agreement < 1.0:
             out.append(NEIGHBOURS_CALLED_OTHERWISE)
         return out
 
@@ -81,7 +79,6 @@ class LabReviewRule:
             "min_confidence": self.min_confidence,
             "unreliable_classes": list(self.unreliable_classes),
             "session_neighbours": self.session_neighbours,
-            "min_agreement": self.min_agreement,
         }
 
     @classmethod
@@ -94,17 +91,10 @@ class LabReviewRule:
             float(rule.get("min_confidence", 0.0)),
             tuple(rule.get("unreliable_classes", ())),
             bool(rule.get("session_neighbours", False)),
-            float(rule.get("min_agreement", 1.0)),
         )
 
 
-def lab_cells(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An adapted bundle's session cells: unit features (float32), classes (GROUPS indices)
-    and each cell's weight in the neighbour check (``REVIEWED_WEIGHT`` for a reviewed cell;
-    bundles written before reviewed cells were marked weigh every cell once)."""
-    from .familiarity import REVIEWED_WEIGHT
-
+def lab_cells(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An adapted bundle's session cells: unit features (float32) and classes (GROUPS indices)."""
     with np.load(Path(folder) / LAB_CELLS_FILE) as lc:
-        features, classes = lc["features"].astype(np.float32), np.asarray(lc["classes"], np.int64)
-        reviewed = np.asarray(lc["reviewed"], bool) if "reviewed" in lc.files else np.zeros(len(classes), bool)
-    return features, classes, np.where(reviewed, REVIEWED_WEIGHT, 1.0)
+        return lc["features"].astype(np.float32), np.asarray(lc["classes"], np.int64)

@@ -226,7 +226,7 @@ class ModelBundle:
         # An adapted bundle's review rule for its lab (None for the others), and the lab's
         # session cells its neighbour check compares a cell with (None: no check).
         self.lab_rule = LabReviewRule.from_card(self.card.extra)
-        self.lab_cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.lab_cells: tuple[np.ndarray, np.ndarray] | None = None
         if self.lab_rule is not None and self.lab_rule.session_neighbours:
             try:
                 self.lab_cells = lab_cells(self.folder)
@@ -328,8 +328,7 @@ class ModelBundle:
             distances = neighbour_distances(feats, probs.argmax(axis=1), *self.cell_check)
             unusual = distances > self.familiarity.neighbour_threshold
         if self.lab_cells is not None:
-            refs, classes, weights = self.lab_cells
-            agreement = neighbour_agreement(feats, probs.argmax(axis=1), refs, classes, weights=weights)
+            agreement = neighbour_agreement(feats, probs.argmax(axis=1), *self.lab_cells)
         return Classified(probs, self.familiarity.cell_scores(feats), unusual, agreement)
 
 

@@ -37,8 +37,6 @@ SIGNATURE_SIDE = 256
 UNFAMILIAR_ABOVE = 1.0
 # A cell is compared with this many training cells of the class it was called (the replay sample).
 NEIGHBOURS = 10
-# In the lab's neighbour check, a reviewed cell counts this many times an unreviewed one.
-REVIEWED_WEIGHT = 2.0
 # Cosine similarity above which two cells' features are one cell's (a session's cell classified again).
 SAME_CELL = 0.9995
 
@@ -83,20 +81,17 @@ def neighbour_agreement(
     references: np.ndarray,
     ref_classes: np.ndarray,
     skip: np.ndarray | None = None,
-    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per cell, the share of its ``NEIGHBOURS`` most similar reference cells, of any class,
-    whose class is the one the cell was called (``references`` unit-length rows), each
-    reference counted ``weights`` times (default once).  The cell itself among them
-    (similarity above ``SAME_CELL``) is left out, and so are the pairs ``skip`` (bool,
-    cells x references) marks.
+    whose class is the one the cell was called (``references`` unit-length rows).  The cell
+    itself among them (similarity above ``SAME_CELL``) is left out, and so are the pairs
+    ``skip`` (bool, cells x references) marks.
 
     After adapting, the references are the lab's session — the reviewed cells with their
-    class, counted twice (``REVIEWED_WEIGHT``: a reviewer's word against the call weighs more
-    than the model's), the others with the adapted model's call — and a cell whose nearest
-    ones were called something else sits where the model's calls on the lab are mixed: the
-    mistakes a few dozen corrections leave are there (LISC: 97 % of them among the 35 % that
-    agree least, against 87 % among the 35 % least sure; benchmarks/adaptation.py)."""
+    class, the others with the adapted model's call — and a cell whose nearest ones were
+    called something else sits where the model's calls on the lab are mixed: the mistakes a
+    few dozen corrections leave are there (LISC: 97 % of them among the 35 % that agree least,
+    against 87 % among the 35 % least sure; benchmarks/adaptation.py)."""
     sim = unit_rows(features) @ np.asarray(references, np.float32).T
     sim[sim > SAME_CELL] = -np.inf
     if skip is not None:
@@ -105,10 +100,8 @@ def neighbour_agreement(
     if k == 0:
         return np.ones(len(sim))
     nearest = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    w = np.ones(sim.shape[1]) if weights is None else np.asarray(weights, np.float64)
-    agrees = np.asarray(ref_classes)[nearest] == np.asarray(predicted)[:, None]
-    share: np.ndarray = np.sum(w[nearest] * agrees, axis=1) / np.sum(w[nearest], axis=1)
-    return share
+    agrees: np.ndarray = np.mean(np.asarray(ref_classes)[nearest] == np.asarray(predicted)[:, None], axis=1)
+    return agrees
 
 
 def acquisition_signature(rgb: np.ndarray, um_per_px: float) -> np.ndarray:
