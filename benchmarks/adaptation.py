@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import adapt, adapted_familiarity, view_mean  # noqa: E402
+from training.adapt import adapt, adapted_familiarity, lab_review_rule, view_mean  # noqa: E402
 from training.adapt_images import measure_statistics  # noqa: E402
 from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
 from training.domains import all_cells, cells_as_rows  # noqa: E402
 from training.head_fit import head_weights  # noqa: E402
 from training.semi_supervised import LabCells  # noqa: E402
-from yawbcc_desktop.core.adaptation import MIN_PER_CLASS  # noqa: E402
+from yawbcc_desktop.core.adaptation import MIN_PER_CLASS, LabReviewRule  # noqa: E402
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
 from yawbcc_desktop.core.familiarity import NEIGHBOURS, neighbour_agreement  # noqa: E402
@@ -155,7 +156,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     if result.session is not None:
         ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
         agree = neighbour_agreement(lab.plain[rest], pred, *result.session, lab.sources[rest][:, None] == ref_sources[None, :])
-    ruled = np.array([bool(result.rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
+    ruled = queued_by(result.rule, pred, conf, agree)
     ruled_before = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
     bar = conf < result.rule.min_confidence
     queue = q0 | ruled
@@ -172,7 +173,11 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     without = q0 | ruled_before
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
+    variants = rule_variants(result, bundle.card.class_order)
+    variants = {name: q0 | queued_by(rule, pred, conf, agree) for name, rule in variants.items()}
     return {
+        **{f"q {name}": float(q.mean()) for name, q in variants.items()},
+        **{f"w→q {name}": float(q[wrong].mean()) if wrong.any() else 1.0 for name, q in variants.items()},
         "before": balanced_accuracy_four(truth, base),
         "after": balanced_accuracy_four(truth, pred),
         "accuracy": float(np.mean(~wrong)),
@@ -198,6 +203,31 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     }
 
 
+def queued_by(rule: LabReviewRule, pred: np.ndarray, conf: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    """Which cells (GROUPS calls, confidences, neighbour agreements) a lab's rule gives a reason to wait."""
+    return np.array([bool(rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
+
+
+# The lab's rule with one part left out, to see what each part buys (``--rules``).
+RULE_VARIANTS = ("no floor", "no class rule", "no bar", "check only")
+
+
+def rule_variants(result, order: list[str]) -> dict[str, LabReviewRule]:
+    """The adapted rule (``order``: the bundle's class order) without the session floor of its
+    bar (the surest out-of-fold mistake alone), without the classes cross-validation found
+    confused (the untaught ones stay), without any confidence bar, and with the neighbour
+    check alone beside the untaught classes."""
+    taught = list(result.report["cells_per_class"])
+    untaught = tuple(g for g in result.rule.unreliable_classes if g not in taught)
+    surest = lab_review_rule(result.oof, result.lab_labels, order, taught, "", None, result.rule.session_neighbours)
+    return {
+        "no floor": replace(result.rule, min_confidence=surest.min_confidence),
+        "no class rule": replace(result.rule, unreliable_classes=untaught),
+        "no bar": replace(result.rule, min_confidence=0.0),
+        "check only": replace(result.rule, min_confidence=0.0, unreliable_classes=untaught),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True)
@@ -217,6 +247,7 @@ def main() -> None:
         help="first re-measure the batch-norm statistics on the lab's cells, this share of them (0: no)",
     )
     parser.add_argument("--no-pbc", action="store_true", help="skip PBC test accuracy through the new heads")
+    parser.add_argument("--rules", action="store_true", help="also score the lab's rule with each of its parts left out")
     args = parser.parse_args()
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     pbc_test = cells[cells.domain.eq("pbc") & cells.split.eq("test")]
@@ -240,7 +271,7 @@ def main() -> None:
                         picks = [cells_to_review_for_adapting(lab.session_probs, k, feats)]
                     for variant in args.variants:
                         runs = [one_session(lab, p, variant == "semi", args.threshold, seed=i) for i, p in enumerate(picks)]
-                        mean = {key: np.mean([r[key] for r in runs]) for key in FIGURES}
+                        mean = {key: np.mean([r[key] for r in runs]) for key in runs[0] if key in FIGURES or " " in key}
                         worst = min(r["after"] for r in runs)
                         pbc_acc = np.mean([_pbc_accuracy(pbc, *r["head"], bundle) for r in runs]) if pbc else float("nan")
                         print(
@@ -254,6 +285,9 @@ def main() -> None:
                             f"{mean['q without']:.3f}, wrong queued {mean['w→q without']:.3f}",
                             flush=True,
                         )
+                        if args.rules and variant == "semi":
+                            parts = [f"{n}: {mean['q ' + n]:.3f} / {mean['w→q ' + n]:.3f}" for n in RULE_VARIANTS]
+                            print("    queued / wrong queued, the lab's rule " + "; ".join(parts), flush=True)
     print("before/after: balanced accuracy over NEU/LYM/MON/EOS on the lab's unreviewed cells (worst of the draws);")
     print("q0: share of them queued by confidence and familiarity alone; queued, w→q: with the lab's review rule; w→q0, w→q:")
     print("share of the wrong ones queued; w@35%: share of the wrong ones among the least sure 35 % (how well confidence")

@@ -66,6 +66,10 @@ class Adaptation:
     # features and classes (GROUPS indices: the reviewer's, else the adapted head's call);
     # None when the session is too small.
     session: tuple[np.ndarray, np.ndarray] | None = None
+    # What the rule was drawn from (benchmarks score other rules on it): the calibrated
+    # out-of-fold probabilities of the corrected cells, and the session's confidences.
+    oof: np.ndarray | None = None
+    session_confidence: np.ndarray | None = None
 
 
 def adapt(
@@ -163,14 +167,13 @@ def adapt(
                 unit_rows(np.concatenate([feats, unlabelled.plain])),
                 np.array([GROUPS.index(order[c]) for c in classes], np.int8),
             )
-    rule = lab_review_rule(
-        softmax_with_temperature(oof, temperature), labels, order, usable, "", session_confidence, session is not None
-    )
+    oof = softmax_with_temperature(oof, temperature)
+    rule = lab_review_rule(oof, labels, order, usable, "", session_confidence, session is not None)
     report["session_cells_kept"] = len(session[1]) if session is not None else 0
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
     report["lab_review"] = rule.to_card()
-    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, session)
+    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, session, oof, session_confidence)
 
 
 def lab_review_rule(
