@@ -1,7 +1,7 @@
 """Adapting a bundle to a lab it never saw, from k of that lab's reviewed cells and its others.
 
     .venv/bin/python benchmarks/adaptation.py --runs runs/lodo-lisc-v4 [--labs lisc] [--k 10 25 50] [--repeats 5]
-        [--pick random suggested suggested-features] [--variants supervised semi]
+        [--pick random suggested suggested-features] [--variants supervised semi] [--rules]
 
 A first review session of a new lab, simulated on a lab a bundle never saw (a
 leave-one-domain-out run, or any bundle with ``--labs``): every cell of the lab is in the
@@ -21,7 +21,9 @@ and after; the share of the rest queued and the share of its wrong cells queued 
 confidence and familiarity alone (``q0``) and with the lab's review rule (``queued``,
 ``w→q``, the rule's neighbour check included; and without it); PBC test accuracy through
 the new head; minutes of the adaptation itself; how well confidence ranks the mistakes, and
-how well the agreement of each cell's nearest neighbours in the session does.
+how well the agreement of each cell's nearest neighbours in the session does.  With
+``--rules``, the queue and its share of the wrong cells by the lab's rule with one part left
+out at a time (``rule_variants``).
 The backbone is unchanged by adaptation, so every cell's pooled features are computed once.
 """
 
