@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import adapt, adapted_familiarity, lab_review_rule, view_mean  # noqa: E402
+from training.adapt import Adaptation, adapt, adapted_familiarity, lab_review_rule, view_mean  # noqa: E402
 from training.adapt_images import measure_statistics  # noqa: E402
 from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
@@ -58,6 +58,9 @@ DATA = ROOT.parent / "shared" / "data"
 FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "w→q@35n", "w→q@10", "w→q@20")
 FIGURES += ("unfam", "bar", "w→bar", "q without", "w→q without")
 FIGURES += ("pseudo", "minutes")
+# The lab's rule with one part left out, to see what each part buys (``--rules``, ``rule_variants``).
+RULE_VARIANTS = ("no floor", "no class rule", "no bar", "check only")
+FIGURES += tuple(f"{share} {name}" for share in ("q", "w→q") for name in RULE_VARIANTS)
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
 
@@ -159,7 +162,7 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
         agree = neighbour_agreement(lab.plain[rest], pred, *result.session, lab.sources[rest][:, None] == ref_sources[None, :])
     ruled = queued_by(result.rule, pred, conf, agree)
-    ruled_before = np.array([bool(result.rule.reasons(GROUPS[p], c)) for p, c in zip(pred, conf)])
+    ruled_before = queued_by(replace(result.rule, session_neighbours=False), pred, conf, agree)
     bar = conf < result.rule.min_confidence
     queue = q0 | ruled
     truth = lab.labels[rest]
@@ -175,11 +178,12 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     without = q0 | ruled_before
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
-    variants = rule_variants(result, bundle.card.class_order)
-    variants = {name: q0 | queued_by(rule, pred, conf, agree) for name, rule in variants.items()}
+    by_variant = {
+        name: q0 | queued_by(rule, pred, conf, agree) for name, rule in rule_variants(result, bundle.card.class_order).items()
+    }
     return {
-        **{f"q {name}": float(q.mean()) for name, q in variants.items()},
-        **{f"w→q {name}": float(q[wrong].mean()) if wrong.any() else 1.0 for name, q in variants.items()},
+        **{f"q {name}": float(q.mean()) for name, q in by_variant.items()},
+        **{f"w→q {name}": float(q[wrong].mean()) if wrong.any() else 1.0 for name, q in by_variant.items()},
         "before": balanced_accuracy_four(truth, base),
         "after": balanced_accuracy_four(truth, pred),
         "accuracy": float(np.mean(~wrong)),
@@ -200,8 +204,6 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "head": (result.w, result.b),
         "minutes": minutes,
         "rule": result.rule,
-        # Per unreviewed cell, for scoring other rules on the same session.
-        "cells": {"pred": pred, "conf": conf, "agree": agree, "unfamiliar": unfamiliar, "truth": truth, "q0": q0},
     }
 
 
@@ -210,11 +212,7 @@ def queued_by(rule: LabReviewRule, pred: np.ndarray, conf: np.ndarray, agree: np
     return np.array([bool(rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
 
 
-# The lab's rule with one part left out, to see what each part buys (``--rules``).
-RULE_VARIANTS = ("no floor", "no class rule", "no bar", "check only")
-
-
-def rule_variants(result, order: list[str]) -> dict[str, LabReviewRule]:
+def rule_variants(result: Adaptation, order: list[str]) -> dict[str, LabReviewRule]:
     """The adapted rule (``order``: the bundle's class order) without the session floor of its
     bar (the surest out-of-fold mistake alone), without the classes cross-validation found
     confused (the untaught ones stay), without any confidence bar, and with the neighbour
@@ -273,7 +271,7 @@ def main() -> None:
                         picks = [cells_to_review_for_adapting(lab.session_probs, k, feats)]
                     for variant in args.variants:
                         runs = [one_session(lab, p, variant == "semi", args.threshold, seed=i) for i, p in enumerate(picks)]
-                        mean = {key: np.mean([r[key] for r in runs]) for key in runs[0] if key in FIGURES or " " in key}
+                        mean = {key: np.mean([r[key] for r in runs]) for key in FIGURES}
                         worst = min(r["after"] for r in runs)
                         pbc_acc = np.mean([_pbc_accuracy(pbc, *r["head"], bundle) for r in runs]) if pbc else float("nan")
                         print(

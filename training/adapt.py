@@ -62,14 +62,13 @@ class Adaptation:
     lab_labels: np.ndarray
     signatures: list[np.ndarray]
     rule: LabReviewRule  # what the out-of-fold predictions say it can be trusted with (lab named when written)
+    # What the rule was drawn from: the corrected cells' calibrated out-of-fold probabilities
+    # (benchmarks/adaptation.py scores other rules on them).
+    oof: np.ndarray
     # The session's cells as the bundle keeps them for the rule's neighbour check: unit pooled
     # features and classes (GROUPS indices: the reviewer's, else the adapted head's call);
     # None when the session is too small.
     session: tuple[np.ndarray, np.ndarray] | None = None
-    # What the rule was drawn from (benchmarks score other rules on it): the calibrated
-    # out-of-fold probabilities of the corrected cells, and the session's confidences.
-    oof: np.ndarray | None = None
-    session_confidence: np.ndarray | None = None
 
 
 def adapt(
@@ -173,7 +172,7 @@ def adapt(
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
     report["lab_review"] = rule.to_card()
-    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, session, oof, session_confidence)
+    return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, oof, session)
 
 
 def lab_review_rule(
