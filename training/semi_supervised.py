@@ -102,16 +102,25 @@ def fit_lab_head(
         if not len(idx):
             break
         used = len(idx)
-        per_class = np.bincount(said, minlength=w.shape[1])
-        pseudo_w = LAB_SHARE * PSEUDO_SHARE / (np.count_nonzero(per_class) * per_class[said])
-        weights = np.concatenate(
-            [
-                np.full(len(feats), LAB_SHARE * (1 - PSEUDO_SHARE) / len(feats)),
-                pseudo_w,
-                np.full(len(r_feats), (1 - LAB_SHARE) / len(r_feats)),
-            ]
-        )
         w, b = fit_head(
-            np.concatenate([feats, unlabelled.plain[idx], r_feats]), np.concatenate([labels, said, r_labels]), weights, w0, b0
+            np.concatenate([feats, unlabelled.plain[idx], r_feats]),
+            np.concatenate([labels, said, r_labels]),
+            session_weights(len(feats), said, w.shape[1], len(r_feats)),
+            w0,
+            b0,
         )
     return w, b, used
+
+
+def session_weights(reviewed: int, said: np.ndarray, classes: int, replay: int) -> np.ndarray:
+    """Each cell's weight in a fit on the reviewed cells, then the pseudo-labelled ones (their
+    classes ``said``), then the replay sample: half the lab's, half the replay's, and of the
+    lab's half ``PSEUDO_SHARE`` for the pseudo-labels, shared by class."""
+    per_class = np.bincount(said, minlength=classes)
+    return np.concatenate(
+        [
+            np.full(reviewed, LAB_SHARE * (1 - PSEUDO_SHARE) / reviewed),
+            LAB_SHARE * PSEUDO_SHARE / (np.count_nonzero(per_class) * per_class[said]),
+            np.full(replay, (1 - LAB_SHARE) / replay),
+        ]
+    )

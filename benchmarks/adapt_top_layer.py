@@ -1,0 +1,194 @@
+"""A lab's first session with the backbone's last layer adapted too, against the head alone.
+
+    .venv/bin/python benchmarks/adapt_top_layer.py --runs runs/lodo-bccd-v4 [--draws 5] [--steps 600]
+        [--lr 1e-3] [--pull 1e-3]
+
+``yawbcc adapt`` refits only the classification head on pooled features the backbone learnt
+without the lab.  This measures what one more layer would add: the backbone's last 1x1
+convolution (``top_conv``, 320 -> 1,280 channels, its batch norm folded in) fitted with the
+head, from the same session ``benchmarks/adaptation.py`` simulates — 50 reviewed cells
+(stratified at random, one copy per LISC source cell), the unreviewed cells the adapted head
+pseudo-labels (both views agree, at least 90 % sure), and a replay sample of the run's training
+labs (120 training cells per class), weighted as the head's fit weighs them, each step on 256
+cells with one of their two views, an L2 pull towards the bundle's weights.  The maps that
+enter ``top_conv`` are computed once per cell.
+
+Printed per draw and averaged: balanced accuracy over neutrophil / lymphocyte / monocyte /
+eosinophil on the unreviewed cells, accuracy, and the share of the wrong cells among the least
+sure 35 % (how well confidence ranks the mistakes), for the shipped path (``one_session``: the
+head alone) and for the head with the last layer; seconds of the last layer's fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from adaptation import DATA, QUEUE_BUDGET, Lab, draw, one_session  # noqa: E402
+
+from training.corrections import correction_inputs  # noqa: E402
+from training.domain_fit import balanced_accuracy_four  # noqa: E402
+from training.domains import all_cells, cells_as_rows  # noqa: E402
+from training.semi_supervised import LabCells, pseudo_labels, session_weights  # noqa: E402
+from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
+from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
+
+REPLAY_PER_CLASS = 120  # as the bundles' replay samples
+BATCH = 256
+
+
+class TopLayer:
+    """The backbone's last 1x1 convolution (batch norm folded in), ReLU6, pooling and head,
+    on the maps that enter it (N, 5, 5, 320), both views of each cell computed once."""
+
+    def __init__(self, bundle: ModelBundle):
+        import tensorflow as tf
+
+        backbone = bundle.model.get_layer("backbone")
+        self._maps = tf.keras.Model(backbone.input, backbone.get_layer("block7a_project_bn").output)
+        self.kernel = backbone.get_layer("top_conv").get_weights()[0][0, 0]
+        gamma, beta, mean, var = backbone.get_layer("top_bn").get_weights()
+        self.scale = gamma / np.sqrt(var + backbone.get_layer("top_bn").epsilon)
+        self.shift = beta - mean * self.scale
+        self.w, self.b = bundle.model.get_layer("logits").get_weights()
+
+    def maps(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def one(x):
+            return np.concatenate(
+                [np.asarray(self._maps(x[i : i + 64].astype(np.float32), training=False)) for i in range(0, len(x), 64)]
+            )
+
+        return one(inputs), one(TTA_VIEWS["flip_lr"](inputs))
+
+    def pooled(self, maps, kernel, shift):
+        import tensorflow as tf
+
+        y = tf.einsum("nhwc,cd->nhwd", maps, kernel) * self.scale + shift
+        return tf.reduce_mean(tf.clip_by_value(y, 0.0, 6.0), axis=[1, 2])
+
+    def fit(self, views: tuple[np.ndarray, np.ndarray], labels, weights, steps: int, lr: float, pull: float, seed: int):
+        """Kernel, shift and head fitted from the bundle's (cells drawn by ``weights``)."""
+        import tensorflow as tf
+
+        params = [tf.Variable(p) for p in (self.kernel, self.shift, self.w, self.b)]
+        kernel, shift, w, b = params
+        opt = tf.keras.optimizers.Adam(lr)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                logits = self.pooled(x, kernel, shift) @ w + b
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+                loss += pull * (tf.reduce_sum((kernel - self.kernel) ** 2) + tf.reduce_sum((w - self.w) ** 2))
+            opt.apply_gradients(zip(tape.gradient(loss, params), params))
+
+        rng = np.random.default_rng(seed)
+        p = weights / weights.sum()
+        for _ in range(steps):
+            idx = rng.choice(len(labels), BATCH, p=p)
+            mirror = rng.random(BATCH) < 0.5
+            step(tf.constant(np.where(mirror[:, None, None, None], views[1][idx], views[0][idx])), tf.constant(labels[idx]))
+        return [v.numpy() for v in params]
+
+    def probabilities(self, views: tuple[np.ndarray, np.ndarray], params) -> np.ndarray:
+        """Softmax of the two views' mean log-probabilities, as the bundle averages them."""
+        import tensorflow as tf
+
+        kernel, shift, w, b = params
+
+        def log_probs(m):
+            chunks = [tf.nn.log_softmax(self.pooled(m[i : i + BATCH], kernel, shift) @ w + b) for i in range(0, len(m), BATCH)]
+            return np.concatenate([c.numpy() for c in chunks])
+
+        mean = (log_probs(views[0]) + log_probs(views[1])) / 2
+        e = np.exp(mean - mean.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def wrong_among_least_sure(probs: np.ndarray, wrong: np.ndarray) -> float:
+    least = np.argsort(probs.max(axis=1))[: int(round(QUEUE_BUDGET * len(probs)))]
+    return float(wrong[least].sum() / max(wrong.sum(), 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", required=True)
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--pull", type=float, default=1e-3, help="L2 pull towards the bundle's kernel and head")
+    args = parser.parse_args()
+    cells = all_cells(DATA, ROOT / "runs" / "split.csv")
+    for run in args.runs:
+        bundle = ModelBundle(run)
+        order = bundle.card.class_order
+        held = bundle.card.extra["held_out_domain"]
+        lab = Lab(bundle, cells[cells.domain.eq(held)].reset_index(drop=True))
+        top = TopLayer(bundle)
+        lab_maps = top.maps(correction_inputs(bundle, lab.rows)[0])
+        train = cells[cells.domain.isin(bundle.card.extra["training_domains"]) & cells.split.eq("train")]
+        rng = np.random.default_rng(0)
+        groups = train["group"].to_numpy()
+        pick_replay = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(groups == g), min(REPLAY_PER_CLASS, int(np.sum(groups == g))), replace=False)
+                for g in np.unique(groups)
+            ]
+        )
+        replay = train.iloc[pick_replay]
+        replay_maps = top.maps(correction_inputs(bundle, cells_as_rows(replay))[0])
+        replay_labels = np.array([order.index(g) for g in replay["group"]])
+        figures = []
+        for r in range(args.draws):
+            pick = draw(lab.labels, args.k, np.random.default_rng(1000 * args.k + r), lab.sources)
+            rest = np.flatnonzero(~np.isin(lab.sources, lab.sources[pick]))
+            head_only = one_session(lab, pick, True, 0.9, seed=r)
+            # The same pseudo-labels the adapted head gives the unreviewed cells, and the same
+            # weights: half the lab's (reviewed and pseudo-labelled, shared by class), half the replay's.
+            idx, said = pseudo_labels(LabCells(lab.plain[rest], lab.mirror[rest]), *head_only["head"])
+            plain, mirror = (np.concatenate([m[pick], m[rest][idx], rm]) for m, rm in zip(lab_maps, replay_maps))
+            labels = np.concatenate([[order.index(GROUPS[c]) for c in lab.labels[pick]], said, replay_labels]).astype(np.int32)
+            weights = session_weights(len(pick), said, len(order), len(replay_labels))
+            t0 = time.monotonic()
+            params = top.fit((plain, mirror), labels, weights, args.steps, args.lr, args.pull, seed=r)
+            seconds = time.monotonic() - t0
+            probs = top.probabilities((lab_maps[0][rest], lab_maps[1][rest]), params)
+            pred = np.array([GROUPS.index(order[c]) for c in probs.argmax(axis=1)])
+            truth = lab.labels[rest]
+            wrong = pred != truth
+            row = (
+                head_only["after"],
+                head_only["accuracy"],
+                head_only["w→q@35"],
+                balanced_accuracy_four(truth, pred),
+                float(np.mean(~wrong)),
+                wrong_among_least_sure(probs, wrong),
+                seconds,
+            )
+            figures.append(row)
+            print(f"{bundle.name} {held} draw {r}: head alone " + _text(row), flush=True)
+        mean, worst = np.mean(figures, axis=0), np.min(figures, axis=0)
+        print(f"{bundle.name} {held} mean of {args.draws}: head alone " + _text(tuple(mean)), flush=True)
+        print(f"    worst draw: head alone {worst[0]:.3f}, with the last layer {worst[3]:.3f}", flush=True)
+    print("bal-4: balanced accuracy over NEU/LYM/MON/EOS on the unreviewed cells; acc: accuracy; wrong in the least")
+    print(f"sure {QUEUE_BUDGET:.0%}: share of the wrong cells among them; s: seconds of the last layer's fit (2 cores).")
+
+
+def _text(row) -> str:
+    return (
+        f"bal-4 {row[0]:.3f}, acc {row[1]:.3f}, wrong in the least sure 35 % {row[2]:.3f} | with the last layer "
+        f"bal-4 {row[3]:.3f}, acc {row[4]:.3f}, wrong in the least sure 35 % {row[5]:.3f} ({row[6]:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
