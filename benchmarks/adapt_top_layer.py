@@ -16,7 +16,8 @@ enter ``top_conv`` are computed once per cell.
 Printed per draw and averaged: balanced accuracy over neutrophil / lymphocyte / monocyte /
 eosinophil on the unreviewed cells, accuracy, and the share of the wrong cells among the least
 sure 35 % (how well confidence ranks the mistakes), for the shipped path (``one_session``: the
-head alone) and for the head with the last layer; seconds of the last layer's fit.
+head alone, calibrated) and for the head with the last layer (uncalibrated: no cross-validation
+to fit a temperature on); seconds of the last layer's fit.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def main() -> None:
         lab = Lab(bundle, cells[cells.domain.eq(held)].reset_index(drop=True))
         top = TopLayer(bundle)
         lab_maps = top.maps(correction_inputs(bundle, lab.rows)[0])
+        # The layer rebuilt from the maps must give the bundle's own pooled features.
+        rebuilt = np.asarray(top.pooled(lab_maps[0][:64], top.kernel, top.shift))
+        np.testing.assert_allclose(rebuilt, lab.plain[:64], atol=1e-3, err_msg=f"{run}: top_conv rebuilt wrong")
         train = cells[cells.domain.isin(bundle.card.extra["training_domains"]) & cells.split.eq("train")]
         rng = np.random.default_rng(0)
         groups = train["group"].to_numpy()
