@@ -46,20 +46,30 @@ REPLAY_PER_CLASS = 120  # as the bundles' replay samples
 BATCH = 256
 
 
-class TopLayer:
-    """The backbone's last 1x1 convolution (batch norm folded in), ReLU6, pooling and head,
-    on the maps that enter it (N, 5, 5, 320), both views of each cell computed once."""
+class LastLayers:
+    """The backbone's layers after ``entry`` (a chain: each takes the one before), pooling and
+    head, on the maps ``entry`` gives (N, 5, 5, C), both views of each cell computed once; its
+    batch norms keep their statistics (called in inference mode), their scales and shifts learn."""
 
-    def __init__(self, bundle: ModelBundle):
-        import tensorflow as tf
+    def __init__(self, bundle: ModelBundle, entry: str):
+        import keras
 
         backbone = bundle.model.get_layer("backbone")
-        self._maps = tf.keras.Model(backbone.input, backbone.get_layer("block7a_project_bn").output)
-        self.kernel = backbone.get_layer("top_conv").get_weights()[0][0, 0]
-        gamma, beta, mean, var = backbone.get_layer("top_bn").get_weights()
-        self.scale = gamma / np.sqrt(var + backbone.get_layer("top_bn").epsilon)
-        self.shift = beta - mean * self.scale
-        self.w, self.b = bundle.model.get_layer("logits").get_weights()
+        names = [layer.name for layer in backbone.layers]
+        layers = backbone.layers[names.index(entry) + 1 : names.index("top_activation") + 1]
+        for before, layer in zip([backbone.get_layer(entry), *layers], layers):
+            if layer.input is not before.output:
+                raise ValueError(f"{bundle.folder}: {layer.name} does not take {before.name}'s output: not a chain")
+        self._maps = keras.Model(backbone.input, backbone.get_layer(entry).output)
+        x = inputs = keras.Input(backbone.get_layer(entry).output.shape[1:])
+        for layer in layers:
+            x = layer(x)
+        logits = bundle.model.get_layer("logits")
+        head = keras.layers.Dense(logits.units)
+        self.model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(x)))
+        head.set_weights(logits.get_weights())
+        self.start = [v.numpy() for v in self.model.trainable_variables]  # the bundle's weights
+        self.weights = f"{len(self.start)} tensors, {sum(v.size for v in self.start) / 1e3:.0f} k weights"
 
     def maps(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def one(x):
@@ -69,47 +79,60 @@ class TopLayer:
 
         return one(inputs), one(TTA_VIEWS["flip_lr"](inputs))
 
-    def pooled(self, maps, kernel, shift):
-        import tensorflow as tf
+    def pooled(self, maps: np.ndarray) -> np.ndarray:
+        """The pooled features (what the head sees) of the bundle's own layers."""
+        import keras
 
-        y = tf.einsum("nhwc,cd->nhwd", maps, kernel) * self.scale + shift
-        return tf.reduce_mean(tf.clip_by_value(y, 0.0, 6.0), axis=[1, 2])
+        pooled = keras.Model(self.model.input, self.model.layers[-2].output)
+        return np.asarray(pooled(maps, training=False))
 
     def fit(self, views: tuple[np.ndarray, np.ndarray], labels, weights, steps: int, lr: float, pull: float, seed: int):
-        """Kernel, shift and head fitted from the bundle's (cells drawn by ``weights``)."""
+        """The layers and head fitted from the bundle's weights (cells drawn by ``weights``, an L2
+        pull towards the bundle's kernels); their fitted weights, the bundle's put back."""
         import tensorflow as tf
 
-        params = [tf.Variable(p) for p in (self.kernel, self.shift, self.w, self.b)]
-        kernel, shift, w, b = params
+        params = self.model.trainable_variables
+        kernels = [(v, tf.constant(v0)) for v, v0 in zip(params, self.start) if "kernel" in v.path]
         opt = tf.keras.optimizers.Adam(lr)
 
         @tf.function
         def step(x, y):
             with tf.GradientTape() as tape:
-                logits = self.pooled(x, kernel, shift) @ w + b
+                logits = self.model(x, training=False)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                loss += pull * (tf.reduce_sum((kernel - self.kernel) ** 2) + tf.reduce_sum((w - self.w) ** 2))
+                loss += pull * tf.add_n([tf.reduce_sum((v - v0) ** 2) for v, v0 in kernels])
             opt.apply_gradients(zip(tape.gradient(loss, params), params))
 
         rng = np.random.default_rng(seed)
         p = weights / weights.sum()
-        for _ in range(steps):
-            idx = rng.choice(len(labels), BATCH, p=p)
-            mirror = rng.random(BATCH) < 0.5
-            step(tf.constant(np.where(mirror[:, None, None, None], views[1][idx], views[0][idx])), tf.constant(labels[idx]))
-        return [v.numpy() for v in params]
+        try:
+            for _ in range(steps):
+                idx = rng.choice(len(labels), BATCH, p=p)
+                mirror = rng.random(BATCH) < 0.5
+                step(tf.constant(np.where(mirror[:, None, None, None], views[1][idx], views[0][idx])), tf.constant(labels[idx]))
+            return [v.numpy() for v in params]
+        finally:
+            for v, v0 in zip(params, self.start):
+                v.assign(v0)
 
-    def probabilities(self, views: tuple[np.ndarray, np.ndarray], params) -> np.ndarray:
-        """Softmax of the two views' mean log-probabilities, as the bundle averages them."""
+    def probabilities(self, views: tuple[np.ndarray, np.ndarray], fitted) -> np.ndarray:
+        """Softmax of the two views' mean log-probabilities through the fitted weights, as the
+        bundle averages them."""
         import tensorflow as tf
 
-        kernel, shift, w, b = params
+        params = self.model.trainable_variables
+        for v, f in zip(params, fitted):
+            v.assign(f)
+        try:
 
-        def log_probs(m):
-            chunks = [tf.nn.log_softmax(self.pooled(m[i : i + BATCH], kernel, shift) @ w + b) for i in range(0, len(m), BATCH)]
-            return np.concatenate([c.numpy() for c in chunks])
+            def log_probs(m):
+                chunks = [tf.nn.log_softmax(self.model(m[i : i + BATCH], training=False)) for i in range(0, len(m), BATCH)]
+                return np.concatenate([c.numpy() for c in chunks])
 
-        mean = (log_probs(views[0]) + log_probs(views[1])) / 2
+            mean = (log_probs(views[0]) + log_probs(views[1])) / 2
+        finally:
+            for v, v0 in zip(params, self.start):
+                v.assign(v0)
         e = np.exp(mean - mean.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
@@ -126,7 +149,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--pull", type=float, default=1e-3, help="L2 pull towards the bundle's kernel and head")
+    parser.add_argument("--pull", type=float, default=1e-3, help="L2 pull towards the bundle's kernels and head")
+    parser.add_argument(
+        "--entry",
+        default="block7a_project_bn",
+        help="the backbone layer whose maps enter the adapted layers (block7a_project_bn: top_conv alone; "
+        "block6d_add: the last block too)",
+    )
     args = parser.parse_args()
     cells = all_cells(DATA, ROOT / "runs" / "split.csv")
     for run in args.runs:
@@ -134,11 +163,12 @@ def main() -> None:
         order = bundle.card.class_order
         held = bundle.card.extra["held_out_domain"]
         lab = Lab(bundle, cells[cells.domain.eq(held)].reset_index(drop=True))
-        top = TopLayer(bundle)
+        top = LastLayers(bundle, args.entry)
         lab_maps = top.maps(correction_inputs(bundle, lab.rows)[0])
-        # The layer rebuilt from the maps must give the bundle's own pooled features.
-        rebuilt = np.asarray(top.pooled(lab_maps[0][:64], top.kernel, top.shift))
-        np.testing.assert_allclose(rebuilt, lab.plain[:64], atol=1e-3, err_msg=f"{run}: top_conv rebuilt wrong")
+        # The layers rebuilt from the maps must give the bundle's own pooled features.
+        rebuilt = top.pooled(lab_maps[0][:64])
+        np.testing.assert_allclose(rebuilt, lab.plain[:64], atol=1e-3, err_msg=f"{run}: the last layers rebuilt wrong")
+        print(f"{bundle.name}: adapting the layers after {args.entry} ({top.weights}) with the head", flush=True)
         train = cells[cells.domain.isin(bundle.card.extra["training_domains"]) & cells.split.eq("train")]
         rng = np.random.default_rng(0)
         groups = train["group"].to_numpy()
