@@ -1,23 +1,24 @@
-"""A lab's first session with the backbone's last layer adapted too, against the head alone.
+"""A lab's first session with the backbone's last layers adapted too, against the head alone.
 
     .venv/bin/python benchmarks/adapt_top_layer.py --runs runs/lodo-bccd-v4 [--draws 5] [--steps 600]
-        [--lr 1e-3] [--pull 1e-3]
+        [--lr 1e-3] [--pull 1e-3] [--entry block7a_project_bn | block6d_add]
 
 ``yawbcc adapt`` refits only the classification head on pooled features the backbone learnt
-without the lab.  This measures what one more layer would add: the backbone's last 1x1
-convolution (``top_conv``, 320 -> 1,280 channels, its batch norm folded in) fitted with the
-head, from the same session ``benchmarks/adaptation.py`` simulates — 50 reviewed cells
-(stratified at random, one copy per LISC source cell), the unreviewed cells the adapted head
-pseudo-labels (both views agree, at least 90 % sure), and a replay sample of the run's training
-labs (120 training cells per class), weighted as the head's fit weighs them, each step on 256
-cells with one of their two views, an L2 pull towards the bundle's weights.  The maps that
-enter ``top_conv`` are computed once per cell.
+without the lab.  This measures what more layers would add: by default the backbone's last
+1x1 convolution (``top_conv``, 320 -> 1,280 channels, and its batch norm's scale and shift;
+``--entry block6d_add``: the whole last block too) fitted with the head, from the same session
+``benchmarks/adaptation.py`` simulates — 50 reviewed cells (stratified at random, one copy per
+LISC source cell), the unreviewed cells the adapted head pseudo-labels (both views agree, at
+least 90 % sure), and a replay sample of the run's training labs (120 training cells per
+class), weighted as the head's fit weighs them, each step on 256 cells with one of their two
+views, an L2 pull towards the bundle's kernels.  The maps that enter the adapted layers are
+computed once per cell.
 
 Printed per draw and averaged: balanced accuracy over neutrophil / lymphocyte / monocyte /
 eosinophil on the unreviewed cells, accuracy, and the share of the wrong cells among the least
 sure 35 % (how well confidence ranks the mistakes), for the shipped path (``one_session``: the
-head alone, calibrated) and for the head with the last layer (uncalibrated: no cross-validation
-to fit a temperature on); seconds of the last layer's fit.
+head alone, calibrated) and for the head with the last layers (uncalibrated: no cross-validation
+to fit a temperature on); seconds of their fit.
 """
 
 from __future__ import annotations
