@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from adaptation import DATA, QUEUE_BUDGET, Lab, draw, one_session  # noqa: E402
+from adaptation import DATA, QUEUE_BUDGET, Lab, draw, one_session, wrong_among_least_sure  # noqa: E402
 
 from training.corrections import correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
@@ -138,11 +138,6 @@ class LastLayers:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def wrong_among_least_sure(probs: np.ndarray, wrong: np.ndarray) -> float:
-    least = np.argsort(probs.max(axis=1))[: int(round(QUEUE_BUDGET * len(probs)))]
-    return float(wrong[least].sum() / max(wrong.sum(), 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True)
@@ -206,7 +201,7 @@ def main() -> None:
                 head_only["w→q@35"],
                 balanced_accuracy_four(truth, pred),
                 float(np.mean(~wrong)),
-                wrong_among_least_sure(probs, wrong),
+                wrong_among_least_sure(probs.max(axis=1), wrong),
                 seconds,
             )
             figures.append(row)
@@ -215,7 +210,7 @@ def main() -> None:
         print(f"{bundle.name} {held} mean of {args.draws}: head alone " + _text(tuple(mean)), flush=True)
         print(f"    worst draw: head alone {worst[0]:.3f}, with the last layer {worst[3]:.3f}", flush=True)
     print("bal-4: balanced accuracy over NEU/LYM/MON/EOS on the unreviewed cells; acc: accuracy; wrong in the least")
-    print(f"sure {QUEUE_BUDGET:.0%}: share of the wrong cells among them; s: seconds of the last layer's fit (2 cores).")
+    print(f"sure {QUEUE_BUDGET:.0%}: share of the wrong cells among them; s: seconds of the layers' fit (2 cores).")
 
 
 def _text(row) -> str:
