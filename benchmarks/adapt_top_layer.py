@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from adaptation import DATA, QUEUE_BUDGET, Lab, draw, one_session, wrong_among_least_sure  # noqa: E402
+from adaptation import DATA, QUEUE_BUDGET, Lab, draw, one_session, wrong_among_first  # noqa: E402
 
 from training.corrections import correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
@@ -43,7 +43,9 @@ from training.semi_supervised import LabCells, pseudo_labels, session_weights  #
 from yawbcc_desktop.core.classes import GROUPS  # noqa: E402
 from yawbcc_desktop.core.classifier import TTA_VIEWS, ModelBundle  # noqa: E402
 
-REPLAY_PER_CLASS = 120  # as the bundles' replay samples
+# Replay: this many training cells per class, over all the run's labs together (a bundle's own
+# replay.npz holds 120 per lab and class, as pooled features only: no maps to adapt layers on).
+REPLAY_PER_CLASS = 120
 BATCH = 256
 
 
@@ -70,7 +72,7 @@ class LastLayers:
         self.model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(x)))
         head.set_weights(logits.get_weights())
         self.start = [v.numpy() for v in self.model.trainable_variables]  # the bundle's weights
-        self.weights = f"{len(self.start)} tensors, {sum(v.size for v in self.start) / 1e3:.0f} k weights"
+        self.size = f"{len(self.start)} tensors, {sum(v.size for v in self.start) / 1e3:.0f} k weights"
 
     def maps(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def one(x):
@@ -164,7 +166,7 @@ def main() -> None:
         # The layers rebuilt from the maps must give the bundle's own pooled features.
         rebuilt = top.pooled(lab_maps[0][:64])
         np.testing.assert_allclose(rebuilt, lab.plain[:64], atol=1e-3, err_msg=f"{run}: the last layers rebuilt wrong")
-        print(f"{bundle.name}: adapting the layers after {args.entry} ({top.weights}) with the head", flush=True)
+        print(f"{bundle.name}: adapting the layers after {args.entry} ({top.size}) with the head", flush=True)
         train = cells[cells.domain.isin(bundle.card.extra["training_domains"]) & cells.split.eq("train")]
         rng = np.random.default_rng(0)
         groups = train["group"].to_numpy()
@@ -201,7 +203,7 @@ def main() -> None:
                 head_only["w→q@35"],
                 balanced_accuracy_four(truth, pred),
                 float(np.mean(~wrong)),
-                wrong_among_least_sure(probs.max(axis=1), wrong),
+                wrong_among_first(np.argsort(probs.max(axis=1)), wrong),
                 seconds,
             )
             figures.append(row)

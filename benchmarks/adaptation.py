@@ -168,10 +168,9 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     truth = lab.labels[rest]
     wrong = pred != truth
     # How well confidence ranks the mistakes: wrong cells among the least sure QUEUE_BUDGET of the rest.
-    caught = {b: wrong_among_least_sure(conf, wrong, b) for b in (0.1, 0.2, QUEUE_BUDGET)}
+    caught = {b: wrong_among_first(np.argsort(conf), wrong, b) for b in (0.1, 0.2, QUEUE_BUDGET)}
     # The same for the cells whose nearest cells of the session were called another class.
-    by_agreement = np.lexsort((conf, agree))
-    caught_nb = float(wrong[by_agreement[: int(round(QUEUE_BUDGET * len(rest)))]].sum() / max(wrong.sum(), 1))
+    caught_nb = wrong_among_first(np.lexsort((conf, agree)), wrong)
     without = q0 | ruled_before
     w0, b0 = head_weights(bundle)
     base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
@@ -204,11 +203,12 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     }
 
 
-def wrong_among_least_sure(conf: np.ndarray, wrong: np.ndarray, share: float = QUEUE_BUDGET) -> float:
-    """The share of the wrong cells among the least sure ``share`` of the cells: how well
-    confidence ranks the mistakes, for a queue of that size."""
-    least = np.argsort(conf)[: int(round(share * len(conf)))]
-    return float(wrong[least].sum() / max(wrong.sum(), 1))
+def wrong_among_first(ranking: np.ndarray, wrong: np.ndarray, share: float = QUEUE_BUDGET) -> float:
+    """The share of the wrong cells among the first ``share`` of the cells in ``ranking``
+    (indices, the most doubtful first): how well a signal ranks the mistakes, for a queue of
+    that size."""
+    first = ranking[: int(round(share * len(ranking)))]
+    return float(wrong[first].sum() / max(wrong.sum(), 1))
 
 
 def queued_by(rule: LabReviewRule, pred: np.ndarray, conf: np.ndarray, agree: np.ndarray) -> np.ndarray:
