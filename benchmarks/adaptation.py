@@ -23,7 +23,8 @@ confidence and familiarity alone (``q0``) and with the lab's review rule (``queu
 the new head; minutes of the adaptation itself; how well confidence ranks the mistakes, and
 how well the agreement of each cell's nearest neighbours in the session does.  With
 ``--rules``, the queue and its share of the wrong cells by the lab's rule with one part left
-out at a time (``rule_variants``).
+out, the classes cross-validation found confused added, and the rule shipped until 2026-12-08
+(``rule_variants``).
 The backbone is unchanged by adaptation, so every cell's pooled features are computed once.
 """
 
@@ -40,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.adapt import Adaptation, adapt, adapted_familiarity, lab_review_rule, view_mean  # noqa: E402
+from training.adapt import Adaptation, adapt, adapted_familiarity, view_mean  # noqa: E402
 from training.adapt_images import measure_statistics  # noqa: E402
 from training.corrections import Corrections, correction_inputs  # noqa: E402
 from training.domain_fit import balanced_accuracy_four  # noqa: E402
@@ -56,10 +57,11 @@ from yawbcc_desktop.core.suggest import cells_to_review_for_adapting  # noqa: E4
 
 DATA = ROOT.parent / "shared" / "data"
 FIGURES = ("before", "after", "accuracy", "q0", "w→q0", "queued", "w→q", "w→q@35", "w→q@35n", "w→q@10", "w→q@20")
-FIGURES += ("unfam", "bar", "w→bar", "q without", "w→q without")
+FIGURES += ("unfam", "changed", "w→changed", "q without", "w→q without")
 FIGURES += ("pseudo", "minutes")
-# The lab's rule with one part left out, to see what each part buys (``--rules``, ``rule_variants``).
-RULE_VARIANTS = ("no floor", "no class rule", "no bar", "check only")
+# The lab's rule with one part left out, or the parts it had until 2026-12-08 put back, to see
+# what each buys (``--rules``, ``rule_variants``).
+RULE_VARIANTS = ("no changed calls", "no neighbour check", "with confused classes", "the rule before")
 FIGURES += tuple(f"{share} {name}" for share in ("q", "w→q") for name in RULE_VARIANTS)
 QUEUE_BUDGET = 0.35  # the share of a lab's cells its queue may hold once adapted (issue 24)
 
@@ -161,9 +163,11 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     if result.session is not None:
         ref_sources = np.concatenate([lab.sources[pick[kept]], lab.sources[rest]])
         agree = neighbour_agreement(lab.plain[rest], pred, *result.session, lab.sources[rest][:, None] == ref_sources[None, :])
-    ruled = queued_by(result.rule, pred, conf, agree)
-    ruled_before = queued_by(replace(result.rule, session_neighbours=False), pred, conf, agree)
-    bar = conf < result.rule.min_confidence
+    w0, b0 = head_weights(bundle)
+    base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
+    ruled = queued_by(result.rule, pred, conf, agree, base)
+    ruled_before = queued_by(replace(result.rule, session_neighbours=False), pred, conf, agree, base)
+    changed = base != pred
     queue = q0 | ruled
     truth = lab.labels[rest]
     wrong = pred != truth
@@ -172,11 +176,8 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
     # The same for the cells whose nearest cells of the session were called another class.
     caught_nb = wrong_among_first(np.lexsort((conf, agree)), wrong)
     without = q0 | ruled_before
-    w0, b0 = head_weights(bundle)
-    base = lab.probs(w0, b0, bundle.card.temperature, rest).argmax(axis=1)
-    by_variant = {
-        name: q0 | queued_by(rule, pred, conf, agree) for name, rule in rule_variants(result, bundle.card.class_order).items()
-    }
+    variants = rule_variants(result, bundle.card.class_order, conf if semi else None)
+    by_variant = {name: q0 | queued_by(rule, pred, conf, agree, base) for name, rule in variants.items()}
     return {
         **{f"q {name}": float(q.mean()) for name, q in by_variant.items()},
         **{f"w→q {name}": float(q[wrong].mean()) if wrong.any() else 1.0 for name, q in by_variant.items()},
@@ -194,8 +195,8 @@ def one_session(lab: Lab, pick: np.ndarray, semi: bool, threshold: float, seed: 
         "w→q@10": caught[0.1],
         "w→q@20": caught[0.2],
         "unfam": float(unfamiliar.mean()),
-        "bar": float(bar.mean()),
-        "w→bar": float(bar[wrong].mean()) if wrong.any() else 1.0,
+        "changed": float(changed.mean()),
+        "w→changed": float(changed[wrong].mean()) if wrong.any() else 1.0,
         "pseudo": result.report["pseudo_labelled_cells"],
         "head": (result.w, result.b),
         "minutes": minutes,
@@ -211,24 +212,33 @@ def wrong_among_first(ranking: np.ndarray, wrong: np.ndarray, share: float = QUE
     return float(wrong[first].sum() / max(wrong.sum(), 1))
 
 
-def queued_by(rule: LabReviewRule, pred: np.ndarray, conf: np.ndarray, agree: np.ndarray) -> np.ndarray:
-    """Which cells (GROUPS calls, confidences, neighbour agreements) a lab's rule gives a reason to wait."""
-    return np.array([bool(rule.reasons(GROUPS[p], c, a)) for p, c, a in zip(pred, conf, agree)])
+def queued_by(rule: LabReviewRule, pred: np.ndarray, conf: np.ndarray, agree: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Which cells (GROUPS calls, confidences, neighbour agreements, GROUPS calls before
+    adapting) a lab's rule gives a reason to wait."""
+    return np.array([bool(rule.reasons(GROUPS[p], c, a, GROUPS[w])) for p, c, a, w in zip(pred, conf, agree, before)])
 
 
-def rule_variants(result: Adaptation, order: list[str]) -> dict[str, LabReviewRule]:
-    """The adapted rule (``order``: the bundle's class order) without the session floor of its
-    bar (the surest out-of-fold mistake alone), without the classes cross-validation found
-    confused (the untaught ones stay), without any confidence bar, and with the neighbour
-    check alone beside the untaught classes."""
-    taught = list(result.report["cells_per_class"])
-    untaught = tuple(g for g in result.rule.unreliable_classes if g not in taught)
-    surest = lab_review_rule(result.oof, result.lab_labels, order, taught, "", None, result.rule.session_neighbours)
+def rule_variants(result: Adaptation, order: list[str], session_conf: np.ndarray | None) -> dict[str, LabReviewRule]:
+    """The adapted rule (``order``: the bundle's class order) without its changed-call check,
+    without its neighbour check, with the classes cross-validation found confused (more than
+    a fifth of the out-of-fold cells called them wrong), and the rule shipped until 2026-12-08:
+    those classes, the neighbour check, and a bar at the surest out-of-fold mistake, at least
+    the confidence below which five times the out-of-fold error rate (20-30 %) of the
+    session's unreviewed cells (``session_conf``, through the new head; None: none) fall."""
+    said = result.oof.argmax(axis=1)
+    wrong = said != result.lab_labels
+    confused = tuple(order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > 0.2)
+    with_confused = replace(result.rule, unreliable_classes=tuple(sorted({*result.rule.unreliable_classes, *confused})))
+    bar = float(result.oof.max(axis=1)[wrong].max()) if wrong.any() else 0.0
+    share = float(np.clip(5.0 * np.mean(wrong), 0.2, 0.3))
+    if session_conf is not None:
+        bar = max(bar, float(np.quantile(session_conf, share)))
+    bar = min(float(np.ceil(bar * 1000) / 1000), 0.999)
     return {
-        "no floor": replace(result.rule, min_confidence=surest.min_confidence),
-        "no class rule": replace(result.rule, unreliable_classes=untaught),
-        "no bar": replace(result.rule, min_confidence=0.0),
-        "check only": replace(result.rule, min_confidence=0.0, unreliable_classes=untaught),
+        "no changed calls": replace(result.rule, changed_calls=False),
+        "no neighbour check": replace(result.rule, session_neighbours=False),
+        "with confused classes": with_confused,
+        "the rule before": replace(with_confused, min_confidence=bar, changed_calls=False),
     }
 
 
@@ -283,7 +293,8 @@ def main() -> None:
                             f"{mean['after']:6.3f} ({worst:.3f}) {mean['accuracy']:6.3f} {mean['q0']:6.3f} {mean['w→q0']:6.3f} "
                             f"{mean['queued']:7.3f} {mean['w→q']:6.3f} {mean['w→q@35']:6.3f} {mean['pseudo']:6.0f} "
                             f"{pbc_acc:7.4f} {mean['minutes']:5.2f}  unfamiliar {mean['unfam']:.3f}, "
-                            f"below the lab bar {mean['bar']:.3f} (wrong {mean['w→bar']:.3f}); wrong among the least "
+                            f"class changed by adapting {mean['changed']:.3f} (wrong {mean['w→changed']:.3f}); "
+                            "wrong among the least "
                             f"sure 10 / 20 %: {mean['w→q@10']:.3f} / {mean['w→q@20']:.3f}; among the 35 % whose "
                             f"neighbours agree least: {mean['w→q@35n']:.3f}; without the neighbour check queued "
                             f"{mean['q without']:.3f}, wrong queued {mean['w→q without']:.3f}",

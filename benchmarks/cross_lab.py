@@ -103,13 +103,16 @@ def score(
     if lab_um_per_px:
         rows["um_per_px"] = lab_um_per_px
     x, signatures = correction_inputs(bundle, rows)
-    probs, fam, odd = [], [], []
+    probs, fam, odd, agreeing, was = [], [], [], [], []
     for i in range(0, len(x), 64):
-        p, s, u, _agreement = bundle.classify(x[i : i + 64])
+        p, s, u, agreement, before = bundle.classify(x[i : i + 64])
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
         odd.append(u if u is not None else np.zeros(len(p), bool))
+        agreeing.append(agreement if agreement is not None else np.full(len(p), np.nan))
+        was.append(before if before is not None else np.full(len(p), -1))
     probs, fam, unusual = np.concatenate(probs), np.concatenate(fam), np.concatenate(odd)
+    agreeing, was = np.concatenate(agreeing), np.concatenate(was)
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
@@ -126,7 +129,11 @@ def score(
     if size_rule:
         probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
     if bundle.lab_rule is not None:  # an adapted bundle's rule for its lab, as classify_batch applies it
-        unusual |= np.array([bool(bundle.lab_rule.reasons(GROUPS[int(p.argmax())], float(p.max()))) for p in probs])
+        rule = bundle.lab_rule
+        agrees = [None if np.isnan(a) else float(a) for a in agreeing]
+        befores = [GROUPS[w] if w >= 0 else None for w in was]
+        said_by = [GROUPS[int(p.argmax())] for p in probs]
+        unusual |= np.array([bool(rule.reasons(g, float(p.max()), a, w)) for g, p, a, w in zip(said_by, probs, agrees, befores)])
     return domain_metrics(probs, labels, unfamiliar, threshold, conflict, unusual)
 
 

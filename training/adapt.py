@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from yawbcc_desktop.core.adaptation import (
+    BASE_HEAD_FILE,
     LAB_CELLS_FILE,
     MIN_CELLS,
     MIN_NEIGHBOUR_CELLS,
@@ -41,14 +42,6 @@ from .head_fit import _folds, _softmax, head_weights
 from .semi_supervised import LabCells, fit_lab_head
 from .whole_folder import write_whole
 
-MAX_LAB_BAR = 0.999  # a lab's confidence bar never asks more than this
-# The lab's queue after adapting (lab_review_rule): this many times the out-of-fold error rate
-# of the session's cells, within these bounds; a class is not yet reliable when more than
-# MAX_CLASS_ERRORS of the out-of-fold cells called it were something else.
-QUEUE_PER_ERROR = 5.0
-MIN_LAB_QUEUE, MAX_LAB_QUEUE = 0.20, 0.30
-MIN_SESSION_CELLS = 20
-MAX_CLASS_ERRORS = 0.2
 MIN_ERRORS_FOR_TEMPERATURE = 3  # fewer out-of-fold mistakes say nothing about how sure to be
 
 
@@ -61,9 +54,9 @@ class Adaptation:
     lab_features: np.ndarray
     lab_labels: np.ndarray
     signatures: list[np.ndarray]
-    rule: LabReviewRule  # what the out-of-fold predictions say it can be trusted with (lab named when written)
-    # What the rule was drawn from: the corrected cells' calibrated out-of-fold probabilities
-    # (benchmarks/adaptation.py scores other rules on them).
+    rule: LabReviewRule  # the lab's review rule (lab named when written)
+    # The corrected cells' calibrated out-of-fold probabilities (benchmarks/adaptation.py
+    # scores other rules on them).
     oof: np.ndarray
     # The session's cells as the bundle keeps them for the rule's neighbour check: unit pooled
     # features and classes (GROUPS indices: the reviewer's, else the adapted head's call);
@@ -156,10 +149,9 @@ def adapt(
         f"{report['balanced_accuracy_after_cross_validated']:.3f}; "
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
-    session_confidence, session = None, None
+    session = None
     if unlabelled is not None and len(unlabelled):
         called = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta))
-        session_confidence = called.max(axis=1)
         if len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
             classes = np.concatenate([labels, called.argmax(axis=1)])
             session = (
@@ -167,7 +159,7 @@ def adapt(
                 np.array([GROUPS.index(order[c]) for c in classes], np.int8),
             )
     oof = softmax_with_temperature(oof, temperature)
-    rule = lab_review_rule(oof, labels, order, usable, "", session_confidence, session is not None)
+    rule = lab_review_rule(order, usable, "", session is not None)
     report["session_cells_kept"] = len(session[1]) if session is not None else 0
     # The lab's images, reviewed or not, join the familiarity model: the lab is known now.
     signatures = list(signatures) + (list(unlabelled.signatures) if unlabelled is not None else [])
@@ -175,36 +167,19 @@ def adapt(
     return Adaptation(w, b, temperature, report, feats, labels, signatures, rule, oof, session)
 
 
-def lab_review_rule(
-    oof: np.ndarray,
-    labels: np.ndarray,
-    order: list[str],
-    adapted: list[str],
-    lab: str,
-    session_confidence: np.ndarray | None = None,
-    session_neighbours: bool = False,
-) -> LabReviewRule:
-    """What the out-of-fold predictions (calibrated) say the adapted head can be trusted with.
+def lab_review_rule(order: list[str], adapted: list[str], lab: str, session_neighbours: bool = False) -> LabReviewRule:
+    """The adapted bundle's review rule for its lab: a cell waits when called a class too few
+    corrections taught, when the adaptation changed its class (the head before adapting is
+    kept beside the new one), and with ``session_neighbours`` (the session's cells kept in the
+    bundle) when not all its nearest cells of the lab were called its class.  The user's
+    confidence threshold and the familiarity model still apply, on the refitted temperature.
 
-    A cell waits when it is less sure than the bar: the surest out-of-fold mistake, and with
-    the session's unreviewed cells (their confidences through the new head) at least the
-    confidence below which ``QUEUE_PER_ERROR`` times the out-of-fold error rate of them fall
-    (between ``MIN_LAB_QUEUE`` and ``MAX_LAB_QUEUE``): a few dozen corrections show few
-    mistakes, and the lab's wrong cells are among its least sure ones.  A cell also waits
-    when called a class that more than ``MAX_CLASS_ERRORS`` of its out-of-fold calls got
-    wrong, or one with too few corrections to be adapted; with ``session_neighbours`` (the
-    session's cells kept in the bundle), also when not all its nearest cells of the lab were
-    called its class."""
-    said = oof.argmax(axis=1)
-    wrong = said != labels
-    bar = float(oof.max(axis=1)[wrong].max()) if wrong.any() else 0.0
-    if session_confidence is not None and len(session_confidence) >= MIN_SESSION_CELLS:
-        share = float(np.clip(QUEUE_PER_ERROR * np.mean(wrong), MIN_LAB_QUEUE, MAX_LAB_QUEUE))
-        bar = max(bar, float(np.quantile(session_confidence, share)))
-    bar = float(np.ceil(bar * 1000) / 1000)
-    confused = {order[c] for c in np.unique(said) if np.mean(wrong[said == c]) > MAX_CLASS_ERRORS}
-    unreliable = tuple(g for g in order if g in confused or g not in adapted)
-    return LabReviewRule(lab, min(bar, MAX_LAB_BAR), unreliable, session_neighbours)
+    No confidence bar of the lab's own: the surest out-of-fold mistake (at least the least
+    sure fifth of the session), shipped until 2026-12-08, queued 48-95 % of the lab's other
+    cells and let Bio-Net's sure mistakes through; the changed calls hold them for a smaller
+    queue (benchmarks/adaptation.py --rules)."""
+    unreliable = tuple(g for g in order if g not in adapted)
+    return LabReviewRule(lab, 0.0, unreliable, session_neighbours, changed_calls=True)
 
 
 def view_mean(cells: LabCells, w: np.ndarray, b: np.ndarray, temperature: float, mirror: bool) -> np.ndarray:
@@ -253,6 +228,7 @@ def _write_partial(
         save_for_inference(bundle.model, tmp / MODEL_FILE)
     finally:
         layer.set_weights(old)
+    np.savez(tmp / BASE_HEAD_FILE, kernel=old[0], bias=old[1])
     progress("writing", 1, 4)
     _adapt_familiarity(bundle, result, tmp / FAMILIARITY_FILE)
     progress("writing", 2, 4)

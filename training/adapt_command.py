@@ -165,20 +165,23 @@ def summary_lines(report: dict) -> list[str]:
         )
     rule = report.get("lab_review") or {}
     if rule:
-        unreliable = ", ".join(rule["unreliable_classes"]) or "none"
-        lines.append(
-            f"For this lab a cell waits for review below {100 * rule['min_confidence']:.0f} % confidence (the surest "
-            f"out-of-fold mistake) or when called one of the classes not yet reliable: {unreliable}"
-            + (
-                f"; or when not all its nearest cells of this session ({report['session_cells_kept']} kept in the bundle) "
-                "were called its class."
-                if rule.get("session_neighbours")
-                else "."
-            )
-        )
+        lines.append(lab_rule_sentence(rule, report.get("session_cells_kept", 0)))
     lines.append(f"Temperature {report['temperature']:.3f} ({report['temperature_how']}).")
     lines.append(f"New bundle: {report['bundle']} ({report['seconds']:.0f} s). Use it with --model {report['name']}.")
     return lines
+
+
+def lab_rule_sentence(rule: dict, session_cells: int) -> str:
+    """What the adapted bundle's rule for the lab (its card's ``lab_review``) queues, in words."""
+    parts = []
+    if rule.get("min_confidence"):  # bundles adapted before 2026-12-08
+        parts.append(f"below {100 * rule['min_confidence']:.0f} % confidence (the surest out-of-fold mistake)")
+    parts.append(f"when called one of the classes not yet reliable: {', '.join(rule['unreliable_classes']) or 'none'}")
+    if rule.get("session_neighbours"):
+        parts.append(f"when not all its nearest cells of this session ({session_cells} kept in the bundle) were called its class")
+    if rule.get("changed_calls"):
+        parts.append("when adapting changed its class")
+    return "For this lab a cell waits for review " + "; or ".join(parts) + "."
 
 
 def add_arguments(p) -> None:

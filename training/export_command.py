@@ -55,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
     keras.saving.load_model(run_dir / "model.keras", compile=False).save(tmp)
     tmp.replace(dest / "model.keras")
 
-    from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE, REPLAY_FILE
+    from yawbcc_desktop.core.adaptation import BASE_HEAD_FILE, LAB_CELLS_FILE, REPLAY_FILE
     from yawbcc_desktop.core.familiarity import FAMILIARITY_FILE
 
     from .domain_command import lodo_summary
 
-    # Bundles trained across labs; an adapted one's session cells, which its lab's rule reads.
-    for extra in (FAMILIARITY_FILE, REPLAY_FILE, LAB_CELLS_FILE):
+    # Bundles trained across labs; an adapted one's session cells and head before adapting,
+    # which its lab's rule reads.
+    for extra in (FAMILIARITY_FILE, REPLAY_FILE, LAB_CELLS_FILE, BASE_HEAD_FILE):
         if (run_dir / extra).is_file():
             shutil.copyfile(run_dir / extra, dest / extra)
     if args.lodo:

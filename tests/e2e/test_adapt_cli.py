@@ -17,7 +17,7 @@ import pytest
 
 from training.card import write_card
 from yawbcc_desktop.cli import EXIT_OK, EXIT_UNUSABLE, main
-from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
+from yawbcc_desktop.core.adaptation import BASE_HEAD_FILE, LAB_CELLS_FILE
 from yawbcc_desktop.core.card_text import adaptation_text
 from yawbcc_desktop.core.classes import ARTEFACT, GROUPS
 from yawbcc_desktop.core.classifier import ModelBundle, read_card
@@ -395,7 +395,12 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     card = read_card(dest / "semi")
     assert card.extra["adaptation"]["unreviewed_cells"] == 5 and card.extra["adaptation"]["cells"] == 30
     rule = card.extra["lab_review"]
-    assert rule["lab"] == "semi" and 0.0 <= rule["min_confidence"] <= 0.99
+    assert rule["lab"] == "semi" and rule["min_confidence"] == 0.0 and rule["changed_calls"] is True
+    assert "when adapting changed its class" in out
+    # The head before adapting is kept beside the new one: the base bundle's own.
+    kept = np.load(dest / "semi" / BASE_HEAD_FILE)
+    base_kernel, base_bias = ModelBundle(adaptable_bundle).model.get_layer("logits").get_weights()
+    assert np.array_equal(kept["kernel"], base_kernel) and np.array_equal(kept["bias"], base_bias)
     # 35 cells are too few a session for the neighbour check; with a lower floor it is kept.
     assert rule["session_neighbours"] is False and not (dest / "semi" / LAB_CELLS_FILE).exists()
     monkeypatch.setattr("training.adapt.MIN_NEIGHBOUR_CELLS", 30)

@@ -363,5 +363,5 @@ def test_warm_up_traces_the_model_a_run_calls(familiar_bundle):
     assert bundle._with_features is not None and bundle._with_features.predict_function is None
     bundle.warm_up()
     assert bundle._with_features.predict_function is not None
-    probs, scores, _, _ = bundle.classify(np.zeros((3, 64, 64, 3), np.uint8))
+    probs, scores, *_ = bundle.classify(np.zeros((3, 64, 64, 3), np.uint8))
     assert probs.shape == (3, 8) and scores.shape == (3,)

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from yawbcc_desktop.core.adaptation import LabReviewRule
-from yawbcc_desktop.core.review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE, NEIGHBOURS_CALLED_OTHERWISE
+from yawbcc_desktop.core.review_rules import (
+    BELOW_LAB_BAR,
+    CALLED_OTHERWISE_BEFORE,
+    CLASS_NOT_YET_RELIABLE,
+    NEIGHBOURS_CALLED_OTHERWISE,
+)
 from yawbcc_desktop.core.suggest import cells_to_review_for_adapting, uncertainty
 
 
@@ -40,33 +45,21 @@ def test_agreeing_pseudo_labels_of_the_unreviewed_cells_improve_the_head():
     assert none_used == 0
 
 
-def test_the_lab_rule_comes_from_the_out_of_fold_mistakes():
+def test_the_lab_rule_queues_untaught_classes_and_calls_adapting_changed():
     from training.adapt import lab_review_rule
 
     order = ["NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE", "EOSINOPHIL"]
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    oof = np.array(
-        [
-            [0.95, 0.03, 0.01, 0.01],
-            [0.97, 0.01, 0.01, 0.01],
-            [0.10, 0.88, 0.01, 0.01],
-            [0.02, 0.97, 0.01, 0.00],
-            [0.03, 0.761, 0.2, 0.009],  # a monocyte called a lymphocyte at 76 %: the surest mistake
-            [0.01, 0.01, 0.97, 0.01],
-        ]
-    )
-    rule = lab_review_rule(oof, labels, order, ["NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE"], "lab")
-    assert rule.min_confidence == pytest.approx(0.761)
-    assert rule.unreliable_classes == ("LYMPHOCYTE", "EOSINOPHIL")  # confused with; never adapted
-    assert rule.reasons("NEUTROPHIL", 0.95) == []
-    assert rule.reasons("NEUTROPHIL", 0.70) == [BELOW_LAB_BAR]
-    assert rule.reasons("LYMPHOCYTE", 0.99) == [CLASS_NOT_YET_RELIABLE]
+    rule = lab_review_rule(order, ["NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE"], "lab")
+    assert rule.min_confidence == 0.0 and rule.changed_calls and not rule.session_neighbours
+    assert rule.unreliable_classes == ("EOSINOPHIL",)  # too few corrections to adapt it
+    assert rule.reasons("NEUTROPHIL", 0.55, None, "NEUTROPHIL") == []  # the user's threshold judges confidence
+    assert rule.reasons("NEUTROPHIL", 0.999, None, "MONOCYTE") == [CALLED_OTHERWISE_BEFORE]
+    assert rule.reasons("EOSINOPHIL", 0.99, None, None) == [CLASS_NOT_YET_RELIABLE]
     assert LabReviewRule.from_card({"lab_review": rule.to_card()}) == rule
-    # With the session's unreviewed cells: at least the least sure 30 % of them wait (5 x the
-    # out-of-fold error rate of 1/6, at most 30 %).
-    session = np.linspace(0.9, 1.0, 101)
-    with_session = lab_review_rule(oof, labels, order, ["NEUTROPHIL", "LYMPHOCYTE", "MONOCYTE"], "lab", session)
-    assert with_session.min_confidence == pytest.approx(0.93)
+    # A bundle adapted before 2026-12-08 keeps its bar and has no changed-call check.
+    old = LabReviewRule.from_card({"lab_review": {"lab": "x", "min_confidence": 0.761, "unreliable_classes": ["LYMPHOCYTE"]}})
+    assert old is not None and not old.changed_calls
+    assert old.reasons("NEUTROPHIL", 0.70, None, "MONOCYTE") == [BELOW_LAB_BAR]
     assert LabReviewRule.from_card({}) is None
 
 
@@ -178,3 +171,46 @@ def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_p
             said = GROUPS[int(np.argmax(c.probs))]
             # Every cell of the lab's session was called `group`: only a cell called otherwise waits for it.
             assert (NEIGHBOURS_CALLED_OTHERWISE in c.flags) == (said != group)
+
+
+def test_an_adapted_bundle_queues_the_cells_whose_class_adapting_changed(tmp_path, data_dir):
+    from dataclasses import replace
+
+    from training.bundle import write_random_bundle
+    from training.card import write_card
+    from yawbcc_desktop.core.adaptation import BASE_HEAD_FILE
+    from yawbcc_desktop.core.classes import GROUPS
+    from yawbcc_desktop.core.classifier import ModelBundle, ModelBundleError, read_card
+    from yawbcc_desktop.core.pipeline import analyse
+
+    folder = write_random_bundle(tmp_path / "lab-c", "lab-c", 64, 0.5, familiarity=True, um_per_px=0.5)
+    card = read_card(folder)
+    rule = LabReviewRule("lab-c", 0.0, (), changed_calls=True)
+    write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
+    with pytest.raises(ModelBundleError, match=BASE_HEAD_FILE):
+        ModelBundle(folder)  # the rule asks for the head before adapting: without it the bundle is refused
+    import keras
+
+    # A head with a clear call (a random bundle's pooled features are about 1e-12: its own
+    # head gives every class the same probability, and a tie is no call to compare).
+    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    kernel, bias = model.get_layer("logits").get_weights()
+    kernel = (np.random.default_rng(0).normal(0, 1.0, kernel.shape) * 1e13).astype(np.float32)
+    model.get_layer("logits").set_weights([kernel, bias])
+    model.save(folder / "model.keras")
+    paths = [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+    # The head before adapting is the model's own: adapting changed no call, no cell waits for it.
+    np.savez(folder / BASE_HEAD_FILE, kernel=kernel, bias=bias)
+    cells = [c for r in analyse(paths, "cell", ModelBundle(folder)) for c in r.cells]
+    assert len(cells) == 12 and not any(CALLED_OTHERWISE_BEFORE in c.flags for c in cells)
+    # A head before adapting that called every cell one class: the cells called otherwise now wait.
+    said = [GROUPS[int(np.argmax(c.probs))] for c in cells]
+    order = read_card(folder).class_order
+    other = next(g for g in order if g != said[0] and g in GROUPS)
+    forced = bias.copy()
+    forced[order.index(other)] += 1e4
+    np.savez(folder / BASE_HEAD_FILE, kernel=kernel, bias=forced)
+    cells = [c for r in analyse(paths, "cell", ModelBundle(folder)) for c in r.cells]
+    said = [GROUPS[int(np.argmax(c.probs))] for c in cells]
+    assert [CALLED_OTHERWISE_BEFORE in c.flags for c in cells] == [g != other for g in said]
+    assert CALLED_OTHERWISE_BEFORE in cells[0].flags

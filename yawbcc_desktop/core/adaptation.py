@@ -19,6 +19,9 @@ REPLAY_FILE = "replay.npz"
 # An adapted bundle's session cells (unit pooled features, float16, and their classes: the
 # reviewer's or the adapted model's call), for its rule's neighbour check.
 LAB_CELLS_FILE = "lab_cells.npz"
+# An adapted bundle's head before adapting (kernel and bias, the model's class order): a
+# cell whose class the adaptation changed waits (``LabReviewRule.changed_calls``).
+BASE_HEAD_FILE = "base_head.npz"
 # The neighbour check needs a session of at least this many cells: with the reviewed ones
 # alone a cell's 10 nearest would span classes by construction.
 MIN_NEIGHBOUR_CELLS = 100
@@ -44,25 +47,31 @@ def unit_replay(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         return unit_rows(rp["features"]), np.asarray(rp["labels"], np.int64)
 
 
-# Once adapted with corrections, a bundle carries what cross-validation on them says it can
-# be trusted with on that lab (``LabReviewRule``, in its card under ``lab_review``): cells it
-# is less sure of than its out-of-fold mistakes were, or of a class it still confused, wait for
+# Once adapted with corrections, a bundle carries a review rule for that lab (``LabReviewRule``,
+# in its card under ``lab_review``): cells the lab's corrections do not vouch for wait for
 # review; the others stop waiting just because the lab is new.
 @dataclass(frozen=True)
 class LabReviewRule:
     """The review rule an adapted bundle brings for its lab."""
 
     lab: str
-    min_confidence: float  # a cell below this waits (the surest out-of-fold mistake)
-    unreliable_classes: tuple[str, ...]  # classes the corrections showed it still confuses or never saw
+    # A cell below this waits: 0 since 2026-12-08; bundles adapted before then carry the
+    # surest out-of-fold mistake of their corrections (or more) here.
+    min_confidence: float
+    unreliable_classes: tuple[str, ...]  # classes too few corrections taught (older bundles: or still confused)
     # With the session's cells kept (LAB_CELLS_FILE): a cell waits unless all its nearest
     # cells of the lab were called its class (core.familiarity.neighbour_agreement).
     session_neighbours: bool = False
+    # With the head before adapting kept (BASE_HEAD_FILE): a cell waits when the adaptation
+    # changed its class.  Such a call rests on a few dozen corrections alone; on Bio-Net the
+    # sure mistakes left after adapting were mostly such changes (benchmarks/adaptation.py).
+    changed_calls: bool = False
 
-    def reasons(self, predicted: str, confidence: float, agreement: float | None = None) -> list[str]:
+    def reasons(self, predicted: str, confidence: float, agreement: float | None = None, before: str | None = None) -> list[str]:
         """The reasons (words of ``review_rules``) this rule gives a cell, [] if none;
-        ``agreement``: the cell's ``neighbour_agreement`` among the lab's cells, if measured."""
-        from .review_rules import BELOW_LAB_BAR, CLASS_NOT_YET_RELIABLE, NEIGHBOURS_CALLED_OTHERWISE
+        ``agreement``: the cell's ``neighbour_agreement`` among the lab's cells, and
+        ``before``: its class through the head before adapting, where measured."""
+        from .review_rules import BELOW_LAB_BAR, CALLED_OTHERWISE_BEFORE, CLASS_NOT_YET_RELIABLE, NEIGHBOURS_CALLED_OTHERWISE
 
         out = []
         if confidence < self.min_confidence:
@@ -71,6 +80,8 @@ class LabReviewRule:
             out.append(CLASS_NOT_YET_RELIABLE)
         if self.session_neighbours and agreement is not None and agreement < 1.0:
             out.append(NEIGHBOURS_CALLED_OTHERWISE)
+        if self.changed_calls and before is not None and before != predicted:
+            out.append(CALLED_OTHERWISE_BEFORE)
         return out
 
     def to_card(self) -> dict[str, Any]:
@@ -79,6 +90,7 @@ class LabReviewRule:
             "min_confidence": self.min_confidence,
             "unreliable_classes": list(self.unreliable_classes),
             "session_neighbours": self.session_neighbours,
+            "changed_calls": self.changed_calls,
         }
 
     @classmethod
@@ -91,6 +103,7 @@ class LabReviewRule:
             float(rule.get("min_confidence", 0.0)),
             tuple(rule.get("unreliable_classes", ())),
             bool(rule.get("session_neighbours", False)),
+            bool(rule.get("changed_calls", False)),
         )
 
 
@@ -98,3 +111,9 @@ def lab_cells(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """An adapted bundle's session cells: unit features (float32) and classes (GROUPS indices)."""
     with np.load(Path(folder) / LAB_CELLS_FILE) as lc:
         return lc["features"].astype(np.float32), np.asarray(lc["classes"], np.int64)
+
+
+def base_head(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An adapted bundle's head before adapting: kernel (D, C) and bias (C,), float32."""
+    with np.load(Path(folder) / BASE_HEAD_FILE) as bh:
+        return bh["kernel"].astype(np.float32), bh["bias"].astype(np.float32)

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .adaptation import LAB_CELLS_FILE, LabReviewRule, lab_cells
+from .adaptation import BASE_HEAD_FILE, LAB_CELLS_FILE, LabReviewRule, base_head, lab_cells
 from .classes import GROUPS
 from .familiarity import FAMILIARITY_FILE, Familiarity, neighbour_agreement, neighbour_distances
 
@@ -232,6 +232,13 @@ class ModelBundle:
                 self.lab_cells = lab_cells(self.folder)
             except (OSError, KeyError, ValueError) as exc:
                 raise ModelBundleError(f"{self.folder / LAB_CELLS_FILE}: cannot read the lab's cells ({exc})") from None
+        # Its head before adapting, for the rule's changed-call check (None: no check).
+        self.base_head: tuple[np.ndarray, np.ndarray] | None = None
+        if self.lab_rule is not None and self.lab_rule.changed_calls:
+            try:
+                self.base_head = base_head(self.folder)
+            except (OSError, KeyError, ValueError) as exc:
+                raise ModelBundleError(f"{self.folder / BASE_HEAD_FILE}: cannot read the head before adapting ({exc})") from None
         # Map the model's output order onto GROUPS once.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
         # Bundles with a familiarity model also report each cell's pooled backbone features:
@@ -261,15 +268,17 @@ class ModelBundle:
         return self._run(batch, False)[0]
 
     def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """GROUPS-order probabilities over the views and, with ``features``, the pooled
+        features of every view (views x N rows, the images' own first)."""
         if len(batch) == 0:
             return np.zeros((0, len(GROUPS)), dtype=np.float64), None
         views = [batch, *(TTA_VIEWS[v](batch) for v in self.card.tta)]
         inputs = np.concatenate(views).astype(np.float32)
         feats = None
         if features and self._with_features is not None:
+            # Features of every view, the image's own first.
             out, feats = self._with_features.predict_on_batch(inputs)
-            # Features of the image itself, not of its test-time views.
-            feats = np.asarray(feats, np.float64)[: len(batch)]
+            feats = np.asarray(feats, np.float64)
         else:
             out = self.model.predict_on_batch(inputs)
         out = np.asarray(out, dtype=np.float64)
@@ -319,17 +328,31 @@ class ModelBundle:
         """Calibrated probabilities; with a familiarity model, each cell's unfamiliarity score
         (``Familiarity.cell_scores``) and, where it checks them, whether the cell is unlike
         the training cells of the class it was called (``neighbour_distances``)."""
-        raw, feats = self._run(batch, True)
+        raw, views = self._run(batch, True)
         probs = softmax_with_temperature(raw, self.card.temperature)
-        if feats is None or self.familiarity is None:
+        if views is None or self.familiarity is None:
             return Classified(probs, None, None)
-        unusual = agreement = None
+        feats = views[: len(batch)]  # the image itself, not its test-time views
+        unusual = agreement = before = None
         if self.cell_check is not None:
             distances = neighbour_distances(feats, probs.argmax(axis=1), *self.cell_check)
             unusual = distances > self.familiarity.neighbour_threshold
         if self.lab_cells is not None:
             agreement = neighbour_agreement(feats, probs.argmax(axis=1), *self.lab_cells)
-        return Classified(probs, self.familiarity.cell_scores(feats), unusual, agreement)
+        if self.base_head is not None:
+            before = self._calls_before_adapting(views, len(batch))
+        return Classified(probs, self.familiarity.cell_scores(feats), unusual, agreement, before)
+
+    def _calls_before_adapting(self, views: np.ndarray, n: int) -> np.ndarray:
+        """GROUPS index of each cell's class through the head before adapting, its views
+        combined as the model combines them (the mean of the views' log-probabilities has
+        the argmax of the mean of their logits)."""
+        assert self.base_head is not None
+        kernel, bias = self.base_head
+        logits = (views.astype(np.float32) @ kernel + bias).reshape(-1, n, kernel.shape[1]).mean(axis=0)
+        model_to_groups = np.array([GROUPS.index(g) for g in self.card.class_order])
+        calls: np.ndarray = model_to_groups[logits.argmax(axis=1)]
+        return calls
 
 
 class Classified(NamedTuple):
@@ -340,6 +363,8 @@ class Classified(NamedTuple):
     unusual: np.ndarray | None  # bool: unlike the training cells of its class; None: not checked
     # An adapted bundle's: share of the lab's nearest session cells called the same class; None: not checked.
     agreement: np.ndarray | None = None
+    # An adapted bundle's: GROUPS index of each cell's class before adapting; None: not checked.
+    before: np.ndarray | None = None
 
 
 def _one_blas_thread() -> None:

@@ -163,7 +163,7 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
     with_inputs = [r for r in results if r.inputs is not None and len(r.inputs)]
     if not with_inputs:
         return
-    probs, scores, unusual, agreement = bundle.classify(np.concatenate([r.inputs for r in with_inputs]))
+    probs, scores, unusual, agreement, before = bundle.classify(np.concatenate([r.inputs for r in with_inputs]))
     start = 0
     for r in with_inputs:
         n = len(r.cells)
@@ -180,7 +180,8 @@ def classify_batch(results: list[ImageResult], bundle: ModelBundle) -> None:
                 cell.flags.append(UNUSUAL_CELL)
             if bundle.lab_rule is not None:
                 agrees = float(agreement[start + i]) if agreement is not None else None
-                cell.flags += bundle.lab_rule.reasons(GROUPS[int(np.argmax(cell.probs))], float(np.max(cell.probs)), agrees)
+                was = GROUPS[int(before[start + i])] if before is not None else None
+                cell.flags += bundle.lab_rule.reasons(GROUPS[int(np.argmax(cell.probs))], float(np.max(cell.probs)), agrees, was)
         start += n
         r.inputs = None
 

@@ -46,6 +46,7 @@ UNUSUAL_CELL = "unlike the cells the model learnt this class from"
 BELOW_LAB_BAR = "less sure than this lab's corrections ask"
 CLASS_NOT_YET_RELIABLE = "class not yet reliable on this lab"
 NEIGHBOURS_CALLED_OTHERWISE = "this lab's cells most like it were called another class"
+CALLED_OTHERWISE_BEFORE = "adapting to this lab changed its class"
 
 # Diameters (µm) beyond which size and class contradict each other.  Measured on 40 PBC
 # crops per class (segmented outline, scale from red cells): platelets (clumps included)
