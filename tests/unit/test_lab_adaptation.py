@@ -45,6 +45,25 @@ def test_agreeing_pseudo_labels_of_the_unreviewed_cells_improve_the_head():
     assert none_used == 0
 
 
+def adapted_random_bundle(folder, rule: LabReviewRule):
+    """A random bundle with a familiarity model, framed in µm, whose card carries ``rule``."""
+    from dataclasses import replace
+
+    from training.bundle import write_random_bundle
+    from training.card import write_card
+    from yawbcc_desktop.core.classifier import read_card
+
+    folder = write_random_bundle(folder, folder.name, 64, 0.5, familiarity=True, um_per_px=0.5)
+    card = read_card(folder)
+    write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
+    return folder
+
+
+def pbc_crops(data_dir) -> list:
+    """Four PBC crops each of three classes."""
+    return [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+
+
 def test_the_lab_rule_queues_untaught_classes_and_calls_adapting_changed():
     from training.adapt import lab_review_rule
 
@@ -109,7 +128,7 @@ def test_an_adapted_bundle_queues_its_labs_cells_by_its_rule(tmp_path, data_dir)
     write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
     bundle = ModelBundle(folder)
     assert bundle.lab_rule == rule
-    paths = [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+    paths = pbc_crops(data_dir)
     cells = [c for r in analyse(paths, "cell", bundle) for c in r.cells]
     assert len(cells) == 12
     for c in cells:
@@ -143,24 +162,17 @@ def test_neighbour_agreement_counts_the_nearest_other_cells_not_the_cell_itself(
 
 
 def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_path, data_dir):
-    from dataclasses import replace
-
-    from training.bundle import write_random_bundle
-    from training.card import write_card
     from yawbcc_desktop.core.adaptation import LAB_CELLS_FILE
     from yawbcc_desktop.core.classes import GROUPS
-    from yawbcc_desktop.core.classifier import ModelBundle, ModelBundleError, read_card
+    from yawbcc_desktop.core.classifier import ModelBundle, ModelBundleError
     from yawbcc_desktop.core.pipeline import analyse
 
-    folder = write_random_bundle(tmp_path / "lab-b", "lab-b", 64, 0.5, familiarity=True, um_per_px=0.5)
-    card = read_card(folder)
-    rule = LabReviewRule("lab-b", 0.0, (), session_neighbours=True)
-    write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
+    folder = adapted_random_bundle(tmp_path / "lab-b", LabReviewRule("lab-b", 0.0, (), session_neighbours=True))
     with pytest.raises(ModelBundleError, match=LAB_CELLS_FILE):
         ModelBundle(folder)  # the rule asks for the lab's cells: without them the bundle is refused, not run unchecked
     np.savez(folder / LAB_CELLS_FILE, features=np.zeros((1, 1), np.float16), classes=np.zeros(1, np.int8))
     dim = ModelBundle(folder).features(np.zeros((1, 64, 64, 3), np.uint8)).shape[1]
-    paths = [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+    paths = pbc_crops(data_dir)
     refs = np.random.default_rng(1).normal(size=(30, dim))
     refs /= np.linalg.norm(refs, axis=1, keepdims=True)
     for group in ("NEUTROPHIL", "LYMPHOCYTE"):
@@ -174,19 +186,12 @@ def test_an_adapted_bundle_checks_each_cell_against_its_labs_session_cells(tmp_p
 
 
 def test_an_adapted_bundle_queues_the_cells_whose_class_adapting_changed(tmp_path, data_dir):
-    from dataclasses import replace
-
-    from training.bundle import write_random_bundle
-    from training.card import write_card
     from yawbcc_desktop.core.adaptation import BASE_HEAD_FILE
     from yawbcc_desktop.core.classes import GROUPS
     from yawbcc_desktop.core.classifier import ModelBundle, ModelBundleError, read_card
     from yawbcc_desktop.core.pipeline import analyse
 
-    folder = write_random_bundle(tmp_path / "lab-c", "lab-c", 64, 0.5, familiarity=True, um_per_px=0.5)
-    card = read_card(folder)
-    rule = LabReviewRule("lab-c", 0.0, (), changed_calls=True)
-    write_card(folder, replace(card, extra={**card.extra, "lab_review": rule.to_card()}))
+    folder = adapted_random_bundle(tmp_path / "lab-c", LabReviewRule("lab-c", 0.0, (), changed_calls=True))
     with pytest.raises(ModelBundleError, match=BASE_HEAD_FILE):
         ModelBundle(folder)  # the rule asks for the head before adapting: without it the bundle is refused
     import keras
@@ -198,7 +203,7 @@ def test_an_adapted_bundle_queues_the_cells_whose_class_adapting_changed(tmp_pat
     kernel = (np.random.default_rng(0).normal(0, 1.0, kernel.shape) * 1e13).astype(np.float32)
     model.get_layer("logits").set_weights([kernel, bias])
     model.save(folder / "model.keras")
-    paths = [p for g in ("neutrophil", "lymphocyte", "eosinophil") for p in sorted((data_dir / "pbc" / g).glob("*.jpg"))[1:5]]
+    paths = pbc_crops(data_dir)
     # The head before adapting is the model's own: adapting changed no call, no cell waits for it.
     np.savez(folder / BASE_HEAD_FILE, kernel=kernel, bias=bias)
     cells = [c for r in analyse(paths, "cell", ModelBundle(folder)) for c in r.cells]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -223,22 +224,14 @@ class ModelBundle:
             raise ModelBundleError(
                 f"{self.folder}: model input {shape[1:3]} does not match the card's input_size {self.card.input_size}"
             )
-        # An adapted bundle's review rule for its lab (None for the others), and the lab's
-        # session cells its neighbour check compares a cell with (None: no check).
-        self.lab_rule = LabReviewRule.from_card(self.card.extra)
-        self.lab_cells: tuple[np.ndarray, np.ndarray] | None = None
-        if self.lab_rule is not None and self.lab_rule.session_neighbours:
-            try:
-                self.lab_cells = lab_cells(self.folder)
-            except (OSError, KeyError, ValueError) as exc:
-                raise ModelBundleError(f"{self.folder / LAB_CELLS_FILE}: cannot read the lab's cells ({exc})") from None
-        # Its head before adapting, for the rule's changed-call check (None: no check).
-        self.base_head: tuple[np.ndarray, np.ndarray] | None = None
-        if self.lab_rule is not None and self.lab_rule.changed_calls:
-            try:
-                self.base_head = base_head(self.folder)
-            except (OSError, KeyError, ValueError) as exc:
-                raise ModelBundleError(f"{self.folder / BASE_HEAD_FILE}: cannot read the head before adapting ({exc})") from None
+        # An adapted bundle's review rule for its lab (None for the others), the lab's session
+        # cells its neighbour check compares a cell with, and its head before adapting for the
+        # changed-call check (None: no check).  A rule that asks for a file the bundle lacks
+        # refuses the bundle rather than run unchecked.
+        self.lab_rule = rule = LabReviewRule.from_card(self.card.extra)
+        neighbours, changed = (rule.session_neighbours, rule.changed_calls) if rule is not None else (False, False)
+        self.lab_cells = self._lab_file(LAB_CELLS_FILE, "the lab's cells", lab_cells, neighbours)
+        self.base_head = self._lab_file(BASE_HEAD_FILE, "the head before adapting", base_head, changed)
         # Map the model's output order onto GROUPS once.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
         # Bundles with a familiarity model also report each cell's pooled backbone features:
@@ -257,6 +250,17 @@ class ModelBundle:
                 self._with_features = keras.Model(self.model.input, [self.model.output, pooled_features(self.model)])
             except Exception as exc:
                 raise ModelBundleError(f"{fam_path}: cannot use the familiarity model ({type(exc).__name__}: {exc})") from None
+
+    def _lab_file(
+        self, name: str, what: str, read: Callable[[Path], tuple[np.ndarray, np.ndarray]], needed: bool
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An adapted bundle's file its lab's rule reads (None when the rule does not need it)."""
+        if not needed:
+            return None
+        try:
+            return read(self.folder)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelBundleError(f"{self.folder / name}: cannot read {what} ({exc})") from None
 
     @property
     def name(self) -> str:
