@@ -408,7 +408,9 @@ def test_adapt_learns_from_the_unreviewed_rows_and_names_the_unreadable_ones(
     out, _err = capsys.readouterr()
     assert "or when not all its nearest cells of this session (35 kept in the bundle)" in out
     adapted = ModelBundle(dest / "semi-neighbours")
-    assert adaptation_text(adapted.card.extra).endswith("30 cells; checks each cell against 35 cells of that session")
+    assert adaptation_text(adapted.card.extra).endswith(
+        "30 cells; checks each cell against 35 cells of that session; queues the cells whose class adapting changed"
+    )
     assert adapted.lab_rule is not None and adapted.lab_rule.session_neighbours and adapted.lab_cells is not None
     feats, classes = adapted.lab_cells
     assert feats.shape[0] == len(classes) == 35 and np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-2)
