@@ -103,16 +103,17 @@ def score(
     if lab_um_per_px:
         rows["um_per_px"] = lab_um_per_px
     x, signatures = correction_inputs(bundle, rows)
-    probs, fam, odd, agreeing, was = [], [], [], [], []
+    probs, fam, odd = [], [], []
+    agrees: list[float | None] = []  # per cell, what an adapted bundle's rule reads (None: not measured)
+    befores: list[str | None] = []
     for i in range(0, len(x), 64):
         p, s, u, agreement, before = bundle.classify(x[i : i + 64])
         probs.append(p)
         fam.append(s if s is not None else np.full(len(p), np.nan))
         odd.append(u if u is not None else np.zeros(len(p), bool))
-        agreeing.append(agreement if agreement is not None else np.full(len(p), np.nan))
-        was.append(before if before is not None else np.full(len(p), -1))
+        agrees += [float(a) for a in agreement] if agreement is not None else [None] * len(p)
+        befores += [GROUPS[int(w)] for w in before] if before is not None else [None] * len(p)
     probs, fam, unusual = np.concatenate(probs), np.concatenate(fam), np.concatenate(odd)
-    agreeing, was = np.concatenate(agreeing), np.concatenate(was)
     labels = cells["group"].map({g: i for i, g in enumerate(GROUPS)}).to_numpy()
     # One cell per image in these sets: the image's feature score is its cell's.
     fam_model = bundle.familiarity
@@ -130,10 +131,9 @@ def score(
         probs = np.stack([size_ruled(p, d, u) for p, d, u in zip(probs, diameters, unfamiliar)])
     if bundle.lab_rule is not None:  # an adapted bundle's rule for its lab, as classify_batch applies it
         rule = bundle.lab_rule
-        agrees = [None if np.isnan(a) else float(a) for a in agreeing]
-        befores = [GROUPS[w] if w >= 0 else None for w in was]
-        said_by = [GROUPS[int(p.argmax())] for p in probs]
-        unusual |= np.array([bool(rule.reasons(g, float(p.max()), a, w)) for g, p, a, w in zip(said_by, probs, agrees, befores)])
+        unusual |= np.array(
+            [bool(rule.reasons(GROUPS[int(p.argmax())], float(p.max()), a, w)) for p, a, w in zip(probs, agrees, befores)]
+        )
     return domain_metrics(probs, labels, unfamiliar, threshold, conflict, unusual)
 
 

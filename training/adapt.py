@@ -150,14 +150,13 @@ def adapt(
         f"replay sample {replay_acc_before:.3f} -> {replay_acc_after:.3f}"
     )
     session = None
-    if unlabelled is not None and len(unlabelled):
+    if unlabelled is not None and len(unlabelled) and len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
         called = view_mean(unlabelled, w, b, temperature, bool(bundle.card.tta))
-        if len(rows) + len(unlabelled) >= MIN_NEIGHBOUR_CELLS:
-            classes = np.concatenate([labels, called.argmax(axis=1)])
-            session = (
-                unit_rows(np.concatenate([feats, unlabelled.plain])),
-                np.array([GROUPS.index(order[c]) for c in classes], np.int8),
-            )
+        classes = np.concatenate([labels, called.argmax(axis=1)])
+        session = (
+            unit_rows(np.concatenate([feats, unlabelled.plain])),
+            np.array([GROUPS.index(order[c]) for c in classes], np.int8),
+        )
     oof = softmax_with_temperature(oof, temperature)
     rule = lab_review_rule(order, usable, "", session is not None)
     report["session_cells_kept"] = len(session[1]) if session is not None else 0

@@ -15,8 +15,9 @@ def adaptation_text(extra: dict[str, Any]) -> str:
         text += f" on {str(how['date'])[:10]}"
     if how.get("cells"):
         text += f", {how['cells']} cells"
-    if (extra.get("lab_review") or {}).get("session_neighbours") and how.get("session_cells_kept"):
+    rule = extra.get("lab_review") or {}
+    if rule.get("session_neighbours") and how.get("session_cells_kept"):
         text += f"; checks each cell against {how['session_cells_kept']} cells of that session"
-    if (extra.get("lab_review") or {}).get("changed_calls"):
+    if rule.get("changed_calls"):
         text += "; queues the cells whose class adapting changed"
     return text

@@ -232,8 +232,9 @@ class ModelBundle:
         neighbours, changed = (rule.session_neighbours, rule.changed_calls) if rule is not None else (False, False)
         self.lab_cells = self._lab_file(LAB_CELLS_FILE, "the lab's cells", lab_cells, neighbours)
         self.base_head = self._lab_file(BASE_HEAD_FILE, "the head before adapting", base_head, changed)
-        # Map the model's output order onto GROUPS once.
+        # Map the model's output order onto GROUPS once, and back.
         self._order = [self.card.class_order.index(g) if g in self.card.class_order else -1 for g in GROUPS]
+        self._groups_of_outputs = np.array([GROUPS.index(g) for g in self.card.class_order])
         # Bundles with a familiarity model also report each cell's pooled backbone features:
         # one model call gives both the probabilities and the features.
         self.familiarity = None
@@ -273,16 +274,16 @@ class ModelBundle:
 
     def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """GROUPS-order probabilities over the views and, with ``features``, the pooled
-        features of every view (views x N rows, the images' own first)."""
+        features of every view as the model gives them (views x N rows, float32, the images'
+        own first)."""
         if len(batch) == 0:
             return np.zeros((0, len(GROUPS)), dtype=np.float64), None
         views = [batch, *(TTA_VIEWS[v](batch) for v in self.card.tta)]
         inputs = np.concatenate(views).astype(np.float32)
         feats = None
         if features and self._with_features is not None:
-            # Features of every view, the image's own first.
             out, feats = self._with_features.predict_on_batch(inputs)
-            feats = np.asarray(feats, np.float64)
+            feats = np.asarray(feats)
         else:
             out = self.model.predict_on_batch(inputs)
         out = np.asarray(out, dtype=np.float64)
@@ -336,7 +337,7 @@ class ModelBundle:
         probs = softmax_with_temperature(raw, self.card.temperature)
         if views is None or self.familiarity is None:
             return Classified(probs, None, None)
-        feats = views[: len(batch)]  # the image itself, not its test-time views
+        feats = np.asarray(views[: len(batch)], np.float64)  # the image itself, not its test-time views
         unusual = agreement = before = None
         if self.cell_check is not None:
             distances = neighbour_distances(feats, probs.argmax(axis=1), *self.cell_check)
@@ -353,9 +354,8 @@ class ModelBundle:
         the argmax of the mean of their logits)."""
         assert self.base_head is not None
         kernel, bias = self.base_head
-        logits = (views.astype(np.float32) @ kernel + bias).reshape(-1, n, kernel.shape[1]).mean(axis=0)
-        model_to_groups = np.array([GROUPS.index(g) for g in self.card.class_order])
-        calls: np.ndarray = model_to_groups[logits.argmax(axis=1)]
+        logits = (views @ kernel + bias).reshape(-1, n, kernel.shape[1]).mean(axis=0)
+        calls: np.ndarray = self._groups_of_outputs[logits.argmax(axis=1)]
         return calls
 
 
